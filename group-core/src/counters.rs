@@ -1,0 +1,136 @@
+//! Drop counters and events: the public face of a group that fails silently otherwise.
+
+use crate::record::OpenError;
+use crate::wire::{Epoch, SenderId};
+
+/// Records accepted, sealed, and dropped by reason. All counters saturate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Records authenticated and delivered.
+    pub accepted: u64,
+    /// Records sealed by this node.
+    pub sealed: u64,
+    /// Not a well-formed record (or over the size limit).
+    pub malformed: u64,
+    /// Well-formed but not application data.
+    pub unsupported_content_type: u64,
+    /// Epoch not held.
+    pub unknown_epoch: u64,
+    /// Sender not known or not admissible.
+    pub unknown_sender: u64,
+    /// Already received.
+    pub replay: u64,
+    /// Older than the window or than the sender's epoch.
+    pub too_old: u64,
+    /// Failed authentication.
+    pub authentication_failed: u64,
+    /// Carried this node's own sender ID.
+    pub own_sender_id: u64,
+    /// Strict profile: explicit nonce differed from epoch||sid||seq.
+    pub nonce_mismatch: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+}
+
+impl Counters {
+    /// Counts one dropped record.
+    pub fn count_drop(&mut self, e: &OpenError) {
+        let c = match e {
+            OpenError::Malformed(_) => &mut self.malformed,
+            OpenError::UnsupportedContentType(_) => &mut self.unsupported_content_type,
+            OpenError::UnknownEpoch(_) => &mut self.unknown_epoch,
+            OpenError::UnknownSender(_) => &mut self.unknown_sender,
+            OpenError::Replay => &mut self.replay,
+            OpenError::TooOld => &mut self.too_old,
+            OpenError::AuthenticationFailed => &mut self.authentication_failed,
+            OpenError::OwnSenderId => &mut self.own_sender_id,
+            OpenError::NonceMismatch => &mut self.nonce_mismatch,
+        };
+        *c = c.saturating_add(1);
+    }
+
+    /// Total records dropped, all reasons.
+    pub fn dropped(&self) -> u64 {
+        [
+            self.malformed,
+            self.unsupported_content_type,
+            self.unknown_epoch,
+            self.unknown_sender,
+            self.replay,
+            self.too_old,
+            self.authentication_failed,
+            self.own_sender_id,
+            self.nonce_mismatch,
+        ]
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b))
+    }
+
+    /// `(reason, count)` pairs for every drop reason, in a fixed order (names as
+    /// [`OpenError::reason`]).
+    pub fn drop_reasons(&self) -> [(&'static str, u64); 9] {
+        [
+            ("malformed", self.malformed),
+            ("unsupported_content_type", self.unsupported_content_type),
+            ("unknown_epoch", self.unknown_epoch),
+            ("unknown_sender", self.unknown_sender),
+            ("replay", self.replay),
+            ("too_old", self.too_old),
+            ("authentication_failed", self.authentication_failed),
+            ("own_sender_id", self.own_sender_id),
+            ("nonce_mismatch", self.nonce_mismatch),
+        ]
+    }
+}
+
+/// Why a rekey is needed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RekeyReason {
+    /// This node's sequence number passed the per-sender budget.
+    SenderBudget,
+    /// Records protected under the epoch key (sent and received, all senders) passed the
+    /// group's confidentiality limit (RFC 9147 §4.5.3).
+    GroupUsage,
+    /// This node's sequence numbers for the epoch are exhausted: it has stopped sending.
+    SequenceExhausted,
+}
+
+/// Something the application or the key-distribution client should act on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// Ask the key server for a new epoch.
+    RekeyNeeded {
+        /// The epoch concerned.
+        epoch: Epoch,
+        /// Why.
+        reason: RekeyReason,
+    },
+    /// Authentication failures under an epoch key reached the integrity limit.
+    IntegrityLimitReached {
+        /// The epoch concerned.
+        epoch: Epoch,
+        /// Failures counted.
+        failures: u64,
+    },
+    /// An authentic record carried this node's own sender ID: another member may hold the same
+    /// sid (or multicast loopback is on).
+    PossibleSenderIdClash {
+        /// Epoch of the record.
+        epoch: Epoch,
+        /// Sequence number of the record.
+        seq: u64,
+    },
+    /// A sender's state was evicted from a full table; that sender is refused until a newer
+    /// epoch is installed.
+    SenderEvicted {
+        /// The evicted sender.
+        sender_id: SenderId,
+    },
+    /// The previous epoch's grace period ended; its key is dropped.
+    EpochRetired {
+        /// The epoch dropped.
+        epoch: Epoch,
+    },
+}

@@ -1,0 +1,234 @@
+//! The epochs a group holds (wire.md §4): previous (until its grace deadline), current, and a
+//! staged next. Epochs only move forward: none is reused and none wraps.
+
+use crate::suite::{EpochCipher, KeyError, RecordKeys};
+use crate::time::Instant;
+use crate::wire::Epoch;
+
+/// One installed epoch: its keyed cipher and its usage counters.
+#[derive(Debug)]
+pub struct EpochKeys {
+    epoch: Epoch,
+    cipher: EpochCipher,
+    keys: RecordKeys,
+    /// Authentication failures seen under this key.
+    pub(crate) auth_failures: u64,
+    /// Whether the integrity-limit event was raised for this key.
+    pub(crate) integrity_event_raised: bool,
+    /// Records protected under this key (sealed here plus accepted from others).
+    pub(crate) records: u64,
+    /// Whether the usage-limit event was raised for this key.
+    pub(crate) usage_event_raised: bool,
+}
+
+impl EpochKeys {
+    /// The epoch number.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The keyed cipher.
+    pub fn cipher(&self) -> &EpochCipher {
+        &self.cipher
+    }
+
+    /// Authentication failures counted under this key.
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures
+    }
+}
+
+/// Which of the held epochs an epoch number refers to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EpochRole {
+    /// The previous epoch, inside its grace period.
+    Previous,
+    /// The current epoch (the one this node sends in).
+    Current,
+    /// The staged next epoch (receivable; not yet used for sending).
+    Next,
+}
+
+/// Previous / current / next epochs of one group.
+#[derive(Debug, Default)]
+pub struct EpochSet {
+    previous: Option<(EpochKeys, Instant)>,
+    current: Option<EpochKeys>,
+    next: Option<EpochKeys>,
+    highest: Option<Epoch>,
+}
+
+impl EpochSet {
+    /// No keys yet.
+    pub const fn new() -> Self {
+        Self {
+            previous: None,
+            current: None,
+            next: None,
+            highest: None,
+        }
+    }
+
+    /// The highest epoch ever installed here.
+    pub fn highest(&self) -> Option<Epoch> {
+        self.highest
+    }
+
+    /// Stages `epoch` as the next epoch. It must be newer than every epoch installed before;
+    /// a staged epoch that was never activated is replaced. Installing the same epoch with the
+    /// same keys again is accepted and changes nothing (a retransmitted bundle).
+    pub fn install(&mut self, epoch: Epoch, keys: &RecordKeys) -> Result<(), KeyError> {
+        if epoch.0 == 0 {
+            return Err(KeyError::EpochZero);
+        }
+        if let Some(h) = self.highest
+            && epoch <= h
+        {
+            {
+                let same = [self.next.as_ref(), self.current.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|k| k.epoch == epoch && k.keys == *keys);
+                return if same {
+                    Ok(())
+                } else {
+                    Err(KeyError::EpochNotNewer)
+                };
+            }
+        }
+        let cipher = EpochCipher::new(keys)?;
+        self.next = Some(EpochKeys {
+            epoch,
+            cipher,
+            keys: keys.clone(),
+            auth_failures: 0,
+            integrity_event_raised: false,
+            records: 0,
+            usage_event_raised: false,
+        });
+        self.highest = Some(epoch);
+        Ok(())
+    }
+
+    /// Makes the staged `epoch` current. The old current becomes previous, accepted until
+    /// `now + grace_ms`; an older previous is dropped at once. Returns the epoch dropped, if any.
+    pub fn activate(
+        &mut self,
+        epoch: Epoch,
+        now: Instant,
+        grace_ms: u64,
+    ) -> Result<Option<Epoch>, KeyError> {
+        if self.current.as_ref().is_some_and(|c| c.epoch == epoch) {
+            return Ok(None);
+        }
+        if self.next.as_ref().is_none_or(|n| n.epoch != epoch) {
+            return Err(KeyError::NotStaged);
+        }
+        let next = self.next.take();
+        let dropped = self.previous.take().map(|(p, _)| p.epoch);
+        self.previous = self.current.take().map(|c| (c, now.plus_millis(grace_ms)));
+        self.current = next;
+        Ok(dropped)
+    }
+
+    /// Drops the previous epoch if its grace period is over; returns it.
+    pub fn expire(&mut self, now: Instant) -> Option<Epoch> {
+        match &self.previous {
+            Some((p, deadline)) if now >= *deadline => {
+                let e = p.epoch;
+                self.previous = None;
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+
+    /// Drops the previous epoch now (a conservative policy keeps none).
+    pub fn retire_previous(&mut self) -> Option<Epoch> {
+        self.previous.take().map(|(p, _)| p.epoch)
+    }
+
+    /// When [`expire`](Self::expire) next has work to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.previous.as_ref().map(|(_, d)| *d)
+    }
+
+    /// The current epoch's keys.
+    pub fn current(&self) -> Option<&EpochKeys> {
+        self.current.as_ref()
+    }
+
+    /// The staged next epoch, if any.
+    pub fn staged(&self) -> Option<Epoch> {
+        self.next.as_ref().map(|n| n.epoch)
+    }
+
+    /// The previous epoch, if still held.
+    pub fn previous(&self) -> Option<Epoch> {
+        self.previous.as_ref().map(|(p, _)| p.epoch)
+    }
+
+    /// Looks up a held epoch that is still valid at `now`.
+    pub fn get_mut(&mut self, epoch: Epoch, now: Instant) -> Option<(EpochRole, &mut EpochKeys)> {
+        if let Some(c) = self.current.as_mut().filter(|c| c.epoch == epoch) {
+            return Some((EpochRole::Current, c));
+        }
+        if let Some(n) = self.next.as_mut().filter(|n| n.epoch == epoch) {
+            return Some((EpochRole::Next, n));
+        }
+        match self.previous.as_mut() {
+            Some((p, deadline)) if p.epoch == epoch && now < *deadline => {
+                Some((EpochRole::Previous, p))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `epoch` is held (in any role) at `now`.
+    pub fn holds(&self, epoch: Epoch, now: Instant) -> bool {
+        self.current.as_ref().is_some_and(|c| c.epoch == epoch)
+            || self.next.as_ref().is_some_and(|n| n.epoch == epoch)
+            || self
+                .previous
+                .as_ref()
+                .is_some_and(|(p, d)| p.epoch == epoch && now < *d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::Suite;
+
+    fn keys(b: u8) -> RecordKeys {
+        RecordKeys::new(Suite::AES_128_CCM_8, &[b; 16], &[b; 4]).unwrap()
+    }
+
+    #[test]
+    fn epochs_move_forward_only() {
+        let mut s = EpochSet::new();
+        assert_eq!(s.install(Epoch(0), &keys(1)), Err(KeyError::EpochZero));
+        s.install(Epoch(1), &keys(1)).unwrap();
+        assert_eq!(
+            s.activate(Epoch(2), Instant(0), 10),
+            Err(KeyError::NotStaged)
+        );
+        s.activate(Epoch(1), Instant(0), 10).unwrap();
+        // Same bundle again: no-op. Same epoch, other keys: refused.
+        s.install(Epoch(1), &keys(1)).unwrap();
+        assert_eq!(s.install(Epoch(1), &keys(2)), Err(KeyError::EpochNotNewer));
+        s.install(Epoch(3), &keys(3)).unwrap();
+        assert_eq!(s.install(Epoch(2), &keys(2)), Err(KeyError::EpochNotNewer));
+        s.activate(Epoch(3), Instant(100), 50).unwrap();
+        assert!(s.holds(Epoch(1), Instant(149)));
+        assert!(!s.holds(Epoch(1), Instant(150)));
+        assert_eq!(s.expire(Instant(149)), None);
+        assert_eq!(s.expire(Instant(150)), Some(Epoch(1)));
+        assert_eq!(s.current().map(|c| c.epoch()), Some(Epoch(3)));
+        s.install(Epoch(u16::MAX), &keys(4)).unwrap();
+        assert_eq!(
+            s.install(Epoch(u16::MAX), &keys(5)),
+            Err(KeyError::EpochNotNewer)
+        );
+    }
+}

@@ -1,0 +1,691 @@
+//! A group context: epochs, sender states with their replay windows, own sending state,
+//! counters and events. The only `handle_*` / `poll_*` surface of the record layer.
+//!
+//! Receiving follows wire.md §2: parse → epoch held? → sender known or admissible? → replay
+//! pre-check → AEAD open → commit replay state → deliver. Any failure drops the record,
+//! counts it by reason and leaves all state as it was.
+
+use heapless::{Deque, Vec};
+
+use crate::counters::{Counters, Event, RekeyReason};
+use crate::epochs::EpochSet;
+use crate::record::{self, NonceProfile, OpenError, SealError};
+use crate::replay::{ReplayWindow, WindowStart};
+use crate::sequence::{SequenceCounter, SequenceStore};
+use crate::suite::{KeyError, RecordKeys, Suite};
+use crate::time::Instant;
+use crate::wire::{self, ContentType, Epoch, MAX_FRAGMENT_LEN, RecordHeader, SenderId};
+
+/// How a receiver treats a sender it has no state for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Admission {
+    /// Accept its first authenticated record and open its window there; every lower number
+    /// counts as seen (default).
+    #[default]
+    TrustFirst,
+    /// Accept only senders the key server provided ([`Group::add_sender`]).
+    Strict,
+}
+
+/// Per-group policy. Build with [`GroupConfig::new`] and adjust fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupConfig {
+    /// Group identifier (bound into the native key schedule).
+    pub group_id: u32,
+    /// This node's sender ID; `None` for a listener.
+    pub own_sender_id: Option<SenderId>,
+    /// Unknown-sender policy.
+    pub admission: Admission,
+    /// Explicit-nonce policy.
+    pub nonce_profile: NonceProfile,
+    /// How long the previous epoch stays receivable after a new one is activated (ms).
+    pub grace_ms: u64,
+    /// Largest fragment accepted or sent (at most 2^14 + 2048).
+    pub max_fragment_len: usize,
+    /// K: sequence numbers reserved per store write.
+    pub sequence_reserve_step: u64,
+    /// Raise [`RekeyReason::SenderBudget`] when own seq reaches this.
+    pub sender_rekey_budget: u64,
+    /// Raise [`RekeyReason::GroupUsage`] when records under one epoch key (sent + accepted)
+    /// reach this; `None` picks the suite's RFC 9147 §4.5.3 figure.
+    pub confidentiality_limit: Option<u64>,
+    /// Raise [`Event::IntegrityLimitReached`] when failures under one key reach this; `None`
+    /// picks the suite's figure.
+    pub integrity_limit: Option<u64>,
+}
+
+impl GroupConfig {
+    /// Defaults: trust-first, strict nonce profile, 60 s grace, full DTLS record size,
+    /// K = 1000, sender budget 2^22.
+    pub const fn new(group_id: u32) -> Self {
+        Self {
+            group_id,
+            own_sender_id: None,
+            admission: Admission::TrustFirst,
+            nonce_profile: NonceProfile::Strict,
+            grace_ms: 60_000,
+            max_fragment_len: MAX_FRAGMENT_LEN,
+            sequence_reserve_step: 1000,
+            sender_rekey_budget: 1 << 22,
+            confidentiality_limit: None,
+            integrity_limit: None,
+        }
+    }
+
+    /// Sets the own sender ID.
+    pub const fn with_sender_id(mut self, sid: SenderId) -> Self {
+        self.own_sender_id = Some(sid);
+        self
+    }
+
+    /// Sets the admission policy.
+    pub const fn with_admission(mut self, a: Admission) -> Self {
+        self.admission = a;
+        self
+    }
+
+    /// Sets the nonce profile.
+    pub const fn with_nonce_profile(mut self, p: NonceProfile) -> Self {
+        self.nonce_profile = p;
+        self
+    }
+
+    /// Sets the grace period.
+    pub const fn with_grace_ms(mut self, ms: u64) -> Self {
+        self.grace_ms = ms;
+        self
+    }
+}
+
+/// Confidentiality limit (records per key) by suite: RFC 9147 §4.5.3 gives 2^23 for AES-CCM;
+/// GCM 2^24.5 is rounded down to 2^24; ChaCha20-Poly1305 has no practical limit.
+pub fn default_confidentiality_limit(suite: Suite) -> u64 {
+    match suite {
+        Suite::AES_128_GCM => 1 << 24,
+        Suite::CHACHA20_POLY1305 => u64::MAX,
+        _ => 1 << 23,
+    }
+}
+
+/// Integrity limit (failed authentications per key) by suite: 2^23 for AES-CCM (RFC 9147 gives
+/// 2^23.5), 2^16 for CCM_8 (a project choice: RFC 9147 forbids CCM_8 without safeguards), 2^36
+/// for GCM and ChaCha20-Poly1305.
+pub fn default_integrity_limit(suite: Suite) -> u64 {
+    match suite {
+        Suite::AES_128_CCM_8 => 1 << 16,
+        Suite::AES_128_CCM => 1 << 23,
+        _ => 1 << 36,
+    }
+}
+
+/// A record delivered to the application.
+#[derive(Debug)]
+pub struct Delivery<'a> {
+    /// Epoch of the record.
+    pub epoch: Epoch,
+    /// Authenticated (group-authenticated) sender ID.
+    pub sender_id: SenderId,
+    /// Sequence number.
+    pub seq: u64,
+    /// Content type (always application data).
+    pub content_type: ContentType,
+    /// The decrypted payload, in the caller's buffer.
+    pub plaintext: &'a mut [u8],
+}
+
+/// What a receiver knows of one sender, for status displays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SenderInfo {
+    /// Sender ID.
+    pub sender_id: SenderId,
+    /// The sender's current epoch and highest accepted seq in it, if any.
+    pub current: Option<(Epoch, Option<u64>)>,
+    /// The sender's previous epoch and highest accepted seq in it, if any.
+    pub previous: Option<(Epoch, Option<u64>)>,
+}
+
+#[derive(Clone, Debug)]
+struct SenderState<const WORDS: usize> {
+    sender_id: SenderId,
+    current: Option<(Epoch, ReplayWindow<WORDS>)>,
+    previous: Option<(Epoch, ReplayWindow<WORDS>)>,
+    last_active: u64,
+}
+
+/// Where a record's replay state is, decided before decryption and applied after.
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    Current(usize),
+    Previous(usize),
+    NewEpoch(usize),
+    Create {
+        replace: Option<usize>,
+        evicts: bool,
+    },
+}
+
+/// 256-bit set of sender IDs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SidSet([u32; 8]);
+
+impl SidSet {
+    fn contains(&self, sid: SenderId) -> bool {
+        let [w, b] = [usize::from(sid.0 / 32), usize::from(sid.0 % 32)];
+        self.0.get(w).is_some_and(|v| v & (1 << b) != 0)
+    }
+    fn insert(&mut self, sid: SenderId) {
+        let [w, b] = [usize::from(sid.0 / 32), usize::from(sid.0 % 32)];
+        if let Some(v) = self.0.get_mut(w) {
+            *v |= 1 << b;
+        }
+    }
+    fn remove(&mut self, sid: SenderId) {
+        let [w, b] = [usize::from(sid.0 / 32), usize::from(sid.0 % 32)];
+        if let Some(v) = self.0.get_mut(w) {
+            *v &= !(1 << b);
+        }
+    }
+}
+
+/// Capacity of the event queue.
+pub const EVENT_QUEUE_LEN: usize = 8;
+
+/// A group context with room for `SENDERS` sender states and replay windows of `32 × WORDS`
+/// records (see [`ReplayWindow`]).
+pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
+    config: GroupConfig,
+    epochs: EpochSet,
+    senders: Vec<SenderState<WORDS>, SENDERS>,
+    /// Sender IDs whose state was dropped (evicted, or removed by the key server) and which are
+    /// refused for every epoch up to `blocked_through`.
+    blocked: SidSet,
+    blocked_through: Epoch,
+    tick: u64,
+    counters: Counters,
+    events: Deque<Event, EVENT_QUEUE_LEN>,
+    sending: Option<SequenceCounter>,
+    budget_event_for: Option<Epoch>,
+}
+
+impl<const SENDERS: usize, const WORDS: usize> core::fmt::Debug for Group<SENDERS, WORDS> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Group")
+            .field("config", &self.config)
+            .field("epochs", &self.epochs)
+            .field("senders", &self.senders.len())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
+    /// A group with no keys yet.
+    pub fn new(config: GroupConfig) -> Self {
+        let _ = ReplayWindow::<WORDS>::SIZE;
+        Self {
+            config,
+            epochs: EpochSet::new(),
+            senders: Vec::new(),
+            blocked: SidSet::default(),
+            blocked_through: Epoch(0),
+            tick: 0,
+            counters: Counters::default(),
+            events: Deque::new(),
+            sending: None,
+            budget_event_for: None,
+        }
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// Counters by outcome.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The epochs held.
+    pub fn epochs(&self) -> &EpochSet {
+        &self.epochs
+    }
+
+    /// The current epoch, if any.
+    pub fn current_epoch(&self) -> Option<Epoch> {
+        self.epochs.current().map(|c| c.epoch())
+    }
+
+    /// Next queued event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.push_back(e).is_err() {
+            self.counters.events_dropped = self.counters.events_dropped.saturating_add(1);
+        }
+    }
+
+    /// Stages `epoch` with `keys` (receivable at once; sent in after [`activate_epoch`]).
+    ///
+    /// [`activate_epoch`]: Self::activate_epoch
+    pub fn install_epoch(&mut self, epoch: Epoch, keys: &RecordKeys) -> Result<(), KeyError> {
+        self.epochs.install(epoch, keys)
+    }
+
+    /// Makes the staged `epoch` current: this node sends in it from now on; the old current
+    /// epoch stays receivable for the grace period.
+    pub fn activate_epoch(&mut self, epoch: Epoch, now: Instant) -> Result<(), KeyError> {
+        if let Some(dropped) = self.epochs.activate(epoch, now, self.config.grace_ms)? {
+            self.push_event(Event::EpochRetired { epoch: dropped });
+        }
+        Ok(())
+    }
+
+    /// Installs and activates `epoch` in one step (first keys, or a rekey with no staging).
+    pub fn install_and_activate(
+        &mut self,
+        epoch: Epoch,
+        keys: &RecordKeys,
+        now: Instant,
+    ) -> Result<(), KeyError> {
+        self.install_epoch(epoch, keys)?;
+        self.activate_epoch(epoch, now)
+    }
+
+    /// Drops the previous epoch if its grace period is over.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(epoch) = self.epochs.expire(now) {
+            self.push_event(Event::EpochRetired { epoch });
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.epochs.next_deadline()
+    }
+
+    /// Adds a sender the key server provided (required under [`Admission::Strict`]). Its windows
+    /// start empty: it begins each epoch at seq 0. A full table hands the sid back.
+    pub fn add_sender(&mut self, sid: SenderId) -> Result<(), SenderId> {
+        if self.position(sid).is_some() {
+            return Ok(());
+        }
+        self.senders
+            .push(SenderState {
+                sender_id: sid,
+                current: None,
+                previous: None,
+                last_active: self.tick,
+            })
+            .map_err(|s| s.sender_id)?;
+        self.blocked.remove(sid);
+        Ok(())
+    }
+
+    /// Removes a sender (revoked or stale): its records are refused in every epoch held now,
+    /// and a new state can only be made for it in a later epoch.
+    pub fn remove_sender(&mut self, sid: SenderId) {
+        if let Some(i) = self.position(sid) {
+            self.senders.swap_remove(i);
+        }
+        self.block(sid);
+    }
+
+    fn block(&mut self, sid: SenderId) {
+        self.blocked.insert(sid);
+        if let Some(h) = self.epochs.highest() {
+            self.blocked_through = self.blocked_through.max(h);
+        }
+    }
+
+    /// What this node knows of each sender.
+    pub fn senders(&self) -> impl Iterator<Item = SenderInfo> + '_ {
+        self.senders.iter().map(|s| SenderInfo {
+            sender_id: s.sender_id,
+            current: s.current.as_ref().map(|(e, w)| (*e, w.highest())),
+            previous: s.previous.as_ref().map(|(e, w)| (*e, w.highest())),
+        })
+    }
+
+    fn position(&self, sid: SenderId) -> Option<usize> {
+        self.senders.iter().position(|s| s.sender_id == sid)
+    }
+
+    fn window_start(&self) -> WindowStart {
+        match self.config.admission {
+            Admission::TrustFirst => WindowStart::TrustFirst,
+            Admission::Strict => WindowStart::Empty,
+        }
+    }
+
+    /// Decides where the replay state of `(sid, epoch, seq)` lives and pre-checks it.
+    fn plan(&self, sid: SenderId, epoch: Epoch, seq: u64, now: Instant) -> Result<Plan, OpenError> {
+        if let Some(i) = self.position(sid) {
+            let s = self.senders.get(i).ok_or(OpenError::UnknownSender(sid))?;
+            return match (&s.current, &s.previous) {
+                (Some((ce, w)), _) if *ce == epoch => {
+                    w.check(seq)?;
+                    Ok(Plan::Current(i))
+                }
+                (Some((ce, _)), _) if epoch > *ce => Ok(Plan::NewEpoch(i)),
+                (Some(_), Some((pe, w))) if *pe == epoch => {
+                    w.check(seq)?;
+                    Ok(Plan::Previous(i))
+                }
+                (Some(_), _) => Err(OpenError::TooOld),
+                (None, _) => Ok(Plan::NewEpoch(i)),
+            };
+        }
+        if self.config.admission == Admission::Strict {
+            return Err(OpenError::UnknownSender(sid));
+        }
+        if self.blocked.contains(sid) && epoch <= self.blocked_through {
+            return Err(OpenError::UnknownSender(sid));
+        }
+        if !self.senders.is_full() {
+            return Ok(Plan::Create {
+                replace: None,
+                evicts: false,
+            });
+        }
+        // A state whose windows are all in epochs no longer held protects nothing: reuse it.
+        let dead = self.senders.iter().position(|s| {
+            [&s.current, &s.previous]
+                .into_iter()
+                .flatten()
+                .all(|(e, _)| !self.epochs.holds(*e, now))
+        });
+        if let Some(i) = dead {
+            return Ok(Plan::Create {
+                replace: Some(i),
+                evicts: false,
+            });
+        }
+        let lru = self
+            .senders
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.last_active)
+            .map(|(i, _)| i)
+            .ok_or(OpenError::UnknownSender(sid))?;
+        Ok(Plan::Create {
+            replace: Some(lru),
+            evicts: true,
+        })
+    }
+
+    /// Applies a plan after the record authenticated.
+    fn commit(&mut self, plan: Plan, sid: SenderId, epoch: Epoch, seq: u64) {
+        self.tick = self.tick.saturating_add(1);
+        let tick = self.tick;
+        let start = self.window_start();
+        let fresh = || {
+            let mut w = ReplayWindow::<WORDS>::new(start);
+            w.commit(seq);
+            (epoch, w)
+        };
+        match plan {
+            Plan::Current(i) | Plan::Previous(i) | Plan::NewEpoch(i) => {
+                if let Some(s) = self.senders.get_mut(i) {
+                    match plan {
+                        Plan::Current(_) => {
+                            if let Some((_, w)) = s.current.as_mut() {
+                                w.commit(seq);
+                            }
+                        }
+                        Plan::Previous(_) => {
+                            if let Some((_, w)) = s.previous.as_mut() {
+                                w.commit(seq);
+                            }
+                        }
+                        _ => {
+                            let old = s.current.replace(fresh());
+                            if old.is_some() {
+                                s.previous = old;
+                            }
+                        }
+                    }
+                    s.last_active = tick;
+                }
+            }
+            Plan::Create { replace, evicts } => {
+                let state = SenderState {
+                    sender_id: sid,
+                    current: Some(fresh()),
+                    previous: None,
+                    last_active: tick,
+                };
+                match replace.and_then(|i| self.senders.get_mut(i)) {
+                    Some(slot) => {
+                        let evicted = core::mem::replace(slot, state).sender_id;
+                        if evicts {
+                            self.block(evicted);
+                            self.push_event(Event::SenderEvicted { sender_id: evicted });
+                        }
+                    }
+                    None => {
+                        let _ = self.senders.push(state);
+                    }
+                }
+                self.blocked.remove(sid);
+            }
+        }
+    }
+
+    /// Opens exactly one record in place (use [`wire::split_record_mut`] to walk a datagram
+    /// holding several). On success the plaintext is delivered; on failure the record is
+    /// counted by reason, the would-be plaintext is wiped and no state changes.
+    pub fn open<'a>(
+        &mut self,
+        now: Instant,
+        record: &'a mut [u8],
+    ) -> Result<Delivery<'a>, OpenError> {
+        self.handle_timeout(now);
+        match self.open_inner(now, record) {
+            Ok((header, plaintext)) => {
+                self.counters.accepted = self.counters.accepted.saturating_add(1);
+                Ok(Delivery {
+                    epoch: header.epoch,
+                    sender_id: header.sender_id,
+                    seq: header.seq,
+                    content_type: header.content_type,
+                    plaintext,
+                })
+            }
+            Err(e) => {
+                self.counters.count_drop(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn open_inner<'a>(
+        &mut self,
+        now: Instant,
+        record: &'a mut [u8],
+    ) -> Result<(RecordHeader, &'a mut [u8]), OpenError> {
+        let header = RecordHeader::parse(record)?;
+        if usize::from(header.length) > self.config.max_fragment_len {
+            return Err(OpenError::Malformed(wire::Error::LengthTooLarge));
+        }
+        if record.len() != header.record_len() {
+            return Err(OpenError::Malformed(wire::Error::TrailingBytes));
+        }
+        if header.content_type != ContentType::APPLICATION_DATA {
+            return Err(OpenError::UnsupportedContentType(header.content_type));
+        }
+        let (epoch, sid, seq) = (header.epoch, header.sender_id, header.seq);
+        let profile = self.config.nonce_profile;
+        let own = self.config.own_sender_id == Some(sid);
+        let plan = if own {
+            None
+        } else {
+            let Some((_, keys)) = self.epochs.get_mut(epoch, now) else {
+                return Err(OpenError::UnknownEpoch(epoch));
+            };
+            record::parse(keys.cipher(), record, profile, 0)?;
+            Some(self.plan(sid, epoch, seq, now)?)
+        };
+        let integrity_limit = self.config.integrity_limit;
+        let Some((_, keys)) = self.epochs.get_mut(epoch, now) else {
+            return Err(OpenError::UnknownEpoch(epoch));
+        };
+        let parsed = record::parse(keys.cipher(), record, profile, 0)?;
+        let opened = record::decrypt(keys.cipher(), &parsed, record);
+        let plaintext = match opened {
+            Ok(p) => p,
+            Err(e) => {
+                keys.auth_failures = keys.auth_failures.saturating_add(1);
+                let limit = integrity_limit
+                    .unwrap_or_else(|| default_integrity_limit(keys.cipher().suite()));
+                if keys.auth_failures >= limit && !keys.integrity_event_raised {
+                    keys.integrity_event_raised = true;
+                    let failures = keys.auth_failures;
+                    self.push_event(Event::IntegrityLimitReached { epoch, failures });
+                }
+                return Err(e);
+            }
+        };
+        let Some(plan) = plan else {
+            // Authentic record under our own sid: someone else holds it, or loopback is on.
+            plaintext.fill(0);
+            self.push_event(Event::PossibleSenderIdClash { epoch, seq });
+            return Err(OpenError::OwnSenderId);
+        };
+        self.note_usage(epoch, now);
+        self.commit(plan, sid, epoch, seq);
+        Ok((header, plaintext))
+    }
+
+    fn note_usage(&mut self, epoch: Epoch, now: Instant) {
+        let limit = self.config.confidentiality_limit;
+        if let Some((_, keys)) = self.epochs.get_mut(epoch, now) {
+            keys.records = keys.records.saturating_add(1);
+            let limit =
+                limit.unwrap_or_else(|| default_confidentiality_limit(keys.cipher().suite()));
+            if keys.records >= limit && !keys.usage_event_raised {
+                keys.usage_event_raised = true;
+                self.push_event(Event::RekeyNeeded {
+                    epoch,
+                    reason: RekeyReason::GroupUsage,
+                });
+            }
+        }
+    }
+
+    /// Seals `plaintext` as the next record of this node into `out`; returns its length.
+    /// Reserves sequence numbers in `store` ahead of use (wire.md §6).
+    pub fn seal<S: SequenceStore>(
+        &mut self,
+        now: Instant,
+        store: &mut S,
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SealError> {
+        let offset = self.payload_offset()?;
+        let end = offset.saturating_add(plaintext.len());
+        out.get_mut(offset..end)
+            .ok_or(SealError::BufferTooSmall)?
+            .copy_from_slice(plaintext);
+        self.seal_in_place(now, store, out, plaintext.len())
+    }
+
+    /// Where the plaintext goes in a buffer for [`seal_in_place`](Self::seal_in_place).
+    pub fn payload_offset(&self) -> Result<usize, SealError> {
+        let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
+        Ok(record::payload_offset(current.cipher()))
+    }
+
+    /// Record length for a plaintext of `len` bytes in the current epoch.
+    pub fn record_len(&self, len: usize) -> Result<usize, SealError> {
+        let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
+        Ok(record::record_len(current.cipher(), len))
+    }
+
+    /// Seals in place: `buf[payload_offset()..][..plaintext_len]` holds the plaintext.
+    pub fn seal_in_place<S: SequenceStore>(
+        &mut self,
+        now: Instant,
+        store: &mut S,
+        buf: &mut [u8],
+        plaintext_len: usize,
+    ) -> Result<usize, SealError> {
+        let sid = self.config.own_sender_id.ok_or(SealError::NotASender)?;
+        let epoch = self.current_epoch().ok_or(SealError::NoCurrentEpoch)?;
+        {
+            let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
+            let total = record::record_len(current.cipher(), plaintext_len);
+            if total.saturating_sub(wire::HEADER_LEN) > self.config.max_fragment_len {
+                return Err(SealError::PlaintextTooLarge);
+            }
+            if buf.len() < total {
+                return Err(SealError::BufferTooSmall);
+            }
+        }
+        let counter = match &mut self.sending {
+            Some(c) if c.epoch() == epoch && c.sender_id() == sid => c,
+            slot => {
+                *slot = None;
+                let c =
+                    SequenceCounter::start(store, epoch, sid, self.config.sequence_reserve_step)?;
+                slot.insert(c)
+            }
+        };
+        let seq = match counter.take(store) {
+            Ok(s) => s,
+            Err(e) => {
+                let e = SealError::from(e);
+                if e == SealError::SequenceExhausted && self.budget_event_for != Some(epoch) {
+                    self.budget_event_for = Some(epoch);
+                    self.push_event(Event::RekeyNeeded {
+                        epoch,
+                        reason: RekeyReason::SequenceExhausted,
+                    });
+                }
+                return Err(e);
+            }
+        };
+        if seq >= self.config.sender_rekey_budget && self.budget_event_for != Some(epoch) {
+            self.budget_event_for = Some(epoch);
+            self.push_event(Event::RekeyNeeded {
+                epoch,
+                reason: RekeyReason::SenderBudget,
+            });
+        }
+        let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
+        let len = record::seal_in_place(
+            current.cipher(),
+            ContentType::APPLICATION_DATA,
+            epoch,
+            sid,
+            seq,
+            buf,
+            plaintext_len,
+        )?;
+        self.counters.sealed = self.counters.sealed.saturating_add(1);
+        self.note_usage(epoch, now);
+        Ok(len)
+    }
+
+    /// After this device lost its sequence state, the key server issued the current epoch (or
+    /// a new sender ID) for it: start sending at 0 there. Call only in that situation.
+    pub fn recover_sending<S: SequenceStore>(&mut self, store: &mut S) -> Result<(), SealError> {
+        let sid = self.config.own_sender_id.ok_or(SealError::NotASender)?;
+        let epoch = self.current_epoch().ok_or(SealError::NoCurrentEpoch)?;
+        self.sending = Some(SequenceCounter::start_recovered(
+            store,
+            epoch,
+            sid,
+            self.config.sequence_reserve_step,
+        )?);
+        Ok(())
+    }
+
+    /// The next sequence number this node would send in its current epoch, if it is sending.
+    pub fn next_send_seq(&self) -> Option<(Epoch, u64)> {
+        self.sending.as_ref().map(|c| (c.epoch(), c.peek()))
+    }
+}

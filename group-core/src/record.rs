@@ -1,0 +1,365 @@
+//! Seal and open one record with an epoch's keys (wire.md §1): stateless, in place, over the
+//! caller's buffer. Replay and sender state live in [`crate::group`].
+//!
+//! ```text
+//! record   = header[13] || explicit_nonce[8] || ciphertext[n] || tag[8|16]
+//! nonce    = write_iv[4] || explicit_nonce[8]            (AES suites, RFC 5288 / 6655)
+//!          = write_iv[12] XOR (0^4 || epoch||sid||seq)   (ChaCha20-Poly1305, RFC 7905)
+//! aad      = epoch[2] || sid[1] || seq[5] || type[1] || version[2] || n[2]
+//! ```
+
+use core::fmt;
+
+use crate::sequence::{SequenceError, StoreError};
+use crate::suite::{EXPLICIT_NONCE_LEN, EpochCipher};
+use crate::wire::{
+    self, ContentType, Epoch, HEADER_LEN, MAX_FRAGMENT_LEN, ProtocolVersion, RecordHeader, SenderId,
+};
+
+/// How a receiver treats the explicit nonce of AES records.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum NonceProfile {
+    /// Refuse a record whose explicit nonce differs from `epoch || sid || seq` (default): such a
+    /// sender may be reusing nonces.
+    #[default]
+    Strict,
+    /// Accept whatever explicit nonce the record carries (the DTLS 1.2 rule; needed for wolfSSL,
+    /// whose AES-CCM members count nonces from 0 each). Senders of this crate never do that.
+    Compatibility,
+}
+
+/// Why a record was not delivered. Every variant maps to one drop counter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Not a well-formed record.
+    Malformed(wire::Error),
+    /// Not application data: parsed and reported, not processed.
+    UnsupportedContentType(ContentType),
+    /// The epoch is not held (never installed, retired, or past its grace period).
+    UnknownEpoch(Epoch),
+    /// The sender is not known and can't be admitted (strict admission, full table, or states
+    /// invalid after an eviction).
+    UnknownSender(SenderId),
+    /// Already received.
+    Replay,
+    /// Older than the replay window, or in an epoch older than the sender's.
+    TooOld,
+    /// Authentication failed (opaque).
+    AuthenticationFailed,
+    /// The record carries this node's own sender ID (own loopback or a sender-ID clash).
+    OwnSenderId,
+    /// Strict profile: the explicit nonce is not `epoch || sid || seq`.
+    NonceMismatch,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Malformed(e) => write!(f, "malformed: {e}"),
+            OpenError::UnsupportedContentType(t) => write!(f, "unsupported content type {}", t.0),
+            OpenError::UnknownEpoch(e) => write!(f, "unknown epoch {}", e.0),
+            OpenError::UnknownSender(s) => write!(f, "unknown sender {}", s.0),
+            OpenError::Replay => f.write_str("replay"),
+            OpenError::TooOld => f.write_str("too old"),
+            OpenError::AuthenticationFailed => f.write_str("authentication failed"),
+            OpenError::OwnSenderId => f.write_str("own sender id"),
+            OpenError::NonceMismatch => f.write_str("explicit nonce mismatch"),
+        }
+    }
+}
+
+impl OpenError {
+    /// A stable snake_case name for logs, counters and the command-line tool.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            OpenError::Malformed(_) => "malformed",
+            OpenError::UnsupportedContentType(_) => "unsupported_content_type",
+            OpenError::UnknownEpoch(_) => "unknown_epoch",
+            OpenError::UnknownSender(_) => "unknown_sender",
+            OpenError::Replay => "replay",
+            OpenError::TooOld => "too_old",
+            OpenError::AuthenticationFailed => "authentication_failed",
+            OpenError::OwnSenderId => "own_sender_id",
+            OpenError::NonceMismatch => "nonce_mismatch",
+        }
+    }
+}
+
+impl From<crate::replay::ReplayError> for OpenError {
+    fn from(e: crate::replay::ReplayError) -> Self {
+        match e {
+            crate::replay::ReplayError::Replay => OpenError::Replay,
+            crate::replay::ReplayError::TooOld => OpenError::TooOld,
+        }
+    }
+}
+
+impl From<wire::Error> for OpenError {
+    fn from(e: wire::Error) -> Self {
+        OpenError::Malformed(e)
+    }
+}
+
+/// Why a record could not be sealed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum SealError {
+    /// No current epoch to send in.
+    NoCurrentEpoch,
+    /// This node has no sender ID (a listener).
+    NotASender,
+    /// The output buffer can't hold the record.
+    BufferTooSmall,
+    /// The plaintext exceeds the record size limit.
+    PlaintextTooLarge,
+    /// The sequence state is missing or corrupt: wait for a new epoch or sender ID.
+    SequenceStateLost(StoreError),
+    /// Reserving sequence numbers in the store failed.
+    SequenceStore(StoreError),
+    /// The store holds a newer epoch or another sender ID for this epoch.
+    SequenceStale,
+    /// The epoch's sequence numbers are used up: rekey.
+    SequenceExhausted,
+    /// The AEAD refused the input.
+    Crypto,
+}
+
+impl From<SequenceError> for SealError {
+    fn from(e: SequenceError) -> Self {
+        match e {
+            SequenceError::StateLost(s) => SealError::SequenceStateLost(s),
+            SequenceError::Store(s) => SealError::SequenceStore(s),
+            SequenceError::Stale => SealError::SequenceStale,
+            SequenceError::Exhausted => SealError::SequenceExhausted,
+        }
+    }
+}
+
+impl fmt::Display for SealError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SealError::NoCurrentEpoch => f.write_str("no current epoch"),
+            SealError::NotASender => f.write_str("no sender id"),
+            SealError::BufferTooSmall => f.write_str("buffer too small"),
+            SealError::PlaintextTooLarge => f.write_str("plaintext too large"),
+            SealError::SequenceStateLost(e) => write!(f, "sequence state lost: {e}"),
+            SealError::SequenceStore(e) => write!(f, "sequence store: {e}"),
+            SealError::SequenceStale => f.write_str("sequence store holds a newer state"),
+            SealError::SequenceExhausted => f.write_str("sequence numbers exhausted"),
+            SealError::Crypto => f.write_str("aead refused input"),
+        }
+    }
+}
+
+/// Offset of the plaintext in a record buffer for this cipher: header plus explicit nonce.
+pub fn payload_offset(cipher: &EpochCipher) -> usize {
+    HEADER_LEN.saturating_add(cipher.params().explicit_nonce_len)
+}
+
+/// Record length for a plaintext of `plaintext_len` bytes.
+pub fn record_len(cipher: &EpochCipher, plaintext_len: usize) -> usize {
+    payload_offset(cipher)
+        .saturating_add(plaintext_len)
+        .saturating_add(cipher.params().tag_len)
+}
+
+fn aad(header: &RecordHeader, plaintext_len: u16) -> [u8; 13] {
+    let [s0, s1, s2, s3, s4, s5, s6, s7] = header.sequence_bytes();
+    let [v0, v1] = header.version.0.to_be_bytes();
+    let [n0, n1] = plaintext_len.to_be_bytes();
+    [
+        s0,
+        s1,
+        s2,
+        s3,
+        s4,
+        s5,
+        s6,
+        s7,
+        header.content_type.0,
+        v0,
+        v1,
+        n0,
+        n1,
+    ]
+}
+
+/// Where the parts of a record lie, for one cipher.
+struct Layout {
+    explicit: core::ops::Range<usize>,
+    body: core::ops::Range<usize>,
+    tag: core::ops::Range<usize>,
+}
+
+fn layout(cipher: &EpochCipher, plaintext_len: usize) -> Layout {
+    let p = cipher.params();
+    let e_end = HEADER_LEN.saturating_add(p.explicit_nonce_len);
+    let b_end = e_end.saturating_add(plaintext_len);
+    Layout {
+        explicit: HEADER_LEN..e_end,
+        body: e_end..b_end,
+        tag: b_end..b_end.saturating_add(p.tag_len),
+    }
+}
+
+/// Seals a record in place. `buf[payload_offset(cipher)..][..plaintext_len]` holds the
+/// plaintext; the header, explicit nonce (`epoch || sid || seq`) and tag are written around it.
+/// Returns the record length. The caller guarantees `(epoch, sid, seq)` was never used before.
+pub fn seal_in_place(
+    cipher: &EpochCipher,
+    content_type: ContentType,
+    epoch: Epoch,
+    sender_id: SenderId,
+    seq: u64,
+    buf: &mut [u8],
+    plaintext_len: usize,
+) -> Result<usize, SealError> {
+    let total = record_len(cipher, plaintext_len);
+    let fragment_len = total.saturating_sub(HEADER_LEN);
+    if fragment_len > MAX_FRAGMENT_LEN {
+        return Err(SealError::PlaintextTooLarge);
+    }
+    let length = u16::try_from(fragment_len).map_err(|_| SealError::PlaintextTooLarge)?;
+    let n = u16::try_from(plaintext_len).map_err(|_| SealError::PlaintextTooLarge)?;
+    let buf = buf.get_mut(..total).ok_or(SealError::BufferTooSmall)?;
+    let header = RecordHeader {
+        content_type,
+        version: ProtocolVersion::DTLS_1_2,
+        epoch,
+        sender_id,
+        seq,
+        length,
+    };
+    header.emit(buf).map_err(|_| SealError::SequenceExhausted)?;
+    let seq_bytes = header.sequence_bytes();
+    let l = layout(cipher, plaintext_len);
+    if let Some(e) = buf.get_mut(l.explicit) {
+        e.copy_from_slice(seq_bytes.get(..e.len()).unwrap_or(&[]));
+    }
+    let nonce = cipher.nonce(&seq_bytes);
+    let aad = aad(&header, n);
+    let (body, tag) = buf
+        .get_mut(l.body.start..l.tag.end)
+        .ok_or(SealError::BufferTooSmall)?
+        .split_at_mut_checked(plaintext_len)
+        .ok_or(SealError::BufferTooSmall)?;
+    cipher
+        .seal_in_place(&nonce, &aad, body, tag)
+        .map_err(|_| SealError::Crypto)?;
+    Ok(total)
+}
+
+/// Copies `plaintext` into `out` and seals it there; returns the record length.
+pub fn seal(
+    cipher: &EpochCipher,
+    content_type: ContentType,
+    epoch: Epoch,
+    sender_id: SenderId,
+    seq: u64,
+    plaintext: &[u8],
+    out: &mut [u8],
+) -> Result<usize, SealError> {
+    let start = payload_offset(cipher);
+    let end = start.saturating_add(plaintext.len());
+    out.get_mut(start..end)
+        .ok_or(SealError::BufferTooSmall)?
+        .copy_from_slice(plaintext);
+    seal_in_place(
+        cipher,
+        content_type,
+        epoch,
+        sender_id,
+        seq,
+        out,
+        plaintext.len(),
+    )
+}
+
+/// A record's parts after parsing, before decryption.
+#[derive(Clone, Copy, Debug)]
+pub struct ParsedRecord {
+    /// The header.
+    pub header: RecordHeader,
+    /// Plaintext length (`length - explicit nonce - tag - trailer`).
+    pub plaintext_len: usize,
+}
+
+/// Parses exactly one record for `cipher`: header, lengths, and, in the strict profile, the
+/// explicit nonce. `trailer_len` is the length of a signature after the tag (0 if none).
+pub fn parse(
+    cipher: &EpochCipher,
+    record: &[u8],
+    profile: NonceProfile,
+    trailer_len: usize,
+) -> Result<ParsedRecord, OpenError> {
+    let header = RecordHeader::parse(record)?;
+    if record.len() != header.record_len() {
+        return Err(OpenError::Malformed(wire::Error::TrailingBytes));
+    }
+    let p = cipher.params();
+    let plaintext_len = usize::from(header.length)
+        .checked_sub(p.explicit_nonce_len)
+        .and_then(|v| v.checked_sub(p.tag_len))
+        .and_then(|v| v.checked_sub(trailer_len))
+        .ok_or(OpenError::Malformed(wire::Error::FragmentTooShort))?;
+    if profile == NonceProfile::Strict && p.explicit_nonce_len == EXPLICIT_NONCE_LEN {
+        let l = layout(cipher, plaintext_len);
+        if record.get(l.explicit) != Some(header.sequence_bytes().as_slice()) {
+            return Err(OpenError::NonceMismatch);
+        }
+    }
+    Ok(ParsedRecord {
+        header,
+        plaintext_len,
+    })
+}
+
+/// Authenticates and decrypts a parsed record in place. Returns the plaintext, a sub-slice of
+/// `record`. On failure the would-be plaintext bytes are wiped.
+pub fn decrypt<'a>(
+    cipher: &EpochCipher,
+    parsed: &ParsedRecord,
+    record: &'a mut [u8],
+) -> Result<&'a mut [u8], OpenError> {
+    let l = layout(cipher, parsed.plaintext_len);
+    let mut explicit = parsed.header.sequence_bytes();
+    if cipher.params().explicit_nonce_len == EXPLICIT_NONCE_LEN {
+        let carried = record
+            .get(l.explicit.clone())
+            .and_then(|s| <&[u8; EXPLICIT_NONCE_LEN]>::try_from(s).ok())
+            .ok_or(OpenError::Malformed(wire::Error::FragmentTooShort))?;
+        explicit = *carried;
+    }
+    let nonce = cipher.nonce(&explicit);
+    let n = u16::try_from(parsed.plaintext_len)
+        .map_err(|_| OpenError::Malformed(wire::Error::LengthTooLarge))?;
+    let aad = aad(&parsed.header, n);
+    let region = record
+        .get_mut(l.body.start..l.tag.end)
+        .ok_or(OpenError::Malformed(wire::Error::FragmentTooShort))?;
+    let (body, tag) = region
+        .split_at_mut_checked(parsed.plaintext_len)
+        .ok_or(OpenError::Malformed(wire::Error::FragmentTooShort))?;
+    cipher
+        .open_in_place(&nonce, &aad, body, tag)
+        .map_err(|_| OpenError::AuthenticationFailed)?;
+    Ok(body)
+}
+
+/// Parses, authenticates and decrypts one record with no replay or sender state: the
+/// stateless core of [`crate::group::Group::open`]. Only application data is processed.
+pub fn open_in_place<'a>(
+    cipher: &EpochCipher,
+    record: &'a mut [u8],
+    profile: NonceProfile,
+) -> Result<(RecordHeader, &'a mut [u8]), OpenError> {
+    let parsed = parse(cipher, record, profile, 0)?;
+    if parsed.header.content_type != ContentType::APPLICATION_DATA {
+        return Err(OpenError::UnsupportedContentType(
+            parsed.header.content_type,
+        ));
+    }
+    let pt = decrypt(cipher, &parsed, record)?;
+    Ok((parsed.header, pt))
+}

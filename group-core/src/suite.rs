@@ -1,0 +1,396 @@
+//! Cipher suites, record keys and the one nonce function (wire.md §1).
+//!
+//! The suite is not on the wire: it is part of the group's configuration (and of the
+//! key-distribution format). Keys live in [`RecordKeys`] (zeroized on drop, never printed);
+//! an [`EpochCipher`] is the keyed AEAD of one epoch, built once and reused for every record.
+
+use core::fmt;
+
+use aead::{AeadInOut, KeyInit, Nonce, Tag};
+use aes::Aes128;
+use aes_gcm::Aes128Gcm;
+use ccm::Ccm;
+use ccm::consts::{U8, U12, U16};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Length of the explicit nonce carried by AES suites.
+pub const EXPLICIT_NONCE_LEN: usize = 8;
+/// Largest key of any suite.
+pub const MAX_KEY_LEN: usize = 32;
+/// Largest write IV of any suite.
+pub const MAX_IV_LEN: usize = 12;
+/// Largest tag of any suite.
+pub const MAX_TAG_LEN: usize = 16;
+
+/// A cipher suite code point (TLS registry values; open: unknown values can be carried).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Suite(pub u16);
+
+impl Suite {
+    /// AES-128-CCM with an 8-byte tag (0xC0A8, RFC 6655; mandatory in RFC 7925).
+    pub const AES_128_CCM_8: Self = Self(0xC0A8);
+    /// AES-128-CCM with a 16-byte tag (0xC0A4, RFC 6655); recommended for multicast.
+    pub const AES_128_CCM: Self = Self(0xC0A4);
+    /// AES-128-GCM (0x00A8 code point as in wire.md, RFC 5288 record protection).
+    pub const AES_128_GCM: Self = Self(0x00A8);
+    /// ChaCha20-Poly1305 (0xCCAB, RFC 7905 nonce); needs the `chacha20` feature.
+    pub const CHACHA20_POLY1305: Self = Self(0xCCAB);
+
+    /// The record-protection parameters of a known suite, or `None` for an unknown one.
+    pub const fn params(self) -> Option<SuiteParams> {
+        match self {
+            Self::AES_128_CCM_8 => Some(SuiteParams::aes(8)),
+            Self::AES_128_CCM | Self::AES_128_GCM => Some(SuiteParams::aes(16)),
+            Self::CHACHA20_POLY1305 => Some(SuiteParams {
+                key_len: 32,
+                iv_len: 12,
+                tag_len: 16,
+                explicit_nonce_len: 0,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether this build can protect records with the suite.
+    pub const fn is_enabled(self) -> bool {
+        match self {
+            Self::AES_128_CCM_8 | Self::AES_128_CCM | Self::AES_128_GCM => true,
+            Self::CHACHA20_POLY1305 => cfg!(feature = "chacha20"),
+            _ => false,
+        }
+    }
+
+    /// A short name (`ccm8`, `ccm`, `gcm`, `chacha20`), or `None` for an unknown suite.
+    pub const fn name(self) -> Option<&'static str> {
+        match self {
+            Self::AES_128_CCM_8 => Some("ccm8"),
+            Self::AES_128_CCM => Some("ccm"),
+            Self::AES_128_GCM => Some("gcm"),
+            Self::CHACHA20_POLY1305 => Some("chacha20"),
+            _ => None,
+        }
+    }
+
+    /// Looks a suite up by its short name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::AES_128_CCM_8,
+            Self::AES_128_CCM,
+            Self::AES_128_GCM,
+            Self::CHACHA20_POLY1305,
+        ]
+        .into_iter()
+        .find(|s| s.name() == Some(name))
+    }
+}
+
+impl fmt::Debug for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => write!(f, "Suite({n})"),
+            None => write!(f, "Suite({:#06x})", self.0),
+        }
+    }
+}
+
+/// Record-protection sizes of a suite.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SuiteParams {
+    /// Key length in bytes.
+    pub key_len: usize,
+    /// Write IV length in bytes (4 for AES suites: the implicit salt; 12 for ChaCha20).
+    pub iv_len: usize,
+    /// Tag length in bytes.
+    pub tag_len: usize,
+    /// Explicit nonce bytes at the start of the fragment (8 for AES suites, 0 for ChaCha20).
+    pub explicit_nonce_len: usize,
+}
+
+impl SuiteParams {
+    const fn aes(tag_len: usize) -> Self {
+        Self {
+            key_len: 16,
+            iv_len: 4,
+            tag_len,
+            explicit_nonce_len: EXPLICIT_NONCE_LEN,
+        }
+    }
+
+    /// Bytes a record adds to its plaintext: header, explicit nonce and tag.
+    pub const fn overhead(&self) -> usize {
+        crate::wire::HEADER_LEN
+            .saturating_add(self.explicit_nonce_len)
+            .saturating_add(self.tag_len)
+    }
+}
+
+/// Why key material was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The suite is unknown.
+    UnknownSuite(Suite),
+    /// The suite is known but not compiled in (enable the `chacha20` feature).
+    SuiteNotEnabled(Suite),
+    /// The key has the wrong length for the suite.
+    BadKeyLength,
+    /// The IV has the wrong length for the suite.
+    BadIvLength,
+    /// Epoch 0 is the unprotected epoch and can't carry group keys.
+    EpochZero,
+    /// The epoch is not newer than one already installed (epochs are never reused).
+    EpochNotNewer,
+    /// No staged epoch with that number to activate.
+    NotStaged,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::UnknownSuite(s) => write!(f, "unknown suite {:#06x}", s.0),
+            KeyError::SuiteNotEnabled(s) => write!(f, "suite {s:?} not enabled in this build"),
+            KeyError::BadKeyLength => f.write_str("wrong key length for suite"),
+            KeyError::BadIvLength => f.write_str("wrong IV length for suite"),
+            KeyError::EpochZero => f.write_str("epoch 0 can't carry keys"),
+            KeyError::EpochNotNewer => f.write_str("epoch not newer than an installed epoch"),
+            KeyError::NotStaged => f.write_str("no staged epoch with that number"),
+        }
+    }
+}
+
+/// The write key and write IV of one epoch. Zeroized on drop; `Debug` prints only the suite.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct RecordKeys {
+    #[zeroize(skip)]
+    suite: Suite,
+    key: [u8; MAX_KEY_LEN],
+    iv: [u8; MAX_IV_LEN],
+}
+
+impl RecordKeys {
+    /// Checks lengths against the suite and copies the material.
+    pub fn new(suite: Suite, key: &[u8], iv: &[u8]) -> Result<Self, KeyError> {
+        let params = suite.params().ok_or(KeyError::UnknownSuite(suite))?;
+        if !suite.is_enabled() {
+            return Err(KeyError::SuiteNotEnabled(suite));
+        }
+        if key.len() != params.key_len {
+            return Err(KeyError::BadKeyLength);
+        }
+        if iv.len() != params.iv_len {
+            return Err(KeyError::BadIvLength);
+        }
+        let mut out = Self {
+            suite,
+            key: [0; MAX_KEY_LEN],
+            iv: [0; MAX_IV_LEN],
+        };
+        out.key
+            .get_mut(..key.len())
+            .ok_or(KeyError::BadKeyLength)?
+            .copy_from_slice(key);
+        out.iv
+            .get_mut(..iv.len())
+            .ok_or(KeyError::BadIvLength)?
+            .copy_from_slice(iv);
+        Ok(out)
+    }
+
+    /// The suite these keys are for.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// The write key (secret).
+    pub fn key(&self) -> &[u8] {
+        let len = self.suite.params().map_or(0, |p| p.key_len);
+        self.key.get(..len).unwrap_or(&[])
+    }
+
+    /// The write IV (secret).
+    pub fn iv(&self) -> &[u8] {
+        let len = self.suite.params().map_or(0, |p| p.iv_len);
+        self.iv.get(..len).unwrap_or(&[])
+    }
+}
+
+impl PartialEq for RecordKeys {
+    /// Constant-time comparison of the key material.
+    fn eq(&self, other: &Self) -> bool {
+        self.suite == other.suite
+            && bool::from(self.key.ct_eq(&other.key) & self.iv.ct_eq(&other.iv))
+    }
+}
+impl Eq for RecordKeys {}
+
+impl fmt::Debug for RecordKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordKeys")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Authentication failed, or the AEAD refused the input. Deliberately opaque.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AeadError;
+
+#[allow(clippy::large_enum_variant)]
+enum Aead {
+    Ccm8(Ccm<Aes128, U8, U12>),
+    Ccm16(Ccm<Aes128, U16, U12>),
+    Gcm(Aes128Gcm),
+    #[cfg(feature = "chacha20")]
+    ChaCha(chacha20poly1305::ChaCha20Poly1305),
+}
+
+/// The keyed AEAD of one epoch plus its write IV. The key schedule runs once, in
+/// [`EpochCipher::new`]; the AES key schedules are zeroized on drop.
+pub struct EpochCipher {
+    aead: Aead,
+    params: SuiteParams,
+    suite: Suite,
+    iv: [u8; MAX_IV_LEN],
+}
+
+impl Drop for EpochCipher {
+    fn drop(&mut self) {
+        self.iv.zeroize();
+    }
+}
+
+impl fmt::Debug for EpochCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EpochCipher")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EpochCipher {
+    /// Builds the keyed AEAD.
+    pub fn new(keys: &RecordKeys) -> Result<Self, KeyError> {
+        let suite = keys.suite();
+        let params = suite.params().ok_or(KeyError::UnknownSuite(suite))?;
+        let key = keys.key();
+        let aead = match suite {
+            Suite::AES_128_CCM_8 => {
+                Aead::Ccm8(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
+            }
+            Suite::AES_128_CCM => {
+                Aead::Ccm16(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
+            }
+            Suite::AES_128_GCM => {
+                Aead::Gcm(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
+            }
+            #[cfg(feature = "chacha20")]
+            Suite::CHACHA20_POLY1305 => {
+                Aead::ChaCha(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
+            }
+            other => return Err(KeyError::SuiteNotEnabled(other)),
+        };
+        Ok(Self {
+            aead,
+            params,
+            suite,
+            iv: keys.iv,
+        })
+    }
+
+    /// The suite.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// The suite's sizes.
+    pub fn params(&self) -> SuiteParams {
+        self.params
+    }
+
+    /// The one nonce function. `explicit` is the 8-byte explicit nonce: for AES suites the
+    /// bytes carried in the record (RFC 5288/6655: `nonce = write_iv[4] || explicit[8]`); for
+    /// ChaCha20-Poly1305 `epoch || sid || seq` (RFC 7905: `nonce = write_iv XOR (0^4 || it)`).
+    pub fn nonce(&self, explicit: &[u8; EXPLICIT_NONCE_LEN]) -> [u8; 12] {
+        let mut nonce = [0u8; 12];
+        if self.params.explicit_nonce_len == 0 {
+            nonce = self.iv;
+            for (n, e) in nonce.iter_mut().rev().zip(explicit.iter().rev()) {
+                *n ^= *e;
+            }
+        } else {
+            let [a, b, c, d, ..] = self.iv;
+            let (salt, rest) = nonce.split_at_mut(4);
+            salt.copy_from_slice(&[a, b, c, d]);
+            rest.copy_from_slice(explicit);
+        }
+        nonce
+    }
+
+    /// Encrypts `buf` in place and writes the tag into `tag` (exactly `tag_len` bytes).
+    pub fn seal_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &mut [u8],
+    ) -> Result<(), AeadError> {
+        fn run<A: AeadInOut>(
+            a: &A,
+            nonce: &[u8; 12],
+            aad: &[u8],
+            buf: &mut [u8],
+            tag: &mut [u8],
+        ) -> Result<(), AeadError> {
+            let n = Nonce::<A>::try_from(nonce.as_slice()).map_err(|_| AeadError)?;
+            let t = a
+                .encrypt_inout_detached(&n, aad, buf.into())
+                .map_err(|_| AeadError)?;
+            if tag.len() != t.len() {
+                return Err(AeadError);
+            }
+            tag.copy_from_slice(&t);
+            Ok(())
+        }
+        match &self.aead {
+            Aead::Ccm8(a) => run(a, nonce, aad, buf, tag),
+            Aead::Ccm16(a) => run(a, nonce, aad, buf, tag),
+            Aead::Gcm(a) => run(a, nonce, aad, buf, tag),
+            #[cfg(feature = "chacha20")]
+            Aead::ChaCha(a) => run(a, nonce, aad, buf, tag),
+        }
+    }
+
+    /// Decrypts `buf` in place if `tag` authenticates it. On failure `buf` is wiped.
+    pub fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), AeadError> {
+        fn run<A: AeadInOut>(
+            a: &A,
+            nonce: &[u8; 12],
+            aad: &[u8],
+            buf: &mut [u8],
+            tag: &[u8],
+        ) -> Result<(), AeadError> {
+            let n = Nonce::<A>::try_from(nonce.as_slice()).map_err(|_| AeadError)?;
+            let t = Tag::<A>::try_from(tag).map_err(|_| AeadError)?;
+            a.decrypt_inout_detached(&n, aad, buf.into(), &t)
+                .map_err(|_| AeadError)
+        }
+        let result = match &self.aead {
+            Aead::Ccm8(a) => run(a, nonce, aad, buf, tag),
+            Aead::Ccm16(a) => run(a, nonce, aad, buf, tag),
+            Aead::Gcm(a) => run(a, nonce, aad, buf, tag),
+            #[cfg(feature = "chacha20")]
+            Aead::ChaCha(a) => run(a, nonce, aad, buf, tag),
+        };
+        if result.is_err() {
+            buf.zeroize();
+        }
+        result
+    }
+}
