@@ -84,17 +84,15 @@ impl EpochSet {
         if let Some(h) = self.highest
             && epoch <= h
         {
-            {
-                let same = [self.next.as_ref(), self.current.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .any(|k| k.epoch == epoch && k.keys == *keys);
-                return if same {
-                    Ok(())
-                } else {
-                    Err(KeyError::EpochNotNewer)
-                };
-            }
+            let same = [self.next.as_ref(), self.current.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|k| k.epoch == epoch && k.keys == *keys);
+            return if same {
+                Ok(())
+            } else {
+                Err(KeyError::EpochNotNewer)
+            };
         }
         let cipher = EpochCipher::new(keys)?;
         self.next = Some(EpochKeys {
