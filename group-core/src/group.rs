@@ -6,6 +6,8 @@
 //! counts it by reason and leaves all state as it was.
 
 use heapless::{Deque, Vec};
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 
 use crate::counters::{Counters, Event, RekeyReason};
 use crate::epochs::EpochSet;
@@ -53,6 +55,10 @@ pub struct GroupConfig {
     /// Raise [`Event::IntegrityLimitReached`] when failures under one key reach this; `None`
     /// picks the suite's figure.
     pub integrity_limit: Option<u64>,
+    /// Source authentication (wire.md §5): every record carries a 64-byte ECDSA P-256
+    /// signature after the tag, verified with the sender's key before decryption. Senders
+    /// without a key ([`Group::set_sender_key`]) are refused.
+    pub signatures_required: bool,
 }
 
 impl GroupConfig {
@@ -70,7 +76,14 @@ impl GroupConfig {
             sender_rekey_budget: 1 << 22,
             confidentiality_limit: None,
             integrity_limit: None,
+            signatures_required: false,
         }
+    }
+
+    /// Requires signed records (source authentication).
+    pub const fn with_signatures(mut self) -> Self {
+        self.signatures_required = true;
+        self
     }
 
     /// Sets the own sender ID.
@@ -120,7 +133,7 @@ pub fn default_integrity_limit(suite: Suite) -> u64 {
 }
 
 /// A record delivered to the application.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Delivery<'a> {
     /// Epoch of the record.
     pub epoch: Epoch,
@@ -145,9 +158,13 @@ pub struct SenderInfo {
     pub previous: Option<(Epoch, Option<u64>)>,
 }
 
+/// Length of the record signature trailer (ECDSA P-256 `r || s`).
+pub const SIGNATURE_LEN: usize = 64;
+
 #[derive(Clone, Debug)]
 struct SenderState<const WORDS: usize> {
     sender_id: SenderId,
+    key: Option<VerifyingKey>,
     current: Option<(Epoch, ReplayWindow<WORDS>)>,
     previous: Option<(Epoch, ReplayWindow<WORDS>)>,
     last_active: u64,
@@ -206,6 +223,7 @@ pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
     events: Deque<Event, EVENT_QUEUE_LEN>,
     sending: Option<SequenceCounter>,
     budget_event_for: Option<Epoch>,
+    signing_key: Option<SigningKey>,
 }
 
 impl<const SENDERS: usize, const WORDS: usize> core::fmt::Debug for Group<SENDERS, WORDS> {
@@ -234,6 +252,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             events: Deque::new(),
             sending: None,
             budget_event_for: None,
+            signing_key: None,
         }
     }
 
@@ -310,19 +329,39 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     /// Adds a sender the key server provided (required under [`Admission::Strict`]). Its windows
     /// start empty: it begins each epoch at seq 0. A full table hands the sid back.
     pub fn add_sender(&mut self, sid: SenderId) -> Result<(), SenderId> {
-        if self.position(sid).is_some() {
-            return Ok(());
+        self.add_sender_state(sid).map(|_| ())
+    }
+
+    fn add_sender_state(&mut self, sid: SenderId) -> Result<usize, SenderId> {
+        if let Some(i) = self.position(sid) {
+            return Ok(i);
         }
         self.senders
             .push(SenderState {
                 sender_id: sid,
+                key: None,
                 current: None,
                 previous: None,
                 last_active: self.tick,
             })
             .map_err(|s| s.sender_id)?;
         self.blocked.remove(sid);
+        Ok(self.senders.len().saturating_sub(1))
+    }
+
+    /// Sets the public key that verifies `sid`'s record signatures (adding the sender if
+    /// needed, as [`add_sender`](Self::add_sender)). A full table hands the sid back.
+    pub fn set_sender_key(&mut self, sid: SenderId, key: VerifyingKey) -> Result<(), SenderId> {
+        let i = self.add_sender_state(sid)?;
+        if let Some(s) = self.senders.get_mut(i) {
+            s.key = Some(key);
+        }
         Ok(())
+    }
+
+    /// Sets this node's record-signing key (needed to send in a group that requires signatures).
+    pub fn set_signing_key(&mut self, key: SigningKey) {
+        self.signing_key = Some(key);
     }
 
     /// Removes a sender (revoked or stale): its records are refused in every epoch held now,
@@ -379,7 +418,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                 (None, _) => Ok(Plan::NewEpoch(i)),
             };
         }
-        if self.config.admission == Admission::Strict {
+        if self.config.admission == Admission::Strict || self.config.signatures_required {
             return Err(OpenError::UnknownSender(sid));
         }
         if self.blocked.contains(sid) && epoch <= self.blocked_through {
@@ -454,6 +493,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             Plan::Create { replace, evicts } => {
                 let state = SenderState {
                     sender_id: sid,
+                    key: None,
                     current: Some(fresh()),
                     previous: None,
                     last_active: tick,
@@ -520,20 +560,34 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         let (epoch, sid, seq) = (header.epoch, header.sender_id, header.seq);
         let profile = self.config.nonce_profile;
         let own = self.config.own_sender_id == Some(sid);
-        let plan = if own {
-            None
-        } else {
+        let trailer = self.trailer_len();
+        {
             let Some((_, keys)) = self.epochs.get_mut(epoch, now) else {
                 return Err(OpenError::UnknownEpoch(epoch));
             };
-            record::parse(keys.cipher(), record, profile, 0)?;
+            record::parse(keys.cipher(), record, profile, trailer)?;
+        }
+        let plan = if own {
+            None
+        } else {
             Some(self.plan(sid, epoch, seq, now)?)
         };
+        if self.config.signatures_required {
+            let key = match plan {
+                None => self.signing_key.as_ref().map(|k| *k.verifying_key()),
+                Some(Plan::Current(i) | Plan::Previous(i) | Plan::NewEpoch(i)) => {
+                    self.senders.get(i).and_then(|s| s.key)
+                }
+                Some(Plan::Create { .. }) => None,
+            };
+            let key = key.ok_or(OpenError::UnknownSender(sid))?;
+            verify_signature(&key, record)?;
+        }
         let integrity_limit = self.config.integrity_limit;
         let Some((_, keys)) = self.epochs.get_mut(epoch, now) else {
             return Err(OpenError::UnknownEpoch(epoch));
         };
-        let parsed = record::parse(keys.cipher(), record, profile, 0)?;
+        let parsed = record::parse(keys.cipher(), record, profile, trailer)?;
         let opened = record::decrypt(keys.cipher(), &parsed, record);
         let plaintext = match opened {
             Ok(p) => p,
@@ -599,10 +653,19 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         Ok(record::payload_offset(current.cipher()))
     }
 
-    /// Record length for a plaintext of `len` bytes in the current epoch.
+    /// Record length for a plaintext of `len` bytes in the current epoch (with the signature,
+    /// if the group requires one).
     pub fn record_len(&self, len: usize) -> Result<usize, SealError> {
         let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
-        Ok(record::record_len(current.cipher(), len))
+        Ok(record::record_len(current.cipher(), len).saturating_add(self.trailer_len()))
+    }
+
+    fn trailer_len(&self) -> usize {
+        if self.config.signatures_required {
+            SIGNATURE_LEN
+        } else {
+            0
+        }
     }
 
     /// Seals in place: `buf[payload_offset()..][..plaintext_len]` holds the plaintext.
@@ -615,9 +678,13 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     ) -> Result<usize, SealError> {
         let sid = self.config.own_sender_id.ok_or(SealError::NotASender)?;
         let epoch = self.current_epoch().ok_or(SealError::NoCurrentEpoch)?;
+        let trailer = self.trailer_len();
+        if trailer > 0 && self.signing_key.is_none() {
+            return Err(SealError::NoSigningKey);
+        }
         {
             let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
-            let total = record::record_len(current.cipher(), plaintext_len);
+            let total = record::record_len(current.cipher(), plaintext_len).saturating_add(trailer);
             if total.saturating_sub(wire::HEADER_LEN) > self.config.max_fragment_len {
                 return Err(SealError::PlaintextTooLarge);
             }
@@ -656,7 +723,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             });
         }
         let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
-        let len = record::seal_in_place(
+        let mut len = record::seal_in_place_with_trailer(
             current.cipher(),
             ContentType::APPLICATION_DATA,
             epoch,
@@ -664,7 +731,19 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             seq,
             buf,
             plaintext_len,
+            trailer,
         )?;
+        if let Some(key) = self.signing_key.as_ref().filter(|_| trailer > 0) {
+            let (signed, rest) = buf
+                .split_at_mut_checked(len)
+                .ok_or(SealError::BufferTooSmall)?;
+            let sig: Signature = key.try_sign(signed).map_err(|_| SealError::Crypto)?;
+            let sig = sig.normalize_s().to_bytes();
+            rest.get_mut(..SIGNATURE_LEN)
+                .ok_or(SealError::BufferTooSmall)?
+                .copy_from_slice(sig.as_slice());
+            len = len.saturating_add(SIGNATURE_LEN);
+        }
         self.counters.sealed = self.counters.sealed.saturating_add(1);
         self.note_usage(epoch, now);
         Ok(len)
@@ -688,4 +767,22 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     pub fn next_send_seq(&self) -> Option<(Epoch, u64)> {
         self.sending.as_ref().map(|c| (c.epoch(), c.peek()))
     }
+}
+
+/// Verifies the signature trailer of `record` (the last 64 bytes) over everything before it.
+/// High-S signatures are refused, so a signature can't be re-encoded into a second valid one.
+fn verify_signature(key: &VerifyingKey, record: &[u8]) -> Result<(), OpenError> {
+    let split = record
+        .len()
+        .checked_sub(SIGNATURE_LEN)
+        .ok_or(OpenError::Malformed(wire::Error::FragmentTooShort))?;
+    let (signed, sig) = record
+        .split_at_checked(split)
+        .ok_or(OpenError::Malformed(wire::Error::FragmentTooShort))?;
+    let sig = Signature::from_slice(sig).map_err(|_| OpenError::AuthenticationFailed)?;
+    if sig.normalize_s() != sig {
+        return Err(OpenError::AuthenticationFailed);
+    }
+    key.verify(signed, &sig)
+        .map_err(|_| OpenError::AuthenticationFailed)
 }

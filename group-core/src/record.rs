@@ -123,6 +123,8 @@ pub enum SealError {
     SequenceExhausted,
     /// The AEAD refused the input.
     Crypto,
+    /// The group requires signed records and no signing key is set.
+    NoSigningKey,
 }
 
 impl From<SequenceError> for SealError {
@@ -148,6 +150,7 @@ impl fmt::Display for SealError {
             SealError::SequenceStale => f.write_str("sequence store holds a newer state"),
             SealError::SequenceExhausted => f.write_str("sequence numbers exhausted"),
             SealError::Crypto => f.write_str("aead refused input"),
+            SealError::NoSigningKey => f.write_str("signed group but no signing key"),
         }
     }
 }
@@ -215,13 +218,43 @@ pub fn seal_in_place(
     buf: &mut [u8],
     plaintext_len: usize,
 ) -> Result<usize, SealError> {
+    seal_in_place_with_trailer(
+        cipher,
+        content_type,
+        epoch,
+        sender_id,
+        seq,
+        buf,
+        plaintext_len,
+        0,
+    )
+}
+
+/// [`seal_in_place`] for a record that will carry a `trailer_len`-byte trailer after the tag
+/// (the signature of wire.md §5): the header's length covers the trailer, which the caller
+/// fills afterwards. Returns the record length without the trailer.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_in_place_with_trailer(
+    cipher: &EpochCipher,
+    content_type: ContentType,
+    epoch: Epoch,
+    sender_id: SenderId,
+    seq: u64,
+    buf: &mut [u8],
+    plaintext_len: usize,
+    trailer_len: usize,
+) -> Result<usize, SealError> {
     let total = record_len(cipher, plaintext_len);
-    let fragment_len = total.saturating_sub(HEADER_LEN);
+    let with_trailer = total.saturating_add(trailer_len);
+    let fragment_len = with_trailer.saturating_sub(HEADER_LEN);
     if fragment_len > MAX_FRAGMENT_LEN {
         return Err(SealError::PlaintextTooLarge);
     }
     let length = u16::try_from(fragment_len).map_err(|_| SealError::PlaintextTooLarge)?;
     let n = u16::try_from(plaintext_len).map_err(|_| SealError::PlaintextTooLarge)?;
+    if buf.len() < with_trailer {
+        return Err(SealError::BufferTooSmall);
+    }
     let buf = buf.get_mut(..total).ok_or(SealError::BufferTooSmall)?;
     let header = RecordHeader {
         content_type,
