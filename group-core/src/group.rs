@@ -604,9 +604,16 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             }
         };
         let Some(plan) = plan else {
-            // Authentic record under our own sid: someone else holds it, or loopback is on.
+            // Authentic record under our own sid: our own record looped back, or another
+            // member holds our sid. A number we have not sent yet can only be the latter.
             plaintext.fill(0);
-            self.push_event(Event::PossibleSenderIdClash { epoch, seq });
+            let ours = self
+                .sending
+                .as_ref()
+                .is_some_and(|c| c.epoch() == epoch && seq < c.peek());
+            if !ours {
+                self.push_event(Event::PossibleSenderIdClash { epoch, seq });
+            }
             return Err(OpenError::OwnSenderId);
         };
         self.note_usage(epoch, now);

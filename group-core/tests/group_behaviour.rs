@@ -157,6 +157,11 @@ fn own_sender_id_is_reported_as_possible_clash() {
             seq: 0
         })
     );
+    // Our own record looped back (multicast loop on) is dropped without a clash event.
+    let own = seal(&mut s, &mut store, b"b");
+    assert_eq!(open(&mut s, 0, &own), Err(OpenError::OwnSenderId));
+    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.counters().own_sender_id, 1);
     // A forged record under our sid raises no event: it fails authentication.
     let mut bad = r.clone();
     bad[25] ^= 0x80;
