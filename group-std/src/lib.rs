@@ -1,8 +1,32 @@
 //! # group-std
 //!
-//! std drivers for [`group_core`]: the `dtls-group` command-line tool today; UDP multicast
-//! sockets, the key server and member runtime and file-backed stores are planned (see the
-//! README's feature table).
+//! std drivers for [`group_core`]: UDP multicast sockets over socket2 ([`net`]), a group member
+//! on a real socket ([`endpoint`]), a file-backed sequence store ([`store`]), and the
+//! `dtls-group` command-line tool ([`cli`]). No protocol logic lives here: it converts sockets,
+//! clocks and files into the core's inputs.
+//!
+//! ```no_run
+//! use group_core::group::{Group, GroupConfig};
+//! use group_core::schedule::{native_keys, EpochSecret};
+//! use group_core::suite::Suite;
+//! use group_core::wire::{Epoch, SenderId};
+//! use group_std::endpoint::{Clock, GroupEndpoint};
+//! use group_std::net::{MulticastConfig, MulticastSocket};
+//! use group_std::store::FileSequenceStore;
+//!
+//! let keys = native_keys(1, Epoch(1), Suite::AES_128_CCM, &EpochSecret([7; 32])).unwrap();
+//! let socket = MulticastSocket::open(&MulticastConfig::loopback_v4("239.255.0.1:40000".parse().unwrap())).unwrap();
+//! let mut group: Group = Group::new(GroupConfig::new(1).with_sender_id(SenderId(1)));
+//! let clock = Clock::new();
+//! group.install_and_activate(Epoch(1), &keys, clock.now()).unwrap();
+//! let store = FileSequenceStore::commission("switch.seq").unwrap();
+//! let mut switch = GroupEndpoint::new(socket, group, store, clock);
+//! switch.send(b"on").unwrap();
+//! ```
 #![forbid(unsafe_code)]
 
 pub use group_core;
+
+pub mod endpoint;
+pub mod net;
+pub mod store;
