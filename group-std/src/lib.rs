@@ -27,6 +27,7 @@
 
 pub use group_core;
 
+pub mod cli;
 pub mod endpoint;
 pub mod net;
 pub mod store;
