@@ -1,6 +1,5 @@
-//! The `dtls-group` command-line tool as a library: [`run`] parses the arguments, does the work
-//! and returns an [`Outcome`] (exit code and output lines), so that it can be tested in process;
-//! `src/bin/dtls-group.rs` only prints the outcome.
+//! The `dtls-group` command-line tool as a library, so it can be run and tested in process.
+//! `src/bin/dtls-group.rs` is a thin `main` around [`run_with`].
 //!
 //! ```text
 //! dtls-group record open --suite S --key HEX --iv HEX [--compat] [--epoch E] [--datagram] RECORD_HEX...
@@ -9,9 +8,22 @@
 //! dtls-group keys wolfssl --suite S --pms HEX --client-random HEX --server-random HEX
 //! ```
 //!
-//! Exit codes: 0 success (for `record open`: every record accepted), 1 some record dropped,
-//! 2 bad input (one line on stderr). Nothing here panics on input, and no secret is ever
-//! written to stderr. See `docs/cli.md` for examples.
+//! Exit codes: [`EXIT_OK`] (0) success (for `record open`: every record accepted),
+//! [`EXIT_DROPPED`] (1) some record dropped, [`EXIT_BAD_INPUT`] (2) bad input, with exactly one
+//! line on stderr. Nothing here panics on input, and no secret is ever written to stderr.
+//! See `docs/cli.md` for examples.
+//!
+//! ## Layout: one module per subcommand group
+//! - [`Cli`] / [`Command`]: the clap tree; each variant holds one group's subcommand enum.
+//! - [`record`]: `record open`, `record seal`. [`keys`]: `keys native`, `keys wolfssl`.
+//! - [`common`]: what every group shares: hex and suite arguments, [`BadInput`], the
+//!   [`Stdout`] sink.
+//!
+//! To add a group (say `listen`): write `cli/listen.rs` with a clap `Subcommand` (or `Args`)
+//! type and `pub fn run(cmd: &ListenCommand, out: &mut dyn Stdout) -> Result<u8, BadInput>`,
+//! then add one variant to [`Command`] and one arm to [`execute`]. Handlers write stdout lines
+//! through [`Stdout`] as they go (so long-running subcommands stream), validate all input
+//! before the first line, and return the exit code.
 //!
 //! ```
 //! let out = group_std::cli::run([
@@ -20,36 +32,69 @@
 //! ]);
 //! assert_eq!(out.code, 0);
 //! assert!(out.stdout[0].starts_with("{\"key\":\""));
+//! assert!(out.stderr.is_empty());
 //! ```
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
 )]
 
-pub mod args;
+pub mod common;
+pub mod keys;
+pub mod record;
 
 use std::ffi::OsString;
-use std::fmt;
 
-use clap::Parser;
-use group_core::group::{Group, GroupConfig};
-use group_core::record::{self, NonceProfile, OpenError};
-use group_core::schedule::{EpochSecret, native_keys, wolfssl_keys};
-use group_core::suite::{EpochCipher, KeyError, RecordKeys, Suite};
-use group_core::time::Instant;
-use group_core::wire::{self, ContentType, Epoch, MAX_SEQ, RecordHeader, SenderId};
+use clap::{ColorChoice, Parser, Subcommand};
 
-use args::{Cli, Command, KeysCommand, NativeArgs, OpenArgs, RecordCommand, SealArgs, WolfsslArgs};
+pub use common::{BadInput, Stdout, WriteStdout};
 
 /// Exit code: success (for `record open`, every record was accepted).
 pub const EXIT_OK: u8 = 0;
 /// Exit code: `record open` dropped at least one record.
 pub const EXIT_DROPPED: u8 = 1;
-/// Exit code: bad input (bad arguments, hex, lengths, unknown suite).
+/// Exit code: bad input (bad arguments, hex, lengths, unknown suite). Also clap's usage-error
+/// code.
 pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// `dtls-group`: inspect, open and seal DTLS 1.2 group records, and derive group keys.
+#[derive(Parser)]
+#[command(
+    name = "dtls-group",
+    version,
+    color = ColorChoice::Never,
+    about = "Open and seal DTLS 1.2 group records, and derive group keys"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands: one per subcommand group, each in its own module.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Open or seal records.
+    #[command(subcommand)]
+    Record(record::RecordCommand),
+    /// Derive an epoch's record key and IV.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+/// Runs a parsed command, writing stdout lines to `out`; returns the exit code.
+pub fn execute(cli: &Cli, out: &mut dyn Stdout) -> Result<u8, BadInput> {
+    match &cli.command {
+        Command::Record(cmd) => record::run(cmd, out),
+        Command::Keys(cmd) => keys::run(cmd, out),
+    }
+}
 
 /// What a run produced: the exit code and the lines for stdout and stderr.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,71 +107,54 @@ pub struct Outcome {
     pub stderr: Vec<String>,
 }
 
-impl Outcome {
-    fn ok(stdout: Vec<String>) -> Self {
-        Self {
-            code: EXIT_OK,
+/// Runs `dtls-group` with `args` (the first item is the program name, as in
+/// `std::env::args_os`), collecting the output.
+pub fn run<I, T>(args: I) -> Outcome
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut stdout = Vec::new();
+    match run_with(args, &mut stdout) {
+        Ok(code) => Outcome {
+            code,
             stdout,
             stderr: Vec::new(),
-        }
-    }
-
-    fn bad_input(message: impl fmt::Display) -> Self {
-        Self {
+        },
+        Err(line) => Outcome {
             code: EXIT_BAD_INPUT,
-            stdout: Vec::new(),
-            stderr: vec![format!("error: {message}")],
-        }
+            stdout,
+            stderr: vec![line],
+        },
     }
 }
 
-/// A bad-input error: one line, never containing secret material.
-#[derive(Debug)]
-struct BadInput(String);
-
-impl fmt::Display for BadInput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn bad(message: impl Into<String>) -> BadInput {
-    BadInput(message.into())
-}
-
-/// Runs `dtls-group` with `args` (the first item is the program name, as in `std::env::args_os`).
-pub fn run<I, T>(args: I) -> Outcome
+/// Runs `dtls-group` with `args`, streaming stdout lines to `out`. Returns the exit code, or
+/// on bad input the one line for stderr (the exit code is then [`EXIT_BAD_INPUT`]).
+pub fn run_with<I, T>(args: I, out: &mut dyn Stdout) -> Result<u8, String>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => return clap_outcome(&e),
+        Err(e) => return clap_outcome(&e, out),
     };
-    let result = match cli.command {
-        Command::Record(RecordCommand::Open(a)) => {
-            return record_open(&a).unwrap_or_else(Outcome::bad_input);
-        }
-        Command::Record(RecordCommand::Seal(a)) => record_seal(&a),
-        Command::Keys(KeysCommand::Native(a)) => keys_native(&a),
-        Command::Keys(KeysCommand::Wolfssl(a)) => keys_wolfssl(&a),
-    };
-    match result {
-        Ok(line) => Outcome::ok(vec![line]),
-        Err(e) => Outcome::bad_input(e),
-    }
+    execute(&cli, out).map_err(|e| format!("error: {e}"))
 }
 
-/// Help and version go to stdout with exit code 0; usage errors become one line on stderr with
-/// exit code 2 (clap's usage-error code).
-fn clap_outcome(e: &clap::Error) -> Outcome {
+/// Help and version go to stdout with exit code 0; usage errors become one line for stderr
+/// (clap's multi-line message, without the usage block, joined).
+fn clap_outcome(e: &clap::Error, out: &mut dyn Stdout) -> Result<u8, String> {
     let text = e.render().to_string();
     if e.exit_code() == 0 {
-        return Outcome::ok(text.lines().map(str::to_owned).collect());
+        for line in text.lines() {
+            out.line(line.to_owned());
+        }
+        return Ok(EXIT_OK);
     }
     if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        return Outcome::bad_input("a subcommand is required (try --help)");
+        return Err("error: a subcommand is required (try --help)".to_owned());
     }
     let mut parts = Vec::new();
     for line in text.lines() {
@@ -139,219 +167,46 @@ fn clap_outcome(e: &clap::Error) -> Outcome {
         }
     }
     let joined = parts.join(" ");
-    Outcome {
-        code: EXIT_BAD_INPUT,
-        stdout: Vec::new(),
-        stderr: vec![if joined.is_empty() {
-            "error: invalid arguments (try --help)".to_owned()
-        } else {
-            joined
-        }],
-    }
-}
-
-/// Decodes a hex argument. The message names the argument and the problem, never the value.
-fn decode_hex(what: &str, value: &str) -> Result<Vec<u8>, BadInput> {
-    hex::decode(value).map_err(|e| {
-        let why = match e {
-            hex::FromHexError::OddLength => "odd number of hex digits".to_owned(),
-            hex::FromHexError::InvalidHexCharacter { index, .. } => {
-                format!("invalid hex character at position {index}")
-            }
-            hex::FromHexError::InvalidStringLength => "invalid length".to_owned(),
-        };
-        bad(format!("{what}: {why}"))
+    Err(if joined.is_empty() {
+        "error: invalid arguments (try --help)".to_owned()
+    } else {
+        joined
     })
 }
 
-fn key_error(e: KeyError, suite: Suite) -> BadInput {
-    let p = suite.params();
-    match e {
-        KeyError::BadKeyLength => bad(format!(
-            "--key: wrong length for {} (expected {} bytes)",
-            suite_name(suite),
-            p.map_or(0, |p| p.key_len)
-        )),
-        KeyError::BadIvLength => bad(format!(
-            "--iv: wrong length for {} (expected {} bytes)",
-            suite_name(suite),
-            p.map_or(0, |p| p.iv_len)
-        )),
-        other => bad(other.to_string()),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
 
-fn suite_name(suite: Suite) -> &'static str {
-    suite.name().unwrap_or("this suite")
-}
-
-fn record_keys(cipher: &args::CipherArgs) -> Result<RecordKeys, BadInput> {
-    let key = decode_hex("--key", &cipher.key)?;
-    let iv = decode_hex("--iv", &cipher.iv)?;
-    RecordKeys::new(cipher.suite, &key, &iv).map_err(|e| key_error(e, cipher.suite))
-}
-
-fn nonzero_epoch(epoch: u16) -> Result<Epoch, BadInput> {
-    if epoch == 0 {
-        Err(bad(
-            "--epoch: epoch 0 is the unprotected epoch and can't carry keys",
-        ))
-    } else {
-        Ok(Epoch(epoch))
-    }
-}
-
-/// `record open`: one receiver (default policy: 64-record windows, trust-first admission, no
-/// own sender ID; strict nonce profile unless `--compat`), every record in order.
-fn record_open(a: &OpenArgs) -> Result<Outcome, BadInput> {
-    let keys = record_keys(&a.cipher)?;
-    let mut inputs = Vec::with_capacity(a.records.len());
-    for (i, r) in a.records.iter().enumerate() {
-        let what = format!("record {}", i.saturating_add(1));
-        inputs.push(decode_hex(&what, r)?);
-    }
-    let epoch = match a.epoch {
-        Some(e) => Some(nonzero_epoch(e)?),
-        None => inputs
-            .iter()
-            .filter_map(|bytes| RecordHeader::parse(bytes).ok())
-            .map(|h| h.epoch)
-            .find(|e| e.0 != 0),
-    };
-    let profile = if a.compat {
-        NonceProfile::Compatibility
-    } else {
-        NonceProfile::Strict
-    };
-    let now = Instant(0);
-    let mut rx: Group = Group::new(GroupConfig::new(0).with_nonce_profile(profile));
-    if let Some(epoch) = epoch {
-        rx.install_and_activate(epoch, &keys, now)
-            .map_err(|e| key_error(e, a.cipher.suite))?;
+    #[test]
+    fn clap_tree_is_consistent() {
+        Cli::command().debug_assert();
     }
 
-    let mut lines = Vec::new();
-    let mut all_accepted = true;
-    for mut bytes in inputs {
-        if a.datagram {
-            let mut rest: &mut [u8] = &mut bytes;
-            loop {
-                match wire::split_record_mut(rest) {
-                    Ok((one, tail)) => {
-                        let (line, ok) = open_one(&mut rx, now, one);
-                        lines.push(line);
-                        all_accepted &= ok;
-                        rest = tail;
-                    }
-                    Err(e) => {
-                        // What is left does not frame as a record: one drop for the remainder.
-                        lines.push(error_line(&OpenError::Malformed(e)));
-                        all_accepted = false;
-                        break;
-                    }
-                }
-                if rest.is_empty() {
-                    break;
-                }
-            }
-        } else {
-            let (line, ok) = open_one(&mut rx, now, &mut bytes);
-            lines.push(line);
-            all_accepted &= ok;
+    #[test]
+    fn usage_errors_are_one_line() {
+        for args in [
+            &["dtls-group"][..],
+            &["dtls-group", "record"],
+            &["dtls-group", "record", "open", "--suite", "ccm8"],
+            &["dtls-group", "record", "open", "--bogus"],
+            &["dtls-group", "keys", "native", "--group-id", "x"],
+        ] {
+            let out = run(args);
+            assert_eq!(out.code, EXIT_BAD_INPUT, "{args:?}");
+            assert_eq!(out.stderr.len(), 1, "{args:?}: {:?}", out.stderr);
+            assert!(!out.stderr[0].contains('\n'));
+            assert!(out.stderr[0].starts_with("error: "), "{:?}", out.stderr);
+            assert!(out.stdout.is_empty());
         }
     }
-    Ok(Outcome {
-        code: if all_accepted { EXIT_OK } else { EXIT_DROPPED },
-        stdout: lines,
-        stderr: Vec::new(),
-    })
-}
 
-fn open_one(rx: &mut Group, now: Instant, record: &mut [u8]) -> (String, bool) {
-    match rx.open(now, record) {
-        Ok(d) => (
-            format!(
-                "{{\"epoch\":{},\"sender_id\":{},\"seq\":{},\"content_type\":{},\"plaintext\":\"{}\"}}",
-                d.epoch.0,
-                d.sender_id.0,
-                d.seq,
-                d.content_type.0,
-                hex::encode(&*d.plaintext)
-            ),
-            true,
-        ),
-        Err(e) => (error_line(&e), false),
+    #[test]
+    fn help_goes_to_stdout() {
+        let out = run(["dtls-group", "record", "open", "--help"]);
+        assert_eq!(out.code, EXIT_OK);
+        assert!(out.stdout.iter().any(|l| l.contains("--compat")));
+        assert!(out.stderr.is_empty());
     }
-}
-
-fn error_line(e: &OpenError) -> String {
-    format!("{{\"error\":\"{}\"}}", e.reason())
-}
-
-/// `record seal`: one record with `explicit_nonce = epoch || sid || seq`.
-fn record_seal(a: &SealArgs) -> Result<String, BadInput> {
-    let keys = record_keys(&a.cipher)?;
-    let epoch = nonzero_epoch(a.epoch)?;
-    if a.seq > MAX_SEQ {
-        return Err(bad("--seq: above 2^40 - 1"));
-    }
-    let plaintext = decode_hex("plaintext", &a.plaintext)?;
-    let cipher = EpochCipher::new(&keys).map_err(|e| key_error(e, a.cipher.suite))?;
-    let mut out = vec![0u8; record::record_len(&cipher, plaintext.len())];
-    let len = record::seal(
-        &cipher,
-        ContentType(a.content_type),
-        epoch,
-        SenderId(a.sender_id),
-        a.seq,
-        &plaintext,
-        &mut out,
-    )
-    .map_err(|e| bad(format!("can't seal: {e}")))?;
-    let record = out
-        .get(..len)
-        .ok_or_else(|| bad("can't seal: buffer too small"))?;
-    Ok(hex::encode(record))
-}
-
-fn keys_line(keys: &RecordKeys) -> String {
-    format!(
-        "{{\"key\":\"{}\",\"iv\":\"{}\"}}",
-        hex::encode(keys.key()),
-        hex::encode(keys.iv())
-    )
-}
-
-/// `keys native`: HKDF-SHA256 schedule.
-fn keys_native(a: &NativeArgs) -> Result<String, BadInput> {
-    let epoch = nonzero_epoch(a.epoch)?;
-    let secret = decode_hex("--secret", &a.secret)?;
-    let secret: [u8; 32] = secret
-        .as_slice()
-        .try_into()
-        .map_err(|_| bad("--secret: wrong length (expected 32 bytes)"))?;
-    let secret = EpochSecret(secret);
-    let keys =
-        native_keys(a.group_id, epoch, a.suite, &secret).map_err(|e| key_error(e, a.suite))?;
-    Ok(keys_line(&keys))
-}
-
-fn random32(what: &str, value: &str) -> Result<[u8; 32], BadInput> {
-    decode_hex(what, value)?
-        .as_slice()
-        .try_into()
-        .map_err(|_| bad(format!("{what}: wrong length (expected 32 bytes)")))
-}
-
-/// `keys wolfssl`: the TLS 1.2 PRF schedule of `wolfSSL_set_secret`.
-fn keys_wolfssl(a: &WolfsslArgs) -> Result<String, BadInput> {
-    let pms = decode_hex("--pms", &a.pms)?;
-    if pms.is_empty() {
-        return Err(bad("--pms: empty"));
-    }
-    let client_random = random32("--client-random", &a.client_random)?;
-    let server_random = random32("--server-random", &a.server_random)?;
-    let derived = wolfssl_keys(a.suite, &pms, &client_random, &server_random)
-        .map_err(|e| key_error(e, a.suite))?;
-    Ok(keys_line(&derived.keys))
 }
