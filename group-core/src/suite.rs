@@ -54,11 +54,10 @@ impl Suite {
 
     /// Whether this build can protect records with the suite.
     pub const fn is_enabled(self) -> bool {
-        match self {
-            Self::AES_128_CCM_8 | Self::AES_128_CCM | Self::AES_128_GCM => true,
-            Self::CHACHA20_POLY1305 => cfg!(feature = "chacha20"),
-            _ => false,
-        }
+        matches!(
+            self,
+            Self::AES_128_CCM_8 | Self::AES_128_CCM | Self::AES_128_GCM
+        ) || (cfg!(feature = "chacha20") && matches!(self, Self::CHACHA20_POLY1305))
     }
 
     /// A short name (`ccm8`, `ccm`, `gcm`, `chacha20`), or `None` for an unknown suite.
