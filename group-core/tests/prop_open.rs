@@ -4,14 +4,16 @@
 //! A receiver (own sender ID 9) holds three epochs: previous (1, in its grace period), current
 //! (2) and staged (3). A pool of valid records is sealed with the real keys:
 //!
-//! | sender | epoch | seqs | story                                             |
-//! |--------|-------|------|---------------------------------------------------|
-//! | 1      | 2     | 0..7 | a switch in the current epoch                     |
-//! | 2      | 1     | 0..5 | a sensor still sending in the previous epoch      |
-//! | 3      | 3     | 0..4 | a sensor that already moved to the staged epoch   |
-//! | 4      | 2     | 0..4 | a sender the receiver has not heard from yet      |
-//! | 9      | 2     | 0    | someone using the receiver's own sender ID        |
-//! | 1      | 2     | 7    | a valid alert record (not application data)       |
+//! | sender | epoch | seqs | story                                                      |
+//! |--------|-------|------|------------------------------------------------------------|
+//! | 1      | 1     | 0..4 | a switch, before it moved to the current epoch             |
+//! | 1      | 2     | 0..7 | the same switch in the current epoch                       |
+//! | 2      | 1     | 0..5 | a sensor still sending in the previous epoch               |
+//! | 3      | 3     | 0..4 | a sensor that already moved to the staged epoch            |
+//! | 3      | 1     | 0..3 | that sensor's old records (older than its epoch: too old)  |
+//! | 4      | 2     | 0..4 | a sender the receiver has not heard from yet               |
+//! | 9      | 2     | 0    | someone using the receiver's own sender ID                 |
+//! | 1      | 2     | 7    | a valid alert record (not application data)                |
 //!
 //! The receiver first accepts some of them. Then each case feeds it arbitrary bytes, bytes with
 //! a plausible header, and valid records mutated (bit flips, truncations, trailing bytes, length
@@ -20,6 +22,9 @@
 //! - no panic;
 //! - it is delivered only if it is byte for byte a pool record that a reference model says is
 //!   fresh, and then with that record's sender, epoch, seq and plaintext;
+//!   The model keeps, per sender, a current and a previous window (epoch, first accepted seq,
+//!   seqs seen); all seqs of the pool lie well inside a 64-record window;
+//! - after every input, the receiver's view of the senders equals the model's;
 //! - when refused: the error is the model's (for untouched pool records), exactly one drop
 //!   counter moves (the one named by the error), and nothing else changes: senders, epochs,
 //!   deadlines, sending state, events (except the sender-ID clash report), and the
@@ -88,30 +93,70 @@ fn seal(suite: Suite, ct: ContentType, epoch: u16, sid: u8, seq: u64) -> Valid {
 fn pool(suite: Suite) -> Vec<Valid> {
     let app = ContentType::APPLICATION_DATA;
     let mut p = Vec::new();
+    p.extend((0..4).map(|s| seal(suite, app, 1, 1, s)));
     p.extend((0..7).map(|s| seal(suite, app, 2, 1, s)));
     p.extend((0..5).map(|s| seal(suite, app, 1, 2, s)));
     p.extend((0..4).map(|s| seal(suite, app, 3, 3, s)));
+    p.extend((0..3).map(|s| seal(suite, app, 1, 3, s)));
     p.extend((0..4).map(|s| seal(suite, app, 2, 4, s)));
     p.push(seal(suite, app, 2, OWN_SID.0, 0));
     p.push(seal(suite, ContentType::ALERT, 2, 1, 7));
     p
 }
 
-/// Which pool records the receiver accepts before the attack starts (sender 1 out of order).
-const WARM_UP: [(u8, u64); 6] = [(1, 0), (1, 2), (1, 1), (2, 0), (2, 1), (3, 0)];
+/// The pool records `(sid, epoch, seq)` the receiver accepts before the attack starts, in this
+/// order: the switch moves from epoch 1 to 2 (out of order in both), the sensors start.
+const WARM_UP: [(u8, u16, u64); 8] = [
+    (1, 1, 0),
+    (1, 1, 2),
+    (1, 2, 0),
+    (1, 2, 2),
+    (1, 2, 1),
+    (2, 1, 0),
+    (2, 1, 1),
+    (3, 3, 0),
+];
 
-/// What the receiver should do with an untouched pool record.
+/// One replay window in the model: its epoch, the first accepted seq, and every seq accepted.
+#[derive(Clone, Debug)]
+struct WindowModel {
+    epoch: Epoch,
+    first: u64,
+    seen: BTreeSet<u64>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct SenderModel {
+    current: Option<WindowModel>,
+    previous: Option<WindowModel>,
+}
+
+/// What the receiver should do with an untouched pool record (wire.md §2-§4).
 #[derive(Debug)]
 struct Model {
     strict: bool,
-    accepted: BTreeSet<(u8, u64)>,
-    first: BTreeMap<u8, u64>,
+    senders: BTreeMap<SenderId, SenderModel>,
 }
 
 impl Model {
-    fn accept(&mut self, sid: SenderId, seq: u64) {
-        self.accepted.insert((sid.0, seq));
-        self.first.entry(sid.0).or_insert(seq);
+    fn new(strict: bool) -> Self {
+        let mut senders = BTreeMap::new();
+        if strict {
+            // The key server provided senders 1 to 3; their windows open on first use.
+            for sid in 1..=3 {
+                senders.insert(SenderId(sid), SenderModel::default());
+            }
+        }
+        Self { strict, senders }
+    }
+
+    fn window_verdict(&self, w: &WindowModel, seq: u64) -> Result<(), OpenError> {
+        // Trust-first: numbers below the first accepted one count as seen.
+        if w.seen.contains(&seq) || (!self.strict && seq < w.first) {
+            Err(OpenError::Replay)
+        } else {
+            Ok(())
+        }
     }
 
     fn verdict(&self, v: &Valid) -> Result<(), OpenError> {
@@ -121,19 +166,70 @@ impl Model {
         if v.sid == OWN_SID {
             return Err(OpenError::OwnSenderId);
         }
-        if self.strict && v.sid == SenderId(4) {
-            return Err(OpenError::UnknownSender(v.sid));
+        let Some(s) = self.senders.get(&v.sid) else {
+            return if self.strict {
+                Err(OpenError::UnknownSender(v.sid))
+            } else {
+                Ok(())
+            };
+        };
+        match (&s.current, &s.previous) {
+            (None, _) => Ok(()),
+            (Some(c), _) if c.epoch == v.epoch => self.window_verdict(c, v.seq),
+            (Some(c), _) if v.epoch > c.epoch => Ok(()),
+            (_, Some(p)) if p.epoch == v.epoch => self.window_verdict(p, v.seq),
+            _ => Err(OpenError::TooOld),
         }
-        if self.accepted.contains(&(v.sid.0, v.seq)) {
-            return Err(OpenError::Replay);
-        }
-        // Trust-first: numbers below the sender's first accepted one count as seen. Each sender
-        // of the pool sends in one epoch only, and all seqs are well inside the window.
-        if !self.strict && self.first.get(&v.sid.0).is_some_and(|f| v.seq < *f) {
-            return Err(OpenError::Replay);
-        }
-        Ok(())
     }
+
+    fn accept(&mut self, v: &Valid) {
+        assert_eq!(self.verdict(v), Ok(()), "model: accepting a refused record");
+        let fresh = || WindowModel {
+            epoch: v.epoch,
+            first: v.seq,
+            seen: BTreeSet::from([v.seq]),
+        };
+        let s = self.senders.entry(v.sid).or_default();
+        match &mut s.current {
+            Some(c) if c.epoch == v.epoch => {
+                c.seen.insert(v.seq);
+            }
+            Some(c) if v.epoch > c.epoch => s.previous = s.current.replace(fresh()),
+            Some(_) => {
+                s.previous.as_mut().unwrap().seen.insert(v.seq);
+            }
+            None => s.current = Some(fresh()),
+        }
+    }
+
+    fn accepted(&self, v: &Valid) -> bool {
+        self.senders.get(&v.sid).is_some_and(|s| {
+            [&s.current, &s.previous]
+                .into_iter()
+                .flatten()
+                .any(|w| w.epoch == v.epoch && w.seen.contains(&v.seq))
+        })
+    }
+
+    fn infos(&self) -> Vec<SenderInfo> {
+        let view = |w: &Option<WindowModel>| {
+            w.as_ref()
+                .map(|w| (w.epoch, w.seen.iter().next_back().copied()))
+        };
+        self.senders
+            .iter()
+            .map(|(sid, s)| SenderInfo {
+                sender_id: *sid,
+                current: view(&s.current),
+                previous: view(&s.previous),
+            })
+            .collect()
+    }
+}
+
+fn sorted(mut v: Vec<SenderInfo>) -> Vec<SenderInfo> {
+    v.sort_by_key(|s| s.sender_id);
+    v
 }
 
 /// Everything observable about a receiver except its counters.
@@ -188,21 +284,18 @@ fn fixture(suite: Suite, strict: bool) -> Fixture {
         }
     }
     let pool = pool(suite);
-    let mut model = Model {
-        strict,
-        accepted: BTreeSet::new(),
-        first: BTreeMap::new(),
-    };
-    for (sid, seq) in WARM_UP {
+    let mut model = Model::new(strict);
+    for (sid, epoch, seq) in WARM_UP {
         let v = pool
             .iter()
-            .find(|v| v.sid.0 == sid && v.seq == seq)
+            .find(|v| (v.sid.0, v.epoch.0, v.seq) == (sid, epoch, seq))
             .unwrap();
         let mut b = v.bytes.clone();
         let d = rx.open(NOW, &mut b).unwrap();
         assert_eq!(d.plaintext, &v.plaintext[..]);
-        model.accept(SenderId(sid), seq);
+        model.accept(v);
     }
+    assert_eq!(sorted(rx.senders().collect()), model.infos());
     assert_eq!(rx.poll_event(), None);
     assert_eq!(snapshot(&rx).previous, Some(Epoch(1)));
     assert_eq!(snapshot(&rx).staged, Some(Epoch(3)));
@@ -243,20 +336,12 @@ fn offer(f: &mut Fixture, bytes: &[u8]) -> Result<(), TestCaseError> {
                 (epoch, sid, seq, ct),
                 (v.epoch, v.sid, v.seq, v.content_type)
             );
-            prop_assert_eq!(plaintext, v.plaintext);
+            prop_assert_eq!(&plaintext, &v.plaintext);
             prop_assert_eq!(counters.accepted, counters_before.accepted + 1);
             prop_assert_eq!(counters.dropped(), counters_before.dropped());
             prop_assert_eq!(event, None);
-            let info = after.senders.iter().find(|s| s.sender_id == v.sid);
-            let highest = f
-                .model
-                .accepted
-                .range((v.sid.0, 0)..=(v.sid.0, u64::MAX))
-                .map(|(_, s)| *s)
-                .chain([v.seq])
-                .max();
-            prop_assert_eq!(info.and_then(|i| i.current), Some((v.epoch, highest)));
-            f.model.accept(v.sid, v.seq);
+            f.model.accept(&v);
+            prop_assert_eq!(sorted(after.senders), f.model.infos());
         }
         Err(e) => {
             if let Some(exp) = expected {
@@ -281,6 +366,7 @@ fn offer(f: &mut Fixture, bytes: &[u8]) -> Result<(), TestCaseError> {
                     expected_after.auth_failures_current += 1;
                 }
             }
+            prop_assert_eq!(sorted(after.senders.clone()), f.model.infos());
             prop_assert_eq!(after, expected_after, "refused with {:?}", e);
             if e == OpenError::OwnSenderId {
                 let h = RecordHeader::parse(bytes).unwrap();
@@ -309,9 +395,8 @@ fn offer(f: &mut Fixture, bytes: &[u8]) -> Result<(), TestCaseError> {
 
 /// Every pool record, again: accepted ones are replays, fresh ones are delivered.
 fn final_check(f: &mut Fixture) -> Result<(), TestCaseError> {
-    let accepted_before = f.model.accepted.len();
     for v in f.pool.clone() {
-        if f.model.accepted.contains(&(v.sid.0, v.seq)) {
+        if f.model.accepted(&v) {
             prop_assert_eq!(f.model.verdict(&v), Err(OpenError::Replay));
             offer(f, &v.bytes)?;
         }
@@ -319,11 +404,12 @@ fn final_check(f: &mut Fixture) -> Result<(), TestCaseError> {
     for v in f.pool.clone() {
         offer(f, &v.bytes)?;
     }
-    // Sender 1's seqs 3..6 were fresh at the start: at least these were delivered now or before.
-    for s in 3..7 {
-        prop_assert!(f.model.accepted.contains(&(1, s)));
+    // The switch's epoch-2 seqs 3..6 were fresh at the start: delivered now or before.
+    for v in &f.pool {
+        if v.sid == SenderId(1) && v.epoch == Epoch(2) && v.content_type.0 == 23 {
+            prop_assert!(f.model.accepted(v), "{:?}", (v.sid, v.epoch, v.seq));
+        }
     }
-    prop_assert!(f.model.accepted.len() >= accepted_before);
     Ok(())
 }
 
@@ -533,39 +619,42 @@ proptest! {
     }
 }
 
-/// The model is not vacuous: untouched records do get delivered, replays and the clash are
-/// refused with the expected reasons, whatever the suite and admission policy.
+/// The model is not vacuous: untouched records do get delivered, replays, old epochs and the
+/// clash are refused with the expected reasons, whatever the suite and admission policy. The
+/// figures are counted by hand from the pool table.
 #[test]
 fn untouched_pool_records_follow_the_model() {
     for suite in [Suite::AES_128_CCM_8, Suite::AES_128_CCM, Suite::AES_128_GCM] {
         for strict in [false, true] {
             let mut f = fixture(suite, strict);
-            let before = f.rx.counters().accepted;
+            let warm = WARM_UP.len() as u64;
+            let before = *f.rx.counters();
+            assert_eq!(before.accepted, warm);
             final_check(&mut f).unwrap();
-            // Sender 1: 3..6 fresh; sender 2: 2..4; sender 3: 1..3; sender 4 (trust-first): 0..3.
-            let fresh = 4 + 3 + 3 + if strict { 0 } else { 4 };
+            // Fresh: switch e1 {1, 3}, e2 {3..6}; sensor 2 {2, 3, 4}; sensor 3 e3 {1, 2, 3};
+            // sender 4 {0..3} only under trust-first.
+            let fresh = 2 + 4 + 3 + 3 + if strict { 0 } else { 4 };
+            let c = *f.rx.counters();
             assert_eq!(
-                f.rx.counters().accepted - before,
+                c.accepted - before.accepted,
                 fresh,
                 "{suite:?} strict={strict}"
             );
-            let c = *f.rx.counters();
+            // The warm-up records, twice (once in each pass of `final_check`).
+            assert_eq!(c.replay, 2 * warm, "{suite:?} strict={strict}");
+            // Sensor 3's epoch-1 records: it is in epoch 3 and has no epoch-1 window.
+            assert_eq!(c.too_old, 3);
             assert_eq!(c.own_sender_id, 1);
             assert_eq!(c.unsupported_content_type, 1);
-            // The warm-up records, twice (once in each pass of `final_check`).
-            assert_eq!(
-                c.replay,
-                2 * WARM_UP.len() as u64,
-                "{suite:?} strict={strict}"
-            );
             assert_eq!(c.unknown_sender, if strict { 4 } else { 0 }, "{suite:?}");
-            assert_eq!(c.dropped(), c.replay + 2 + c.unknown_sender);
+            assert_eq!(c.dropped(), c.replay + 3 + 1 + 1 + c.unknown_sender);
 
             // A second pass refuses everything that was delivered, as a replay.
             final_check(&mut f).unwrap();
             let c2 = *f.rx.counters();
             assert_eq!(c2.accepted, c.accepted);
-            assert_eq!(c2.replay - c.replay, 2 * (WARM_UP.len() as u64 + fresh));
+            assert_eq!(c2.replay - c.replay, 2 * (warm + fresh));
+            assert_eq!(c2.too_old - c.too_old, 3);
         }
     }
 }

@@ -111,13 +111,13 @@ struct Crash {
     down_ms: u64,
 }
 
-/// The first record `sender` sends within `sent_in` is delayed by `delay_ms` on the way to
-/// every listener (the network's fate for it is otherwise ignored).
+/// The first record `sender` sends within `sent_in` is held by the network and reaches every
+/// listener at `arrives_at` (its random fate is not drawn).
 #[derive(Clone, Debug)]
 struct Hold {
     sender: usize,
     sent_in: Range<u64>,
-    delay_ms: u64,
+    arrives_at: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +137,9 @@ struct Story {
     grace_ms: u64,
     crashes: Vec<Crash>,
     holds: Vec<Hold>,
+    /// `(listener, sender, epoch)`: that listener hears nothing of that sender in that epoch
+    /// (held records excepted).
+    deaf: Vec<(usize, usize, Epoch)>,
     network: Network,
 }
 
@@ -174,6 +177,7 @@ impl Story {
                 },
             ],
             holds: vec![],
+            deaf: vec![],
             network,
         }
     }
@@ -555,14 +559,14 @@ fn run(story: &Story) -> Report {
                     report.held[k] = Some(key);
                     for l in 0..LISTENERS {
                         order += 1;
-                        let at = t + story.holds[k].delay_ms;
+                        let at = story.holds[k].arrives_at;
                         in_flight.push(Reverse((at, order, l, idx, None)));
                     }
                     continue;
                 }
                 for l in 0..LISTENERS {
                     let net = &story.network;
-                    if rng.random_bool(net.loss) {
+                    if story.deaf.contains(&(l, i, h.epoch)) || rng.random_bool(net.loss) {
                         report.copies_lost += 1;
                         continue;
                     }
@@ -780,23 +784,34 @@ fn stormy_network_listeners_follow_the_model() {
 }
 
 /// The motion sensor sends one record just before it switches to epoch 2, and the network
-/// sits on it: for 300 ms in one story, 1 s in another. Held 300 ms, it arrives while the
-/// listeners still hold epoch 1 and inside the sensor's old window: delivered everywhere. Held
-/// 1 s, it arrives after epoch 1's grace period: refused everywhere as an unknown epoch.
+/// sits on it. The listeners make epoch 2 current at 1500 ms, so epoch 1 is receivable until
+/// 2000 ms (exclusive). Released at 1450 ms or 1999 ms, the record is still inside the sensor's
+/// old window and its epoch is held: delivered everywhere. Released at 2000 ms or later, it is
+/// refused everywhere as an unknown epoch.
 #[test]
 fn a_record_from_the_old_epoch_arrives_late() {
-    for (delay_ms, expect) in [(300, "delivered"), (1_000, "unknown_epoch")] {
+    for (arrives_at, expect) in [
+        (1_450, "delivered"),
+        (1_999, "delivered"),
+        (2_000, "unknown_epoch"),
+        (2_600, "unknown_epoch"),
+    ] {
         let mut story = Story::rekey_with_reboots(7, Network::calm());
         story.holds = vec![Hold {
             sender: 1,
             sent_in: 1_150..1_200,
-            delay_ms,
+            arrives_at,
         }];
+        assert_eq!(story.listeners_switch_at + story.grace_ms, 2_000);
         let report = run(&story);
         let key = report.held[0].expect("the motion sensor sent in [1150, 1200)");
         assert_eq!(key.0, OLD);
         let fate = fate_of(&report, key);
-        assert_eq!(fate, &vec![vec![expect]; LISTENERS], "held {delay_ms} ms");
+        assert_eq!(
+            fate,
+            &vec![vec![expect]; LISTENERS],
+            "arrives at {arrives_at}"
+        );
         let lost = if expect == "delivered" { 0 } else { 1 };
         assert_eq!(
             report.delivered,
@@ -804,6 +819,39 @@ fn a_record_from_the_old_epoch_arrives_late() {
             "only the held record may be missing"
         );
     }
+}
+
+/// The cellar light (listener 0) hears nothing the door contact says in epoch 1. The door
+/// contact switches to epoch 2 at 1400 ms; one record it sent just before is held by the
+/// network until 1600 ms. By then every listener has the door contact's epoch-2 records. The
+/// others still hold its epoch-1 window as its previous one and deliver the late record; the
+/// cellar light never had an epoch-1 window for it, the record is from an epoch older than the
+/// door contact's, and it is refused as too old.
+#[test]
+fn a_listener_that_missed_a_senders_old_epoch_refuses_its_late_records() {
+    let mut story = Story::rekey_with_reboots(5, Network::calm());
+    story.deaf = vec![(0, 3, OLD)];
+    story.holds = vec![Hold {
+        sender: 3,
+        sent_in: 1_350..1_400,
+        arrives_at: 1_600,
+    }];
+    let report = run(&story);
+    let key = report.held[0].expect("the door contact sent in [1350, 1400)");
+    assert_eq!(key.0, OLD);
+    let mut expected = vec![vec!["delivered"]; LISTENERS];
+    expected[0] = vec!["too_old"];
+    assert_eq!(fate_of(&report, key), &expected);
+    let door_contact_old = report
+        .sent_log
+        .iter()
+        .filter(|(_, e, s, _)| *e == OLD && *s == SIDS[3])
+        .count() as u64;
+    assert_eq!(
+        report.delivered,
+        report.sent * LISTENERS as u64 - door_contact_old,
+        "everything else reaches everyone"
+    );
 }
 
 /// The thermostat reboots with its sequence store intact. It resumes above every number it
@@ -816,7 +864,7 @@ fn a_reboot_skips_ahead_and_never_reuses() {
     story.holds = vec![Hold {
         sender: 2,
         sent_in: 560..600,
-        delay_ms: 90,
+        arrives_at: 690,
     }];
     let report = run(&story);
     let held = report.held[0].expect("the thermostat sent in [560, 600)");
