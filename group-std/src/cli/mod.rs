@@ -6,6 +6,8 @@
 //! dtls-group record seal --suite S --key HEX --iv HEX --epoch E --sender-id S --seq Q [--content-type T] PLAINTEXT_HEX
 //! dtls-group keys native --group-id N --epoch E --suite S --secret HEX
 //! dtls-group keys wolfssl --suite S --pms HEX --client-random HEX --server-random HEX
+//! dtls-group listen --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX [--compat] [--epoch E] [--count N] [--timeout SECS]
+//! dtls-group send --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX --epoch E --sender-id S --seq-store FILE [--init-seq-store] [--interval MS] MESSAGE_HEX...
 //! ```
 //!
 //! Exit codes: [`EXIT_OK`] (0) success (for `record open`: every record accepted),
@@ -47,6 +49,7 @@
 
 pub mod common;
 pub mod keys;
+pub mod net;
 pub mod record;
 
 use std::ffi::OsString;
@@ -86,6 +89,10 @@ pub enum Command {
     /// Derive an epoch's record key and IV.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Receive a group with static keys; one JSON object per delivered record, then a summary.
+    Listen(net::ListenArgs),
+    /// Send messages to a group with static keys and a sequence store file.
+    Send(net::SendArgs),
 }
 
 /// Runs a parsed command, writing stdout lines to `out`; returns the exit code.
@@ -93,6 +100,8 @@ pub fn execute(cli: &Cli, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     match &cli.command {
         Command::Record(cmd) => record::run(cmd, out),
         Command::Keys(cmd) => keys::run(cmd, out),
+        Command::Listen(args) => net::listen(args, out),
+        Command::Send(args) => net::send(args, out),
     }
 }
 
