@@ -27,6 +27,8 @@
 
 pub use group_core;
 
+#[cfg(feature = "tokio")]
+pub mod async_endpoint;
 pub mod cli;
 pub mod endpoint;
 pub mod net;

@@ -188,4 +188,9 @@ impl MulticastSocket {
     pub fn as_udp(&self) -> &UdpSocket {
         &self.socket
     }
+
+    /// Gives the configured std socket away.
+    pub fn into_udp(self) -> UdpSocket {
+        self.socket
+    }
 }

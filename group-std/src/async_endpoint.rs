@@ -1,0 +1,103 @@
+//! Async (tokio) twin of [`crate::endpoint::GroupEndpoint`], behind the `tokio` feature:
+//! the same group logic over a `tokio::net::UdpSocket` made from a configured
+//! [`MulticastSocket`].
+
+use std::io;
+
+use group_core::group::Group;
+use group_core::record::OpenError;
+use group_core::sequence::SequenceStore;
+use group_core::wire;
+
+use crate::endpoint::{Clock, MAX_DATAGRAM, Received, SendError};
+use crate::net::MulticastSocket;
+
+/// A group member on a tokio socket.
+pub struct AsyncGroupEndpoint<S: SequenceStore, const N: usize = 16, const W: usize = 2> {
+    socket: tokio::net::UdpSocket,
+    target: std::net::SocketAddr,
+    group: Group<N, W>,
+    store: S,
+    clock: Clock,
+    buf: Vec<u8>,
+}
+
+impl<S: SequenceStore, const N: usize, const W: usize> AsyncGroupEndpoint<S, N, W> {
+    /// Converts a configured multicast socket (joined, interface and TTL set) into a tokio
+    /// socket. Must be called inside a tokio runtime.
+    pub fn new(
+        socket: MulticastSocket,
+        group: Group<N, W>,
+        store: S,
+        clock: Clock,
+    ) -> io::Result<Self> {
+        let target = socket.group();
+        let std_socket = socket.into_udp();
+        std_socket.set_nonblocking(true)?;
+        Ok(Self {
+            socket: tokio::net::UdpSocket::from_std(std_socket)?,
+            target,
+            group,
+            store,
+            clock,
+            buf: vec![0; MAX_DATAGRAM],
+        })
+    }
+
+    /// The group context.
+    pub fn group(&self) -> &Group<N, W> {
+        &self.group
+    }
+
+    /// The group context, for key installation.
+    pub fn group_mut(&mut self) -> &mut Group<N, W> {
+        &mut self.group
+    }
+
+    /// Seals `plaintext` as one record and sends it; returns the record.
+    pub async fn send(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendError> {
+        let len = self
+            .group
+            .seal(self.clock.now(), &mut self.store, plaintext, &mut self.buf)
+            .map_err(SendError::Seal)?;
+        let record = self.buf.get(..len).unwrap_or(&[]).to_vec();
+        self.socket
+            .send_to(&record, self.target)
+            .await
+            .map_err(SendError::Io)?;
+        Ok(record)
+    }
+
+    /// Waits for one datagram and opens every record in it; bad records are dropped, counted
+    /// and their reasons returned.
+    pub async fn recv(&mut self) -> io::Result<(Vec<Received>, Vec<OpenError>)> {
+        let (n, from) = self.socket.recv_from(&mut self.buf).await?;
+        let now = self.clock.now();
+        let mut delivered = Vec::new();
+        let mut dropped = Vec::new();
+        let mut rest = self.buf.get_mut(..n).unwrap_or(&mut []);
+        while !rest.is_empty() {
+            if wire::split_record(rest).is_err() {
+                if let Err(e) = self.group.open(now, rest) {
+                    dropped.push(e);
+                }
+                break;
+            }
+            let Ok((record, tail)) = wire::split_record_mut(rest) else {
+                break;
+            };
+            match self.group.open(now, record) {
+                Ok(d) => delivered.push(Received {
+                    sender_id: d.sender_id,
+                    epoch: d.epoch,
+                    seq: d.seq,
+                    plaintext: d.plaintext.to_vec(),
+                    from,
+                }),
+                Err(e) => dropped.push(e),
+            }
+            rest = tail;
+        }
+        Ok((delivered, dropped))
+    }
+}
