@@ -30,6 +30,7 @@ pub use group_core;
 #[cfg(feature = "tokio")]
 pub mod async_endpoint;
 pub mod cli;
+pub mod control;
 pub mod endpoint;
 pub mod net;
 pub mod store;

@@ -93,6 +93,8 @@ pub enum Command {
     Listen(net::ListenArgs),
     /// Send messages to a group with static keys and a sequence store file.
     Send(net::SendArgs),
+    /// Print a running node's counters and epochs (ask its --control socket).
+    Status(net::StatusArgs),
 }
 
 /// Runs a parsed command, writing stdout lines to `out`; returns the exit code.
@@ -102,6 +104,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Stdout) -> Result<u8, BadInput> {
         Command::Keys(cmd) => keys::run(cmd, out),
         Command::Listen(args) => net::listen(args, out),
         Command::Send(args) => net::send(args, out),
+        Command::Status(args) => net::status(args, out),
     }
 }
 

@@ -84,6 +84,28 @@ pub struct ListenArgs {
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// Answer `dtls-group status PATH` on this Unix socket while running.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+/// Arguments of `status`.
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The running node's control socket (its `--control PATH`).
+    pub control: PathBuf,
+}
+
+/// Runs `status`: prints the node's status line.
+pub fn status(args: &StatusArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
+    let line = crate::control::query(&args.control).map_err(|e| {
+        BadInput::new(format!(
+            "no node answering on {}: {e}",
+            args.control.display()
+        ))
+    })?;
+    out.line(line);
+    Ok(EXIT_OK)
 }
 
 /// Arguments of `send`.
@@ -153,6 +175,12 @@ pub fn listen(args: &ListenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let clock = Clock::new();
     let store = group_core::sequence::MemorySequenceStore::commissioned();
     let mut ep = GroupEndpoint::new(socket, group, store, clock);
+    let control = args
+        .control
+        .as_ref()
+        .map(crate::control::ControlServer::bind)
+        .transpose()
+        .map_err(|e| BadInput::new(format!("--control: {e}")))?;
     let mut installed = false;
     if let Some(e) = epoch {
         ep.group_mut()
@@ -162,9 +190,12 @@ pub fn listen(args: &ListenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     }
     let deadline = args
         .timeout
-        .map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.min(1e9)));
+        .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs_f64(t.min(1e9))));
     let mut delivered = 0u64;
     loop {
+        if let Some(c) = &control {
+            c.poll(|| crate::control::group_status(ep.group()).to_string());
+        }
         if args.count.is_some_and(|n| delivered >= n) {
             break;
         }
