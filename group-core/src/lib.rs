@@ -68,6 +68,7 @@
 pub mod counters;
 pub mod epochs;
 pub mod group;
+pub mod keydist;
 pub mod record;
 pub mod replay;
 pub mod schedule;

@@ -1,0 +1,872 @@
+//! The member side: a sans-IO state machine that joins a group, verifies and decrypts key
+//! bundles, installs them into a [`Group`], acknowledges them, reports rekey needs and recovers
+//! from the loss of its sequence store (docs/key-distribution.md §7).
+//!
+//! The member owns the [`Group`] (its configuration comes from the key server's bundles) and
+//! the device's [`SequenceStore`]; [`Member::seal`] and [`Member::open`] wrap the group's.
+//!
+//! ```text
+//!   join(now) / leave(now) / report_state_lost(now)
+//!   handle_message(now, bytes)        a datagram from the key server
+//!   handle_timeout(now)               activations, grace periods, expiry
+//!   poll_transmit(now, rng, buf)      next message to the key server
+//!   poll_timeout()  poll_event()
+//! ```
+
+use core::fmt;
+
+use p256::ecdsa::{SigningKey, VerifyingKey};
+use rand_core::CryptoRng;
+
+use heapless::{Deque, Vec};
+
+use super::crypto::{self, Check, Protect, compressed, parse_key, secret_aad};
+use super::message::{
+    Ack, BundlePolicy, DeviceHeader, JoinRequest, KeyBundle, KeyMaterial, Leave, Message,
+    PublicKeyBytes, RekeyNeeded, RekeyReport, RemovedReason, WireAdmission, WireNonceProfile,
+    parse,
+};
+use super::{DeviceId, Direction, Error, MAX_SENDERS, NONCE_LEN, Role};
+use crate::counters::{Event, RekeyReason};
+use crate::group::{Admission, Delivery, Group, GroupConfig};
+use crate::record::{NonceProfile, OpenError, SealError};
+use crate::replay::ReplayWindow;
+use crate::schedule::{EpochSecret, native_keys, wolfssl_keys};
+use crate::sequence::SequenceStore;
+use crate::suite::{RecordKeys, Suite};
+use crate::time::Instant;
+use crate::wire::{Epoch, MAX_FRAGMENT_LEN, SenderId};
+
+/// First retransmission timeout of join requests, leaves and reports (ms).
+pub const MEMBER_INITIAL_RTO_MS: u64 = 1_000;
+/// Largest retransmission timeout (ms).
+pub const MEMBER_MAX_RTO_MS: u64 = 64_000;
+/// Queued member events.
+const EVENT_CAP: usize = 16;
+
+/// What a member is and wants.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub struct MemberConfig {
+    /// This device's ID at the key server.
+    pub device_id: DeviceId,
+    /// The group to join.
+    pub group_id: u32,
+    /// The role to ask for.
+    pub role: Role,
+    /// K: sequence numbers reserved per store write (wire.md §6).
+    pub sequence_reserve_step: u64,
+    /// Per-sender budget that raises a rekey report.
+    pub sender_rekey_budget: u64,
+}
+
+impl MemberConfig {
+    /// Defaults for the record layer as [`GroupConfig::new`].
+    pub const fn new(device_id: DeviceId, group_id: u32, role: Role) -> Self {
+        let g = GroupConfig::new(group_id);
+        Self {
+            device_id,
+            group_id,
+            role,
+            sequence_reserve_step: g.sequence_reserve_step,
+            sender_rekey_budget: g.sender_rekey_budget,
+        }
+    }
+}
+
+/// How this device authenticates to the key server and the key server to it.
+pub enum MemberCredentials {
+    /// Signed mode: the device's static P-256 key pair (also its record-signing key in groups
+    /// that require signatures) and the key server's public key.
+    Signed {
+        /// The device's key.
+        device_key: SigningKey,
+        /// The key server's public key.
+        server_key: VerifyingKey,
+    },
+    /// PSK mode (feature `psk`): the device's 16-byte pre-shared key.
+    #[cfg(feature = "psk")]
+    Psk(super::Psk),
+}
+
+impl MemberCredentials {
+    /// Signed-mode credentials.
+    pub fn signed(device_key: SigningKey, server_key: VerifyingKey) -> Self {
+        Self::Signed {
+            device_key,
+            server_key,
+        }
+    }
+}
+
+impl fmt::Debug for MemberCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Signed { server_key, .. } => f
+                .debug_struct("Signed")
+                .field("server_key", server_key)
+                .finish_non_exhaustive(),
+            #[cfg(feature = "psk")]
+            Self::Psk(_) => f.write_str("Psk(..)"),
+        }
+    }
+}
+
+/// Where a member is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MemberState {
+    /// Not joined and not joining.
+    Idle,
+    /// A join request is outstanding.
+    Joining,
+    /// Holds keys.
+    Joined,
+    /// Asked to leave; keys dropped; waiting for the key server's confirmation.
+    Leaving,
+    /// Removed by the key server (left or revoked); keys dropped.
+    Removed(RemovedReason),
+}
+
+/// Something the application may act on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum MemberEvent {
+    /// A bundle was verified and installed (staged, or current if it activates at once).
+    BundleInstalled {
+        /// The epoch.
+        epoch: Epoch,
+        /// This node's sender ID.
+        sender_id: Option<SenderId>,
+        /// Milliseconds until it becomes the epoch to send in.
+        activate_in_ms: u32,
+    },
+    /// An epoch became the one this node sends in.
+    EpochActivated {
+        /// The epoch.
+        epoch: Epoch,
+    },
+    /// Sending restarted at 0 in a fresh epoch after the sequence store was lost.
+    Recovered {
+        /// The epoch.
+        epoch: Epoch,
+    },
+    /// The key server removed this device; keys are gone.
+    Removed {
+        /// Why.
+        reason: RemovedReason,
+    },
+    /// The current keys' lifetime ended without a new bundle; a report was queued.
+    KeysExpired {
+        /// The epoch.
+        epoch: Epoch,
+    },
+    /// An event of the record layer (also acted upon: rekey needs are reported).
+    Group(Event),
+}
+
+#[derive(Clone, Copy)]
+struct Retry {
+    next_at: u64,
+    rto: u64,
+}
+
+impl Retry {
+    fn now(now: Instant) -> Self {
+        Self {
+            next_at: now.0,
+            rto: MEMBER_INITIAL_RTO_MS,
+        }
+    }
+    fn due(&self, now: Instant) -> bool {
+        self.next_at <= now.0
+    }
+    fn backoff(&mut self, now: Instant) {
+        self.next_at = now.0.saturating_add(self.rto);
+        self.rto = self.rto.saturating_mul(2).min(MEMBER_MAX_RTO_MS);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct JoinAttempt {
+    nonce: Option<[u8; NONCE_LEN]>,
+    lost: bool,
+    retry: Retry,
+}
+
+#[derive(Clone, Copy)]
+struct Report {
+    epoch: Epoch,
+    reason: RekeyReport,
+    retry: Retry,
+}
+
+/// 256-bit set of sender IDs.
+#[derive(Clone, Copy, Default)]
+struct SidSet([u32; 8]);
+
+impl SidSet {
+    fn contains(&self, sid: u8) -> bool {
+        let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
+        self.0.get(w).is_some_and(|v| v & (1u32 << b) != 0)
+    }
+    fn insert(&mut self, sid: u8) {
+        let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
+        if let Some(v) = self.0.get_mut(w) {
+            *v |= 1u32 << b;
+        }
+    }
+    fn remove(&mut self, sid: u8) {
+        let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
+        if let Some(v) = self.0.get_mut(w) {
+            *v &= !(1u32 << b);
+        }
+    }
+}
+
+/// A member of one group, with room for `SENDERS` sender states and `32 × WORDS`-record replay
+/// windows in its [`Group`].
+pub struct Member<S: SequenceStore, const SENDERS: usize = 16, const WORDS: usize = 2> {
+    config: MemberConfig,
+    creds: MemberCredentials,
+    store: S,
+    state: MemberState,
+    group: Option<Group<SENDERS, WORDS>>,
+    last_counter: u64,
+    last_join_nonce: Option<[u8; NONCE_LEN]>,
+    join: Option<JoinAttempt>,
+    leave: Option<Retry>,
+    ack: Option<(u64, u16)>,
+    report: Option<Report>,
+    /// Epoch staged and when (member clock) to activate it.
+    activation: Option<(Epoch, u64)>,
+    /// Senders re-listed after this member removed them: added at activation of the epoch.
+    deferred: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS>,
+    removed: SidSet,
+    /// Restart sending at 0 when this epoch is activated (it was issued after a state loss).
+    recover_at: Option<Epoch>,
+    /// Epochs at or below this were held before the state loss (never recovered into).
+    recovery_floor: Option<Epoch>,
+    expiry: Option<(Epoch, u64)>,
+    lifetime_ms: u32,
+    events: Deque<MemberEvent, EVENT_CAP>,
+    events_dropped: u64,
+}
+
+impl<S: SequenceStore, const N: usize, const W: usize> fmt::Debug for Member<S, N, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("config", &self.config)
+            .field("state", &self.state)
+            .field("last_counter", &self.last_counter)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDERS, WORDS> {
+    /// A member that has not joined yet.
+    pub fn new(config: MemberConfig, creds: MemberCredentials, store: S) -> Self {
+        Self {
+            config,
+            creds,
+            store,
+            state: MemberState::Idle,
+            group: None,
+            last_counter: 0,
+            last_join_nonce: None,
+            join: None,
+            leave: None,
+            ack: None,
+            report: None,
+            activation: None,
+            deferred: Vec::new(),
+            removed: SidSet::default(),
+            recover_at: None,
+            recovery_floor: None,
+            expiry: None,
+            lifetime_ms: 0,
+            events: Deque::new(),
+            events_dropped: 0,
+        }
+    }
+
+    /// Where the member is.
+    pub fn state(&self) -> MemberState {
+        self.state
+    }
+
+    /// Whether the member holds keys.
+    pub fn is_joined(&self) -> bool {
+        self.state == MemberState::Joined
+    }
+
+    /// The record layer, once a bundle arrived.
+    pub fn group(&self) -> Option<&Group<SENDERS, WORDS>> {
+        self.group.as_ref()
+    }
+
+    /// The sequence store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The sequence store, e.g. to simulate its loss.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// The highest server counter accepted.
+    pub fn last_counter(&self) -> u64 {
+        self.last_counter
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    fn push_event(&mut self, e: MemberEvent) {
+        if self.events.push_back(e).is_err() {
+            self.events_dropped = self.events_dropped.saturating_add(1);
+        }
+    }
+
+    /// Starts joining (or rejoining). If this device is a sender and its sequence store lost
+    /// its state, the request says so and the key server answers with a fresh epoch.
+    pub fn join(&mut self, now: Instant) -> Result<(), Error> {
+        let lost = self.config.role == Role::Sender && self.store.load().is_err();
+        self.start_join(now, lost);
+        Ok(())
+    }
+
+    /// Reports that the sequence store lost its state (Group OSCORE §2.6.1.1): this device
+    /// stops sending until the key server gave it a fresh epoch.
+    pub fn report_state_lost(&mut self, now: Instant) {
+        self.start_join(now, true);
+    }
+
+    fn start_join(&mut self, now: Instant, lost: bool) {
+        if lost {
+            self.recovery_floor = self
+                .group
+                .as_ref()
+                .and_then(|g| g.epochs().highest())
+                .max(self.recovery_floor);
+        }
+        self.join = Some(JoinAttempt {
+            nonce: None,
+            lost,
+            retry: Retry::now(now),
+        });
+        self.leave = None;
+        if self.state != MemberState::Joined {
+            self.state = MemberState::Joining;
+        }
+    }
+
+    /// Leaves the group: keys are dropped now; the request is repeated until the key server
+    /// confirms.
+    pub fn leave(&mut self, now: Instant) -> Result<(), Error> {
+        if self.state != MemberState::Joined {
+            return Err(Error::NotJoined);
+        }
+        self.drop_keys();
+        self.state = MemberState::Leaving;
+        self.leave = Some(Retry::now(now));
+        self.join = None;
+        Ok(())
+    }
+
+    fn drop_keys(&mut self) {
+        self.group = None;
+        self.activation = None;
+        self.deferred.clear();
+        self.expiry = None;
+        self.report = None;
+        self.ack = None;
+    }
+
+    /// Handles one datagram from the key server. Refusals are typed errors and change nothing.
+    pub fn handle_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error> {
+        let pm = parse(bytes)?;
+        if pm.message.direction() != Direction::ServerToDevice {
+            return Err(Error::UnexpectedKind);
+        }
+        if pm.message.device_id() != self.config.device_id {
+            return Err(Error::WrongDevice);
+        }
+        if pm.message.group_id() != self.config.group_id {
+            return Err(Error::WrongGroup);
+        }
+        match &self.creds {
+            MemberCredentials::Signed {
+                device_key,
+                server_key,
+            } => crypto::check(
+                &pm,
+                Check::Signed {
+                    key: server_key,
+                    peer: device_key.verifying_key(),
+                },
+            )?,
+            #[cfg(feature = "psk")]
+            MemberCredentials::Psk(psk) => crypto::check(&pm, Check::Psk(psk))?,
+        }
+        let counter = pm.message.server_header().map_or(0, |h| h.counter);
+        if counter <= self.last_counter {
+            return Err(Error::Replayed);
+        }
+        match pm.message {
+            Message::KeyBundle(b) => self.on_bundle(now, &b),
+            Message::Removed(r) => {
+                if !matches!(self.state, MemberState::Joined | MemberState::Leaving) {
+                    return Err(Error::NotJoined);
+                }
+                self.last_counter = counter;
+                self.drop_keys();
+                self.leave = None;
+                self.join = None;
+                self.state = MemberState::Removed(r.reason);
+                self.push_event(MemberEvent::Removed { reason: r.reason });
+                Ok(())
+            }
+            _ => Err(Error::UnexpectedKind),
+        }
+    }
+
+    fn group_config(&self, b: &KeyBundle) -> GroupConfig {
+        let p = &b.policy;
+        let mut c = GroupConfig::new(self.config.group_id);
+        c.own_sender_id = b.sender_id.map(SenderId);
+        c.admission = match p.admission {
+            WireAdmission::TrustFirst => Admission::TrustFirst,
+            WireAdmission::Strict => Admission::Strict,
+        };
+        c.nonce_profile = match p.nonce_profile {
+            WireNonceProfile::Strict => NonceProfile::Strict,
+            WireNonceProfile::Compatibility => NonceProfile::Compatibility,
+        };
+        c.grace_ms = u64::from(p.grace_ms);
+        c.max_fragment_len = usize::from(p.max_fragment_len);
+        c.sequence_reserve_step = self.config.sequence_reserve_step;
+        c.sender_rekey_budget = self.config.sender_rekey_budget;
+        c.signatures_required = p.signatures_required;
+        c
+    }
+
+    fn check_policy(&self, p: &BundlePolicy) -> Result<(), Error> {
+        if u64::from(p.replay_window) > ReplayWindow::<WORDS>::SIZE
+            || usize::from(p.max_fragment_len) > MAX_FRAGMENT_LEN
+            || p.max_fragment_len < 64
+        {
+            return Err(Error::PolicyUnsupported);
+        }
+        if p.signatures_required && !matches!(self.creds, MemberCredentials::Signed { .. }) {
+            return Err(Error::PolicyUnsupported);
+        }
+        Ok(())
+    }
+
+    fn open_material(&self, b: &KeyBundle) -> Result<KeyMaterial, Error> {
+        let aad = secret_aad(
+            b.header.group_id,
+            b.header.device_id,
+            b.header.counter,
+            b.epoch,
+            b.suite,
+        );
+        match &self.creds {
+            MemberCredentials::Signed { device_key, .. } => {
+                crypto::open_ecdh(device_key, &b.sealed, &aad)
+            }
+            #[cfg(feature = "psk")]
+            MemberCredentials::Psk(psk) => {
+                super::psk::open(psk, b.header.device_id, b.header.counter, &b.sealed, &aad)
+            }
+        }
+    }
+
+    fn on_bundle(&mut self, now: Instant, b: &KeyBundle) -> Result<(), Error> {
+        // Freshness: a join response must echo the outstanding request's nonce.
+        match self.state {
+            MemberState::Joining => {
+                let want = self.join.and_then(|j| j.nonce);
+                if want.is_none() || b.echo != want {
+                    return Err(Error::NonceMismatch);
+                }
+            }
+            MemberState::Joined => {
+                let outstanding = self.join.and_then(|j| j.nonce);
+                if b.echo.is_some() && b.echo != self.last_join_nonce && b.echo != outstanding {
+                    return Err(Error::NonceMismatch);
+                }
+            }
+            _ => return Err(Error::NotJoined),
+        }
+        // Consistency and policy, all before anything changes.
+        let suite = Suite(b.suite);
+        if !suite.is_enabled() {
+            return Err(Error::UnsupportedSuite(b.suite));
+        }
+        if (self.config.role == Role::Sender) != b.sender_id.is_some() {
+            return Err(Error::InconsistentBundle);
+        }
+        self.check_policy(&b.policy)?;
+        if b.senders.len() > SENDERS {
+            return Err(Error::CapacityExceeded);
+        }
+        let mut keys_of: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS> = Vec::new();
+        for s in &b.senders {
+            let key = match (&s.public_key, b.policy.signatures_required) {
+                (Some(k), true) => Some(parse_key(&k.0)?),
+                (None, false) => None,
+                _ => return Err(Error::InconsistentBundle),
+            };
+            keys_of
+                .push((SenderId(s.sender_id), key))
+                .map_err(|_| Error::CapacityExceeded)?;
+        }
+        let answers_join = self
+            .join
+            .is_some_and(|j| j.nonce.is_some() && j.nonce == b.echo);
+        let recovering = answers_join && self.join.is_some_and(|j| j.lost);
+        let epoch = Epoch(b.epoch);
+        if recovering && self.recovery_floor.is_some_and(|f| epoch <= f) {
+            // Not a fresh epoch: restarting at 0 there could reuse a nonce.
+            return Err(Error::InconsistentBundle);
+        }
+        let material = self.open_material(b)?;
+        let keys: RecordKeys = match &material {
+            KeyMaterial::Native { secret } => {
+                native_keys(self.config.group_id, epoch, suite, &EpochSecret(*secret))?
+            }
+            KeyMaterial::WolfSsl {
+                pms,
+                client_random,
+                server_random,
+            } => wolfssl_keys(suite, &pms.0, client_random, server_random)?.keys,
+        };
+        drop(material);
+
+        // Install: into the present group if its configuration still fits, else a new one.
+        let config = self.group_config(b);
+        match self.group.as_mut() {
+            Some(g) if *g.config() == config => g.install_epoch(epoch, &keys)?,
+            _ => {
+                // First bundle, or the sender ID or policy changed: a new record layer.
+                let mut g = Group::<SENDERS, WORDS>::new(config);
+                g.install_epoch(epoch, &keys)?;
+                self.group = Some(g);
+                self.removed = SidSet::default();
+                self.deferred.clear();
+            }
+        }
+        let own = b.sender_id;
+        let group = self.group.as_mut().ok_or(Error::NotJoined)?;
+        if let (Some(_), MemberCredentials::Signed { device_key, .. }) = (own, &self.creds)
+            && b.policy.signatures_required
+        {
+            group.set_signing_key(device_key.clone());
+        }
+        // Senders: drop the stale and the unlisted, then add the listed.
+        let mut known: Vec<SenderId, SENDERS> = Vec::new();
+        for s in group.senders() {
+            let _ = known.push(s.sender_id);
+        }
+        for sid in b.stale.iter().map(|s| SenderId(*s)).chain(known) {
+            if Some(sid.0) != own && !b.senders.iter().any(|s| s.sender_id == sid.0) {
+                group.remove_sender(sid);
+                self.removed.insert(sid.0);
+            }
+        }
+        self.deferred.clear();
+        for (sid, key) in keys_of {
+            if Some(sid.0) == own {
+                continue;
+            }
+            if self.removed.contains(sid.0) {
+                // Re-listed after removal: only once the epochs it used before are gone.
+                let _ = self.deferred.push((sid, key));
+                continue;
+            }
+            // Can't fail: the unlisted were removed and the list fits the table (checked).
+            let _ = match key {
+                Some(k) => group.set_sender_key(sid, k),
+                None => group.add_sender(sid),
+            };
+        }
+        // Bookkeeping: the bundle is accepted.
+        self.last_counter = b.header.counter;
+        if answers_join {
+            self.last_join_nonce = self.join.and_then(|j| j.nonce);
+            self.join = None;
+            if recovering {
+                self.recover_at = Some(epoch);
+            }
+        }
+        if self.report.is_some_and(|r| epoch > r.epoch) {
+            self.report = None;
+        }
+        self.state = MemberState::Joined;
+        self.lifetime_ms = b.lifetime_ms;
+        self.ack = Some((b.header.counter, b.epoch));
+        self.push_event(MemberEvent::BundleInstalled {
+            epoch,
+            sender_id: own.map(SenderId),
+            activate_in_ms: b.activate_in_ms,
+        });
+        let at = now.0.saturating_add(u64::from(b.activate_in_ms));
+        self.activation = Some((epoch, at));
+        self.handle_timeout(now);
+        Ok(())
+    }
+
+    fn activate(&mut self, epoch: Epoch, now: Instant) {
+        let Some(group) = self.group.as_mut() else {
+            return;
+        };
+        let was_current = group.current_epoch() == Some(epoch);
+        if group.activate_epoch(epoch, now).is_err() {
+            return;
+        }
+        // The previous-but-one epoch is gone now: re-listed senders are safe to add.
+        for (sid, key) in core::mem::take(&mut self.deferred) {
+            let _ = match key {
+                Some(k) => group.set_sender_key(sid, k),
+                None => group.add_sender(sid),
+            };
+            self.removed.remove(sid.0);
+        }
+        if self.recover_at == Some(epoch) {
+            self.recover_at = None;
+            match group.recover_sending(&mut self.store) {
+                Ok(()) => {
+                    self.recovery_floor = None;
+                    self.push_event(MemberEvent::Recovered { epoch });
+                }
+                Err(e) => {
+                    // The store refused the write: try again with a new report later.
+                    let _ = e;
+                    self.recover_at = Some(epoch);
+                }
+            }
+        }
+        if !was_current {
+            self.expiry = (self.lifetime_ms > 0)
+                .then(|| (epoch, now.0.saturating_add(u64::from(self.lifetime_ms))));
+            self.push_event(MemberEvent::EpochActivated { epoch });
+        }
+    }
+
+    /// Activates staged epochs whose time came, ends grace periods, notices expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some((epoch, at)) = self.activation
+            && now.0 >= at
+        {
+            self.activation = None;
+            self.activate(epoch, now);
+        }
+        if let Some(g) = self.group.as_mut() {
+            g.handle_timeout(now);
+        }
+        if let Some((epoch, at)) = self.expiry
+            && now.0 >= at
+        {
+            self.expiry = None;
+            self.push_event(MemberEvent::KeysExpired { epoch });
+            self.schedule_report(now, epoch, RekeyReport::Expired);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) or [`poll_transmit`](Self::poll_transmit)
+    /// next has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let candidates = [
+            self.ack.map(|_| 0),
+            self.join.map(|j| j.retry.next_at),
+            self.leave.map(|r| r.next_at),
+            self.report.map(|r| r.retry.next_at),
+            self.activation.map(|(_, at)| at),
+            self.expiry.map(|(_, at)| at),
+            self.group
+                .as_ref()
+                .and_then(|g| g.poll_timeout())
+                .map(|i| i.0),
+        ];
+        candidates.into_iter().flatten().min().map(Instant)
+    }
+
+    fn schedule_report(&mut self, now: Instant, epoch: Epoch, reason: RekeyReport) {
+        if self.state != MemberState::Joined || self.report.is_some_and(|r| r.epoch >= epoch) {
+            return;
+        }
+        self.report = Some(Report {
+            epoch,
+            reason,
+            retry: Retry::now(now),
+        });
+    }
+
+    /// Moves the group's events into this member's queue, acting on rekey needs.
+    fn pump_group_events(&mut self, now: Instant) {
+        while let Some(e) = self.group.as_mut().and_then(|g| g.poll_event()) {
+            let report = match e {
+                Event::RekeyNeeded { epoch, reason } => Some((
+                    epoch,
+                    match reason {
+                        RekeyReason::SenderBudget => RekeyReport::SenderBudget,
+                        RekeyReason::GroupUsage => RekeyReport::GroupUsage,
+                        RekeyReason::SequenceExhausted => RekeyReport::SequenceExhausted,
+                    },
+                )),
+                Event::IntegrityLimitReached { epoch, .. } => {
+                    Some((epoch, RekeyReport::IntegrityLimit))
+                }
+                _ => None,
+            };
+            if let Some((epoch, reason)) = report {
+                self.schedule_report(now, epoch, reason);
+            }
+            self.push_event(MemberEvent::Group(e));
+        }
+    }
+
+    /// Next event (record-layer events included: poll here, not on the group).
+    pub fn poll_event(&mut self) -> Option<MemberEvent> {
+        if self.events.is_empty() {
+            let now = Instant(0);
+            self.pump_group_events(now);
+        }
+        self.events.pop_front()
+    }
+
+    fn header<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> DeviceHeader {
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        DeviceHeader {
+            group_id: self.config.group_id,
+            device_id: self.config.device_id,
+            nonce,
+            counter: self.last_counter,
+        }
+    }
+
+    fn protect(&self, msg: &Message, buf: &mut [u8]) -> Result<usize, Error> {
+        match &self.creds {
+            MemberCredentials::Signed {
+                device_key,
+                server_key,
+            } => crypto::protect(
+                msg,
+                Protect::Signed {
+                    key: device_key,
+                    peer: server_key,
+                },
+                buf,
+            ),
+            #[cfg(feature = "psk")]
+            MemberCredentials::Psk(psk) => crypto::protect(msg, Protect::Psk(psk), buf),
+        }
+    }
+
+    fn own_public_key(&self) -> Result<PublicKeyBytes, Error> {
+        match &self.creds {
+            MemberCredentials::Signed { device_key, .. } => {
+                let c = compressed(device_key.verifying_key())?;
+                PublicKeyBytes::from_slice(&c).map_err(|_| Error::BadPublicKey)
+            }
+            #[cfg(feature = "psk")]
+            MemberCredentials::Psk(_) => Ok(PublicKeyBytes::new()),
+        }
+    }
+
+    /// The next message for the key server, written to `buf`; returns its length.
+    pub fn poll_transmit<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, Error> {
+        self.pump_group_events(now);
+        if let Some((counter, epoch)) = self.ack {
+            let mut header = self.header(rng);
+            header.counter = counter;
+            let n = self.protect(&Message::Ack(Ack { header, epoch }), buf)?;
+            self.ack = None;
+            return Ok(Some(n));
+        }
+        if let Some(mut j) = self.join.filter(|j| j.retry.due(now)) {
+            let mut header = self.header(rng);
+            match j.nonce {
+                Some(n) => header.nonce = n,
+                None => j.nonce = Some(header.nonce),
+            }
+            let msg = Message::JoinRequest(JoinRequest {
+                header,
+                role: self.config.role,
+                public_key: self.own_public_key()?,
+                sequence_state_lost: j.lost,
+            });
+            let n = self.protect(&msg, buf)?;
+            j.retry.backoff(now);
+            self.join = Some(j);
+            return Ok(Some(n));
+        }
+        if let Some(mut r) = self.leave.filter(|r| r.due(now)) {
+            let header = self.header(rng);
+            let n = self.protect(&Message::Leave(Leave { header }), buf)?;
+            r.backoff(now);
+            self.leave = Some(r);
+            return Ok(Some(n));
+        }
+        if let Some(mut r) = self.report.filter(|r| r.retry.due(now)) {
+            let header = self.header(rng);
+            let msg = Message::RekeyNeeded(RekeyNeeded {
+                header,
+                epoch: r.epoch.0,
+                reason: r.reason,
+            });
+            let n = self.protect(&msg, buf)?;
+            r.retry.backoff(now);
+            self.report = Some(r);
+            return Ok(Some(n));
+        }
+        Ok(None)
+    }
+
+    /// Seals `plaintext` as this node's next record (see [`Group::seal`]). If the sequence
+    /// store lost its state, a recovery request is queued and the error returned.
+    pub fn seal(
+        &mut self,
+        now: Instant,
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SealError> {
+        self.handle_timeout(now);
+        let group = self.group.as_mut().ok_or(SealError::NoCurrentEpoch)?;
+        let r = group.seal(now, &mut self.store, plaintext, out);
+        if let Err(SealError::SequenceStateLost(_)) = r
+            && self.join.is_none_or(|j| !j.lost)
+            && self.recover_at.is_none()
+        {
+            self.report_state_lost(now);
+        }
+        r
+    }
+
+    /// Opens one record (see [`Group::open`]).
+    pub fn open<'a>(
+        &mut self,
+        now: Instant,
+        record: &'a mut [u8],
+    ) -> Result<Delivery<'a>, OpenError> {
+        self.handle_timeout(now);
+        match self.group.as_mut() {
+            Some(g) => g.open(now, record),
+            None => {
+                record.fill(0);
+                Err(OpenError::UnknownEpoch(Epoch(0)))
+            }
+        }
+    }
+}

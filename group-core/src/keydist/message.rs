@@ -1,0 +1,507 @@
+//! Key-distribution messages and their envelope (docs/key-distribution.md §2–§3).
+//!
+//! ```text
+//! message = version[1] = 0x01 || mode[1] || body || trailer
+//! body    = postcard(Message)           (varint enum tag, then the fields in order)
+//! trailer = signature r||s [64]          (mode 0x01, Signed)
+//!         = AES-128-CCM tag [16]         (mode 0x02, Psk)
+//! ```
+//!
+//! postcard encodes `u8` as one byte, `u16`/`u32`/`u64` as LEB128 varints, `bool` as `00`/`01`,
+//! `Option` as `00` or `01 || value`, a sequence as `varint(len) || items`, a fixed array as its
+//! items (no length), an enum as `varint(variant index) || fields`, and a struct as its fields
+//! in order. Nothing here verifies anything: [`parse`] only splits and decodes.
+
+use core::fmt;
+
+use heapless::Vec;
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroize;
+
+use super::{DeviceId, Direction, Error, MAX_SENDERS, MAX_STALE, Mode, NONCE_LEN, Role, VERSION};
+
+/// Largest sealed secret: the longest [`KeyMaterial`] encoding (129 bytes) plus the tag.
+pub const MAX_SEALED_LEN: usize = 160;
+
+/// Length of a compressed SEC1 P-256 public key.
+pub const COMPRESSED_KEY_LEN: usize = 33;
+
+/// A fixed-size byte string, encoded as exactly `N` raw bytes (a postcard tuple).
+#[derive(Clone, Copy, PartialEq, Eq, Zeroize)]
+pub struct Bytes<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> fmt::Debug for Bytes<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<const N: usize> Serialize for Bytes<N> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(N)?;
+        for b in &self.0 {
+            t.serialize_element(b)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de, const N: usize> Deserialize<'de> for Bytes<N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<const N: usize>;
+        impl<'de, const N: usize> Visitor<'de> for V<N> {
+            type Value = Bytes<N>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{N} bytes")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes<N>, A::Error> {
+                let mut out = [0u8; N];
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = seq
+                        .next_element()?
+                        .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                }
+                Ok(Bytes(out))
+            }
+        }
+        d.deserialize_tuple(N, V::<N>)
+    }
+}
+
+/// A compressed SEC1 P-256 public key (33 bytes, no length prefix).
+pub type CompressedKey = Bytes<COMPRESSED_KEY_LEN>;
+
+/// A SEC1 P-256 public key as a device sends it: 33 (compressed) or 65 (uncompressed) bytes,
+/// with a varint length prefix. Empty in PSK mode.
+pub type PublicKeyBytes = Vec<u8, 65>;
+
+/// Fields every device → server message starts with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DeviceHeader {
+    /// The group concerned.
+    pub group_id: u32,
+    /// The sending device.
+    pub device_id: DeviceId,
+    /// 16 fresh random bytes: makes every device message unique (the PSK mode's CCM nonce is
+    /// taken from it) and is echoed in the response to a join request.
+    pub nonce: [u8; NONCE_LEN],
+    /// The highest server counter this device accepted for the group (0 if none): ties the
+    /// message to the current membership, so messages of an earlier one are refused.
+    pub counter: u64,
+}
+
+/// Fields every server → device message starts with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ServerHeader {
+    /// The group concerned.
+    pub group_id: u32,
+    /// The recipient device.
+    pub device_id: DeviceId,
+    /// Strictly increasing over every message the key server emits (persisted ahead of use):
+    /// a device refuses any counter not above the last one it accepted.
+    pub counter: u64,
+}
+
+/// Device → server: admit me to a group (also a rejoin, and the state-loss recovery request of
+/// Group OSCORE §2.6.1.1 when `sequence_state_lost` is set).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// Common fields.
+    pub header: DeviceHeader,
+    /// The role asked for.
+    pub role: Role,
+    /// The device's public key, SEC1 (33 or 65 bytes); empty in PSK mode.
+    pub public_key: PublicKeyBytes,
+    /// The device lost its sequence-number store: it must not send again under any key it held
+    /// before, so the key server gives it a fresh epoch.
+    pub sequence_state_lost: bool,
+}
+
+/// Unknown-sender policy, as carried in a bundle.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum WireAdmission {
+    /// Accept a sender's first authenticated record (wire.md §3).
+    TrustFirst,
+    /// Accept only the senders the bundle lists.
+    Strict,
+}
+
+/// Explicit-nonce policy, as carried in a bundle.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum WireNonceProfile {
+    /// Refuse a record whose explicit nonce is not `epoch || sid || seq`.
+    Strict,
+    /// Accept any explicit nonce (wolfSSL interoperation).
+    Compatibility,
+}
+
+/// The group's record-layer policy, as carried in every bundle.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BundlePolicy {
+    /// Smallest replay window (records) members must keep per sender.
+    pub replay_window: u16,
+    /// Unknown-sender policy.
+    pub admission: WireAdmission,
+    /// Explicit-nonce policy.
+    pub nonce_profile: WireNonceProfile,
+    /// Every record carries an ECDSA P-256 signature (wire.md §5).
+    pub signatures_required: bool,
+    /// How long the previous epoch stays receivable after a switch (ms).
+    pub grace_ms: u32,
+    /// Largest record fragment (bytes).
+    pub max_fragment_len: u16,
+}
+
+/// One sender of the group.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SenderEntry {
+    /// Its sender ID.
+    pub sender_id: u8,
+    /// Its record-signing key (compressed SEC1), present iff the group requires signatures.
+    pub public_key: Option<CompressedKey>,
+}
+
+/// The secret part of a bundle, encrypted to the recipient.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SealedSecret {
+    /// Signed mode: the server's fresh ephemeral P-256 key (compressed). PSK mode: absent.
+    pub ephemeral: Option<CompressedKey>,
+    /// AES-128-CCM ciphertext of `postcard(KeyMaterial)` followed by the 16-byte tag.
+    pub ciphertext: Vec<u8, MAX_SEALED_LEN>,
+}
+
+/// Server → device: the join response and every rekey. A complete statement of what the
+/// device needs for the group's newest epoch.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct KeyBundle {
+    /// Common fields.
+    pub header: ServerHeader,
+    /// The nonce of the join request this answers, until the device acknowledged a bundle of
+    /// its membership; `None` afterwards.
+    pub echo: Option<[u8; NONCE_LEN]>,
+    /// The epoch the keys are for (never 0, never reused).
+    pub epoch: u16,
+    /// The cipher suite (TLS code point).
+    pub suite: u16,
+    /// The recipient's sender ID (senders only).
+    pub sender_id: Option<u8>,
+    /// The record-layer policy.
+    pub policy: BundlePolicy,
+    /// Milliseconds from reception until the epoch becomes the one to send in (0: at once).
+    /// The epoch is receivable as soon as it is installed.
+    pub activate_in_ms: u32,
+    /// Milliseconds from activation after which the keys expire (0: no expiry).
+    pub lifetime_ms: u32,
+    /// Every sender of the group in this epoch (with keys iff signatures are required).
+    pub senders: Vec<SenderEntry, MAX_SENDERS>,
+    /// Sender IDs revoked or released since the previous epoch (RFC 9594 `stale_node_ids`).
+    pub stale: Vec<u8, MAX_STALE>,
+    /// The key material, encrypted to the recipient.
+    pub sealed: SealedSecret,
+}
+
+/// Device → server: this bundle arrived and is installed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Ack {
+    /// Common fields; `counter` is the acknowledged bundle's counter.
+    pub header: DeviceHeader,
+    /// The acknowledged bundle's epoch.
+    pub epoch: u16,
+}
+
+/// Device → server: remove me from the group.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Leave {
+    /// Common fields.
+    pub header: DeviceHeader,
+}
+
+/// Why a member asks for a new epoch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RekeyReport {
+    /// Its sequence number passed the per-sender budget.
+    SenderBudget,
+    /// Records under the epoch key reached the confidentiality limit.
+    GroupUsage,
+    /// Its sequence numbers are exhausted.
+    SequenceExhausted,
+    /// Authentication failures reached the integrity limit.
+    IntegrityLimit,
+    /// The keys' lifetime ended.
+    Expired,
+}
+
+/// Device → server: the epoch should be replaced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RekeyNeeded {
+    /// Common fields.
+    pub header: DeviceHeader,
+    /// The epoch concerned.
+    pub epoch: u16,
+    /// Why.
+    pub reason: RekeyReport,
+}
+
+/// Why a device was removed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RemovedReason {
+    /// It asked to leave.
+    Left,
+    /// The operator revoked it.
+    Revoked,
+}
+
+/// Server → device: you are no longer a member; forget the keys.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Removed {
+    /// Common fields.
+    pub header: ServerHeader,
+    /// Why.
+    pub reason: RemovedReason,
+}
+
+/// Every message kind. The postcard variant index is the kind's number. (Decoded one at a
+/// time on the stack: a bundle's size is the price of having no allocator.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Message {
+    /// 0: device → server.
+    JoinRequest(JoinRequest),
+    /// 1: server → device.
+    KeyBundle(KeyBundle),
+    /// 2: device → server.
+    Ack(Ack),
+    /// 3: device → server.
+    Leave(Leave),
+    /// 4: device → server.
+    RekeyNeeded(RekeyNeeded),
+    /// 5: server → device.
+    Removed(Removed),
+}
+
+/// A message kind, for sizes and logs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MessageKind {
+    /// [`JoinRequest`].
+    JoinRequest,
+    /// [`KeyBundle`].
+    KeyBundle,
+    /// [`Ack`].
+    Ack,
+    /// [`Leave`].
+    Leave,
+    /// [`RekeyNeeded`].
+    RekeyNeeded,
+    /// [`Removed`].
+    Removed,
+}
+
+impl Message {
+    /// The kind.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::JoinRequest(_) => MessageKind::JoinRequest,
+            Message::KeyBundle(_) => MessageKind::KeyBundle,
+            Message::Ack(_) => MessageKind::Ack,
+            Message::Leave(_) => MessageKind::Leave,
+            Message::RekeyNeeded(_) => MessageKind::RekeyNeeded,
+            Message::Removed(_) => MessageKind::Removed,
+        }
+    }
+
+    /// Which way this kind travels.
+    pub fn direction(&self) -> Direction {
+        match self {
+            Message::KeyBundle(_) | Message::Removed(_) => Direction::ServerToDevice,
+            _ => Direction::DeviceToServer,
+        }
+    }
+
+    /// The group named.
+    pub fn group_id(&self) -> u32 {
+        match self {
+            Message::JoinRequest(m) => m.header.group_id,
+            Message::KeyBundle(m) => m.header.group_id,
+            Message::Ack(m) => m.header.group_id,
+            Message::Leave(m) => m.header.group_id,
+            Message::RekeyNeeded(m) => m.header.group_id,
+            Message::Removed(m) => m.header.group_id,
+        }
+    }
+
+    /// The device named (sender of a device message, recipient of a server message).
+    pub fn device_id(&self) -> DeviceId {
+        match self {
+            Message::JoinRequest(m) => m.header.device_id,
+            Message::KeyBundle(m) => m.header.device_id,
+            Message::Ack(m) => m.header.device_id,
+            Message::Leave(m) => m.header.device_id,
+            Message::RekeyNeeded(m) => m.header.device_id,
+            Message::Removed(m) => m.header.device_id,
+        }
+    }
+
+    /// The device header of a device message.
+    pub fn device_header(&self) -> Option<&DeviceHeader> {
+        match self {
+            Message::JoinRequest(m) => Some(&m.header),
+            Message::Ack(m) => Some(&m.header),
+            Message::Leave(m) => Some(&m.header),
+            Message::RekeyNeeded(m) => Some(&m.header),
+            Message::KeyBundle(_) | Message::Removed(_) => None,
+        }
+    }
+
+    /// The server header of a server message.
+    pub fn server_header(&self) -> Option<&ServerHeader> {
+        match self {
+            Message::KeyBundle(m) => Some(&m.header),
+            Message::Removed(m) => Some(&m.header),
+            _ => None,
+        }
+    }
+}
+
+/// A message split into its parts; nothing verified yet.
+#[derive(Debug)]
+pub struct ProtectedMessage<'a> {
+    /// The protection mode.
+    pub mode: Mode,
+    /// The decoded body.
+    pub message: Message,
+    /// `version || mode || body`: what the trailer protects.
+    pub protected: &'a [u8],
+    /// The signature or tag.
+    pub trailer: &'a [u8],
+}
+
+/// Splits and decodes a message without verifying it: version, mode, body, trailer. Unknown
+/// versions and modes, truncation, undecodable bodies and trailing bytes are typed errors.
+pub fn parse(bytes: &[u8]) -> Result<ProtectedMessage<'_>, Error> {
+    let (&version, rest) = bytes.split_first().ok_or(Error::Truncated)?;
+    if version != VERSION {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    let (&mode_byte, _) = rest.split_first().ok_or(Error::Truncated)?;
+    let mode = Mode::from_byte(mode_byte).ok_or(Error::UnsupportedMode(mode_byte))?;
+    let split = bytes
+        .len()
+        .checked_sub(mode.trailer_len())
+        .filter(|s| *s > 2)
+        .ok_or(Error::Truncated)?;
+    let (protected, trailer) = bytes.split_at_checked(split).ok_or(Error::Truncated)?;
+    let body = protected.get(2..).ok_or(Error::Truncated)?;
+    let (message, left) = postcard::take_from_bytes::<Message>(body).map_err(map_postcard)?;
+    if !left.is_empty() {
+        return Err(Error::TrailingBytes);
+    }
+    Ok(ProtectedMessage {
+        mode,
+        message,
+        protected,
+        trailer,
+    })
+}
+
+/// Writes `version || mode || postcard(message)` into `out`; returns its length. The caller
+/// appends the trailer.
+pub(crate) fn encode_unprotected(
+    mode: Mode,
+    message: &Message,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let [v, m, body @ ..] = out else {
+        return Err(Error::BufferTooSmall);
+    };
+    *v = VERSION;
+    *m = mode as u8;
+    let n = postcard::to_slice(message, body)
+        .map_err(|_| Error::BufferTooSmall)?
+        .len();
+    Ok(n.saturating_add(2))
+}
+
+pub(crate) fn map_postcard(e: postcard::Error) -> Error {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => Error::Truncated,
+        _ => Error::Malformed,
+    }
+}
+
+/// The key material of one epoch: what the sealed secret decrypts to. Zeroized on drop; its
+/// `Debug` prints nothing secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyMaterial {
+    /// 0: a 32-byte epoch secret for the native HKDF schedule (wire.md §4).
+    Native {
+        /// The epoch secret.
+        secret: [u8; 32],
+    },
+    /// 1: wolfSSL-compatible material (`wolfSSL_set_secret`): the TLS 1.2 PRF schedule.
+    WolfSsl {
+        /// Pre-master secret.
+        pms: Bytes<64>,
+        /// Client random.
+        client_random: [u8; 32],
+        /// Server random.
+        server_random: [u8; 32],
+    },
+}
+
+impl Zeroize for KeyMaterial {
+    fn zeroize(&mut self) {
+        match self {
+            KeyMaterial::Native { secret } => secret.zeroize(),
+            KeyMaterial::WolfSsl {
+                pms,
+                client_random,
+                server_random,
+            } => {
+                pms.zeroize();
+                client_random.zeroize();
+                server_random.zeroize();
+            }
+        }
+    }
+}
+
+impl Drop for KeyMaterial {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for KeyMaterial {}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyMaterial::Native { .. } => f.write_str("KeyMaterial::Native(..)"),
+            KeyMaterial::WolfSsl { .. } => f.write_str("KeyMaterial::WolfSsl(..)"),
+        }
+    }
+}
+
+/// Largest [`KeyMaterial`] encoding.
+pub const MAX_KEY_MATERIAL_LEN: usize = 1 + 64 + 32 + 32;
+
+/// Encodes key material (the plaintext of a sealed secret).
+pub fn encode_key_material(m: &KeyMaterial, out: &mut [u8]) -> Result<usize, Error> {
+    postcard::to_slice(m, out)
+        .map(|s| s.len())
+        .map_err(|_| Error::BufferTooSmall)
+}
+
+/// Decodes key material; trailing bytes are refused.
+pub fn decode_key_material(bytes: &[u8]) -> Result<KeyMaterial, Error> {
+    let (m, left) = postcard::take_from_bytes::<KeyMaterial>(bytes).map_err(map_postcard)?;
+    if !left.is_empty() {
+        return Err(Error::TrailingBytes);
+    }
+    Ok(m)
+}

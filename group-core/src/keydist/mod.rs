@@ -1,0 +1,186 @@
+//! Key distribution (wire.md §7): how members get, rotate and lose group keys.
+//!
+//! Sans-IO and allocation-free like the rest of the core: bytes, `now` and the caller's
+//! [`CryptoRng`](rand_core::CryptoRng) come in; messages to send, deadlines and events go out.
+//! The full specification, with every field, the flows and golden vectors, is
+//! `docs/key-distribution.md`.
+//!
+//! ```text
+//!  message (versioned postcard messages, envelope, sizes)
+//!   ├─ crypto (ECDSA P-256 signatures, ECDH-ES + HKDF-SHA256 + AES-128-CCM sealing)
+//!   ├─ psk    (feature `psk`: the same protection from a per-device pre-shared key)
+//!   ├─ server (KeyServer: groups, admitted devices, sids, epochs, retransmission, ServerStore)
+//!   └─ member (Member: join, verify, decrypt, install into a Group, ack, report, recover)
+//! ```
+//!
+//! Every message is `version[1] || mode[1] || postcard(body) || trailer`: the trailer is an
+//! ECDSA P-256 signature (`r || s`, 64 bytes) in [`Mode::Signed`] and an AES-128-CCM tag
+//! (16 bytes) in [`Mode::Psk`]. Server messages carry a per-server strictly increasing
+//! counter and are bound to the recipient (its device ID and, in signed mode, its public key);
+//! device messages carry a fresh 16-byte nonce and are bound to the key server.
+//!
+//! ## Example: one device joins
+//!
+//! ```
+//! use group_core::keydist::{
+//!     DeviceId, GroupSpec, KeyServer, Member, MemberConfig, MemberCredentials,
+//!     MemoryServerStore, Role, ServerCredentials, DeviceCredential,
+//! };
+//! use group_core::sequence::MemorySequenceStore;
+//! use group_core::suite::Suite;
+//! use group_core::time::Instant;
+//! use p256::ecdsa::SigningKey;
+//! # struct Rng(u64);
+//! # impl rand_core::TryRng for Rng {
+//! #     type Error = core::convert::Infallible;
+//! #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
+//! #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+//! #         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+//! #         Ok(self.0 >> 11) }
+//! #     fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> {
+//! #         for b in d { *b = self.try_next_u64()? as u8; } Ok(()) }
+//! # }
+//! # impl rand_core::TryCryptoRng for Rng {}   // doc example only: not a real CSPRNG
+//! # let mut rng = Rng(1);
+//! let server_key = SigningKey::from_slice(&[0x5a; 32]).unwrap();
+//! let device_key = SigningKey::from_slice(&[0x3c; 32]).unwrap();
+//! let now = Instant(0);
+//!
+//! let mut server: KeyServer<_> = KeyServer::open(
+//!     ServerCredentials::new(server_key.clone()),
+//!     MemoryServerStore::new(),
+//! ).unwrap();
+//! server.create_group(GroupSpec::new(7, Suite::AES_128_CCM), now, &mut rng).unwrap();
+//! server.admit_device(DeviceId(1), DeviceCredential::public_key(device_key.verifying_key()),
+//!     Role::Sender, &[7]).unwrap();
+//!
+//! let mut light: Member<_> = Member::new(
+//!     MemberConfig::new(DeviceId(1), 7, Role::Sender),
+//!     MemberCredentials::signed(device_key, *server_key.verifying_key()),
+//!     MemorySequenceStore::commissioned(),
+//! );
+//! light.join(now).unwrap();
+//!
+//! // Shuttle messages both ways until nothing is left to send.
+//! let mut buf = [0u8; 1200];
+//! let n = light.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
+//! server.handle_message(now, &mut rng, &buf[..n]).unwrap();
+//! let t = server.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
+//! light.handle_message(now, &buf[..t.len]).unwrap();
+//! assert!(light.is_joined());
+//! assert_eq!(light.group().unwrap().current_epoch().map(|e| e.0), Some(1));
+//! ```
+
+mod crypto;
+mod error;
+mod member;
+mod message;
+#[cfg(feature = "psk")]
+mod psk;
+mod server;
+mod store;
+
+pub use crypto::{SEAL_SALT, SIGN_LABEL};
+pub use error::Error;
+pub use member::{Member, MemberConfig, MemberCredentials, MemberEvent, MemberState};
+pub use message::{
+    Ack, BundlePolicy, DeviceHeader, JoinRequest, KeyBundle, KeyMaterial, Leave, Message,
+    MessageKind, ProtectedMessage, PublicKeyBytes, RekeyNeeded, RekeyReport, Removed,
+    RemovedReason, SealedSecret, SenderEntry, ServerHeader, WireAdmission, WireNonceProfile,
+    decode_key_material, encode_key_material, parse,
+};
+#[cfg(feature = "psk")]
+pub use psk::Psk;
+pub use server::{
+    DeviceCredential, GroupSpec, KeySchedule, KeyServer, ServerCredentials, ServerEvent, Transmit,
+};
+pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, ServerStore};
+
+use serde::{Deserialize, Serialize};
+
+/// The key-distribution format version: the first byte of every message. Another value is
+/// refused with [`Error::UnsupportedVersion`]; the version byte is covered by the signature
+/// (or PSK tag), so it can't be rewritten.
+pub const VERSION: u8 = 1;
+
+/// Length of the fresh nonce in every device message.
+pub const NONCE_LEN: usize = 16;
+
+/// Largest number of senders a bundle lists (and a key server admits per group).
+pub const MAX_SENDERS: usize = 16;
+
+/// Largest number of stale sender IDs a bundle lists.
+pub const MAX_STALE: usize = 16;
+
+/// Largest encoded message (fits one IPv6 minimum-MTU datagram with room for headers).
+pub const MAX_MESSAGE_LEN: usize = 1200;
+
+/// Length of an ECDSA P-256 signature trailer (`r || s`).
+pub const SIGNATURE_LEN: usize = 64;
+
+/// Length of an AES-128-CCM tag (the PSK trailer and the sealed secret's tag).
+pub const TAG_LEN: usize = 16;
+
+/// How a message is protected: the second byte of every message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Mode {
+    /// ECDSA P-256 signature by the sender; bundle secrets sealed with ephemeral-static ECDH.
+    Signed = 1,
+    /// AES-128-CCM under keys derived from the device's pre-shared key (feature `psk`).
+    Psk = 2,
+}
+
+impl Mode {
+    /// The mode of a mode byte, if known.
+    pub const fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Signed),
+            2 => Some(Self::Psk),
+            _ => None,
+        }
+    }
+
+    /// Length of this mode's trailer.
+    pub const fn trailer_len(self) -> usize {
+        match self {
+            Self::Signed => SIGNATURE_LEN,
+            Self::Psk => TAG_LEN,
+        }
+    }
+}
+
+/// Which way a message goes (domain separation of signatures and PSK keys).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Direction {
+    /// Device to key server.
+    DeviceToServer = 1,
+    /// Key server to device.
+    ServerToDevice = 2,
+}
+
+/// A device's identity at the key server, assigned at commissioning.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
+)]
+pub struct DeviceId(pub u32);
+
+/// What a device may do in a group.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Role {
+    /// Receives only; gets no sender ID.
+    Listener,
+    /// Sends and receives; gets a sender ID.
+    Sender,
+}
+
+impl Role {
+    /// Whether a device admitted as `self` may take `wanted`.
+    pub const fn allows(self, wanted: Role) -> bool {
+        matches!(
+            (self, wanted),
+            (Role::Sender, _) | (Role::Listener, Role::Listener)
+        )
+    }
+}

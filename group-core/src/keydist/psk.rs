@@ -1,0 +1,136 @@
+//! The pre-shared-key variant (feature `psk`): the same message protection as signed mode, from
+//! a per-device 16-byte key provisioned at commissioning, with no public-key crypto on the
+//! device (docs/key-distribution.md §5, including what it gives up).
+//!
+//! ```text
+//! prk        = HKDF-Extract(salt = "dtls-group kd v1 psk", ikm = psk)
+//! mac_key    = HKDF-Expand(prk, "mac" || direction[1] || device_id[4], 16)
+//! tag        = AES-128-CCM(mac_key, mac_nonce, aad = version || mode || body, plaintext = "")
+//! mac_nonce  = 00^5 || counter[8]      (server→device: the server counter, never reused)
+//!            = nonce[0..13]            (device→server: the message's fresh nonce)
+//! seal key||n = HKDF-Expand(prk, "seal" || device_id[4] || counter[8], 16 + 13)
+//! sealed     = AES-128-CCM(key, n, aad = secret aad (as in signed mode), postcard(KeyMaterial))
+//! ```
+
+use core::fmt;
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use super::crypto::{CCM_NONCE_LEN, ccm_open, ccm_seal, ccm_tag};
+use super::message::{KeyMaterial, SealedSecret};
+use super::{DeviceId, Direction, Error, Message, TAG_LEN};
+
+/// HKDF salt of the PSK schedule.
+pub const PSK_SALT: &[u8] = b"dtls-group kd v1 psk";
+
+/// A device's 16-byte pre-shared key. Zeroized on drop; `Debug` prints nothing.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct Psk(pub [u8; 16]);
+
+impl fmt::Debug for Psk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Psk(..)")
+    }
+}
+
+impl serde::Serialize for Psk {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Psk {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <[u8; 16]>::deserialize(d).map(Psk)
+    }
+}
+
+fn expand<const N: usize>(psk: &Psk, info: &[&[u8]]) -> Result<Zeroizing<[u8; N]>, Error> {
+    let hk = Hkdf::<Sha256>::new(Some(PSK_SALT), &psk.0);
+    let mut out = Zeroizing::new([0u8; N]);
+    hk.expand_multi_info(info, out.as_mut_slice())
+        .map_err(|_| Error::AuthenticationFailed)?;
+    Ok(out)
+}
+
+fn mac_key(
+    psk: &Psk,
+    direction: Direction,
+    device: DeviceId,
+) -> Result<Zeroizing<[u8; 16]>, Error> {
+    expand(psk, &[b"mac", &[direction as u8], &device.0.to_be_bytes()])
+}
+
+fn mac_nonce(message: &Message) -> [u8; CCM_NONCE_LEN] {
+    let mut n = [0u8; CCM_NONCE_LEN];
+    if let Some(h) = message.server_header() {
+        let (_, tail) = n.split_at_mut(CCM_NONCE_LEN.saturating_sub(8));
+        tail.copy_from_slice(&h.counter.to_be_bytes());
+    } else if let Some(h) = message.device_header() {
+        for (d, s) in n.iter_mut().zip(h.nonce.iter()) {
+            *d = *s;
+        }
+    }
+    n
+}
+
+/// The PSK tag of `protected` (= `version || mode || body` of `message`).
+pub(crate) fn tag(psk: &Psk, message: &Message, protected: &[u8]) -> Result<[u8; TAG_LEN], Error> {
+    let key = mac_key(psk, message.direction(), message.device_id())?;
+    ccm_tag(&key, &mac_nonce(message), protected)
+}
+
+/// Checks a PSK tag in constant time.
+pub(crate) fn verify(
+    psk: &Psk,
+    message: &Message,
+    protected: &[u8],
+    trailer: &[u8],
+) -> Result<(), Error> {
+    let expected = tag(psk, message, protected)?;
+    if trailer.len() == TAG_LEN && bool::from(expected.as_slice().ct_eq(trailer)) {
+        Ok(())
+    } else {
+        Err(Error::AuthenticationFailed)
+    }
+}
+
+fn seal_key(psk: &Psk, device: DeviceId, counter: u64) -> Result<Zeroizing<[u8; 29]>, Error> {
+    expand(
+        psk,
+        &[b"seal", &device.0.to_be_bytes(), &counter.to_be_bytes()],
+    )
+}
+
+/// Seals key material for `device` in the bundle with `counter`.
+pub(crate) fn seal(
+    psk: &Psk,
+    device: DeviceId,
+    counter: u64,
+    aad: &[u8],
+    material: &KeyMaterial,
+) -> Result<SealedSecret, Error> {
+    let key = seal_key(psk, device, counter)?;
+    Ok(SealedSecret {
+        ephemeral: None,
+        ciphertext: ccm_seal(&key, aad, material)?,
+    })
+}
+
+/// Opens a PSK-sealed secret.
+pub(crate) fn open(
+    psk: &Psk,
+    device: DeviceId,
+    counter: u64,
+    sealed: &SealedSecret,
+    aad: &[u8],
+) -> Result<KeyMaterial, Error> {
+    if sealed.ephemeral.is_some() {
+        return Err(Error::InconsistentBundle);
+    }
+    let key = seal_key(psk, device, counter)?;
+    ccm_open(&key, aad, &sealed.ciphertext)
+}

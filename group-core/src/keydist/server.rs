@@ -1,0 +1,1451 @@
+//! The key server: a sans-IO state machine (docs/key-distribution.md §6).
+//!
+//! It holds groups (ID, suite, policy, epochs), admitted devices (credential, role, groups) and
+//! memberships (sender ID, acknowledgement state). Every change goes through a
+//! [`ServerStore`] *before* any message that depends on it is emitted: operations work on a
+//! copy of the state, the copy is saved, and only then does it replace the live state. A save
+//! that fails leaves the server exactly as it was.
+//!
+//! Invariants (checked by the crash tests):
+//! - an epoch number is created once per group and never again, across crashes (the highest
+//!   epoch is persisted before any bundle carries the new one);
+//! - a sender ID is never given to two devices under the same key material: fresh IDs are
+//!   handed out first; a released ID returns only in an epoch at least two above the newest
+//!   epoch its previous holder could know;
+//! - server counters strictly increase across crashes (reserved ahead in steps, persisted).
+//!
+//! Driving it:
+//! ```text
+//!   handle_message(now, rng, bytes)   a datagram from a device
+//!   handle_timeout(now, rng)          activations and scheduled rotations
+//!   poll_transmit(now, rng, buf)      next message to send (to Transmit::device_id)
+//!   poll_timeout()                    when to call handle_timeout / poll_transmit again
+//!   poll_event()                      what happened
+//! ```
+//! The server's `now` is persisted (activation and rotation times): use a clock that survives
+//! restarts (e.g. UNIX time in ms), unlike the members, whose clocks may start anywhere.
+
+use core::fmt;
+
+use heapless::{Deque, Vec};
+use p256::ecdsa::{SigningKey, VerifyingKey};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use super::crypto::{self, Check, Protect, compressed, parse_key, secret_aad};
+use super::message::{
+    Ack, BundlePolicy, CompressedKey, JoinRequest, KeyBundle, KeyMaterial, Leave, Message,
+    RekeyNeeded, Removed, RemovedReason, SenderEntry, ServerHeader, WireAdmission,
+    WireNonceProfile, parse,
+};
+use super::store::ServerStore;
+use super::{DeviceId, Direction, Error, MAX_SENDERS, MAX_STALE, NONCE_LEN, Role};
+use crate::suite::Suite;
+use crate::time::Instant;
+use crate::wire::MAX_FRAGMENT_LEN;
+
+/// Format byte of the stored state.
+const STATE_FORMAT: u8 = 1;
+/// Server counters reserved per store write.
+const COUNTER_STEP: u64 = 64;
+/// First retransmission timeout (ms).
+pub const INITIAL_RTO_MS: u32 = 1_000;
+/// Largest retransmission timeout (ms): retransmission continues at this interval.
+pub const MAX_RTO_MS: u32 = 64_000;
+/// Released sender IDs remembered for reuse.
+const RELEASED_CAP: usize = 32;
+/// Queued removal notices.
+const NOTICE_CAP: usize = 8;
+/// Queued events.
+const EVENT_CAP: usize = 32;
+
+/// The key server's own credentials (not part of the stored state: provision them like a
+/// device key, e.g. from a key file or secure element).
+pub struct ServerCredentials {
+    signing_key: SigningKey,
+}
+
+impl ServerCredentials {
+    /// The key server's static P-256 key pair (signs every server message).
+    pub fn new(signing_key: SigningKey) -> Self {
+        Self { signing_key }
+    }
+
+    /// The public key devices must hold.
+    pub fn public_key(&self) -> VerifyingKey {
+        *self.signing_key.verifying_key()
+    }
+}
+
+impl fmt::Debug for ServerCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerCredentials").finish_non_exhaustive()
+    }
+}
+
+/// How an admitted device authenticates.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceCredential {
+    /// Its static P-256 public key (compressed SEC1).
+    PublicKey(CompressedKey),
+    /// Its 16-byte pre-shared key (feature `psk`).
+    #[cfg(feature = "psk")]
+    Psk(super::Psk),
+}
+
+impl DeviceCredential {
+    /// A device identified by its P-256 public key.
+    pub fn public_key(key: &VerifyingKey) -> Self {
+        let bytes = compressed(key).unwrap_or([0u8; 33]);
+        Self::PublicKey(CompressedKey::from(bytes))
+    }
+
+    fn is_psk(&self) -> bool {
+        !matches!(self, Self::PublicKey(_))
+    }
+}
+
+impl fmt::Debug for DeviceCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PublicKey(k) => write!(f, "PublicKey({k:?})"),
+            #[cfg(feature = "psk")]
+            Self::Psk(_) => f.write_str("Psk(..)"),
+        }
+    }
+}
+
+/// Which key schedule a group's members use (wire.md §4).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum KeySchedule {
+    /// HKDF-SHA256 from a 32-byte epoch secret.
+    Native,
+    /// wolfSSL-compatible TLS 1.2 PRF from a 64-byte pre-master secret and two randoms.
+    WolfSsl,
+}
+
+mod suite_serde {
+    use super::Suite;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(s: &Suite, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_u16(s.0)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Suite, D::Error> {
+        u16::deserialize(d).map(Suite)
+    }
+}
+
+/// A group as the key server runs it. Build with [`GroupSpec::new`] and adjust fields.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GroupSpec {
+    /// Group ID (bound into the native key schedule).
+    pub group_id: u32,
+    /// Cipher suite.
+    #[serde(with = "suite_serde")]
+    pub suite: Suite,
+    /// Key schedule.
+    pub schedule: KeySchedule,
+    /// Record-layer policy sent to members.
+    pub policy: BundlePolicy,
+    /// A joiner gets an epoch nobody has sent in yet (backward secrecy). Default on.
+    pub rekey_on_join: bool,
+    /// Delay between creating an epoch and making it the one to send in (ms): members get it
+    /// staged first, so the switch needs no tight synchronisation.
+    pub activation_delay_ms: u32,
+    /// Rotate the epoch this often (ms; 0: only on membership changes and reports).
+    pub rotation_interval_ms: u64,
+    /// Key lifetime members are told (ms after activation; 0: none).
+    pub lifetime_ms: u32,
+}
+
+impl GroupSpec {
+    /// Defaults: native schedule, 64-record window, trust-first admission, strict nonces, no
+    /// signatures, 60 s grace, full record size, rekey on join, 2 s activation delay, no
+    /// scheduled rotation, no lifetime.
+    pub const fn new(group_id: u32, suite: Suite) -> Self {
+        Self {
+            group_id,
+            suite,
+            schedule: KeySchedule::Native,
+            policy: BundlePolicy {
+                replay_window: 64,
+                admission: WireAdmission::TrustFirst,
+                nonce_profile: WireNonceProfile::Strict,
+                signatures_required: false,
+                grace_ms: 60_000,
+                max_fragment_len: MAX_FRAGMENT_LEN as u16,
+            },
+            rekey_on_join: true,
+            activation_delay_ms: 2_000,
+            rotation_interval_ms: 0,
+            lifetime_ms: 0,
+        }
+    }
+
+    /// Requires signed records (wire.md §5).
+    pub const fn with_signatures(mut self) -> Self {
+        self.policy.signatures_required = true;
+        self
+    }
+
+    /// Strict admission: members accept only the senders the bundles list.
+    pub const fn with_strict_admission(mut self) -> Self {
+        self.policy.admission = WireAdmission::Strict;
+        self
+    }
+
+    /// Sets the grace period (ms).
+    pub const fn with_grace_ms(mut self, ms: u32) -> Self {
+        self.policy.grace_ms = ms;
+        self
+    }
+
+    /// Sets the activation delay (ms).
+    pub const fn with_activation_delay_ms(mut self, ms: u32) -> Self {
+        self.activation_delay_ms = ms;
+        self
+    }
+
+    /// Sets the scheduled rotation interval (ms; 0: none).
+    pub const fn with_rotation_interval_ms(mut self, ms: u64) -> Self {
+        self.rotation_interval_ms = ms;
+        self
+    }
+
+    /// Sets whether joins get a fresh epoch.
+    pub const fn with_rekey_on_join(mut self, on: bool) -> Self {
+        self.rekey_on_join = on;
+        self
+    }
+
+    /// Sets the key schedule.
+    pub const fn with_schedule(mut self, s: KeySchedule) -> Self {
+        self.schedule = s;
+        self
+    }
+}
+
+/// Why the server created an epoch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RekeyCause {
+    /// The group was created.
+    Created,
+    /// A device joined (backward secrecy).
+    Join,
+    /// A device left or was revoked (forward secrecy).
+    Removal,
+    /// A device lost its sequence state (it must not send under any key it held).
+    Recovery,
+    /// A member reported that the epoch must be replaced.
+    Report,
+    /// Scheduled rotation.
+    Scheduled,
+}
+
+/// Something that happened at the key server.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A device joined (or rejoined) a group.
+    Joined {
+        /// The device.
+        device: DeviceId,
+        /// The group.
+        group_id: u32,
+        /// Its sender ID, if a sender.
+        sender_id: Option<u8>,
+    },
+    /// A device left a group.
+    Left {
+        /// The device.
+        device: DeviceId,
+        /// The group.
+        group_id: u32,
+    },
+    /// A device was revoked (removed from all groups and forgotten).
+    Revoked {
+        /// The device.
+        device: DeviceId,
+    },
+    /// A new epoch was created (staged).
+    EpochCreated {
+        /// The group.
+        group_id: u32,
+        /// The epoch.
+        epoch: u16,
+        /// Why.
+        cause: RekeyCause,
+    },
+    /// A staged epoch became current.
+    EpochActivated {
+        /// The group.
+        group_id: u32,
+        /// The epoch.
+        epoch: u16,
+    },
+    /// A device acknowledged a bundle.
+    Acked {
+        /// The device.
+        device: DeviceId,
+        /// The group.
+        group_id: u32,
+        /// The epoch acknowledged.
+        epoch: u16,
+    },
+}
+
+/// A message for the driver to send to a device (its address is the driver's business: e.g.
+/// the source of that device's last authenticated message).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Transmit {
+    /// The recipient.
+    pub device_id: DeviceId,
+    /// Bytes written at the start of the caller's buffer.
+    pub len: usize,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct EpochRec {
+    epoch: u16,
+    material: KeyMaterial,
+    /// When it became (or becomes) current, on the server's clock.
+    activate_at: u64,
+    /// Whether a bundle ever carried it (persisted before that bundle was emitted). A current
+    /// epoch nobody got can go to a joiner without breaking backward secrecy.
+    handed_out: bool,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct GroupRec {
+    spec: GroupSpec,
+    /// Highest epoch ever created (persisted before use).
+    latest_epoch: u16,
+    current: Option<EpochRec>,
+    staged: Option<EpochRec>,
+    /// Bundles with a counter at or above this carry the group's present content.
+    changed_at: u64,
+    /// Next never-used sender ID (1..=255; 256 = none left).
+    next_fresh_sid: u16,
+    /// Released sender IDs with the newest epoch their holder could know.
+    released: Vec<(u8, u16), RELEASED_CAP>,
+    /// Sender IDs released since the current epoch (RFC 9594 stale_node_ids).
+    stale: Vec<u8, MAX_STALE>,
+}
+
+impl GroupRec {
+    fn newest(&self) -> Option<&EpochRec> {
+        self.staged.as_ref().or(self.current.as_ref())
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Retx {
+    next_at: u64,
+    rto: u32,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Membership {
+    group_id: u32,
+    role: Role,
+    sender_id: Option<u8>,
+    /// Server counter when this membership began: device messages must refer to a counter at
+    /// or above it; every bundle of it has a counter at or above it.
+    since: u64,
+    /// Highest bundle counter acknowledged (0: none). Not persisted on its own: after a crash
+    /// unacknowledged-looking bundles are simply sent again.
+    acked: u64,
+    /// Epoch of that bundle.
+    acked_epoch: u16,
+    /// Join nonce echoed until the first acknowledgement.
+    join_nonce: Option<[u8; NONCE_LEN]>,
+    #[serde(skip)]
+    retx: Retx,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct DeviceRec<const G: usize> {
+    id: DeviceId,
+    credential: DeviceCredential,
+    role: Role,
+    groups: Vec<u32, G>,
+    last_join_nonce: Option<[u8; NONCE_LEN]>,
+    memberships: Vec<Membership, G>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct ServerState<const D: usize, const G: usize> {
+    format: u8,
+    /// Every counter below this may have been used.
+    counter_reserved: u64,
+    groups: Vec<GroupRec, G>,
+    devices: Vec<DeviceRec<G>, D>,
+}
+
+struct Notice {
+    device: DeviceId,
+    group_id: u32,
+    reason: RemovedReason,
+    credential: DeviceCredential,
+}
+
+/// The key server, for up to `DEVICES` devices and `GROUPS` groups, serializing its state into
+/// a `BUF`-byte buffer.
+pub struct KeyServer<
+    St: ServerStore,
+    const DEVICES: usize = 32,
+    const GROUPS: usize = 4,
+    const BUF: usize = 16384,
+> {
+    creds: ServerCredentials,
+    store: St,
+    state: ServerState<DEVICES, GROUPS>,
+    next_counter: u64,
+    scratch: [u8; BUF],
+    notices: Deque<Notice, NOTICE_CAP>,
+    events: Deque<ServerEvent, EVENT_CAP>,
+    events_dropped: u64,
+}
+
+impl<St: ServerStore, const D: usize, const G: usize, const B: usize> fmt::Debug
+    for KeyServer<St, D, G, B>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyServer")
+            .field("groups", &self.state.groups.len())
+            .field("devices", &self.state.devices.len())
+            .field("next_counter", &self.next_counter)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fresh_material<R: CryptoRng + ?Sized>(schedule: KeySchedule, rng: &mut R) -> KeyMaterial {
+    match schedule {
+        KeySchedule::Native => {
+            let mut secret = [0u8; 32];
+            rng.fill_bytes(&mut secret);
+            KeyMaterial::Native { secret }
+        }
+        KeySchedule::WolfSsl => {
+            let mut m = KeyMaterial::WolfSsl {
+                pms: super::message::Bytes([0u8; 64]),
+                client_random: [0u8; 32],
+                server_random: [0u8; 32],
+            };
+            if let KeyMaterial::WolfSsl {
+                pms,
+                client_random,
+                server_random,
+            } = &mut m
+            {
+                rng.fill_bytes(&mut pms.0);
+                rng.fill_bytes(client_random);
+                rng.fill_bytes(server_random);
+            }
+            m
+        }
+    }
+}
+
+impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<St, D, G, B> {
+    /// Starts the key server from its store: a commissioned empty store gives an empty server;
+    /// stored state is resumed; a store that lost its state, or state that does not decode, is
+    /// refused (starting empty would reuse epochs and sender IDs).
+    pub fn open(creds: ServerCredentials, mut store: St) -> Result<Self, Error> {
+        let mut scratch = [0u8; B];
+        let state = match store.load(&mut scratch)? {
+            None => ServerState {
+                format: STATE_FORMAT,
+                counter_reserved: 1,
+                groups: Vec::new(),
+                devices: Vec::new(),
+            },
+            Some(n) => {
+                let bytes = scratch.get(..n).ok_or(Error::StateCorrupt)?;
+                let decoded = postcard::from_bytes::<ServerState<D, G>>(bytes);
+                scratch.zeroize();
+                let s = decoded.map_err(|_| Error::StateCorrupt)?;
+                if s.format != STATE_FORMAT {
+                    return Err(Error::StateCorrupt);
+                }
+                s
+            }
+        };
+        let next_counter = state.counter_reserved.max(1);
+        Ok(Self {
+            creds,
+            store,
+            state,
+            next_counter,
+            scratch,
+            notices: Deque::new(),
+            events: Deque::new(),
+            events_dropped: 0,
+        })
+    }
+
+    /// The key server's public key (what devices must be provisioned with).
+    pub fn public_key(&self) -> VerifyingKey {
+        self.creds.public_key()
+    }
+
+    /// The store (e.g. to inspect a simulated one).
+    pub fn store(&self) -> &St {
+        &self.store
+    }
+
+    /// Gives the store back (a clean shutdown; a crash is just dropping the server).
+    pub fn into_store(self) -> St {
+        self.store
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    fn push_event(&mut self, e: ServerEvent) {
+        if self.events.push_back(e).is_err() {
+            self.events_dropped = self.events_dropped.saturating_add(1);
+        }
+    }
+
+    /// Saves `next` and makes it the live state; on failure nothing changes.
+    fn commit(&mut self, next: ServerState<D, G>) -> Result<(), Error> {
+        let encoded = postcard::to_slice(&next, &mut self.scratch);
+        let result = match encoded {
+            Ok(bytes) => self.store.save(bytes).map_err(Error::Store),
+            Err(_) => Err(Error::StateTooLarge),
+        };
+        self.scratch.zeroize();
+        result?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// Takes the next server counter, reserving a block in the store first when needed.
+    fn take_counter(&mut self) -> Result<u64, Error> {
+        if self.next_counter >= self.state.counter_reserved {
+            let mut next = self.state.clone();
+            next.counter_reserved = self.next_counter.saturating_add(COUNTER_STEP);
+            self.commit(next)?;
+        }
+        let c = self.next_counter;
+        self.next_counter = self.next_counter.saturating_add(1);
+        Ok(c)
+    }
+
+    // ---- administration ------------------------------------------------------------------
+
+    /// Creates a group with a first epoch (current at once; nobody has it yet).
+    pub fn create_group<R: CryptoRng + ?Sized>(
+        &mut self,
+        spec: GroupSpec,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        if self.group_index(spec.group_id).is_some() {
+            return Err(Error::AlreadyExists);
+        }
+        if !spec.suite.is_enabled() {
+            return Err(Error::UnsupportedSuite(spec.suite.0));
+        }
+        if spec.policy.signatures_required
+            && self
+                .state
+                .devices
+                .iter()
+                .any(|d| d.credential.is_psk() && d.groups.contains(&spec.group_id))
+        {
+            return Err(Error::PskWithSignatures);
+        }
+        let mut next = self.state.clone();
+        next.groups
+            .push(GroupRec {
+                spec,
+                latest_epoch: 1,
+                current: Some(EpochRec {
+                    epoch: 1,
+                    material: fresh_material(spec.schedule, rng),
+                    activate_at: now.0,
+                    handed_out: false,
+                }),
+                staged: None,
+                changed_at: self.next_counter,
+                next_fresh_sid: 1,
+                released: Vec::new(),
+                stale: Vec::new(),
+            })
+            .map_err(|_| Error::CapacityExceeded)?;
+        self.commit(next)?;
+        self.push_event(ServerEvent::EpochCreated {
+            group_id: spec.group_id,
+            epoch: 1,
+            cause: RekeyCause::Created,
+        });
+        Ok(())
+    }
+
+    /// Admits a device: its credential, the most it may be (sender or listener) and the groups
+    /// it may join.
+    pub fn admit_device(
+        &mut self,
+        id: DeviceId,
+        credential: DeviceCredential,
+        role: Role,
+        groups: &[u32],
+    ) -> Result<(), Error> {
+        if self.device_index(id).is_some() {
+            return Err(Error::AlreadyExists);
+        }
+        match &credential {
+            DeviceCredential::PublicKey(k) => {
+                parse_key(&k.0)?;
+            }
+            #[cfg(feature = "psk")]
+            DeviceCredential::Psk(_) => {}
+        }
+        let mut list = Vec::new();
+        for g in groups {
+            let gi = self.group_index(*g).ok_or(Error::UnknownGroup)?;
+            let signed = self
+                .state
+                .groups
+                .get(gi)
+                .is_some_and(|g| g.spec.policy.signatures_required);
+            if signed && credential.is_psk() {
+                return Err(Error::PskWithSignatures);
+            }
+            list.push(*g).map_err(|_| Error::CapacityExceeded)?;
+        }
+        let mut next = self.state.clone();
+        next.devices
+            .push(DeviceRec {
+                id,
+                credential,
+                role,
+                groups: list,
+                last_join_nonce: None,
+                memberships: Vec::new(),
+            })
+            .map_err(|_| Error::CapacityExceeded)?;
+        self.commit(next)
+    }
+
+    /// Revokes a device: removes it from every group (each remaining group is rekeyed with a
+    /// fresh epoch secret), forgets its credential (it can't rejoin), and queues a best-effort
+    /// [`Removed`] notice per group.
+    pub fn revoke_device<R: CryptoRng + ?Sized>(
+        &mut self,
+        id: DeviceId,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        let di = self.device_index(id).ok_or(Error::UnknownDevice)?;
+        let mut next = self.state.clone();
+        let dev = next.devices.get(di).cloned().ok_or(Error::UnknownDevice)?;
+        let mut created: Vec<(u32, u16), G> = Vec::new();
+        for m in &dev.memberships {
+            if let Some(e) =
+                Self::remove_member(&mut next, self.next_counter, di, m.group_id, now, rng)?
+            {
+                let _ = created.push((m.group_id, e));
+            }
+        }
+        next.devices.swap_remove(di);
+        self.commit(next)?;
+        for m in &dev.memberships {
+            let _ = self.notices.push_back(Notice {
+                device: id,
+                group_id: m.group_id,
+                reason: RemovedReason::Revoked,
+                credential: dev.credential.clone(),
+            });
+        }
+        self.push_event(ServerEvent::Revoked { device: id });
+        for (g, e) in created {
+            self.push_event(ServerEvent::EpochCreated {
+                group_id: g,
+                epoch: e,
+                cause: RekeyCause::Removal,
+            });
+        }
+        Ok(())
+    }
+
+    /// Forces a new epoch for a group now (e.g. an operator's rotation).
+    pub fn rekey<R: CryptoRng + ?Sized>(
+        &mut self,
+        group_id: u32,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<u16, Error> {
+        let gi = self.group_index(group_id).ok_or(Error::UnknownGroup)?;
+        let mut next = self.state.clone();
+        let e = Self::new_epoch(&mut next, self.next_counter, gi, now, rng)?;
+        self.commit(next)?;
+        self.mark_group_due(gi, now);
+        self.push_event(ServerEvent::EpochCreated {
+            group_id,
+            epoch: e,
+            cause: RekeyCause::Scheduled,
+        });
+        Ok(e)
+    }
+
+    // ---- introspection --------------------------------------------------------------------
+
+    /// A group's current and staged epochs.
+    pub fn epochs(&self, group_id: u32) -> Option<(Option<u16>, Option<u16>)> {
+        let g = self.state.groups.get(self.group_index(group_id)?)?;
+        Some((
+            g.current.as_ref().map(|e| e.epoch),
+            g.staged.as_ref().map(|e| e.epoch),
+        ))
+    }
+
+    /// The highest epoch a group ever had.
+    pub fn latest_epoch(&self, group_id: u32) -> Option<u16> {
+        let g = self.state.groups.get(self.group_index(group_id)?)?;
+        Some(g.latest_epoch)
+    }
+
+    /// A device's membership in a group: its sender ID (if a sender).
+    pub fn membership(&self, device: DeviceId, group_id: u32) -> Option<Option<u8>> {
+        let d = self.state.devices.get(self.device_index(device)?)?;
+        d.memberships
+            .iter()
+            .find(|m| m.group_id == group_id)
+            .map(|m| m.sender_id)
+    }
+
+    /// Members of a group (device, sender ID).
+    pub fn members(&self, group_id: u32) -> impl Iterator<Item = (DeviceId, Option<u8>)> + '_ {
+        self.state.devices.iter().flat_map(move |d| {
+            d.memberships
+                .iter()
+                .filter(move |m| m.group_id == group_id)
+                .map(move |m| (d.id, m.sender_id))
+        })
+    }
+
+    /// Whether a device still has to acknowledge the group's present content.
+    pub fn is_pending(&self, device: DeviceId, group_id: u32) -> bool {
+        let Some(g) = self
+            .group_index(group_id)
+            .and_then(|i| self.state.groups.get(i))
+        else {
+            return false;
+        };
+        self.device_index(device)
+            .and_then(|i| self.state.devices.get(i))
+            .and_then(|d| d.memberships.iter().find(|m| m.group_id == group_id))
+            .is_some_and(|m| Self::pending(g, m))
+    }
+
+    fn group_index(&self, group_id: u32) -> Option<usize> {
+        self.state
+            .groups
+            .iter()
+            .position(|g| g.spec.group_id == group_id)
+    }
+
+    fn device_index(&self, id: DeviceId) -> Option<usize> {
+        self.state.devices.iter().position(|d| d.id == id)
+    }
+
+    fn pending(g: &GroupRec, m: &Membership) -> bool {
+        m.acked < m.since.max(g.changed_at)
+    }
+
+    // ---- state transitions (on a copy) ------------------------------------------------------
+
+    /// Creates a fresh staged epoch in group `gi` of `s`. Returns its number.
+    fn new_epoch<R: CryptoRng + ?Sized>(
+        s: &mut ServerState<D, G>,
+        counter: u64,
+        gi: usize,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<u16, Error> {
+        let g = s.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
+        let epoch = g
+            .latest_epoch
+            .checked_add(1)
+            .ok_or(Error::EpochsExhausted)?;
+        let mut activate_at = now.0.saturating_add(u64::from(g.spec.activation_delay_ms));
+        match g.staged.take() {
+            // A staged epoch being replaced: switch no later than it would have.
+            Some(old) => activate_at = activate_at.min(old.activate_at),
+            None => g.stale.clear(),
+        }
+        g.staged = Some(EpochRec {
+            epoch,
+            material: fresh_material(g.spec.schedule, rng),
+            activate_at,
+            handed_out: false,
+        });
+        g.latest_epoch = epoch;
+        g.changed_at = counter;
+        Ok(epoch)
+    }
+
+    /// An epoch a joiner may get: one nobody has received yet; or, unless `recovery`, the staged
+    /// epoch before its activation time (nobody sends in it before then: members activate at
+    /// reception + the remaining delay) or any epoch if `fresh_needed` is off. Otherwise a new
+    /// epoch is created. Returns (epoch, created).
+    fn epoch_for_join<R: CryptoRng + ?Sized>(
+        s: &mut ServerState<D, G>,
+        counter: u64,
+        gi: usize,
+        now: Instant,
+        rng: &mut R,
+        fresh_needed: bool,
+        recovery: bool,
+    ) -> Result<(u16, bool), Error> {
+        let g = s.groups.get(gi).ok_or(Error::UnknownGroup)?;
+        let usable = |e: &EpochRec, staged: bool| {
+            !e.handed_out || (!recovery && (!fresh_needed || (staged && e.activate_at > now.0)))
+        };
+        let reuse = match (&g.staged, &g.current) {
+            (Some(st), _) => usable(st, true).then_some(st.epoch),
+            (None, Some(c)) => usable(c, false).then_some(c.epoch),
+            (None, None) => None,
+        };
+        if let Some(e) = reuse {
+            return Ok((e, false));
+        }
+        let e = Self::new_epoch(s, counter, gi, now, rng)?;
+        Ok((e, true))
+    }
+
+    /// Allocates a sender ID usable in `epoch` and later.
+    fn alloc_sid(g: &mut GroupRec, epoch: u16) -> Result<u8, Error> {
+        if let Ok(sid) = u8::try_from(g.next_fresh_sid) {
+            g.next_fresh_sid = g.next_fresh_sid.saturating_add(1);
+            return Ok(sid);
+        }
+        let i = g
+            .released
+            .iter()
+            .position(|(_, last)| u32::from(*last).saturating_add(2) <= u32::from(epoch))
+            .ok_or(Error::SenderIdsExhausted)?;
+        let (sid, _) = g.released.remove(i);
+        Ok(sid)
+    }
+
+    fn release_sid(g: &mut GroupRec, sid: u8) {
+        // If the list is full the ID is simply never reused (the safe direction).
+        let _ = g.released.push((sid, g.latest_epoch));
+        if !g.stale.contains(&sid) {
+            let _ = g.stale.push(sid);
+        }
+    }
+
+    /// Removes device `di` from group `group_id` in `s`; rekeys the group if members remain.
+    fn remove_member<R: CryptoRng + ?Sized>(
+        s: &mut ServerState<D, G>,
+        counter: u64,
+        di: usize,
+        group_id: u32,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<Option<u16>, Error> {
+        let gi = s
+            .groups
+            .iter()
+            .position(|g| g.spec.group_id == group_id)
+            .ok_or(Error::UnknownGroup)?;
+        let dev = s.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
+        let mi = dev
+            .memberships
+            .iter()
+            .position(|m| m.group_id == group_id)
+            .ok_or(Error::NotMember)?;
+        let m = dev.memberships.swap_remove(mi);
+        let g = s.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
+        if let Some(sid) = m.sender_id {
+            Self::release_sid(g, sid);
+        }
+        // A fresh epoch secret even if nobody is left: the removed device holds the old one.
+        Self::new_epoch(s, counter, gi, now, rng).map(Some)
+    }
+
+    /// Makes every pending member of group `gi` due for a bundle now.
+    fn mark_group_due(&mut self, gi: usize, now: Instant) {
+        let Some(g) = self.state.groups.get(gi) else {
+            return;
+        };
+        let gid = g.spec.group_id;
+        for d in self.state.devices.iter_mut() {
+            for m in d.memberships.iter_mut().filter(|m| m.group_id == gid) {
+                m.retx = Retx {
+                    next_at: now.0,
+                    rto: INITIAL_RTO_MS,
+                };
+            }
+        }
+    }
+
+    // ---- messages in ------------------------------------------------------------------------
+
+    /// Handles one datagram from a device. Returns the authenticated device (so the driver
+    /// can note its address). Every refusal is a typed error and changes nothing.
+    pub fn handle_message<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        bytes: &[u8],
+    ) -> Result<DeviceId, Error> {
+        let pm = parse(bytes)?;
+        if pm.message.direction() != Direction::DeviceToServer {
+            return Err(Error::UnexpectedKind);
+        }
+        let id = pm.message.device_id();
+        let di = self.device_index(id).ok_or(Error::UnknownDevice)?;
+        let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
+        let server_pub = self.creds.public_key();
+        match &dev.credential {
+            DeviceCredential::PublicKey(k) => {
+                let key = parse_key(&k.0)?;
+                crypto::check(
+                    &pm,
+                    Check::Signed {
+                        key: &key,
+                        peer: &server_pub,
+                    },
+                )?;
+            }
+            #[cfg(feature = "psk")]
+            DeviceCredential::Psk(psk) => crypto::check(&pm, Check::Psk(psk))?,
+        }
+        match pm.message {
+            Message::JoinRequest(j) => self.on_join(now, rng, di, &j)?,
+            Message::Ack(a) => self.on_ack(di, &a)?,
+            Message::Leave(l) => self.on_leave(now, rng, di, &l)?,
+            Message::RekeyNeeded(r) => self.on_rekey_needed(now, rng, di, &r)?,
+            Message::KeyBundle(_) | Message::Removed(_) => return Err(Error::UnexpectedKind),
+        }
+        Ok(id)
+    }
+
+    /// Checks that a device message refers to the device's current membership in the group.
+    fn check_fresh(&self, di: usize, group_id: u32, counter: u64) -> Result<usize, Error> {
+        let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
+        let mi = dev
+            .memberships
+            .iter()
+            .position(|m| m.group_id == group_id)
+            .ok_or(Error::NotMember)?;
+        let m = dev.memberships.get(mi).ok_or(Error::NotMember)?;
+        if counter < m.since || counter >= self.next_counter {
+            return Err(Error::Stale);
+        }
+        Ok(mi)
+    }
+
+    fn on_join<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        di: usize,
+        j: &JoinRequest,
+    ) -> Result<(), Error> {
+        let gid = j.header.group_id;
+        let gi = self.group_index(gid).ok_or(Error::UnknownGroup)?;
+        let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
+        let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
+        // The key on file must be the one in the request (signed mode), or none (PSK).
+        match &dev.credential {
+            DeviceCredential::PublicKey(k) => {
+                let claimed = parse_key(&j.public_key)?;
+                if compressed(&claimed)? != k.0 {
+                    return Err(Error::UnknownDevice);
+                }
+            }
+            #[cfg(feature = "psk")]
+            DeviceCredential::Psk(_) => {
+                if !j.public_key.is_empty() {
+                    return Err(Error::BadPublicKey);
+                }
+            }
+        }
+        if !dev.groups.contains(&gid) || !dev.role.allows(j.role) {
+            return Err(Error::NotAdmitted);
+        }
+        if g.spec.policy.signatures_required && dev.credential.is_psk() {
+            return Err(Error::PskWithSignatures);
+        }
+        if j.header.counter >= self.next_counter {
+            return Err(Error::Stale);
+        }
+        let existing = dev.memberships.iter().position(|m| m.group_id == gid);
+        // A retransmitted request: send the bundle again, change nothing else.
+        if dev.last_join_nonce == Some(j.header.nonce) {
+            let Some(mi) = existing else {
+                return Err(Error::Replayed);
+            };
+            if let Some(m) = self
+                .state
+                .devices
+                .get_mut(di)
+                .and_then(|d| d.memberships.get_mut(mi))
+            {
+                m.retx = Retx {
+                    next_at: now.0,
+                    rto: INITIAL_RTO_MS,
+                };
+            }
+            return Ok(());
+        }
+        if let Some(m) = existing.and_then(|mi| dev.memberships.get(mi))
+            && j.header.counter != 0
+            && j.header.counter < m.since
+        {
+            // A request from an earlier membership (a device that lost its state sends 0).
+            return Err(Error::Stale);
+        }
+        let recovery = j.sequence_state_lost && j.role == Role::Sender;
+        let fresh_needed = g.spec.rekey_on_join || recovery;
+        let counter = self.next_counter;
+        let mut next = self.state.clone();
+        let (epoch, created) =
+            Self::epoch_for_join(&mut next, counter, gi, now, rng, fresh_needed, recovery)?;
+        // Sender ID: kept on a rejoin in the same role, otherwise allocated (and released).
+        let old = existing.and_then(|mi| {
+            next.devices
+                .get(di)
+                .and_then(|d| d.memberships.get(mi))
+                .map(|m| (m.role, m.sender_id))
+        });
+        let g = next.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
+        let sender_id = match (old, j.role) {
+            (Some((Role::Sender, Some(sid))), Role::Sender) => Some(sid),
+            (old, role) => {
+                if let Some((_, Some(sid))) = old {
+                    Self::release_sid(g, sid);
+                }
+                if role == Role::Sender {
+                    Some(Self::alloc_sid(g, epoch)?)
+                } else {
+                    None
+                }
+            }
+        };
+        // The sender list changes for everyone when a sender ID comes or goes.
+        let sid_changed = old.map_or(sender_id.is_some(), |(_, s)| s != sender_id);
+        if sid_changed {
+            g.changed_at = counter;
+        }
+        let senders = next
+            .devices
+            .iter()
+            .flat_map(|d| d.memberships.iter())
+            .filter(|m| m.group_id == gid && m.sender_id.is_some())
+            .count();
+        if sender_id.is_some() && old.is_none_or(|(_, s)| s.is_none()) && senders >= MAX_SENDERS {
+            return Err(Error::CapacityExceeded);
+        }
+        let dev = next.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
+        let membership = Membership {
+            group_id: gid,
+            role: j.role,
+            sender_id,
+            since: counter,
+            acked: 0,
+            acked_epoch: 0,
+            join_nonce: Some(j.header.nonce),
+            retx: Retx {
+                next_at: now.0,
+                rto: INITIAL_RTO_MS,
+            },
+        };
+        match existing.and_then(|mi| dev.memberships.get_mut(mi)) {
+            Some(m) => *m = membership,
+            None => dev
+                .memberships
+                .push(membership)
+                .map_err(|_| Error::CapacityExceeded)?,
+        }
+        dev.last_join_nonce = Some(j.header.nonce);
+        self.commit(next)?;
+        if created {
+            self.mark_group_due(gi, now);
+            self.push_event(ServerEvent::EpochCreated {
+                group_id: gid,
+                epoch,
+                cause: if recovery {
+                    RekeyCause::Recovery
+                } else {
+                    RekeyCause::Join
+                },
+            });
+        } else if sid_changed {
+            self.mark_group_due(gi, now);
+        }
+        self.push_event(ServerEvent::Joined {
+            device: j.header.device_id,
+            group_id: gid,
+            sender_id,
+        });
+        Ok(())
+    }
+
+    fn on_ack(&mut self, di: usize, a: &Ack) -> Result<(), Error> {
+        let gid = a.header.group_id;
+        let mi = self.check_fresh(di, gid, a.header.counter)?;
+        let dev = self.state.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
+        let id = dev.id;
+        let m = dev.memberships.get_mut(mi).ok_or(Error::NotMember)?;
+        if a.header.counter > m.acked {
+            // Not persisted by itself: losing it only causes a retransmission after a crash.
+            m.acked = a.header.counter;
+            m.acked_epoch = a.epoch;
+            m.join_nonce = None;
+            m.retx.rto = INITIAL_RTO_MS;
+            self.push_event(ServerEvent::Acked {
+                device: id,
+                group_id: gid,
+                epoch: a.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    fn on_leave<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        di: usize,
+        l: &Leave,
+    ) -> Result<(), Error> {
+        let gid = l.header.group_id;
+        self.check_fresh(di, gid, l.header.counter)?;
+        let gi = self.group_index(gid).ok_or(Error::UnknownGroup)?;
+        let mut next = self.state.clone();
+        let epoch = Self::remove_member(&mut next, self.next_counter, di, gid, now, rng)?;
+        let dev = next.devices.get(di).ok_or(Error::UnknownDevice)?;
+        let notice = Notice {
+            device: dev.id,
+            group_id: gid,
+            reason: RemovedReason::Left,
+            credential: dev.credential.clone(),
+        };
+        self.commit(next)?;
+        let _ = self.notices.push_back(notice);
+        self.mark_group_due(gi, now);
+        self.push_event(ServerEvent::Left {
+            device: l.header.device_id,
+            group_id: gid,
+        });
+        if let Some(e) = epoch {
+            self.push_event(ServerEvent::EpochCreated {
+                group_id: gid,
+                epoch: e,
+                cause: RekeyCause::Removal,
+            });
+        }
+        Ok(())
+    }
+
+    fn on_rekey_needed<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        di: usize,
+        r: &RekeyNeeded,
+    ) -> Result<(), Error> {
+        let gid = r.header.group_id;
+        self.check_fresh(di, gid, r.header.counter)?;
+        let gi = self.group_index(gid).ok_or(Error::UnknownGroup)?;
+        let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
+        // Only a report on the newest epoch matters; a newer one is on its way otherwise.
+        if g.staged.is_some() || g.current.as_ref().is_none_or(|c| c.epoch != r.epoch) {
+            return Ok(());
+        }
+        let mut next = self.state.clone();
+        let e = Self::new_epoch(&mut next, self.next_counter, gi, now, rng)?;
+        self.commit(next)?;
+        self.mark_group_due(gi, now);
+        self.push_event(ServerEvent::EpochCreated {
+            group_id: gid,
+            epoch: e,
+            cause: RekeyCause::Report,
+        });
+        Ok(())
+    }
+
+    // ---- time ---------------------------------------------------------------------------------
+
+    /// Activates staged epochs whose time came and starts scheduled rotations.
+    pub fn handle_timeout<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        for gi in 0..self.state.groups.len() {
+            let Some(g) = self.state.groups.get(gi) else {
+                continue;
+            };
+            let gid = g.spec.group_id;
+            if g.staged.as_ref().is_some_and(|s| s.activate_at <= now.0) {
+                let mut next = self.state.clone();
+                let mut activated = 0;
+                if let Some(g) = next.groups.get_mut(gi) {
+                    let mut staged = g.staged.take();
+                    if let Some(s) = staged.as_mut() {
+                        activated = s.epoch;
+                    }
+                    g.current = staged;
+                }
+                self.commit(next)?;
+                self.push_event(ServerEvent::EpochActivated {
+                    group_id: gid,
+                    epoch: activated,
+                });
+                continue;
+            }
+            let interval = g.spec.rotation_interval_ms;
+            let has_members = self
+                .state
+                .devices
+                .iter()
+                .any(|d| d.memberships.iter().any(|m| m.group_id == gid));
+            let due = interval > 0
+                && g.staged.is_none()
+                && has_members
+                && g.current
+                    .as_ref()
+                    .is_some_and(|c| now.0 >= c.activate_at.saturating_add(interval));
+            if due {
+                let mut next = self.state.clone();
+                let e = Self::new_epoch(&mut next, self.next_counter, gi, now, rng)?;
+                self.commit(next)?;
+                self.mark_group_due(gi, now);
+                self.push_event(ServerEvent::EpochCreated {
+                    group_id: gid,
+                    epoch: e,
+                    cause: RekeyCause::Scheduled,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) or [`poll_transmit`](Self::poll_transmit)
+    /// next has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<u64> = None;
+        let mut at = |v: u64| t = Some(t.map_or(v, |c| c.min(v)));
+        if !self.notices.is_empty() {
+            at(0);
+        }
+        for g in &self.state.groups {
+            if let Some(s) = &g.staged {
+                at(s.activate_at);
+            } else if g.spec.rotation_interval_ms > 0
+                && let Some(c) = &g.current
+            {
+                at(c.activate_at.saturating_add(g.spec.rotation_interval_ms));
+            }
+        }
+        for d in &self.state.devices {
+            for m in &d.memberships {
+                let pending = self
+                    .state
+                    .groups
+                    .iter()
+                    .find(|g| g.spec.group_id == m.group_id)
+                    .is_some_and(|g| Self::pending(g, m));
+                if pending {
+                    at(m.retx.next_at);
+                }
+            }
+        }
+        t.map(Instant)
+    }
+
+    // ---- messages out -------------------------------------------------------------------------
+
+    /// The next message to send, written to `buf` (at least
+    /// [`MAX_MESSAGE_LEN`](super::MAX_MESSAGE_LEN) bytes). Removal notices first, then due
+    /// bundles (first transmissions and retransmissions with exponential backoff). A store
+    /// failure is returned and nothing is emitted.
+    pub fn poll_transmit<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, Error> {
+        if let Some(n) = self.notices.pop_front() {
+            let counter = match self.take_counter() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = self.notices.push_front(n);
+                    return Err(e);
+                }
+            };
+            let msg = Message::Removed(Removed {
+                header: ServerHeader {
+                    group_id: n.group_id,
+                    device_id: n.device,
+                    counter,
+                },
+                reason: n.reason,
+            });
+            let len = self.protect_for(&n.credential, &msg, buf)?;
+            return Ok(Some(Transmit {
+                device_id: n.device,
+                len,
+            }));
+        }
+        let Some((di, mi, gi)) = self.due(now) else {
+            return Ok(None);
+        };
+        // The epoch is handed out: persist that before the bundle exists.
+        let handed = self
+            .state
+            .groups
+            .get(gi)
+            .and_then(|g| g.newest())
+            .is_some_and(|e| e.handed_out);
+        if !handed {
+            let mut next = self.state.clone();
+            if let Some(g) = next.groups.get_mut(gi) {
+                if let Some(s) = g.staged.as_mut() {
+                    s.handed_out = true;
+                } else if let Some(c) = g.current.as_mut() {
+                    c.handed_out = true;
+                }
+            }
+            self.commit(next)?;
+        }
+        let counter = self.take_counter()?;
+        let (len, device_id) = self.build_bundle(di, mi, gi, counter, now, rng, buf)?;
+        if let Some(m) = self
+            .state
+            .devices
+            .get_mut(di)
+            .and_then(|d| d.memberships.get_mut(mi))
+        {
+            let rto = m.retx.rto.max(INITIAL_RTO_MS);
+            m.retx = Retx {
+                next_at: now.0.saturating_add(u64::from(rto)),
+                rto: rto.saturating_mul(2).min(MAX_RTO_MS),
+            };
+        }
+        Ok(Some(Transmit { device_id, len }))
+    }
+
+    /// The first membership due for a bundle: (device, membership, group) indices.
+    fn due(&self, now: Instant) -> Option<(usize, usize, usize)> {
+        for (di, d) in self.state.devices.iter().enumerate() {
+            for (mi, m) in d.memberships.iter().enumerate() {
+                let Some(gi) = self.group_index(m.group_id) else {
+                    continue;
+                };
+                let Some(g) = self.state.groups.get(gi) else {
+                    continue;
+                };
+                if Self::pending(g, m) && m.retx.next_at <= now.0 {
+                    return Some((di, mi, gi));
+                }
+            }
+        }
+        None
+    }
+
+    fn protect_for(
+        &self,
+        credential: &DeviceCredential,
+        msg: &Message,
+        buf: &mut [u8],
+    ) -> Result<usize, Error> {
+        match credential {
+            DeviceCredential::PublicKey(k) => {
+                let peer = parse_key(&k.0)?;
+                crypto::protect(
+                    msg,
+                    Protect::Signed {
+                        key: &self.creds.signing_key,
+                        peer: &peer,
+                    },
+                    buf,
+                )
+            }
+            #[cfg(feature = "psk")]
+            DeviceCredential::Psk(psk) => crypto::protect(msg, Protect::Psk(psk), buf),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_bundle<R: CryptoRng + ?Sized>(
+        &self,
+        di: usize,
+        mi: usize,
+        gi: usize,
+        counter: u64,
+        now: Instant,
+        rng: &mut R,
+        buf: &mut [u8],
+    ) -> Result<(usize, DeviceId), Error> {
+        let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
+        let d = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
+        let m = d.memberships.get(mi).ok_or(Error::NotMember)?;
+        let e = g.newest().ok_or(Error::UnknownGroup)?;
+        let gid = g.spec.group_id;
+        let mut senders: Vec<SenderEntry, MAX_SENDERS> = Vec::new();
+        for od in &self.state.devices {
+            for om in od.memberships.iter().filter(|om| om.group_id == gid) {
+                let Some(sid) = om.sender_id else { continue };
+                let public_key = match (&od.credential, g.spec.policy.signatures_required) {
+                    (DeviceCredential::PublicKey(k), true) => Some(*k),
+                    _ => None,
+                };
+                senders
+                    .push(SenderEntry {
+                        sender_id: sid,
+                        public_key,
+                    })
+                    .map_err(|_| Error::CapacityExceeded)?;
+            }
+        }
+        senders.sort_unstable_by_key(|s| s.sender_id);
+        let aad = secret_aad(gid, d.id, counter, e.epoch, g.spec.suite.0);
+        let sealed = match &d.credential {
+            DeviceCredential::PublicKey(k) => {
+                let peer = parse_key(&k.0)?;
+                crypto::seal_ecdh(rng, &peer, &aad, &e.material)?
+            }
+            #[cfg(feature = "psk")]
+            DeviceCredential::Psk(psk) => super::psk::seal(psk, d.id, counter, &aad, &e.material)?,
+        };
+        let activate_in = e.activate_at.saturating_sub(now.0);
+        let msg = Message::KeyBundle(KeyBundle {
+            header: ServerHeader {
+                group_id: gid,
+                device_id: d.id,
+                counter,
+            },
+            echo: m.join_nonce,
+            epoch: e.epoch,
+            suite: g.spec.suite.0,
+            sender_id: m.sender_id,
+            policy: g.spec.policy,
+            activate_in_ms: u32::try_from(activate_in).unwrap_or(u32::MAX),
+            lifetime_ms: g.spec.lifetime_ms,
+            senders,
+            stale: g.stale.clone(),
+            sealed,
+        });
+        let len = self.protect_for(&d.credential, &msg, buf)?;
+        Ok((len, d.id))
+    }
+}
