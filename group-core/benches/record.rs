@@ -1,7 +1,7 @@
 //! Record-layer cost against the raw AEAD, in the same run, on the same data.
 //!
 //! For each suite (AES-128-CCM_8, AES-128-CCM, AES-128-GCM) and plaintext size (64 and 1400
-//! bytes), four measurements:
+//! bytes), four operations:
 //!
 //! - `seal_raw`: one `encrypt_inout_detached` of the RustCrypto AEAD (the type group-core uses)
 //!   over the plaintext, in place, with a 12-byte nonce and the 13-byte record AAD;
@@ -19,15 +19,31 @@
 //! only the open itself is timed. After each group measurement the bench checks that every
 //! record it opened was accepted and none dropped, so a fast rejection can't pass for an open.
 //!
+//! Two measurements of the same operations:
+//!
+//! 1. criterion's, one benchmark per operation (`<suite>/<op>_{raw,group}/<bytes>`), with its
+//!    statistics in `target/criterion`;
+//! 2. a paired one, after criterion's: rounds of 64 raw operations then 64 group operations
+//!    (the order alternates between rounds), each chunk timed on its own, so that both sides of
+//!    each round ran under the same machine load. The ratio group / raw is taken per round and
+//!    its median reported. This is the figure to trust on a shared machine, where the load can
+//!    change between two criterion benchmarks. Its budget is `RECORD_PAIRED_SECS` seconds per
+//!    comparison (default 2; 0 skips it). It prints a table and writes
+//!    `target/criterion/record-paired.json`.
+//!
 //! Run: `cargo bench -p group-core --bench record`, then `python3 .ci/bench-ratios.py` prints
-//! the ratios group / raw from `target/criterion` (see docs/performance.md).
+//! both sets of ratios (see docs/performance.md).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant as Clock};
 
 use aead::{AeadInOut, KeyInit, Nonce, Tag};
 use aes::Aes128;
 use aes_gcm::Aes128Gcm;
 use ccm::Ccm;
 use ccm::consts::{U8, U12, U16};
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 
 use group_core::group::{Group, GroupConfig};
 use group_core::schedule::{EpochSecret, native_keys};
@@ -38,14 +54,19 @@ use group_core::wire::{Epoch, SenderId};
 
 const SIZES: [usize; 2] = [64, 1400];
 const GROUP_ID: u32 = 7;
-/// Inputs per batch in the `open_*` measurements (same for raw and group).
+/// Inputs per batch in the criterion `open_*` measurements (same for raw and group).
 const BATCH: BatchSize = BatchSize::NumIterations(256);
+/// Operations per timed chunk in the paired measurement.
+const CHUNK: usize = 64;
+const NOW: Instant = Instant(0);
+
 /// A record AAD as the record layer builds it (epoch 1, sid 1, seq 5, type 23, DTLS 1.2, n).
 fn aad(n: usize) -> [u8; 13] {
     let [n0, n1] = u16::try_from(n).unwrap().to_be_bytes();
     [0, 1, 1, 0, 0, 0, 0, 5, 23, 0xfe, 0xfd, n0, n1]
 }
 
+/// The record layer's nonce for that record: write_iv[4] || epoch || sid || seq.
 fn nonce(keys: &RecordKeys) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[..4].copy_from_slice(keys.iv());
@@ -53,96 +74,314 @@ fn nonce(keys: &RecordKeys) -> [u8; 12] {
     n
 }
 
-fn groups(keys: &RecordKeys) -> (Group, Group) {
-    let now = Instant(0);
-    let mut switch: Group = Group::new(GroupConfig::new(GROUP_ID).with_sender_id(SenderId(1)));
-    let mut light: Group = Group::new(GroupConfig::new(GROUP_ID));
-    switch.install_and_activate(Epoch(1), keys, now).unwrap();
-    light.install_and_activate(Epoch(1), keys, now).unwrap();
-    (switch, light)
+/// Everything one (suite, size) comparison needs: the raw AEAD and a sender / receiver pair.
+struct Fixture<A: AeadInOut> {
+    n: usize,
+    raw: A,
+    nonce: Nonce<A>,
+    aad: [u8; 13],
+    plaintext: Vec<u8>,
+    /// A valid raw ciphertext of `plaintext` and its tag.
+    ct: Vec<u8>,
+    tag: Tag<A>,
+    switch: Group,
+    light: Group,
+    store: MemorySequenceStore,
+    /// A record buffer with the plaintext at the payload offset, for in-place group seals.
+    rec: Vec<u8>,
 }
 
-fn bench_suite<A: AeadInOut + KeyInit>(c: &mut Criterion, name: &str, suite: Suite) {
-    let keys = native_keys(GROUP_ID, Epoch(1), suite, &EpochSecret([0x42; 32])).unwrap();
-    let raw = A::new_from_slice(keys.key()).unwrap();
-    let nonce_bytes = nonce(&keys);
-    let raw_nonce = Nonce::<A>::try_from(nonce_bytes.as_slice()).unwrap();
-    let now = Instant(0);
-
-    let mut bg = c.benchmark_group(name);
-    for n in SIZES {
-        bg.throughput(Throughput::Bytes(n as u64));
+impl<A: AeadInOut + KeyInit> Fixture<A> {
+    fn new(suite: Suite, n: usize) -> Self {
+        let keys = native_keys(GROUP_ID, Epoch(1), suite, &EpochSecret([0x42; 32])).unwrap();
+        let raw = A::new_from_slice(keys.key()).unwrap();
+        let nonce = Nonce::<A>::try_from(nonce(&keys).as_slice()).unwrap();
         let aad = aad(n);
         let plaintext: Vec<u8> = (0..n).map(|i| i as u8).collect();
+        let mut ct = plaintext.clone();
+        let tag = raw
+            .encrypt_inout_detached(&nonce, &aad, ct.as_mut_slice().into())
+            .unwrap();
+        let mut check = ct.clone();
+        raw.decrypt_inout_detached(&nonce, &aad, check.as_mut_slice().into(), &tag)
+            .unwrap();
+        assert_eq!(check, plaintext);
 
-        // --- seal ---
-        let mut buf = plaintext.clone();
-        bg.bench_with_input(BenchmarkId::new("seal_raw", n), &n, |b, _| {
-            b.iter(|| raw.encrypt_inout_detached(&raw_nonce, &aad, buf.as_mut_slice().into()))
-        });
-
-        let (mut switch, mut light) = groups(&keys);
-        let mut store = MemorySequenceStore::commissioned();
+        let mut switch: Group = Group::new(GroupConfig::new(GROUP_ID).with_sender_id(SenderId(1)));
+        let mut light: Group = Group::new(GroupConfig::new(GROUP_ID));
+        switch.install_and_activate(Epoch(1), &keys, NOW).unwrap();
+        light.install_and_activate(Epoch(1), &keys, NOW).unwrap();
         let offset = switch.payload_offset().unwrap();
         let mut rec = vec![0u8; switch.record_len(n).unwrap()];
         rec[offset..offset + n].copy_from_slice(&plaintext);
+        Self {
+            n,
+            raw,
+            nonce,
+            aad,
+            plaintext,
+            ct,
+            tag,
+            switch,
+            light,
+            store: MemorySequenceStore::commissioned(),
+            rec,
+        }
+    }
+
+    // The four operations, shared by both measurements.
+
+    fn seal_raw(&self, buf: &mut [u8]) -> Result<Tag<A>, aead::Error> {
+        self.raw
+            .encrypt_inout_detached(&self.nonce, &self.aad, buf.into())
+    }
+
+    fn seal_group(&mut self, rec: &mut [u8]) -> Result<usize, group_core::record::SealError> {
+        self.switch.seal_in_place(NOW, &mut self.store, rec, self.n)
+    }
+
+    fn open_raw(&self, ct: &mut [u8]) -> Result<(), aead::Error> {
+        self.raw
+            .decrypt_inout_detached(&self.nonce, &self.aad, ct.into(), &self.tag)
+    }
+
+    fn open_group(&mut self, rec: &mut [u8]) -> Result<usize, group_core::record::OpenError> {
+        self.light.open(NOW, rec).map(|d| d.plaintext.len())
+    }
+
+    /// A fresh valid record: the sender's next one.
+    fn next_record(&mut self) -> Vec<u8> {
+        let mut r = vec![0u8; self.switch.record_len(self.n).unwrap()];
+        self.switch
+            .seal(NOW, &mut self.store, &self.plaintext, &mut r)
+            .unwrap();
+        r
+    }
+
+    /// Every seal took one sequence number and succeeded, every record sealed was opened and
+    /// accepted, none dropped.
+    fn assert_all_ok(&self, what: &str) {
+        let sealed = self.switch.counters().sealed;
+        let next = self.switch.next_send_seq().map_or(0, |(_, s)| s);
+        assert_eq!(sealed, next, "{what}: a seal failed");
+        let c = self.light.counters();
+        assert_eq!(c.dropped(), 0, "{what}: records dropped: {c:?}");
+    }
+}
+
+fn criterion_suite<A: AeadInOut + KeyInit>(c: &mut Criterion, name: &str, suite: Suite) {
+    let mut bg = c.benchmark_group(name);
+    for n in SIZES {
+        bg.throughput(Throughput::Bytes(n as u64));
+        let what = format!("{name}/{n}");
+
+        // Seal: in place, over and over, on one buffer (each seal encrypts what the previous
+        // one left; the work per call is the same).
+        let mut f = Fixture::<A>::new(suite, n);
+        let mut buf = f.plaintext.clone();
+        bg.bench_with_input(BenchmarkId::new("seal_raw", n), &n, |b, _| {
+            b.iter(|| f.seal_raw(&mut buf))
+        });
+        let mut rec = std::mem::take(&mut f.rec);
         bg.bench_with_input(BenchmarkId::new("seal_group", n), &n, |b, _| {
-            b.iter(|| switch.seal_in_place(now, &mut store, &mut rec, n))
+            b.iter(|| f.seal_group(&mut rec))
         });
-        // Every seal succeeded, and the last record opens to what it held (the plaintext was
-        // encrypted in place over and over, as the raw seal does).
-        let sealed = switch.counters().sealed;
-        let last = switch.next_send_seq().unwrap().1 - 1;
-        assert_eq!(sealed, last + 1, "{name}/{n}: a seal failed");
-        light.open(now, &mut rec).unwrap();
+        f.assert_all_ok(&what);
+        if f.switch.counters().sealed > 0 {
+            // The last record is valid.
+            f.open_group(&mut rec).unwrap();
+        }
 
-        // --- open ---
-        let mut ct = plaintext.clone();
-        let tag: Tag<A> = raw
-            .encrypt_inout_detached(&raw_nonce, &aad, ct.as_mut_slice().into())
-            .unwrap();
-        let mut check = ct.clone();
-        raw.decrypt_inout_detached(&raw_nonce, &aad, check.as_mut_slice().into(), &tag)
-            .unwrap();
-        assert_eq!(check, plaintext);
+        // Open: a fresh input per iteration, made in the untimed setup.
+        let f = Fixture::<A>::new(suite, n);
+        let ct = f.ct.clone();
         bg.bench_with_input(BenchmarkId::new("open_raw", n), &n, |b, _| {
-            b.iter_batched_ref(
-                || ct.clone(),
-                |input| {
-                    raw.decrypt_inout_detached(&raw_nonce, &aad, input.as_mut_slice().into(), &tag)
-                },
-                BATCH,
-            )
+            b.iter_batched_ref(|| ct.clone(), |input| f.open_raw(input), BATCH)
         });
-
-        let (mut switch, mut light) = groups(&keys);
-        let mut store = MemorySequenceStore::commissioned();
+        let f = std::cell::RefCell::new(f);
         bg.bench_with_input(BenchmarkId::new("open_group", n), &n, |b, _| {
             b.iter_batched_ref(
-                || {
-                    let mut r = vec![0u8; switch.record_len(n).unwrap()];
-                    switch.seal(now, &mut store, &plaintext, &mut r).unwrap();
-                    r
-                },
-                |input| light.open(now, input).map(|d| d.plaintext.len()),
+                || f.borrow_mut().next_record(),
+                |input| f.borrow_mut().open_group(input),
                 BATCH,
             )
         });
-        let (sent, got) = (switch.counters().sealed, light.counters());
-        assert_eq!(got.dropped(), 0, "{name}/{n}: records dropped: {got:?}");
-        assert_eq!(
-            got.accepted, sent,
-            "{name}/{n}: not every record was opened"
-        );
+        let f = f.into_inner();
+        f.assert_all_ok(&what);
+        assert_eq!(f.light.counters().accepted, f.switch.counters().sealed);
     }
     bg.finish();
 }
 
-fn record(c: &mut Criterion) {
-    bench_suite::<Ccm<Aes128, U8, U12>>(c, "ccm8", Suite::AES_128_CCM_8);
-    bench_suite::<Ccm<Aes128, U16, U12>>(c, "ccm", Suite::AES_128_CCM);
-    bench_suite::<Aes128Gcm>(c, "gcm", Suite::AES_128_GCM);
+/// One paired comparison: per round, `CHUNK` raw operations and `CHUNK` group operations, each
+/// chunk timed, in alternating order; inputs made before each chunk, untimed.
+struct Paired {
+    raw_ns: f64,
+    group_ns: f64,
+    ratio: f64,
+    ratio_q1: f64,
+    ratio_q3: f64,
+    rounds: usize,
 }
 
-criterion_group!(benches, record);
-criterion_main!(benches);
+fn median(v: &mut [f64]) -> f64 {
+    quantile(v, 0.5)
+}
+
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i]
+}
+
+fn paired<F>(
+    budget: Duration,
+    f: &mut F,
+    mut raw_input: impl FnMut(&mut F) -> Vec<u8>,
+    mut raw_op: impl FnMut(&mut F, &mut [u8]),
+    mut group_input: impl FnMut(&mut F) -> Vec<u8>,
+    mut group_op: impl FnMut(&mut F, &mut [u8]),
+) -> Paired {
+    let mut time_chunk = |f: &mut F, make: &mut dyn FnMut(&mut F) -> Vec<u8>, group: bool| {
+        let mut inputs: Vec<Vec<u8>> = (0..CHUNK).map(|_| make(f)).collect();
+        let start = Clock::now();
+        for input in &mut inputs {
+            if group {
+                group_op(f, input);
+            } else {
+                raw_op(f, input);
+            }
+        }
+        let t = start.elapsed();
+        black_box(inputs);
+        t.as_secs_f64() * 1e9 / CHUNK as f64
+    };
+    // Warm up both sides.
+    for _ in 0..20 {
+        time_chunk(f, &mut raw_input, false);
+        time_chunk(f, &mut group_input, true);
+    }
+    let (mut raws, mut groups, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let start = Clock::now();
+    while start.elapsed() < budget || ratios.len() < 50 {
+        let (r, g) = if ratios.len() % 2 == 0 {
+            let r = time_chunk(f, &mut raw_input, false);
+            (r, time_chunk(f, &mut group_input, true))
+        } else {
+            let g = time_chunk(f, &mut group_input, true);
+            (time_chunk(f, &mut raw_input, false), g)
+        };
+        raws.push(r);
+        groups.push(g);
+        ratios.push(g / r);
+    }
+    Paired {
+        raw_ns: median(&mut raws),
+        group_ns: median(&mut groups),
+        ratio: median(&mut ratios),
+        ratio_q1: quantile(&mut ratios, 0.25),
+        ratio_q3: quantile(&mut ratios, 0.75),
+        rounds: ratios.len(),
+    }
+}
+
+fn paired_suite<A: AeadInOut + KeyInit>(
+    budget: Duration,
+    name: &str,
+    suite: Suite,
+    out: &mut Vec<String>,
+) {
+    for n in SIZES {
+        let mut f = Fixture::<A>::new(suite, n);
+        let seal = paired(
+            budget,
+            &mut f,
+            |f| f.plaintext.clone(),
+            |f, buf| {
+                black_box(f.seal_raw(buf)).unwrap();
+            },
+            |f| f.rec.clone(),
+            |f, rec| {
+                black_box(f.seal_group(rec)).unwrap();
+            },
+        );
+        f.assert_all_ok(&format!("paired {name}/seal/{n}"));
+        let mut f = Fixture::<A>::new(suite, n);
+        let open = paired(
+            budget,
+            &mut f,
+            |f| f.ct.clone(),
+            |f, ct| black_box(f.open_raw(ct)).unwrap(),
+            |f| f.next_record(),
+            |f, rec| {
+                black_box(f.open_group(rec)).unwrap();
+            },
+        );
+        f.assert_all_ok(&format!("paired {name}/open/{n}"));
+        for (op, p) in [("seal", seal), ("open", open)] {
+            println!(
+                "paired {name:4} {op} {n:4} B: raw {:8.1} ns  group {:8.1} ns  ratio {:.3} \
+                 (quartiles {:.3}..{:.3}, {} rounds of {CHUNK})",
+                p.raw_ns, p.group_ns, p.ratio, p.ratio_q1, p.ratio_q3, p.rounds
+            );
+            out.push(format!(
+                "{{\"suite\":\"{name}\",\"op\":\"{op}\",\"bytes\":{n},\"raw_ns\":{:.2},\
+                 \"group_ns\":{:.2},\"ratio\":{:.4},\"ratio_q1\":{:.4},\"ratio_q3\":{:.4},\
+                 \"rounds\":{},\"chunk\":{CHUNK}}}",
+                p.raw_ns, p.group_ns, p.ratio, p.ratio_q1, p.ratio_q3, p.rounds
+            ));
+        }
+    }
+}
+
+/// Where criterion writes: `$CRITERION_HOME`, else `$CARGO_TARGET_DIR/criterion`, else the
+/// `criterion` directory of the target directory this bench runs from.
+fn criterion_dir() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("CRITERION_HOME") {
+        return Some(h.into());
+    }
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Some(PathBuf::from(t).join("criterion"));
+    }
+    // <target>/<profile>/deps/record-<hash>
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
+}
+
+fn run_paired() {
+    let args: Vec<String> = std::env::args().collect();
+    let bench_mode = args.iter().any(|a| a == "--bench");
+    let other_mode = args
+        .iter()
+        .any(|a| ["--test", "--list", "--profile-time"].contains(&a.as_str()));
+    let secs: f64 = std::env::var("RECORD_PAIRED_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    if !bench_mode || other_mode || secs <= 0.0 {
+        return;
+    }
+    let budget = Duration::from_secs_f64(secs);
+    println!("\npaired measurement ({secs} s per comparison)");
+    let mut out = Vec::new();
+    paired_suite::<Ccm<Aes128, U8, U12>>(budget, "ccm8", Suite::AES_128_CCM_8, &mut out);
+    paired_suite::<Ccm<Aes128, U16, U12>>(budget, "ccm", Suite::AES_128_CCM, &mut out);
+    paired_suite::<Aes128Gcm>(budget, "gcm", Suite::AES_128_GCM, &mut out);
+    if let Some(dir) = criterion_dir() {
+        let path = dir.join("record-paired.json");
+        let json = format!("[\n{}\n]\n", out.join(",\n"));
+        match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, json)) {
+            Ok(()) => println!("paired results written to {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        }
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    criterion_suite::<Ccm<Aes128, U8, U12>>(&mut c, "ccm8", Suite::AES_128_CCM_8);
+    criterion_suite::<Ccm<Aes128, U16, U12>>(&mut c, "ccm", Suite::AES_128_CCM);
+    criterion_suite::<Aes128Gcm>(&mut c, "gcm", Suite::AES_128_GCM);
+    c.final_summary();
+    run_paired();
+}
