@@ -1,9 +1,75 @@
 //! # group-embedded
 //!
-//! Adapter of [`group_core`] for embedded network stacks (smoltcp, embassy-net) and
-//! flash-backed sequence storage. Not implemented yet: today this crate only re-exports the
-//! core so that firmware builds for `thumbv7em-none-eabihf` exercise the same dependency graph.
+//! [`group_core`] on bare metal: what a `no_std`, allocation-free firmware links next to the
+//! record layer.
+//!
+//! - [`flash`]: [`FlashSequenceStore`](flash::FlashSequenceStore), a
+//!   [`SequenceStore`](group_core::sequence::SequenceStore) on NOR flash
+//!   ([`embedded_storage`]) that survives a power cut at any write or erase step without ever
+//!   letting the sender reuse a sequence number, with wear spread over its pages; and
+//!   [`SimNorFlash`](flash::sim::SimNorFlash), a simulated NOR flash that enforces the flash
+//!   rules and cuts power on demand.
+//! - `net` (feature `smoltcp`, on by default): [`GroupSocket`](net::GroupSocket), a poll-style
+//!   group socket on a smoltcp [`Interface`](smoltcp::iface::Interface): joins the multicast
+//!   group, seals and sends, receives and opens every record of a datagram through the core;
+//!   caller-owned buffers. `hub`: an in-memory Ethernet hub device for tests and simulations.
+//!
+//! ```text
+//!   application
+//!     └─ net::GroupSocket ── smoltcp Interface / udp::Socket ── Device (hub, MAC driver)
+//!          ├─ group_core::group::Group (seal / open / counters / events)
+//!          └─ flash::FlashSequenceStore ── embedded_storage NorFlash
+//! ```
+//!
+//! No I/O of its own, no clock, no heap, no `unsafe`.
+//!
+//! ## Example: sequence numbers that survive a reboot
+//!
+//! ```
+//! use group_core::group::{Group, GroupConfig};
+//! use group_core::schedule::{native_keys, EpochSecret};
+//! use group_core::suite::Suite;
+//! use group_core::time::Instant;
+//! use group_core::wire::{Epoch, Record, SenderId};
+//! use group_embedded::flash::FlashSequenceStore;
+//! use group_embedded::flash::sim::SimNorFlash;
+//!
+//! let keys = native_keys(7, Epoch(1), Suite::AES_128_CCM, &EpochSecret([0x42; 32])).unwrap();
+//! let config = GroupConfig::new(7).with_sender_id(SenderId(1));
+//! let now = Instant(0);
+//!
+//! // Two 256-byte pages of a flash with a 4-byte write unit.
+//! let flash: SimNorFlash<2, 256, 4> = SimNorFlash::new();
+//! let mut store = FlashSequenceStore::new(flash, 0, 2).unwrap();
+//! store.commission().unwrap();
+//! let mut sender: Group = Group::new(config);
+//! sender.install_and_activate(Epoch(1), &keys, now).unwrap();
+//! let mut buf = [0u8; 64];
+//! for _ in 0..3 {
+//!     sender.seal(now, &mut store, b"on", &mut buf).unwrap();
+//! }
+//!
+//! // Reboot: RAM is gone, the flash stays. The sender resumes above every number it used.
+//! let mut store = FlashSequenceStore::new(store.into_inner(), 0, 2).unwrap();
+//! let mut sender: Group = Group::new(config);
+//! sender.install_and_activate(Epoch(1), &keys, now).unwrap();
+//! let len = sender.seal(now, &mut store, b"on", &mut buf).unwrap();
+//! let seq = Record::new_checked(&buf[..len]).unwrap().header().seq;
+//! assert_eq!(seq, 1000); // K = 1000 numbers reserved per flash write
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
+pub mod flash;
 
 pub use group_core;
