@@ -230,17 +230,17 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn window_of_32_matches_model(start in start(), ops in prop::collection::vec(op(), 1..160)) {
+    fn window_of_32_matches_model(start in start(), ops in prop::collection::vec(op(), 1..120)) {
         run::<1>(start, &ops)?;
     }
 
     #[test]
-    fn window_of_64_matches_model(start in start(), ops in prop::collection::vec(op(), 1..160)) {
+    fn window_of_64_matches_model(start in start(), ops in prop::collection::vec(op(), 1..120)) {
         run::<2>(start, &ops)?;
     }
 
     #[test]
-    fn window_of_1024_matches_model(start in start(), ops in prop::collection::vec(op(), 1..160)) {
+    fn window_of_1024_matches_model(start in start(), ops in prop::collection::vec(op(), 1..120)) {
         run::<32>(start, &ops)?;
     }
 }
