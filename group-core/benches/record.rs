@@ -4,7 +4,9 @@
 //! bytes), four operations:
 //!
 //! - `seal_raw`: one `encrypt_inout_detached` of the RustCrypto AEAD (the type group-core uses)
-//!   over the plaintext, in place, with a 12-byte nonce and the 13-byte record AAD;
+//!   over the plaintext, in place, with a 12-byte nonce and the 13-byte record AAD. The raw
+//!   operations work on record-shaped buffers (the payload at the record's payload offset), so
+//!   that both sides process the same bytes at the same place and alignment;
 //! - `seal_group`: [`Group::seal_in_place`] of the same plaintext size: sequence counter (with
 //!   its store reservation every K records), header, explicit nonce, nonce and AAD, the same
 //!   AEAD call, tag placement, counters;
@@ -81,8 +83,15 @@ struct Fixture<A: AeadInOut> {
     nonce: Nonce<A>,
     aad: [u8; 13],
     plaintext: Vec<u8>,
-    /// A valid raw ciphertext of `plaintext` and its tag.
-    ct: Vec<u8>,
+    /// Where the payload starts in a record (header and explicit nonce before it). The raw
+    /// operations work on record-shaped buffers at this offset too, so that both sides touch
+    /// the same bytes at the same alignment.
+    offset: usize,
+    /// A record-shaped buffer holding `plaintext` at `offset`.
+    pt_buf: Vec<u8>,
+    /// A record-shaped buffer holding a valid raw ciphertext of `plaintext` at `offset`, and
+    /// its tag.
+    ct_buf: Vec<u8>,
     tag: Tag<A>,
     switch: Group,
     light: Group,
@@ -98,14 +107,6 @@ impl<A: AeadInOut + KeyInit> Fixture<A> {
         let nonce = Nonce::<A>::try_from(nonce(&keys).as_slice()).unwrap();
         let aad = aad(n);
         let plaintext: Vec<u8> = (0..n).map(|i| i as u8).collect();
-        let mut ct = plaintext.clone();
-        let tag = raw
-            .encrypt_inout_detached(&nonce, &aad, ct.as_mut_slice().into())
-            .unwrap();
-        let mut check = ct.clone();
-        raw.decrypt_inout_detached(&nonce, &aad, check.as_mut_slice().into(), &tag)
-            .unwrap();
-        assert_eq!(check, plaintext);
 
         let mut switch: Group = Group::new(GroupConfig::new(GROUP_ID).with_sender_id(SenderId(1)));
         let mut light: Group = Group::new(GroupConfig::new(GROUP_ID));
@@ -114,13 +115,25 @@ impl<A: AeadInOut + KeyInit> Fixture<A> {
         let offset = switch.payload_offset().unwrap();
         let mut rec = vec![0u8; switch.record_len(n).unwrap()];
         rec[offset..offset + n].copy_from_slice(&plaintext);
+
+        let pt_buf = rec.clone();
+        let mut ct_buf = rec.clone();
+        let tag = raw
+            .encrypt_inout_detached(&nonce, &aad, (&mut ct_buf[offset..offset + n]).into())
+            .unwrap();
+        let mut check = ct_buf.clone();
+        raw.decrypt_inout_detached(&nonce, &aad, (&mut check[offset..offset + n]).into(), &tag)
+            .unwrap();
+        assert_eq!(check, rec);
         Self {
             n,
             raw,
             nonce,
             aad,
             plaintext,
-            ct,
+            offset,
+            pt_buf,
+            ct_buf,
             tag,
             switch,
             light,
@@ -132,17 +145,19 @@ impl<A: AeadInOut + KeyInit> Fixture<A> {
     // The four operations, shared by both measurements.
 
     fn seal_raw(&self, buf: &mut [u8]) -> Result<Tag<A>, aead::Error> {
+        let payload = &mut buf[self.offset..self.offset + self.n];
         self.raw
-            .encrypt_inout_detached(&self.nonce, &self.aad, buf.into())
+            .encrypt_inout_detached(&self.nonce, &self.aad, payload.into())
     }
 
     fn seal_group(&mut self, rec: &mut [u8]) -> Result<usize, group_core::record::SealError> {
         self.switch.seal_in_place(NOW, &mut self.store, rec, self.n)
     }
 
-    fn open_raw(&self, ct: &mut [u8]) -> Result<(), aead::Error> {
+    fn open_raw(&self, buf: &mut [u8]) -> Result<(), aead::Error> {
+        let payload = &mut buf[self.offset..self.offset + self.n];
         self.raw
-            .decrypt_inout_detached(&self.nonce, &self.aad, ct.into(), &self.tag)
+            .decrypt_inout_detached(&self.nonce, &self.aad, payload.into(), &self.tag)
     }
 
     fn open_group(&mut self, rec: &mut [u8]) -> Result<usize, group_core::record::OpenError> {
@@ -178,7 +193,7 @@ fn criterion_suite<A: AeadInOut + KeyInit>(c: &mut Criterion, name: &str, suite:
         // Seal: in place, over and over, on one buffer (each seal encrypts what the previous
         // one left; the work per call is the same).
         let mut f = Fixture::<A>::new(suite, n);
-        let mut buf = f.plaintext.clone();
+        let mut buf = f.pt_buf.clone();
         bg.bench_with_input(BenchmarkId::new("seal_raw", n), &n, |b, _| {
             b.iter(|| f.seal_raw(&mut buf))
         });
@@ -194,7 +209,7 @@ fn criterion_suite<A: AeadInOut + KeyInit>(c: &mut Criterion, name: &str, suite:
 
         // Open: a fresh input per iteration, made in the untimed setup.
         let f = Fixture::<A>::new(suite, n);
-        let ct = f.ct.clone();
+        let ct = f.ct_buf.clone();
         bg.bench_with_input(BenchmarkId::new("open_raw", n), &n, |b, _| {
             b.iter_batched_ref(|| ct.clone(), |input| f.open_raw(input), BATCH)
         });
@@ -296,7 +311,7 @@ fn paired_suite<A: AeadInOut + KeyInit>(
         let seal = paired(
             budget,
             &mut f,
-            |f| f.plaintext.clone(),
+            |f| f.pt_buf.clone(),
             |f, buf| {
                 black_box(f.seal_raw(buf)).unwrap();
             },
@@ -310,7 +325,7 @@ fn paired_suite<A: AeadInOut + KeyInit>(
         let open = paired(
             budget,
             &mut f,
-            |f| f.ct.clone(),
+            |f| f.ct_buf.clone(),
             |f, ct| black_box(f.open_raw(ct)).unwrap(),
             |f| f.next_record(),
             |f, rec| {
