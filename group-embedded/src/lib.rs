@@ -71,5 +71,11 @@
 )]
 
 pub mod flash;
+#[cfg(feature = "smoltcp")]
+pub mod hub;
+#[cfg(feature = "smoltcp")]
+pub mod net;
 
 pub use group_core;
+#[cfg(feature = "smoltcp")]
+pub use smoltcp;

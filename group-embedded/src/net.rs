@@ -1,0 +1,388 @@
+//! A poll-style group socket on smoltcp: the group layer over a UDP socket of a bare-metal
+//! network stack.
+//!
+//! [`GroupSocket`] owns a [`Group`] and its [`SequenceStore`] and refers to a smoltcp UDP socket
+//! the caller created (with the caller's buffers) and added to its [`SocketSet`]. It contains no
+//! protocol logic: sealing, opening, replay and counters are the core's.
+//!
+//! - [`join`](GroupSocket::join) binds the UDP socket to the group's port and joins the
+//!   multicast group on the [`Interface`] (IGMP for IPv4, MLD for IPv6).
+//! - [`send`](GroupSocket::send) seals one record into the caller's scratch buffer and queues
+//!   it as one datagram to the group.
+//! - [`recv`](GroupSocket::recv) takes one datagram sent to the group into the caller's
+//!   buffer and returns a [`Datagram`]: an iterator that opens its records one by one, in
+//!   place, through the core (a datagram may carry several records).
+//! - The core's counters and events, plus this adapter's own [`SocketStats`].
+//!
+//! Between calls the caller runs `Interface::poll` as usual. Timestamps for the core are
+//! milliseconds ([`core_instant`] converts smoltcp's).
+
+use core::fmt;
+
+use group_core::counters::{Counters, Event};
+use group_core::group::{Delivery, Group};
+use group_core::record::{OpenError, SealError};
+use group_core::sequence::SequenceStore;
+use group_core::time::Instant;
+use group_core::wire;
+use smoltcp::iface::{Interface, MulticastError, SocketHandle, SocketSet};
+use smoltcp::socket::{AnySocket, udp};
+use smoltcp::wire::{IpAddress, IpEndpoint};
+
+/// Converts a smoltcp timestamp to the core's millisecond clock (negative times are 0).
+pub fn core_instant(t: smoltcp::time::Instant) -> Instant {
+    Instant(u64::try_from(t.total_millis()).unwrap_or(0))
+}
+
+/// Why joining failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The handle is not a UDP socket of this socket set.
+    NoSocket,
+    /// The UDP socket refused to bind to the group's port.
+    Bind(udp::BindError),
+    /// The interface refused the group (not a multicast address, or its group table is full).
+    Join(MulticastError),
+}
+
+/// Why a send failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The handle is not a UDP socket of this socket set.
+    NoSocket,
+    /// The UDP socket's send queue is full; nothing was sealed. Poll the interface and retry.
+    QueueFull,
+    /// The core refused to seal (no epoch, not a sender, sequence state lost, ...).
+    Seal(SealError),
+    /// The record was sealed (its sequence number is spent) but the UDP socket refused it.
+    Socket(udp::SendError),
+}
+
+/// Why a receive failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The handle is not a UDP socket of this socket set.
+    NoSocket,
+    /// A datagram was larger than the caller's buffer; it was dropped and counted.
+    Truncated,
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::NoSocket => f.write_str("not a UDP socket of this set"),
+            JoinError::Bind(e) => write!(f, "bind: {e}"),
+            JoinError::Join(e) => write!(f, "join: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::NoSocket => f.write_str("not a UDP socket of this set"),
+            SendError::QueueFull => f.write_str("UDP send queue full"),
+            SendError::Seal(e) => write!(f, "seal: {e}"),
+            SendError::Socket(e) => write!(f, "udp send: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::NoSocket => f.write_str("not a UDP socket of this set"),
+            RecvError::Truncated => f.write_str("datagram larger than the buffer"),
+        }
+    }
+}
+
+/// The adapter's own counters (the core's are in [`GroupSocket::counters`]). All saturate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SocketStats {
+    /// Datagrams queued to the group.
+    pub datagrams_sent: u64,
+    /// Sends refused (queue full, seal error, socket error).
+    pub send_failures: u64,
+    /// Datagrams to the group handed to the caller.
+    pub datagrams_received: u64,
+    /// Datagrams on the group's port but not sent to the group's address; dropped.
+    pub not_to_group: u64,
+    /// Datagrams larger than the caller's buffer; dropped.
+    pub truncated: u64,
+}
+
+fn bump(c: &mut u64) {
+    *c = c.saturating_add(1);
+}
+
+fn udp_socket<'s, 'a>(
+    sockets: &'s mut SocketSet<'a>,
+    handle: SocketHandle,
+) -> Option<&'s mut udp::Socket<'a>> {
+    sockets
+        .iter_mut()
+        .find(|(h, _)| *h == handle)
+        .and_then(|(_, s)| udp::Socket::downcast_mut(s))
+}
+
+/// A group member on a smoltcp interface: a [`Group`] with `SENDERS` sender states and
+/// `32 × WORDS`-record replay windows, its sequence store `S`, and a UDP socket.
+pub struct GroupSocket<S, const SENDERS: usize = 16, const WORDS: usize = 2> {
+    group: Group<SENDERS, WORDS>,
+    store: S,
+    handle: SocketHandle,
+    endpoint: IpEndpoint,
+    stats: SocketStats,
+}
+
+impl<S, const SENDERS: usize, const WORDS: usize> fmt::Debug for GroupSocket<S, SENDERS, WORDS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupSocket")
+            .field("group", &self.group)
+            .field("handle", &self.handle)
+            .field("endpoint", &self.endpoint)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, SENDERS, WORDS> {
+    /// A group socket for the group at `endpoint` (multicast address and port), over the UDP
+    /// socket `handle`.
+    pub fn new(
+        group: Group<SENDERS, WORDS>,
+        store: S,
+        handle: SocketHandle,
+        endpoint: IpEndpoint,
+    ) -> Self {
+        Self {
+            group,
+            store,
+            handle,
+            endpoint,
+            stats: SocketStats::default(),
+        }
+    }
+
+    /// Binds the UDP socket to the group's port (if it is not bound yet) and joins the
+    /// multicast group on `iface`. Call `iface.poll` afterwards to send the membership report.
+    pub fn join(
+        &mut self,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'_>,
+    ) -> Result<(), JoinError> {
+        let socket = udp_socket(sockets, self.handle).ok_or(JoinError::NoSocket)?;
+        if !socket.is_open() {
+            socket.bind(self.endpoint.port).map_err(JoinError::Bind)?;
+        }
+        iface
+            .join_multicast_group(self.endpoint.addr)
+            .map_err(JoinError::Join)
+    }
+
+    /// Leaves the multicast group on `iface` (the socket stays bound).
+    pub fn leave(&mut self, iface: &mut Interface) -> Result<(), JoinError> {
+        iface
+            .leave_multicast_group(self.endpoint.addr)
+            .map_err(JoinError::Join)
+    }
+
+    /// Seals `plaintext` as this node's next record into `scratch` and queues it to the group.
+    /// Returns the datagram length. The sequence number is reserved in the store first.
+    pub fn send(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        now: Instant,
+        plaintext: &[u8],
+        scratch: &mut [u8],
+    ) -> Result<usize, SendError> {
+        let r = self.send_inner(sockets, now, plaintext, scratch);
+        match r {
+            Ok(_) => bump(&mut self.stats.datagrams_sent),
+            Err(_) => bump(&mut self.stats.send_failures),
+        }
+        r
+    }
+
+    fn send_inner(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        now: Instant,
+        plaintext: &[u8],
+        scratch: &mut [u8],
+    ) -> Result<usize, SendError> {
+        let socket = udp_socket(sockets, self.handle).ok_or(SendError::NoSocket)?;
+        let len = self
+            .group
+            .record_len(plaintext.len())
+            .map_err(SendError::Seal)?;
+        if !socket.can_send() || socket.payload_send_capacity() < len {
+            return Err(SendError::QueueFull);
+        }
+        let len = self
+            .group
+            .seal(now, &mut self.store, plaintext, scratch)
+            .map_err(SendError::Seal)?;
+        let datagram = scratch
+            .get(..len)
+            .ok_or(SendError::Seal(SealError::BufferTooSmall))?;
+        socket
+            .send_slice(datagram, self.endpoint)
+            .map_err(SendError::Socket)?;
+        Ok(len)
+    }
+
+    /// Takes the next datagram sent to the group into `buf` and returns it as an iterator over
+    /// its opened records; `Ok(None)` when nothing is queued. Datagrams to other addresses on
+    /// the same port are dropped and counted. Records not pulled from the iterator are
+    /// discarded unopened.
+    pub fn recv<'b>(
+        &'b mut self,
+        sockets: &mut SocketSet<'_>,
+        now: Instant,
+        buf: &'b mut [u8],
+    ) -> Result<Option<Datagram<'b, SENDERS, WORDS>>, RecvError> {
+        let socket = udp_socket(sockets, self.handle).ok_or(RecvError::NoSocket)?;
+        loop {
+            let (n, meta) = match socket.recv_slice(buf) {
+                Ok(r) => r,
+                Err(udp::RecvError::Exhausted) => return Ok(None),
+                Err(udp::RecvError::Truncated) => {
+                    bump(&mut self.stats.truncated);
+                    return Err(RecvError::Truncated);
+                }
+            };
+            if meta.local_address != Some(self.endpoint.addr) {
+                bump(&mut self.stats.not_to_group);
+                continue;
+            }
+            bump(&mut self.stats.datagrams_received);
+            let rest = buf.get_mut(..n).unwrap_or_default();
+            return Ok(Some(Datagram {
+                group: &mut self.group,
+                rest,
+                now,
+                from: meta.endpoint,
+                done: false,
+            }));
+        }
+    }
+
+    /// Runs the core's timers (retiring a previous epoch after its grace period).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.group.handle_timeout(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.group.poll_timeout()
+    }
+
+    /// The core's next event (rekey needed, sender-ID clash, ...).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.group.poll_event()
+    }
+
+    /// The core's counters (records accepted, sealed, dropped by reason).
+    pub fn counters(&self) -> &Counters {
+        self.group.counters()
+    }
+
+    /// The adapter's counters.
+    pub fn stats(&self) -> SocketStats {
+        self.stats
+    }
+
+    /// The group context (epochs, senders).
+    pub fn group(&self) -> &Group<SENDERS, WORDS> {
+        &self.group
+    }
+
+    /// The group context, to install epochs and keys from key distribution.
+    pub fn group_mut(&mut self) -> &mut Group<SENDERS, WORDS> {
+        &mut self.group
+    }
+
+    /// The sequence store.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// The UDP socket's handle.
+    pub fn handle(&self) -> SocketHandle {
+        self.handle
+    }
+
+    /// The group's multicast address and port.
+    pub fn endpoint(&self) -> IpEndpoint {
+        self.endpoint
+    }
+
+    /// The group's multicast address.
+    pub fn group_address(&self) -> IpAddress {
+        self.endpoint.addr
+    }
+
+    /// Gives back the group context and the store.
+    pub fn into_parts(self) -> (Group<SENDERS, WORDS>, S) {
+        (self.group, self.store)
+    }
+}
+
+/// One received datagram: an iterator that opens its records in place, in order. Each item is
+/// a delivered record or the reason the core dropped it (already counted there). Bytes that
+/// do not parse as a record end the datagram, counted as malformed.
+pub struct Datagram<'b, const SENDERS: usize, const WORDS: usize> {
+    group: &'b mut Group<SENDERS, WORDS>,
+    rest: &'b mut [u8],
+    now: Instant,
+    from: IpEndpoint,
+    done: bool,
+}
+
+impl<const SENDERS: usize, const WORDS: usize> fmt::Debug for Datagram<'_, SENDERS, WORDS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Datagram")
+            .field("from", &self.from)
+            .field("remaining", &self.rest.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const SENDERS: usize, const WORDS: usize> Datagram<'_, SENDERS, WORDS> {
+    /// Where the datagram came from (not authenticated: any host can send to the group).
+    pub fn from(&self) -> IpEndpoint {
+        self.from
+    }
+}
+
+impl<'b, const SENDERS: usize, const WORDS: usize> Iterator for Datagram<'b, SENDERS, WORDS> {
+    type Item = Result<Delivery<'b>, OpenError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.rest.is_empty() {
+            return None;
+        }
+        let rest = core::mem::take(&mut self.rest);
+        if wire::split_record(rest).is_err() {
+            // Not a record: the core counts it as malformed; nothing after it can be framed.
+            self.done = true;
+            return Some(self.group.open(self.now, rest));
+        }
+        match wire::split_record_mut(rest) {
+            Ok((record, tail)) => {
+                self.rest = tail;
+                Some(self.group.open(self.now, record))
+            }
+            Err(_) => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
