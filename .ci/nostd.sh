@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The no_std proof of group-core (dependencies.md, "no_std and no alloc, proved"):
-#   1. feature audit: no dependency of group-core is built with `std`, `alloc` or `getrandom`
-#      (per package, never --workspace: features unify across a workspace);
+#   1. feature audit: no dependency of group-core or group-embedded is built with `std`,
+#      `alloc` or `getrandom` (per package, never --workspace: features unify across a
+#      workspace);
 #   2. group-core (default and all features) and group-embedded build for a bare-metal
 #      Cortex-M4F target, thumbv7em-none-eabihf, which has no std at all;
 #   3. link proof: nostd-check, a #![no_std] #![no_main] binary with panic = "abort" and no
@@ -14,17 +15,21 @@ cd "$(dirname "$0")/.."
 TARGET=thumbv7em-none-eabihf
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-echo "== nostd: feature audit (group-core, target $TARGET)"
-for features in "" "--all-features"; do
-    # shellcheck disable=SC2086
-    tree=$(cargo tree -p group-core $features -e normal --target "$TARGET" \
-        -f '{p} [{f}]' --prefix none)
-    if offending=$(grep -wE 'std|alloc|getrandom' <<<"$tree"); then
-        echo "FAIL: group-core ${features:-(default features)} pulls std/alloc/getrandom:" >&2
-        echo "$offending" >&2
-        exit 1
-    fi
-    echo "ok: group-core ${features:-(default features)}: $(sed "s/ (\*)//" <<<"$tree" | sort -u | wc -l) crates, none with std, alloc or getrandom"
+echo "== nostd: feature audit (target $TARGET)"
+for package in group-core group-embedded; do
+    for features in "" "--all-features"; do
+        # shellcheck disable=SC2086
+        tree=$(cargo tree -p "$package" $features -e normal --target "$TARGET" \
+            -f '{p} [{f}]' --prefix none)
+        what="$package ${features:-(default features)}"
+        if offending=$(grep -wE 'std|alloc|getrandom' <<<"$tree"); then
+            echo "FAIL: $what pulls std/alloc/getrandom:" >&2
+            echo "$offending" >&2
+            exit 1
+        fi
+        crates=$(sed "s/ (\*)//" <<<"$tree" | sort -u | wc -l)
+        echo "ok: $what: $crates crates, none with std, alloc or getrandom"
+    done
 done
 
 if rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
@@ -32,18 +37,25 @@ if rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     cargo build -p group-core --target "$TARGET"
     cargo build -p group-core --all-features --target "$TARGET"
     cargo build -p group-embedded --target "$TARGET"
+    cargo build -p group-embedded --all-features --target "$TARGET"
 else
     echo "SKIPPED: target $TARGET is not installed (rustup target add $TARGET failed);" \
         "the bare-metal builds were NOT checked" >&2
 fi
 
 echo "== nostd: link proof (nostd-check, --profile nostd: panic = abort, no allocator)"
-cargo clippy -p nostd-check --profile nostd --all-targets -- -D warnings
-cargo build -p nostd-check --profile nostd
-status=0
-"$TARGET_DIR/nostd/nostd-check" || status=$?
-if [ "$status" -ne 0 ]; then
-    echo "FAIL: nostd-check exited with $status (see nostd_check::Failure::code)" >&2
-    exit 1
-fi
-echo "ok: nostd-check linked without an allocator and its round trip exited 0"
+# Once with group-core's default features, once with all of them (chacha20, psk).
+for features in "" "--all-features"; do
+    # shellcheck disable=SC2086
+    cargo clippy -p nostd-check $features --profile nostd --all-targets -- -D warnings
+    # shellcheck disable=SC2086
+    cargo build -p nostd-check $features --profile nostd
+    status=0
+    "$TARGET_DIR/nostd/nostd-check" || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "FAIL: nostd-check ${features} exited with $status (see nostd_check::Failure::code)" >&2
+        exit 1
+    fi
+    echo "ok: nostd-check ${features:-(default features)} linked without an allocator;" \
+        "its round trip exited 0"
+done
