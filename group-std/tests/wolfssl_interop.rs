@@ -196,13 +196,14 @@ struct WolfMember {
 }
 
 impl WolfMember {
+    /// Starts member `id` in epoch 1 with these peers; `prime` calls `wolfSSL_connect()` before
+    /// `wolfSSL_set_secret` (see [`unprimed`]).
     fn spawn(
         bin: &Path,
         case: Case,
         id: u8,
         peers: &[u8],
         group: SocketAddrV4,
-        epoch: u16,
         secret: &Secret,
         prime: bool,
     ) -> Self {
@@ -212,7 +213,7 @@ impl WolfMember {
             .args(["--group", &group.to_string()])
             .args(["--peers", &peers.join(",")])
             .args(["--suite", &format!("{:04X}", case.wolf)])
-            .args(["--epoch", &epoch.to_string()])
+            .args(["--epoch", "1"])
             .args(["--pms", &hex::encode(&secret.pms)])
             .args(["--client-random", &hex::encode(secret.client_random)])
             .args(["--server-random", &hex::encode(secret.server_random)])
@@ -565,8 +566,8 @@ fn mesh(case: Case) {
         buf.truncate(n);
         buf
     };
-    let mut w1 = WolfMember::spawn(bin, case, 1, &[2, 7, 8], group, 1, &s1, true);
-    let mut w2 = WolfMember::spawn(bin, case, 2, &[1, 7, 8], group, 1, &s1, true);
+    let mut w1 = WolfMember::spawn(bin, case, 1, &[2, 7, 8], group, &s1, true);
+    let mut w2 = WolfMember::spawn(bin, case, 2, &[1, 7, 8], group, &s1, true);
     // Datagrams on the group so far, and those each wolfSSL member sent (it does not hear its
     // own).
     let mut on_wire = 0u64;
@@ -898,4 +899,203 @@ fn mesh_aes128_gcm() {
 #[test]
 fn mesh_chacha20_poly1305() {
     mesh(CHACHA);
+}
+
+// ------------------------------------------------------------------------------------------
+// The strict profile and wolfSSL's explicit nonces
+
+/// Three wolfSSL members send two records each, project member 7 sends two; a strict-profile
+/// and a compatibility-profile project listener hear all of them.
+fn strict_profile(case: Case) {
+    let Some(bin) = harness() else { return };
+    let group = group_addr(case, 2);
+    let s1 = secret_epoch1();
+    let k1 = keys(case, &s1);
+    let mut strict = Project::new(group, None, NonceProfile::Strict, &k1);
+    let mut compat = Project::new(group, None, NonceProfile::Compatibility, &k1);
+    let mut p7 = Project::new(group, Some(7), NonceProfile::Strict, &k1);
+    let mut members: Vec<WolfMember> = [1u8, 2, 3]
+        .iter()
+        .map(|&id| {
+            let peers: Vec<u8> = [1, 2, 3, 7].into_iter().filter(|&p| p != id).collect();
+            WolfMember::spawn(bin, case, id, &peers, group, &s1, true)
+        })
+        .collect();
+    // records[id - 1][k]: member id's record k; plaintexts of equal length.
+    let plaintext = |id: u8, k: u64| {
+        text(&format!(
+            "member {id} says {} #{k}",
+            ["on ", "dim", "off"][usize::from(id - 1)]
+        ))
+    };
+    let mut records: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 3];
+    for k in 0..2 {
+        for w in members.iter_mut() {
+            let r = w.sent_ok(&plaintext(w.id, k));
+            records[usize::from(w.id - 1)].push(r);
+        }
+    }
+    for k in 0..2 {
+        p7.ep.send(format!("p7 #{k}").as_bytes()).unwrap();
+    }
+    strict.sync(8, "strict listener");
+    compat.sync(8, "compatibility listener");
+    assert_counters("compatibility listener", &compat.counters(), 8, &[]);
+    let from_wolfssl: Vec<_> = compat
+        .got
+        .iter()
+        .filter(|r| r.sender_id != SenderId(7))
+        .map(|r| (r.sender_id.0, r.seq, r.plaintext.clone()))
+        .collect();
+    let want: Vec<_> = (0..2u64)
+        .flat_map(|k| [1u8, 2, 3].map(|id| (id, k, plaintext(id, k))))
+        .collect();
+    assert_eq!(sorted(from_wolfssl), sorted(want));
+    // Member 7's records carry epoch||sid||seq.
+    let strict_got: Vec<_> = strict
+        .got
+        .iter()
+        .map(|r| (r.sender_id.0, r.plaintext.clone()))
+        .collect();
+    let nonces: Vec<Vec<[u8; 8]>> = records
+        .iter()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    if case.explicit_nonce() {
+                        explicit_nonce(r)
+                    } else {
+                        [0; 8]
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    if case.explicit_nonce() {
+        assert_counters(
+            "strict listener",
+            &strict.counters(),
+            2,
+            &[("nonce_mismatch", 6)],
+        );
+        assert_eq!(strict_got, vec![(7, text("p7 #0")), (7, text("p7 #1"))]);
+        for rs in &records {
+            for r in rs {
+                assert_ne!(explicit_nonce(r), strict_nonce(r));
+            }
+        }
+    } else {
+        // ChaCha20-Poly1305: the nonce is write_iv XOR epoch||sid||seq, unique per member.
+        assert_counters("strict listener", &strict.counters(), 8, &[]);
+    }
+    if case.is_ccm() {
+        // Every member's k-th record uses explicit nonce k: one nonce, one key, three members.
+        for k in 0..2 {
+            let want = (k as u64).to_be_bytes();
+            assert!(nonces.iter().all(|n| n[k] == want), "{nonces:?}");
+        }
+        // So AES-CTR's keystream repeats: anyone who knows member 1's plaintext reads member 2's
+        // from the two ciphertexts alone, without any key.
+        let body = HEADER_LEN + 8;
+        for k in 0..2 {
+            let (c1, c2) = (&records[0][k as usize], &records[1][k as usize]);
+            let p1 = plaintext(1, k);
+            let recovered: Vec<u8> = (0..p1.len())
+                .map(|i| c1[body + i] ^ c2[body + i] ^ p1[i])
+                .collect();
+            assert_eq!(recovered, plaintext(2, k), "keystream reuse across members");
+        }
+    } else if case.explicit_nonce() {
+        // AES-GCM: each member counts up from a random start: no reuse across members here.
+        let all: Vec<[u8; 8]> = nonces.concat();
+        assert_eq!(
+            sorted(all.clone())
+                .windows(2)
+                .filter(|w| w[0] == w[1])
+                .count(),
+            0,
+            "{all:?}"
+        );
+        for n in &nonces {
+            assert_eq!(u64::from_be_bytes(n[1]), u64::from_be_bytes(n[0]) + 1);
+        }
+    }
+    for w in members.iter_mut() {
+        w.sync_rx(6);
+        w.quit();
+        let got = sorted(w.records());
+        let mut want: Vec<(u8, Vec<u8>)> = (0..2u64)
+            .flat_map(|k| [1u8, 2, 3].map(|id| (id, plaintext(id, k))))
+            .filter(|(id, _)| *id != w.id)
+            .collect();
+        want.extend([(7, text("p7 #0")), (7, text("p7 #1"))]);
+        assert_eq!(got, sorted(want), "wolfSSL member {}", w.id);
+    }
+}
+
+#[test]
+fn strict_profile_refuses_wolfssl_ccm8_records_nonce_reuse_across_members() {
+    strict_profile(CCM8);
+}
+
+#[test]
+fn strict_profile_refuses_wolfssl_ccm_records_nonce_reuse_across_members() {
+    strict_profile(CCM);
+}
+
+#[test]
+fn strict_profile_refuses_wolfssl_gcm_records_random_explicit_nonces() {
+    strict_profile(GCM);
+}
+
+#[cfg(feature = "chacha20")]
+#[test]
+fn strict_profile_accepts_wolfssl_chacha20_records() {
+    strict_profile(CHACHA);
+}
+
+// ------------------------------------------------------------------------------------------
+// wolfSSL 5.5.4 quirk: an AES member must call wolfSSL_connect() once before wolfSSL_set_secret
+
+fn unprimed(case: Case) {
+    let Some(bin) = harness() else { return };
+    let group = group_addr(case, 3);
+    let s1 = secret_epoch1();
+    let k1 = keys(case, &s1);
+    let mut p7 = Project::new(group, Some(7), NonceProfile::Compatibility, &k1);
+    let mut w = WolfMember::spawn(bin, case, 1, &[7], group, &s1, false);
+    let sent = w.send(b"unprimed");
+    let mut on_wire = 0;
+    if case.explicit_nonce() {
+        // wolfSSL_write returns -1 and sends nothing (its RNG was freed by set_secret).
+        assert_eq!(sent, None);
+        let last = w.seen.last().unwrap();
+        assert_eq!(last["ret"], -1, "{last}");
+    } else {
+        assert!(sent.is_some(), "ChaCha20-Poly1305 needs no RNG to send");
+        on_wire += 1;
+    }
+    // Receiving works either way.
+    p7.ep.send(b"to the unprimed member").unwrap();
+    on_wire += 1;
+    p7.sync(on_wire, "member 7");
+    w.sync_rx(1);
+    w.quit();
+    assert_eq!(w.records(), vec![(7, text("to the unprimed member"))]);
+    let from_wolf: Vec<_> = p7.got.iter().map(|r| r.plaintext.clone()).collect();
+    let want = if sent.is_some() {
+        vec![text("unprimed")]
+    } else {
+        vec![]
+    };
+    assert_eq!(from_wolf, want);
+}
+
+#[test]
+fn unprimed_wolfssl_members_receive_but_aes_members_cannot_send() {
+    for case in [CCM8, CCM, GCM] {
+        unprimed(case);
+    }
+    #[cfg(feature = "chacha20")]
+    unprimed(CHACHA);
 }
