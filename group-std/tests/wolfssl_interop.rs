@@ -1099,3 +1099,172 @@ fn unprimed_wolfssl_members_receive_but_aes_members_cannot_send() {
     #[cfg(feature = "chacha20")]
     unprimed(CHACHA);
 }
+
+// ------------------------------------------------------------------------------------------
+// The same with the command-line tool: `dtls-group keys wolfssl`, `listen`, `send`
+
+const DTLS_GROUP: &str = env!("CARGO_BIN_EXE_dtls-group");
+
+fn dtls_group(args: &[&str]) -> std::process::Output {
+    Command::new(DTLS_GROUP).args(args).output().unwrap()
+}
+
+fn suite_name(case: Case) -> &'static str {
+    case.suite.name().unwrap()
+}
+
+/// Starts `dtls-group listen` with a control socket and waits until it answers (it is then
+/// joined and receiving).
+fn cli_listener(dir: &Path, name: &str, args: &[&str]) -> Child {
+    let control = dir.join(format!("{name}.sock"));
+    let child = Command::new(DTLS_GROUP)
+        .arg("listen")
+        .args(args)
+        .arg("--control")
+        .arg(&control)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = StdInstant::now() + WAIT;
+    loop {
+        let out = Command::new(DTLS_GROUP)
+            .arg("status")
+            .arg(&control)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return child;
+        }
+        assert!(
+            StdInstant::now() < deadline,
+            "listener {name} never came up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The JSON lines a listener printed once it stopped by itself (count or timeout).
+fn cli_lines(mut child: Child) -> Vec<Value> {
+    let deadline = StdInstant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if StdInstant::now() >= deadline {
+            let _ = child.kill();
+            panic!("listener did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", out.status);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// An AES suite (the strict listener stops after the project's records).
+fn cli(case: Case) {
+    assert!(case.explicit_nonce());
+    let Some(bin) = harness() else { return };
+    let group = group_addr(case, 4).to_string();
+    let s1 = secret_epoch1();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "wolfssl-cli-{:04x}-{}",
+        case.wolf,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let suite = suite_name(case);
+
+    // The keys wolfSSL will derive in wolfSSL_set_secret.
+    let out = dtls_group(&[
+        "keys",
+        "wolfssl",
+        "--suite",
+        suite,
+        "--pms",
+        &hex::encode(&s1.pms),
+        "--client-random",
+        &hex::encode(s1.client_random),
+        "--server-random",
+        &hex::encode(s1.server_random),
+    ]);
+    assert!(out.status.success());
+    let k: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (key, iv) = (k["key"].as_str().unwrap(), k["iv"].as_str().unwrap());
+    let k1 = keys(case, &s1);
+    assert_eq!((key, iv), (&*hex::encode(k1.key()), &*hex::encode(k1.iv())));
+
+    let common = [
+        "--group", &group, "--suite", suite, "--key", key, "--iv", iv, "--epoch", "1",
+    ];
+    // --compat: stops after wolfSSL's three records. Strict: stops after dtls-group send's two.
+    let compat_args: Vec<&str> = common
+        .iter()
+        .copied()
+        .chain(["--compat", "--count", "3", "--timeout", "20"])
+        .collect();
+    let strict_args: Vec<&str> = common
+        .iter()
+        .copied()
+        .chain(["--count", "2", "--timeout", "20"])
+        .collect();
+    let compat = cli_listener(&dir, "compat", &compat_args);
+    let strict = cli_listener(&dir, "strict", &strict_args);
+
+    let mut w = WolfMember::spawn(bin, case, 1, &[7], group.parse().unwrap(), &s1, true);
+    for m in ["on", "dim 40", "off"] {
+        w.sent_ok(m.as_bytes());
+    }
+    let store = dir.join("s7.seq");
+    let send_args: Vec<&str> = common
+        .iter()
+        .copied()
+        .chain(["--sender-id", "7", "--seq-store", store.to_str().unwrap()])
+        .chain(["--init-seq-store", "6f6e", "6f6666"])
+        .collect();
+    let out = dtls_group(&[&["send"], &send_args[..]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.sync_rx(2);
+    w.quit();
+    assert_eq!(w.records(), vec![(7, text("on")), (7, text("off"))]);
+
+    let lines = cli_lines(compat);
+    let got: Vec<(u64, u64, String)> = lines[..3]
+        .iter()
+        .map(|v| {
+            let p = hex::decode(v["plaintext"].as_str().unwrap()).unwrap();
+            (
+                v["sender_id"].as_u64().unwrap(),
+                v["seq"].as_u64().unwrap(),
+                String::from_utf8(p).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(1, 0, "on"), (1, 1, "dim 40"), (1, 2, "off")].map(|(s, q, t)| (s, q, t.to_string()))
+    );
+    assert_eq!(lines[3]["summary"]["accepted"], 3, "{}", lines[3]);
+    assert_eq!(lines.len(), 4);
+
+    let lines = cli_lines(strict);
+    let senders: Vec<_> = lines[..2].iter().map(|v| v["sender_id"].as_u64()).collect();
+    assert_eq!(senders, [Some(7), Some(7)]);
+    let summary = &lines[2]["summary"];
+    assert_eq!(summary["accepted"], 2, "{summary}");
+    // wolfSSL's AES records: refused by the strict listener.
+    assert_eq!(summary["dropped"]["nonce_mismatch"], 3, "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cli_listen_and_send_with_wolfssl_ccm8() {
+    cli(CCM8);
+}
