@@ -1113,19 +1113,33 @@ fn suite_name(case: Case) -> &'static str {
     case.suite.name().unwrap()
 }
 
+/// A `dtls-group listen` process, killed if the test ends before it stopped.
+struct Listener(Option<Child>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts `dtls-group listen` with a control socket and waits until it answers (it is then
 /// joined and receiving).
-fn cli_listener(dir: &Path, name: &str, args: &[&str]) -> Child {
+fn cli_listener(dir: &Path, name: &str, args: &[&str]) -> Listener {
     let control = dir.join(format!("{name}.sock"));
-    let child = Command::new(DTLS_GROUP)
-        .arg("listen")
-        .args(args)
-        .arg("--control")
-        .arg(&control)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let listener = Listener(Some(
+        Command::new(DTLS_GROUP)
+            .arg("listen")
+            .args(args)
+            .arg("--control")
+            .arg(&control)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    ));
     let deadline = StdInstant::now() + WAIT;
     loop {
         let out = Command::new(DTLS_GROUP)
@@ -1134,7 +1148,7 @@ fn cli_listener(dir: &Path, name: &str, args: &[&str]) -> Child {
             .output()
             .unwrap();
         if out.status.success() {
-            return child;
+            return listener;
         }
         assert!(
             StdInstant::now() < deadline,
@@ -1145,16 +1159,14 @@ fn cli_listener(dir: &Path, name: &str, args: &[&str]) -> Child {
 }
 
 /// The JSON lines a listener printed once it stopped by itself (count or timeout).
-fn cli_lines(mut child: Child) -> Vec<Value> {
+fn cli_lines(mut listener: Listener) -> Vec<Value> {
     let deadline = StdInstant::now() + WAIT;
+    let child = listener.0.as_mut().unwrap();
     while child.try_wait().unwrap().is_none() {
-        if StdInstant::now() >= deadline {
-            let _ = child.kill();
-            panic!("listener did not stop");
-        }
+        assert!(StdInstant::now() < deadline, "listener did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().unwrap();
+    let out = listener.0.take().unwrap().wait_with_output().unwrap();
     assert!(out.status.success(), "{}", out.status);
     String::from_utf8(out.stdout)
         .unwrap()
