@@ -772,9 +772,22 @@ fn mesh(case: Case) {
                 (2, w.id, 3 + k),
                 "wolfSSL's header after the change"
             );
+            if case.is_ccm() {
+                // ... but its AES-CCM explicit nonce starts again at 0 under the new key.
+                assert_eq!(explicit_nonce(&r), k.to_be_bytes());
+            }
             wolf_e2.push(r);
             on_wire += 1;
             w_tx[i] += 1;
+        }
+    }
+    if case.explicit_nonce() && !case.is_ccm() {
+        // AES-GCM: a fresh random start under the new key, then counting up.
+        let n = |r: &Vec<u8>| u64::from_be_bytes(explicit_nonce(r));
+        for i in 0..2 {
+            let last_e1 = n(&wolf_records[4 + i]);
+            assert_eq!(n(&wolf_e2[2 + i]), n(&wolf_e2[i]) + 1);
+            assert_ne!(n(&wolf_e2[i]), last_e1 + 1);
         }
     }
     for k in 0..2 {
