@@ -64,16 +64,31 @@ fn story_of_a_group() {
     let e1 = sim.current_epoch();
     let sids: Vec<_> = [a, b, c]
         .iter()
-        .map(|&i| sim.nodes[i].member.group().unwrap().config().own_sender_id.unwrap())
+        .map(|&i| {
+            sim.nodes[i]
+                .member
+                .group()
+                .unwrap()
+                .config()
+                .own_sender_id
+                .unwrap()
+        })
         .collect();
     assert!(sids[0] != sids[1] && sids[1] != sids[2] && sids[0] != sids[2]);
-    assert_eq!(sim.nodes[d].member.group().unwrap().config().own_sender_id, None);
+    assert_eq!(
+        sim.nodes[d].member.group().unwrap().config().own_sender_id,
+        None
+    );
 
     // 2. Steady traffic: whatever arrives is exactly what was sent, each record at most once.
     let sent = traffic(&mut sim, &[a, b, c], 10, "steady");
     for i in [a, b, c, d] {
         let n = &sim.nodes[i];
-        assert!(n.delivered.len() >= 10, "node {i} got {} records", n.delivered.len());
+        assert!(
+            n.delivered.len() >= 10,
+            "node {i} got {} records",
+            n.delivered.len()
+        );
         let mut seen = std::collections::HashSet::new();
         for (epoch, sid, seq, payload) in &n.delivered {
             assert_eq!(*epoch, e1);
@@ -93,14 +108,21 @@ fn story_of_a_group() {
     let now = sim.now();
     {
         let (server, rng) = (sim.server.as_mut().unwrap(), &mut sim.rng);
-        server.revoke_device(group_core::keydist::DeviceId(3), now, rng).unwrap();
+        server
+            .revoke_device(group_core::keydist::DeviceId(3), now, rng)
+            .unwrap();
     }
-    sim.run_until(60_000, "rekeyed after revocation", |s| s.converged(&[a, b, d]));
+    sim.run_until(60_000, "rekeyed after revocation", |s| {
+        s.converged(&[a, b, d])
+    });
     let e2 = sim.current_epoch();
     assert!(e2 > e1);
     // It can't open anything of the new epoch.
     let after = sim.seal(a, b"after the revocation").unwrap();
-    assert_eq!(sim.open(spy, &after), Err(OpenError::UnknownEpoch(Epoch(e2))));
+    assert_eq!(
+        sim.open(spy, &after),
+        Err(OpenError::UnknownEpoch(Epoch(e2)))
+    );
     assert_eq!(sim.open(b, &after).unwrap(), b"after the revocation");
     // Its records in the old epoch are refused at once (its sid was removed) ...
     let spy_during = sim.seal(spy, b"spy during grace").unwrap();
@@ -114,7 +136,10 @@ fn story_of_a_group() {
     sim.run_for(u64::from(GRACE) + 500);
     let spy_after = sim.seal(spy, b"spy after grace").unwrap();
     for i in [a, b, d] {
-        assert_eq!(sim.open(i, &spy_after), Err(OpenError::UnknownEpoch(Epoch(e1))));
+        assert_eq!(
+            sim.open(i, &spy_after),
+            Err(OpenError::UnknownEpoch(Epoch(e1)))
+        );
     }
 
     // 4. A late joiner can't read what was sent before it joined.
@@ -151,7 +176,9 @@ fn story_of_a_group() {
     );
     assert!(sim.server.as_ref().unwrap().is_pending(id_b, GID));
     sim.cut.remove(&id_b);
-    sim.run_until(120_000, "device 2 caught up", |s| s.converged(&[a, b, d, late]));
+    sim.run_until(120_000, "device 2 caught up", |s| {
+        s.converged(&[a, b, d, late])
+    });
     assert_eq!(sim.current_epoch(), e4);
     assert!(
         sim.tap.bundles_to(id_b, e4) >= 2,

@@ -364,6 +364,18 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         }
     }
 
+    /// Asks the key server for a new epoch (e.g. after a suspected compromise); repeated
+    /// until a newer epoch arrives.
+    pub fn request_rekey(&mut self, now: Instant) -> Result<(), Error> {
+        let epoch = self
+            .group
+            .as_ref()
+            .and_then(|g| g.current_epoch())
+            .ok_or(Error::NotJoined)?;
+        self.schedule_report(now, epoch, RekeyReport::Requested);
+        Ok(())
+    }
+
     /// Leaves the group: keys are dropped now; the request is repeated until the key server
     /// confirms.
     pub fn leave(&mut self, now: Instant) -> Result<(), Error> {

@@ -234,6 +234,8 @@ pub enum RekeyReport {
     IntegrityLimit,
     /// The keys' lifetime ended.
     Expired,
+    /// The application asked for a new epoch.
+    Requested,
 }
 
 /// Device → server: the epoch should be replaced.

@@ -96,7 +96,35 @@ pub use server::{
 };
 pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, ServerStore};
 
+use p256::ecdsa::SigningKey;
 use serde::{Deserialize, Serialize};
+
+/// Decrypts the key material of a bundle addressed to the holder of `device_key` (signed
+/// mode), without any other check: for diagnostics, test taps and golden vectors. Members use
+/// [`Member::handle_message`], which verifies everything first.
+pub fn open_bundle_secret(device_key: &SigningKey, bundle: &KeyBundle) -> Result<KeyMaterial, Error> {
+    let aad = crypto::secret_aad(
+        bundle.header.group_id,
+        bundle.header.device_id,
+        bundle.header.counter,
+        bundle.epoch,
+        bundle.suite,
+    );
+    crypto::open_ecdh(device_key, &bundle.sealed, &aad)
+}
+
+/// [`open_bundle_secret`] for a PSK device.
+#[cfg(feature = "psk")]
+pub fn open_bundle_secret_psk(psk: &Psk, bundle: &KeyBundle) -> Result<KeyMaterial, Error> {
+    let aad = crypto::secret_aad(
+        bundle.header.group_id,
+        bundle.header.device_id,
+        bundle.header.counter,
+        bundle.epoch,
+        bundle.suite,
+    );
+    psk::open(psk, bundle.header.device_id, bundle.header.counter, &bundle.sealed, &aad)
+}
 
 /// The key-distribution format version: the first byte of every message. Another value is
 /// refused with [`Error::UnsupportedVersion`]; the version byte is covered by the signature

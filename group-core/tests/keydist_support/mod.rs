@@ -100,9 +100,41 @@ impl NetParams {
     };
 }
 
+/// A device's credential in the simulation.
+#[derive(Clone)]
+pub enum Cred {
+    Signed(SigningKey),
+    #[cfg(feature = "psk")]
+    Psk(group_core::keydist::Psk),
+}
+
+impl Cred {
+    fn member(&self, server: &SigningKey) -> MemberCredentials {
+        match self {
+            Cred::Signed(k) => MemberCredentials::signed(k.clone(), *server.verifying_key()),
+            #[cfg(feature = "psk")]
+            Cred::Psk(p) => MemberCredentials::Psk(p.clone()),
+        }
+    }
+    fn server(&self) -> DeviceCredential {
+        match self {
+            Cred::Signed(k) => DeviceCredential::public_key(k.verifying_key()),
+            #[cfg(feature = "psk")]
+            Cred::Psk(p) => DeviceCredential::Psk(p.clone()),
+        }
+    }
+    fn open(&self, b: &KeyBundle) -> Result<KeyMaterial, Error> {
+        match self {
+            Cred::Signed(k) => open_bundle_secret(k, b),
+            #[cfg(feature = "psk")]
+            Cred::Psk(p) => group_core::keydist::open_bundle_secret_psk(p, b),
+        }
+    }
+}
+
 pub struct Node {
     pub id: DeviceId,
-    pub key: SigningKey,
+    pub cred: Cred,
     pub member: Mem,
     /// Key-distribution packets to this node are delivered (false: it never hears again).
     pub hears_kd: bool,
@@ -127,7 +159,7 @@ pub struct Tap {
 }
 
 impl Tap {
-    pub fn observe(&mut self, bytes: &[u8], to: DeviceId, key: Option<&SigningKey>) {
+    pub fn observe(&mut self, bytes: &[u8], to: DeviceId, key: Option<&Cred>) {
         let pm = parse(bytes).expect("server emitted an unparsable message");
         if let Some(h) = pm.message.server_header() {
             if let Some(&last) = self.counters.last()
@@ -151,8 +183,8 @@ impl Tap {
         }
     }
 
-    fn note_bundle(&mut self, b: &KeyBundle, key: &SigningKey) {
-        let m = open_bundle_secret(key, b).expect("tap can't open a bundle");
+    fn note_bundle(&mut self, b: &KeyBundle, key: &Cred) {
+        let m = key.open(b).expect("tap can't open a bundle");
         let KeyMaterial::Native { secret } = &m else {
             panic!("native schedule expected")
         };
@@ -197,14 +229,25 @@ pub struct Sim {
     pub server_errors: Vec<Error>,
     pub crashes: usize,
     pub group_id: u32,
+    /// New devices get PSK credentials.
+    pub psk_mode: bool,
     pub server_events: Vec<(u64, group_core::keydist::ServerEvent)>,
+    /// Crash the key server right after its k-th durable event (a save or an emission) counted
+    /// from when this is set: after a save, the output of the call that made it is lost; after an
+    /// emission, the message is out.
+    pub crash_at: Option<u64>,
+    /// Durable events counted towards `crash_at`.
+    pub events: u64,
 }
 
 impl Sim {
     pub fn new(seed: u64, params: NetParams, group_id: u32) -> Self {
         let server_key = key(0xEE);
-        let server = Srv::open(ServerCredentials::new(server_key.clone()), MemoryServerStore::new())
-            .unwrap();
+        let server = Srv::open(
+            ServerCredentials::new(server_key.clone()),
+            MemoryServerStore::new(),
+        )
+        .unwrap();
         Self {
             now: 1_000,
             rng: TestRng::seeded(seed),
@@ -220,7 +263,10 @@ impl Sim {
             server_errors: Vec::new(),
             crashes: 0,
             group_id,
+            psk_mode: false,
             server_events: Vec::new(),
+            crash_at: None,
+            events: 0,
         }
     }
 
@@ -240,24 +286,28 @@ impl Sim {
 
     /// Admits a device and makes its node (not joined yet). Returns its index.
     pub fn add_device(&mut self, id: u32, role: Role) -> usize {
-        let k = key(id as u8);
+        let cred = if self.psk_mode {
+            #[cfg(feature = "psk")]
+            {
+                Cred::Psk(group_core::keydist::Psk([id as u8; 16]))
+            }
+            #[cfg(not(feature = "psk"))]
+            unreachable!("psk mode needs the psk feature")
+        } else {
+            Cred::Signed(key(id as u8))
+        };
         let gid = self.group_id;
         self.server()
-            .admit_device(
-                DeviceId(id),
-                DeviceCredential::public_key(k.verifying_key()),
-                role,
-                &[gid],
-            )
+            .admit_device(DeviceId(id), cred.server(), role, &[gid])
             .unwrap();
         let member = Mem::new(
             MemberConfig::new(DeviceId(id), gid, role),
-            MemberCredentials::signed(k.clone(), *self.server_key.verifying_key()),
+            cred.member(&self.server_key),
             MemorySequenceStore::commissioned(),
         );
         self.nodes.push(Node {
             id: DeviceId(id),
-            key: k,
+            cred,
             member,
             hears_kd: true,
             delivered: Vec::new(),
@@ -267,10 +317,28 @@ impl Sim {
         self.nodes.len() - 1
     }
 
+    /// Revokes a device at the key server (a crash point like any other server call).
+    pub fn revoke(&mut self, id: DeviceId) {
+        let now = self.now();
+        let before = self.saves();
+        let r = {
+            let (server, rng) = (self.server.as_mut().unwrap(), &mut self.rng);
+            server.revoke_device(id, now, rng)
+        };
+        if !self.count(self.saves() - before) {
+            r.unwrap();
+        }
+    }
+
     /// The device reboots: its member state is gone; its sequence store survives or is lost.
     pub fn reboot(&mut self, i: usize, store_lost: bool) {
         let n = &mut self.nodes[i];
-        let role = if n.member.group().and_then(|g| g.config().own_sender_id).is_some() {
+        let role = if n
+            .member
+            .group()
+            .and_then(|g| g.config().own_sender_id)
+            .is_some()
+        {
             Role::Sender
         } else {
             Role::Listener
@@ -282,7 +350,7 @@ impl Sim {
         };
         n.member = Mem::new(
             MemberConfig::new(n.id, self.group_id, role),
-            MemberCredentials::signed(n.key.clone(), *self.server_key.verifying_key()),
+            n.cred.member(&self.server_key),
             store,
         );
     }
@@ -327,7 +395,11 @@ impl Sim {
     }
 
     /// Seals `payload` at node `from`.
-    pub fn seal(&mut self, from: usize, payload: &[u8]) -> Result<Vec<u8>, group_core::record::SealError> {
+    pub fn seal(
+        &mut self,
+        from: usize,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, group_core::record::SealError> {
         let now = self.now();
         let mut buf = vec![0u8; 512];
         let n = self.nodes[from].member.seal(now, payload, &mut buf)?;
@@ -356,6 +428,21 @@ impl Sim {
         self.crashes += 1;
     }
 
+    fn saves(&self) -> u64 {
+        self.server.as_ref().unwrap().store().saves()
+    }
+
+    /// Counts `n` durable events; crashes (restarts the server) if the crash point is reached.
+    fn count(&mut self, n: u64) -> bool {
+        self.events += n;
+        if self.crash_at.is_some_and(|k| self.events >= k) {
+            self.crash_at = None;
+            self.restart_server();
+            return true;
+        }
+        false
+    }
+
     /// A server call failed: a store failure is a crash (restart from the store).
     fn server_failed(&mut self, e: Error) {
         if e == Error::Store(StoreError::Io) {
@@ -370,9 +457,8 @@ impl Sim {
         let store = self.server.take().unwrap().into_store();
         let mut store = store;
         store.crash_after(n);
-        self.server = Some(
-            Srv::open(ServerCredentials::new(self.server_key.clone()), store).unwrap(),
-        );
+        self.server =
+            Some(Srv::open(ServerCredentials::new(self.server_key.clone()), store).unwrap());
     }
 
     /// Advances the clock by one step of `dt` ms, delivering and emitting everything due.
@@ -388,10 +474,14 @@ impl Sim {
         for p in due {
             match (p.to, p.kind) {
                 (To::Server, _) => {
+                    let before = self.saves();
                     let r = {
                         let (server, rng) = (self.server.as_mut().unwrap(), &mut self.rng);
                         server.handle_message(now, rng, &p.bytes)
                     };
+                    if self.count(self.saves() - before) {
+                        continue;
+                    }
                     if let Err(e) = r {
                         self.server_failed(e);
                     }
@@ -410,7 +500,12 @@ impl Sim {
                     let mut r = p.bytes.clone();
                     match self.nodes[i].member.open(now, &mut r) {
                         Ok(del) => {
-                            let v = (del.epoch.0, del.sender_id.0, del.seq, del.plaintext.to_vec());
+                            let v = (
+                                del.epoch.0,
+                                del.sender_id.0,
+                                del.seq,
+                                del.plaintext.to_vec(),
+                            );
                             self.nodes[i].delivered.push(v);
                         }
                         Err(e) => self.nodes[i].refused.push(e),
@@ -419,11 +514,14 @@ impl Sim {
             }
         }
         // Timers.
+        let before = self.saves();
         let r = {
             let (server, rng) = (self.server.as_mut().unwrap(), &mut self.rng);
             server.handle_timeout(now, rng)
         };
-        if let Err(e) = r {
+        if !self.count(self.saves() - before)
+            && let Err(e) = r
+        {
             self.server_failed(e);
         }
         for n in self.nodes.iter_mut() {
@@ -432,10 +530,14 @@ impl Sim {
         // Transmissions.
         let mut buf = [0u8; 1500];
         loop {
+            let before = self.saves();
             let r = {
                 let (server, rng) = (self.server.as_mut().unwrap(), &mut self.rng);
                 server.poll_transmit(now, rng, &mut buf)
             };
+            if self.count(self.saves() - before) {
+                break;
+            }
             match r {
                 Ok(Some(t)) => {
                     let bytes = buf[..t.len].to_vec();
@@ -443,9 +545,12 @@ impl Sim {
                         .nodes
                         .iter()
                         .find(|n| n.id == t.device_id)
-                        .map(|n| n.key.clone());
+                        .map(|n| n.cred.clone());
                     self.tap.observe(&bytes, t.device_id, key.as_ref());
                     self.send(To::Device(t.device_id), Kind::Kd, bytes);
+                    if self.count(1) {
+                        break;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -478,10 +583,41 @@ impl Sim {
         }
     }
 
+    /// The next time anything has work to do.
+    pub fn next_event(&self) -> u64 {
+        let mut t = u64::MAX;
+        for p in &self.inflight {
+            t = t.min(p.at);
+        }
+        if let Some(i) = self.server.as_ref().unwrap().poll_timeout() {
+            t = t.min(i.0);
+        }
+        for n in &self.nodes {
+            if let Some(i) = n.member.poll_timeout() {
+                t = t.min(i.0);
+            }
+        }
+        t
+    }
+
+    /// One step of 10 ms, or a jump to the next event if nothing happens before (at most 5 s).
+    fn advance(&mut self, end: u64) {
+        let next = self.next_event();
+        let dt = if next > self.now + 10 {
+            (next - self.now)
+                .min(5_000)
+                .min(end.saturating_sub(self.now))
+                .max(10)
+        } else {
+            10
+        };
+        self.step(dt);
+    }
+
     pub fn run_for(&mut self, ms: u64) {
         let end = self.now + ms;
         while self.now < end {
-            self.step(10);
+            self.advance(end);
         }
     }
 
@@ -490,7 +626,7 @@ impl Sim {
         let end = self.now + limit;
         while !done(self) {
             assert!(self.now < end, "not {what} after {limit} ms");
-            self.step(10);
+            self.advance(end);
         }
     }
 
