@@ -20,7 +20,7 @@
  * End of input stops command reading; the member keeps receiving until the time bound.
  *
  * Events (one JSON object per line, flushed):
- *   {"ev":"ready",...}                         set up, receiving
+ *   {"ev":"ready",...}                         set up, receiving (connect_ret: 0 if not called)
  *   {"ev":"rx","n":K,"len":L,"hex":"..."}      datagram K handed to wolfSSL (own ones skipped)
  *   {"ev":"record","peer":P,"len":L,"data":"..."}  wolfSSL_mcast_read delivered a record
  *   {"ev":"tx","len":L,"hex":"..."}            datagram wolfSSL sent
@@ -455,9 +455,9 @@ int main(int argc, char **argv)
         die(3, "wolfSSL_set_secret");
 
     printf("{\"ev\":\"ready\",\"id\":%ld,\"suite\":\"%02X%02X\",\"epoch\":%ld,\"peers\":%d,"
-           "\"prime\":%d,\"connect_ret\":%d,\"port\":%u,\"version\":\"%s\"}\n",
-           id, sec.suite[0], sec.suite[1], sec.epoch, npeers, prime, primed,
-           ntohs(m.self.sin_port), LIBWOLFSSL_VERSION_STRING);
+           "\"max_peers\":%d,\"prime\":%d,\"connect_ret\":%d,\"port\":%u,\"version\":\"%s\"}\n",
+           id, sec.suite[0], sec.suite[1], sec.epoch, npeers, wolfSSL_mcast_get_max_peers(), prime,
+           primed, ntohs(m.self.sin_port), LIBWOLFSSL_VERSION_STRING);
     fflush(stdout);
 
     static char line[LINE_MAX_LEN];
