@@ -76,10 +76,14 @@ fn build_harness() -> Result<PathBuf, String> {
         };
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/wolfssl/build.sh");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wolfssl_member");
+    // Built under a per-process name, then renamed: concurrent test runs sharing a target
+    // directory never write over a binary another run is executing.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let tmp = dir.join(format!("wolfssl_member.{}", std::process::id()));
+    let out = dir.join("wolfssl_member");
     let o = Command::new("sh")
         .arg(&script)
-        .arg(&out)
+        .arg(&tmp)
         .output()
         .map_err(|e| format!("running {}: {e}", script.display()))?;
     if !o.status.success() {
@@ -90,6 +94,7 @@ fn build_harness() -> Result<PathBuf, String> {
             String::from_utf8_lossy(&o.stderr).trim()
         ));
     }
+    std::fs::rename(&tmp, &out).map_err(|e| format!("renaming {}: {e}", tmp.display()))?;
     Ok(out)
 }
 
