@@ -29,7 +29,7 @@
 //! use group_core::sequence::MemorySequenceStore;
 //! use group_core::suite::Suite;
 //! use group_core::time::Instant;
-//! use p256::ecdsa::SigningKey;
+//! use p256::ecdsa::{SigningKey, VerifyingKey};
 //! # struct Rng(u64);
 //! # impl rand_core::TryRng for Rng {
 //! #     type Error = core::convert::Infallible;
@@ -96,13 +96,96 @@ pub use server::{
 };
 pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, ServerStore};
 
-use p256::ecdsa::SigningKey;
+use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+
+// ---- low-level building blocks ---------------------------------------------------------------
+// The state machines are built from these; they are public for tools, tests and the golden
+// vectors. They check nothing beyond what their names say.
+
+/// Encodes `message` in signed mode: `version || mode || body || signature`, the signature by
+/// `key` bound to `peer` (the recipient device's key for server messages, the key server's
+/// key for device messages). Returns the length written to `out`.
+pub fn encode_signed(
+    message: &Message,
+    key: &SigningKey,
+    peer: &VerifyingKey,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    crypto::protect(message, crypto::Protect::Signed { key, peer }, out)
+}
+
+/// Encodes `message` in PSK mode: `version || mode || body || tag`.
+#[cfg(feature = "psk")]
+pub fn encode_psk(message: &Message, psk: &Psk, out: &mut [u8]) -> Result<usize, Error> {
+    crypto::protect(message, crypto::Protect::Psk(psk), out)
+}
+
+/// Parses `bytes` and verifies its signature by `key`, bound to `peer`.
+pub fn verify_signed<'a>(
+    bytes: &'a [u8],
+    key: &VerifyingKey,
+    peer: &VerifyingKey,
+) -> Result<ProtectedMessage<'a>, Error> {
+    let pm = parse(bytes)?;
+    crypto::check(&pm, crypto::Check::Signed { key, peer })?;
+    Ok(pm)
+}
+
+/// Parses `bytes` and verifies its PSK tag.
+#[cfg(feature = "psk")]
+pub fn verify_psk<'a>(bytes: &'a [u8], psk: &Psk) -> Result<ProtectedMessage<'a>, Error> {
+    let pm = parse(bytes)?;
+    crypto::check(&pm, crypto::Check::Psk(psk))?;
+    Ok(pm)
+}
+
+/// Seals key material to `recipient` for the bundle with this header, epoch and suite
+/// (ephemeral-static ECDH, HKDF-SHA256, AES-128-CCM).
+pub fn seal_secret<R: rand_core::CryptoRng + ?Sized>(
+    rng: &mut R,
+    recipient: &VerifyingKey,
+    header: &ServerHeader,
+    epoch: u16,
+    suite: u16,
+    material: &KeyMaterial,
+) -> Result<SealedSecret, Error> {
+    let aad = crypto::secret_aad(
+        header.group_id,
+        header.device_id,
+        header.counter,
+        epoch,
+        suite,
+    );
+    crypto::seal_ecdh(rng, recipient, &aad, material)
+}
+
+/// Seals key material with a device's PSK for the bundle with this header, epoch and suite.
+#[cfg(feature = "psk")]
+pub fn seal_secret_psk(
+    psk: &Psk,
+    header: &ServerHeader,
+    epoch: u16,
+    suite: u16,
+    material: &KeyMaterial,
+) -> Result<SealedSecret, Error> {
+    let aad = crypto::secret_aad(
+        header.group_id,
+        header.device_id,
+        header.counter,
+        epoch,
+        suite,
+    );
+    psk::seal(psk, header.device_id, header.counter, &aad, material)
+}
 
 /// Decrypts the key material of a bundle addressed to the holder of `device_key` (signed
 /// mode), without any other check: for diagnostics, test taps and golden vectors. Members use
 /// [`Member::handle_message`], which verifies everything first.
-pub fn open_bundle_secret(device_key: &SigningKey, bundle: &KeyBundle) -> Result<KeyMaterial, Error> {
+pub fn open_bundle_secret(
+    device_key: &SigningKey,
+    bundle: &KeyBundle,
+) -> Result<KeyMaterial, Error> {
     let aad = crypto::secret_aad(
         bundle.header.group_id,
         bundle.header.device_id,
@@ -123,7 +206,13 @@ pub fn open_bundle_secret_psk(psk: &Psk, bundle: &KeyBundle) -> Result<KeyMateri
         bundle.epoch,
         bundle.suite,
     );
-    psk::open(psk, bundle.header.device_id, bundle.header.counter, &bundle.sealed, &aad)
+    psk::open(
+        psk,
+        bundle.header.device_id,
+        bundle.header.counter,
+        &bundle.sealed,
+        &aad,
+    )
 }
 
 /// The key-distribution format version: the first byte of every message. Another value is
