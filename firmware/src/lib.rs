@@ -203,7 +203,19 @@ fn kat_prf() -> Result<(), Failure> {
         vectors::CLIENT_RANDOM,
         &mut block,
     );
-    if block.as_slice() == vectors::KEY_BLOCK {
+    let mut expected = [0u8; 40];
+    expected
+        .get_mut(..vectors::KEY_BLOCK.len())
+        .ok_or(Failure::Prf)?
+        .copy_from_slice(vectors::KEY_BLOCK);
+    if cfg!(inject_failure) {
+        // A wrong expectation, so that CI can prove it sees a failing image fail
+        // (built with FIRMWARE_INJECT_FAILURE=1 in the environment, see build.rs).
+        if let Some(b) = expected.first_mut() {
+            *b ^= 1;
+        }
+    }
+    if block == expected {
         Ok(())
     } else {
         Err(Failure::Prf)
@@ -463,6 +475,10 @@ mod tests {
     #[test]
     fn self_test_passes_on_the_host() {
         let mut l = Lines(0);
+        if cfg!(inject_failure) {
+            assert_eq!(run(&mut l), Err(Failure::Prf));
+            return;
+        }
         let s = run(&mut l).unwrap();
         assert_eq!(s.kat_records, 8);
         assert_eq!(s.tampered_rejected, 16);
