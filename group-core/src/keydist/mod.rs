@@ -84,10 +84,10 @@ pub use crypto::{SEAL_SALT, SIGN_LABEL};
 pub use error::Error;
 pub use member::{Member, MemberConfig, MemberCredentials, MemberEvent, MemberState};
 pub use message::{
-    Ack, BundlePolicy, DeviceHeader, JoinRequest, KeyBundle, KeyMaterial, Leave, Message,
-    MessageKind, ProtectedMessage, PublicKeyBytes, RekeyNeeded, RekeyReport, Removed,
-    RemovedReason, SealedSecret, SenderEntry, ServerHeader, WireAdmission, WireNonceProfile,
-    decode_key_material, encode_key_material, parse,
+    Ack, BundlePolicy, Bytes, CompressedKey, DeviceHeader, JoinRequest, KeyBundle, KeyMaterial,
+    Leave, MAX_SEALED_LEN, Message, MessageKind, ProtectedMessage, PublicKeyBytes, RekeyNeeded,
+    RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, ServerHeader, WireAdmission,
+    WireNonceProfile, decode_key_material, encode_key_material, parse,
 };
 #[cfg(feature = "psk")]
 pub use psk::Psk;
