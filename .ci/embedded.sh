@@ -16,9 +16,9 @@ export DEBIAN_FRONTEND=noninteractive
 # ---------------------------------------------------------------------------------------------
 log "host tests: flash store (power cuts at every step), smoltcp group sockets, firmware self-test"
 cargo test -p group-embedded
-cargo test -p firmware --features net,signatures
+cargo test -p firmware --features net,signatures,keydist
 FIRMWARE_INJECT_FAILURE=1 cargo test -p firmware --lib  # the self-test sees a wrong answer
-cargo clippy -p group-embedded -p firmware --all-targets --features firmware/net,firmware/signatures -- -D warnings
+cargo clippy -p group-embedded -p firmware --all-targets --features firmware/net,firmware/signatures,firmware/keydist -- -D warnings
 cargo build -p group-embedded --no-default-features
 
 # ---------------------------------------------------------------------------------------------
@@ -31,8 +31,8 @@ if ! rustup target list --installed | grep -qx "$TARGET"; then
     fi
 fi
 cargo build -p group-core -p group-embedded --target "$TARGET"
-cargo clippy -p group-embedded -p firmware --target "$TARGET" --features firmware/net,firmware/signatures -- -D warnings
-audit=$(cargo tree -p firmware -e normal --target "$TARGET" --features net,signatures \
+cargo clippy -p group-embedded -p firmware --target "$TARGET" --features firmware/net,firmware/signatures,firmware/keydist -- -D warnings
+audit=$(cargo tree -p firmware -e normal --target "$TARGET" --features net,signatures,keydist \
     -f '{p} [{f}]' --prefix none | grep -wE 'std|alloc|getrandom' || true)
 if [ -n "$audit" ]; then
     echo "FAIL: std/alloc/getrandom in the firmware's dependency graph:" >&2
@@ -95,12 +95,13 @@ run_qemu() { # elf, log file; prints QEMU's exit status
 log "firmware images (profile firmware: opt-level z, lto, panic abort) and QEMU runs"
 printf '%-24s %8s %6s %6s %9s\n' configuration text data bss "static RAM" > "$OUT/footprint.txt"
 failed=0
-for cfg in record net signatures net+signatures; do
+for cfg in record signatures keydist net net+signatures+keydist; do
     case $cfg in
         record) feats="" ;;
-        net) feats="--features net" ;;
         signatures) feats="--features signatures" ;;
-        net+signatures) feats="--features net,signatures" ;;
+        keydist) feats="--features keydist" ;;
+        net) feats="--features net" ;;
+        net+signatures+keydist) feats="--features net,signatures,keydist" ;;
     esac
     # shellcheck disable=SC2086
     cargo build -p firmware --profile firmware --target "$TARGET" $feats

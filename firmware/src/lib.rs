@@ -13,7 +13,9 @@
 //!    a [`FlashSequenceStore`] on a simulated NOR flash and a listener, with a replay and a
 //!    forgery dropped, then a reboot of the sender that resumes above every number used;
 //! 3. with feature `signatures`: a group that requires ECDSA P-256 record signatures;
-//! 4. with feature `net`: three smoltcp stacks on an in-memory Ethernet hub, IPv4 multicast,
+//! 4. with feature `keydist`: a member joins through a key server (both in the image) and
+//!    sends with the sender ID and keys it received;
+//! 5. with feature `net`: three smoltcp stacks on an in-memory Ethernet hub, IPv4 multicast,
 //!    one sender and two listeners through `group_embedded::net::GroupSocket`.
 //!
 //! Each step reports a line through [`Report`]; the first failure stops the run with a
@@ -41,6 +43,8 @@
     )
 )]
 
+#[cfg(feature = "keydist")]
+mod keydist;
 #[cfg(feature = "net")]
 mod net;
 pub mod vectors;
@@ -90,6 +94,8 @@ pub enum Failure {
     Signatures,
     /// The smoltcp multicast round trip failed.
     Net,
+    /// Joining through key distribution failed.
+    KeyDist,
 }
 
 impl Failure {
@@ -108,6 +114,7 @@ impl Failure {
             Failure::FlashResume => 24,
             Failure::Signatures => 30,
             Failure::Net => 40,
+            Failure::KeyDist => 50,
         }
     }
 }
@@ -125,6 +132,8 @@ pub struct Summary {
     pub signed_records: usize,
     /// Records delivered over smoltcp (0 without feature `net`).
     pub net_records: usize,
+    /// Key-distribution bytes exchanged to join (0 without feature `keydist`).
+    pub keydist_bytes: usize,
 }
 
 const GROUP_ID: u32 = 0x0000_0107;
@@ -181,6 +190,14 @@ pub fn run(out: &mut impl Report) -> Result<Summary, Failure> {
         out.line(format_args!(
             "signatures: {} signed records, forged signature dropped",
             s.signed_records
+        ));
+    }
+    #[cfg(feature = "keydist")]
+    {
+        let (epoch, bytes) = keydist::join_and_send()?;
+        s.keydist_bytes = bytes;
+        out.line(format_args!(
+            "keydist: joined epoch {epoch} as a sender ({bytes} bytes exchanged), sealed seq 0"
         ));
     }
     #[cfg(feature = "net")]
@@ -488,6 +505,9 @@ mod tests {
         }
         if cfg!(feature = "net") {
             assert_eq!(s.net_records, 6);
+        }
+        if cfg!(feature = "keydist") {
+            assert!(s.keydist_bytes > 0);
         }
         assert!(l.0 >= 6);
     }

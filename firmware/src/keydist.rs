@@ -1,0 +1,132 @@
+//! Key distribution on the device: a [`Member`] joins through a [`KeyServer`] (both in the
+//! image, exchanging messages in memory), installs the group keys into its group context and
+//! seals a record with the sender ID it was assigned, its sequence numbers reserved in a
+//! [`FlashSequenceStore`].
+
+use group_core::keydist::{
+    DeviceCredential, DeviceId, GroupSpec, KeyServer, Member, MemberConfig, MemberCredentials,
+    MemoryServerStore, Role, ServerCredentials,
+};
+use group_core::suite::Suite;
+use group_core::time::Instant;
+use group_core::wire::{Epoch, Record};
+use group_embedded::flash::FlashSequenceStore;
+use p256::ecdsa::SigningKey;
+
+use crate::{Failure, Flash, GROUP_ID};
+
+/// A deterministic generator for the self-test only (splitmix64): NOT a CSPRNG. A device uses
+/// its hardware TRNG here.
+struct SelfTestRng(u64);
+
+impl rand_core::TryRng for SelfTestRng {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let [a, b, c, d, ..] = self.try_next_u64()?.to_le_bytes();
+        Ok(u32::from_le_bytes([a, b, c, d]))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Ok(z ^ (z >> 31))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.try_next_u64()?.to_le_bytes();
+            for (d, s) in chunk.iter_mut().zip(v.iter()) {
+                *d = *s;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for SelfTestRng {}
+
+/// Joins as a sender; returns the epoch installed and the bytes exchanged.
+pub fn join_and_send() -> Result<(u16, usize), Failure> {
+    let mut rng = SelfTestRng(0x0123_4567);
+    let now = Instant(0);
+    let server_key = SigningKey::from_slice(&[0x5a; 32]).map_err(|_| Failure::KeyDist)?;
+    let device_key = SigningKey::from_slice(&[0x3c; 32]).map_err(|_| Failure::KeyDist)?;
+    let mut server: KeyServer<_> = KeyServer::open(
+        ServerCredentials::new(server_key.clone()),
+        MemoryServerStore::new(),
+    )
+    .map_err(|_| Failure::KeyDist)?;
+    server
+        .create_group(GroupSpec::new(GROUP_ID, Suite::AES_128_CCM), now, &mut rng)
+        .map_err(|_| Failure::KeyDist)?;
+    server
+        .admit_device(
+            DeviceId(1),
+            DeviceCredential::public_key(device_key.verifying_key()),
+            Role::Sender,
+            &[GROUP_ID],
+        )
+        .map_err(|_| Failure::KeyDist)?;
+
+    let mut store = FlashSequenceStore::new(Flash::new(), 0, 2).map_err(|_| Failure::Flash)?;
+    store.commission().map_err(|_| Failure::Flash)?;
+    let mut member: Member<_, 4, 2> = Member::new(
+        MemberConfig::new(DeviceId(1), GROUP_ID, Role::Sender),
+        MemberCredentials::signed(device_key, *server_key.verifying_key()),
+        store,
+    );
+    member.join(now).map_err(|_| Failure::KeyDist)?;
+    let mut buf = [0u8; 1200];
+    let mut exchanged = 0usize;
+    // Shuttle messages both ways until neither side has anything to send (bounded).
+    for _ in 0..8 {
+        let mut moved = false;
+        if let Some(n) = member
+            .poll_transmit(now, &mut rng, &mut buf)
+            .map_err(|_| Failure::KeyDist)?
+        {
+            let msg = buf.get(..n).ok_or(Failure::KeyDist)?;
+            server
+                .handle_message(now, &mut rng, msg)
+                .map_err(|_| Failure::KeyDist)?;
+            exchanged = exchanged.saturating_add(n);
+            moved = true;
+        }
+        if let Some(t) = server
+            .poll_transmit(now, &mut rng, &mut buf)
+            .map_err(|_| Failure::KeyDist)?
+        {
+            let msg = buf.get(..t.len).ok_or(Failure::KeyDist)?;
+            member
+                .handle_message(now, msg)
+                .map_err(|_| Failure::KeyDist)?;
+            exchanged = exchanged.saturating_add(t.len);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    if !member.is_joined() {
+        return Err(Failure::KeyDist);
+    }
+    let epoch = member
+        .group()
+        .and_then(|g| g.current_epoch())
+        .ok_or(Failure::KeyDist)?;
+    let sid = member
+        .group()
+        .and_then(|g| g.config().own_sender_id)
+        .ok_or(Failure::KeyDist)?;
+    let mut rec = [0u8; 64];
+    let len = member
+        .seal(now, b"joined", &mut rec)
+        .map_err(|_| Failure::KeyDist)?;
+    let view = Record::new_checked(rec.get(..len).ok_or(Failure::KeyDist)?)
+        .map_err(|_| Failure::KeyDist)?;
+    let h = view.header();
+    if h.epoch != epoch || h.sender_id != sid || h.seq != 0 || epoch != Epoch(1) {
+        return Err(Failure::KeyDist);
+    }
+    Ok((epoch.0, exchanged))
+}
