@@ -27,12 +27,18 @@ impl ControlServer {
         Ok(Self { listener, path })
     }
 
-    /// Answers every pending connection with `status()`; never blocks.
-    pub fn poll(&self, status: impl Fn() -> String) {
-        while let Ok((mut s, _)) = self.listener.accept() {
+    /// Answers every pending connection: reads one request line (e.g. `status`, `revoke 3`)
+    /// and writes `answer(request)` as one line. Never blocks for long.
+    pub fn poll(&self, mut answer: impl FnMut(&str) -> String) {
+        while let Ok((s, _)) = self.listener.accept() {
             let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
             let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
-            let _ = writeln!(s, "{}", status());
+            let mut request = String::new();
+            let mut reader = BufReader::new(&s);
+            let _ = reader.read_line(&mut request);
+            let mut w = &s;
+            let _ = writeln!(w, "{}", answer(request.trim()));
         }
     }
 }
@@ -45,11 +51,17 @@ impl Drop for ControlServer {
 
 /// Asks the node at `path` for its status line.
 pub fn query(path: &Path) -> io::Result<String> {
-    let s = UnixStream::connect(path)?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
-    Ok(line.trim_end().to_owned())
+    request(path, "status")
+}
+
+/// Sends one request line to the node at `path` and returns its one-line answer.
+pub fn request(path: &Path, line: &str) -> io::Result<String> {
+    let mut s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    writeln!(s, "{line}")?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer)?;
+    Ok(answer.trim_end().to_owned())
 }
 
 /// A group's status as one JSON object: counters by outcome, epochs, known senders.

@@ -32,5 +32,8 @@ pub mod async_endpoint;
 pub mod cli;
 pub mod control;
 pub mod endpoint;
+pub mod keyfile;
+pub mod keyserver;
+pub mod member;
 pub mod net;
 pub mod store;

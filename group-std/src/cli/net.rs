@@ -194,7 +194,7 @@ pub fn listen(args: &ListenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let mut delivered = 0u64;
     loop {
         if let Some(c) = &control {
-            c.poll(|| crate::control::group_status(ep.group()).to_string());
+            c.poll(|_| crate::control::group_status(ep.group()).to_string());
         }
         if args.count.is_some_and(|n| delivered >= n) {
             break;

@@ -1,0 +1,188 @@
+//! The key server's TOML configuration.
+//!
+//! ```toml
+//! listen = "127.0.0.1:47000"        # UDP unicast address for key distribution
+//! state = "keyserver.redb"           # durable state (epochs, sender IDs, counters, secrets)
+//! server_key = "server.key"          # from `dtls-group keygen --out server`
+//!
+//! [[group]]
+//! id = 1
+//! suite = "ccm"                      # ccm8 | ccm | gcm | chacha20
+//! multicast = "239.255.0.1:40000"    # where members meet (for members' configs; informative)
+//! admission = "trust-first"          # or "strict"
+//! signatures = false                 # signed records (source authentication)
+//! grace_ms = 5000
+//! activation_delay_ms = 1000
+//! rotation_interval_ms = 0           # 0: no scheduled rotation
+//! rekey_on_join = true               # backward secrecy for joiners
+//!
+//! [[device]]
+//! id = 1
+//! name = "switch-a"
+//! public_key = "switch-a.pub"        # a file from keygen, or the hex itself
+//! role = "sender"                    # or "listener"
+//! groups = [1]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use group_core::keydist::{GroupSpec, Role, WireAdmission};
+use group_core::suite::Suite;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyServerConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// redb state file (relative paths are relative to the config file).
+    pub state: PathBuf,
+    /// Server private key file.
+    pub server_key: PathBuf,
+    /// Groups.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConfigFile>,
+    /// Admitted devices.
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+}
+
+fn default_grace() -> u32 {
+    60_000
+}
+fn default_activation() -> u32 {
+    2_000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_admission() -> String {
+    "trust-first".into()
+}
+
+/// One group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfigFile {
+    /// Group ID.
+    pub id: u32,
+    /// Suite name.
+    pub suite: String,
+    /// Multicast address (informative for the server).
+    pub multicast: Option<SocketAddr>,
+    /// `trust-first` or `strict`.
+    #[serde(default = "default_admission")]
+    pub admission: String,
+    /// Signed records.
+    #[serde(default)]
+    pub signatures: bool,
+    /// Grace period of the previous epoch.
+    #[serde(default = "default_grace")]
+    pub grace_ms: u32,
+    /// Delay between staging and activating a new epoch.
+    #[serde(default = "default_activation")]
+    pub activation_delay_ms: u32,
+    /// Scheduled rotation (0 = none).
+    #[serde(default)]
+    pub rotation_interval_ms: u64,
+    /// New epoch when a member joins.
+    #[serde(default = "default_true")]
+    pub rekey_on_join: bool,
+}
+
+/// One admitted device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Device ID (unique).
+    pub id: u32,
+    /// A name for logs.
+    #[serde(default)]
+    pub name: String,
+    /// Public key: a file path or the hex.
+    pub public_key: String,
+    /// `sender` or `listener`.
+    pub role: String,
+    /// Groups it may join.
+    pub groups: Vec<u32>,
+}
+
+impl KeyServerConfig {
+    /// Reads and checks a config file; errors are one line naming the problem.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("config {}: {e}", path.display()))?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| {
+            format!("config {}: {}", path.display(), e.to_string().replace('\n', " "))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.state, &mut cfg.server_key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        for d in cfg.devices.iter_mut() {
+            let candidate = base.join(&d.public_key);
+            if !Path::new(&d.public_key).is_absolute() && candidate.exists() {
+                d.public_key = candidate.to_string_lossy().into_owned();
+            }
+        }
+        for g in &cfg.groups {
+            g.spec()?;
+        }
+        for d in &cfg.devices {
+            d.role()?;
+            for gid in &d.groups {
+                if !cfg.groups.iter().any(|g| g.id == *gid) {
+                    return Err(format!("device {}: unknown group {gid}", d.id));
+                }
+            }
+        }
+        let mut ids: Vec<u32> = cfg.devices.iter().map(|d| d.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err("config: two devices with the same id".into());
+        }
+        Ok(cfg)
+    }
+}
+
+impl GroupConfigFile {
+    /// The core's group spec.
+    pub fn spec(&self) -> Result<GroupSpec, String> {
+        let suite = Suite::from_name(&self.suite)
+            .filter(|s| s.is_enabled())
+            .ok_or_else(|| format!("group {}: unknown or disabled suite {:?}", self.id, self.suite))?;
+        let mut spec = GroupSpec::new(self.id, suite)
+            .with_grace_ms(self.grace_ms)
+            .with_activation_delay_ms(self.activation_delay_ms)
+            .with_rotation_interval_ms(self.rotation_interval_ms)
+            .with_rekey_on_join(self.rekey_on_join);
+        match self.admission.as_str() {
+            "trust-first" => {}
+            "strict" => spec = spec.with_strict_admission(),
+            other => return Err(format!("group {}: admission {other:?} (trust-first|strict)", self.id)),
+        }
+        if self.signatures {
+            spec = spec.with_signatures();
+        }
+        debug_assert!(matches!(
+            spec.policy.admission,
+            WireAdmission::TrustFirst | WireAdmission::Strict
+        ));
+        Ok(spec)
+    }
+}
+
+impl DeviceConfig {
+    /// The role.
+    pub fn role(&self) -> Result<Role, String> {
+        match self.role.as_str() {
+            "sender" => Ok(Role::Sender),
+            "listener" => Ok(Role::Listener),
+            other => Err(format!("device {}: role {other:?} (sender|listener)", self.id)),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The key server's UDP loop.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use group_core::keydist::{DeviceCredential, DeviceId, Error, KeyServer, ServerCredentials};
+use group_core::time::Instant;
+
+use super::config::KeyServerConfig;
+use super::store::RedbServerStore;
+use crate::control::ControlServer;
+use crate::keyfile::{self, OsRng};
+
+/// The key server type the daemon runs: 64 devices, 8 groups.
+pub type ServerType = KeyServer<RedbServerStore, 64, 8, 16384>;
+
+/// Wall-clock milliseconds: the server persists activation and rotation times, so its clock
+/// must survive restarts.
+fn wall_now() -> Instant {
+    Instant(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
+}
+
+/// A running key server.
+pub struct KeyServerDaemon {
+    server: ServerType,
+    socket: UdpSocket,
+    addrs: HashMap<DeviceId, SocketAddr>,
+    rng: OsRng,
+    control: Option<ControlServer>,
+    rejected: u64,
+    group_ids: Vec<u32>,
+    buf: Vec<u8>,
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl KeyServerDaemon {
+    /// Opens the state, applies the configuration (creates groups and admits devices that are
+    /// not there yet) and binds the socket.
+    pub fn start(cfg: &KeyServerConfig, control: Option<&std::path::Path>) -> io::Result<Self> {
+        let key = keyfile::read_private(&cfg.server_key)?;
+        let store = RedbServerStore::open(&cfg.state)
+            .map_err(|e| other(format!("state {}: {e}", cfg.state.display())))?;
+        let mut server: ServerType = KeyServer::open(ServerCredentials::new(key), store)
+            .map_err(|e| other(format!("state {}: {e}", cfg.state.display())))?;
+        let mut rng = keyfile::os_rng();
+        let now = wall_now();
+        for g in &cfg.groups {
+            let spec = g.spec().map_err(other)?;
+            match server.create_group(spec, now, &mut rng) {
+                Ok(()) => tracing::info!(group = g.id, "group created"),
+                Err(Error::AlreadyExists) => {}
+                Err(e) => return Err(other(format!("group {}: {e}", g.id))),
+            }
+        }
+        for d in &cfg.devices {
+            let pk = keyfile::read_public(&d.public_key)
+                .map_err(|e| other(format!("device {}: {e}", d.id)))?;
+            let role = d.role().map_err(other)?;
+            match server.admit_device(
+                DeviceId(d.id),
+                DeviceCredential::public_key(&pk),
+                role,
+                &d.groups,
+            ) {
+                Ok(()) => tracing::info!(device = d.id, name = %d.name, "device admitted"),
+                Err(Error::AlreadyExists) => {}
+                Err(e) => return Err(other(format!("device {}: {e}", d.id))),
+            }
+        }
+        let socket = UdpSocket::bind(cfg.listen)?;
+        let control = control.map(ControlServer::bind).transpose()?;
+        tracing::info!(listen = %cfg.listen, "key server running");
+        Ok(Self {
+            server,
+            socket,
+            addrs: HashMap::new(),
+            rng,
+            control,
+            rejected: 0,
+            group_ids: cfg.groups.iter().map(|g| g.id).collect(),
+            buf: vec![0; 16384],
+        })
+    }
+
+    /// The state machine.
+    pub fn server(&self) -> &ServerType {
+        &self.server
+    }
+
+    /// Runs until `stop()` is true.
+    pub fn run(&mut self, stop: impl Fn() -> bool) -> io::Result<()> {
+        while !stop() {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop: timers, transmissions, events, control requests, and at most one
+    /// datagram (waiting up to 20 ms).
+    pub fn step(&mut self) -> io::Result<()> {
+        let now = wall_now();
+        if let Err(e) = self.server.handle_timeout(now, &mut self.rng) {
+            tracing::warn!(error = %e, "timer work failed (state not saved); will retry");
+        }
+        self.flush(now)?;
+        while let Some(e) = self.server.poll_event() {
+            tracing::info!(event = ?e, "key server");
+        }
+        if let Some(c) = self.control.take() {
+            c.poll(|req| self.answer(req));
+            self.control = Some(c);
+        }
+        self.socket
+            .set_read_timeout(Some(Duration::from_millis(20)))?;
+        let mut rbuf = [0u8; 4096];
+        match self.socket.recv_from(&mut rbuf) {
+            Ok((n, from)) => {
+                let now = wall_now();
+                match self
+                    .server
+                    .handle_message(now, &mut self.rng, rbuf.get(..n).unwrap_or(&[]))
+                {
+                    Ok(device) => {
+                        self.addrs.insert(device, from);
+                    }
+                    Err(e) => {
+                        self.rejected = self.rejected.saturating_add(1);
+                        tracing::debug!(%from, error = %e, "message refused");
+                    }
+                }
+                self.flush(now)?;
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
+        loop {
+            let t = match self.server.poll_transmit(now, &mut self.rng, &mut self.buf) {
+                Ok(Some(t)) => t,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "transmit failed");
+                    return Ok(());
+                }
+            };
+            match self.addrs.get(&t.device_id) {
+                Some(addr) => {
+                    let bytes = self.buf.get(..t.len).unwrap_or(&[]);
+                    if let Err(e) = self.socket.send_to(bytes, addr) {
+                        tracing::warn!(device = t.device_id.0, error = %e, "send failed");
+                    }
+                }
+                // Retransmission brings it back once the device has spoken to us.
+                None => tracing::debug!(device = t.device_id.0, "no address yet"),
+            }
+        }
+    }
+
+    /// Answers a control request: `status`, `revoke DEVICE`, `rekey GROUP`.
+    fn answer(&mut self, req: &str) -> String {
+        let mut words = req.split_whitespace();
+        let now = wall_now();
+        match (words.next(), words.next().and_then(|w| w.parse::<u32>().ok())) {
+            (Some("revoke"), Some(d)) => {
+                match self.server.revoke_device(DeviceId(d), now, &mut self.rng) {
+                    Ok(()) => {
+                        let _ = self.flush(now);
+                        format!("{{\"revoked\":{d}}}")
+                    }
+                    Err(e) => format!("{{\"error\":\"{e}\"}}"),
+                }
+            }
+            (Some("rekey"), Some(g)) => match self.server.rekey(g, now, &mut self.rng) {
+                Ok(e) => {
+                    let _ = self.flush(now);
+                    format!("{{\"group\":{g},\"epoch\":{e}}}")
+                }
+                Err(e) => format!("{{\"error\":\"{e}\"}}"),
+            },
+            _ => self.status().to_string(),
+        }
+    }
+
+    /// Groups, epochs and members as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let groups: Vec<serde_json::Value> = self
+            .group_ids
+            .iter()
+            .filter_map(|gid| self.server.epochs(*gid).map(|e| (*gid, e)))
+            .map(|(gid, (current, staged))| {
+                let members: Vec<serde_json::Value> = self
+                    .server
+                    .members(gid)
+                    .map(|(d, sid)| {
+                        serde_json::json!({
+                            "device": d.0,
+                            "sender_id": sid,
+                            "pending": self.server.is_pending(d, gid),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"id": gid, "current": current, "staged": staged, "members": members})
+            })
+            .collect();
+        serde_json::json!({"groups": groups, "rejected": self.rejected})
+    }
+}

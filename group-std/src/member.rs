@@ -1,0 +1,193 @@
+//! A member on real sockets: the core's key-distribution [`Member`] talking to the key server
+//! over UDP unicast, and its group traffic on a multicast socket.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use group_core::keydist::{Member, MemberConfig, MemberCredentials, MemberEvent};
+use group_core::record::{OpenError, SealError};
+use group_core::sequence::SequenceStore;
+use group_core::wire;
+
+use crate::endpoint::{Clock, MAX_DATAGRAM, Received};
+use crate::keyfile::{self, OsRng};
+use crate::net::MulticastSocket;
+
+/// A key-distribution member with its sockets.
+pub struct MemberRuntime<S: SequenceStore> {
+    member: Member<S>,
+    server: SocketAddr,
+    unicast: UdpSocket,
+    mcast: MulticastSocket,
+    clock: Clock,
+    rng: OsRng,
+    buf: Vec<u8>,
+}
+
+/// What one [`MemberRuntime::poll`] produced.
+#[derive(Debug, Default)]
+pub struct Polled {
+    /// Records delivered from the group.
+    pub delivered: Vec<Received>,
+    /// Records dropped, by reason.
+    pub dropped: Vec<OpenError>,
+    /// Key-distribution events (joined, epoch activated, removed, ...).
+    pub events: Vec<MemberEvent>,
+}
+
+impl<S: SequenceStore> MemberRuntime<S> {
+    /// Binds an ephemeral unicast socket (same address family as `server`) and starts joining.
+    pub fn start(
+        config: MemberConfig,
+        creds: MemberCredentials,
+        store: S,
+        server: SocketAddr,
+        mcast: MulticastSocket,
+    ) -> io::Result<Self> {
+        let bind: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0".parse().map_err(io::Error::other)?
+        } else {
+            "[::]:0".parse().map_err(io::Error::other)?
+        };
+        let unicast = UdpSocket::bind(bind)?;
+        unicast.set_nonblocking(true)?;
+        let clock = Clock::new();
+        let mut member = Member::new(config, creds, store);
+        member
+            .join(clock.now())
+            .map_err(|e| io::Error::other(format!("join: {e}")))?;
+        Ok(Self {
+            member,
+            server,
+            unicast,
+            mcast,
+            clock,
+            rng: keyfile::os_rng(),
+            buf: vec![0; MAX_DATAGRAM],
+        })
+    }
+
+    /// The state machine (group, counters, state).
+    pub fn member(&self) -> &Member<S> {
+        &self.member
+    }
+
+    /// The state machine, for leave / rekey requests.
+    pub fn member_mut(&mut self) -> &mut Member<S> {
+        &mut self.member
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let now = self.clock.now();
+        self.member.handle_timeout(now);
+        while let Ok(Some(n)) = self.member.poll_transmit(now, &mut self.rng, &mut self.buf) {
+            self.unicast
+                .send_to(self.buf.get(..n).unwrap_or(&[]), self.server)?;
+        }
+        Ok(())
+    }
+
+    /// One turn: timers and messages to the key server, key-distribution messages from it,
+    /// then one group datagram (waiting up to the multicast socket's read timeout).
+    pub fn poll(&mut self) -> io::Result<Polled> {
+        let mut out = Polled::default();
+        self.flush()?;
+        loop {
+            match self.unicast.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    if from != self.server {
+                        continue;
+                    }
+                    let now = self.clock.now();
+                    if let Err(e) = self
+                        .member
+                        .handle_message(now, self.buf.get(..n).unwrap_or(&[]))
+                    {
+                        tracing::debug!(error = %e, "key-distribution message refused");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.flush()?;
+        if let Some((n, from)) = self.mcast.recv(&mut self.buf)? {
+            let now = self.clock.now();
+            let mut rest = self.buf.get_mut(..n).unwrap_or(&mut []);
+            while !rest.is_empty() {
+                if wire::split_record(rest).is_err() {
+                    if let Err(e) = self.member.open(now, rest) {
+                        out.dropped.push(e);
+                    }
+                    break;
+                }
+                let Ok((record, tail)) = wire::split_record_mut(rest) else {
+                    break;
+                };
+                match self.member.open(now, record) {
+                    Ok(d) => out.delivered.push(Received {
+                        sender_id: d.sender_id,
+                        epoch: d.epoch,
+                        seq: d.seq,
+                        plaintext: d.plaintext.to_vec(),
+                        from,
+                    }),
+                    Err(e) => out.dropped.push(e),
+                }
+                rest = tail;
+            }
+        }
+        while let Some(e) = self.member.poll_event() {
+            out.events.push(e);
+        }
+        self.flush()?;
+        Ok(out)
+    }
+
+    /// Seals `plaintext` and sends it to the group; returns the record.
+    pub fn send(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendFailure> {
+        let now = self.clock.now();
+        let n = self
+            .member
+            .seal(now, plaintext, &mut self.buf)
+            .map_err(SendFailure::Seal)?;
+        let record = self.buf.get(..n).unwrap_or(&[]).to_vec();
+        self.mcast.send(&record).map_err(SendFailure::Io)?;
+        Ok(record)
+    }
+
+    /// Polls until joined (or `timeout`); returns whether joined.
+    pub fn wait_joined(&mut self, timeout: Duration) -> io::Result<bool> {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.member.is_joined() && std::time::Instant::now() < deadline {
+            self.poll()?;
+        }
+        Ok(self.member.is_joined())
+    }
+}
+
+/// Why a member could not send.
+#[derive(Debug)]
+pub enum SendFailure {
+    /// Not joined, no sender ID, sequence state lost, ...
+    Seal(SealError),
+    /// Socket error.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::Seal(e) => write!(f, "seal: {e}"),
+            SendFailure::Io(e) => write!(f, "send: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendFailure {}
