@@ -250,6 +250,8 @@ pub struct Member<S: SequenceStore, const SENDERS: usize = 16, const WORDS: usiz
     lifetime_ms: u32,
     events: Deque<MemberEvent, EVENT_CAP>,
     events_dropped: u64,
+    /// The latest `now` seen (for work started from [`poll_event`](Self::poll_event)).
+    last_now: Instant,
 }
 
 impl<S: SequenceStore, const N: usize, const W: usize> fmt::Debug for Member<S, N, W> {
@@ -287,6 +289,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             lifetime_ms: 0,
             events: Deque::new(),
             events_dropped: 0,
+            last_now: Instant(0),
         }
     }
 
@@ -400,6 +403,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
 
     /// Handles one datagram from the key server. Refusals are typed errors and change nothing.
     pub fn handle_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error> {
+        self.last_now = self.last_now.max(now);
         let pm = parse(bytes)?;
         if pm.message.direction() != Direction::ServerToDevice {
             return Err(Error::UnexpectedKind);
@@ -672,6 +676,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
 
     /// Activates staged epochs whose time came, ends grace periods, notices expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         if let Some((epoch, at)) = self.activation
             && now.0 >= at
         {
@@ -746,8 +751,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     /// Next event (record-layer events included: poll here, not on the group).
     pub fn poll_event(&mut self) -> Option<MemberEvent> {
         if self.events.is_empty() {
-            let now = Instant(0);
-            self.pump_group_events(now);
+            self.pump_group_events(self.last_now);
         }
         self.events.pop_front()
     }
@@ -799,6 +803,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         rng: &mut R,
         buf: &mut [u8],
     ) -> Result<Option<usize>, Error> {
+        self.last_now = self.last_now.max(now);
         self.pump_group_events(now);
         if let Some((counter, epoch)) = self.ack {
             let mut header = self.header(rng);
