@@ -281,6 +281,7 @@ fn every_single_cut_at_every_step_and_tear() {
     };
     // 3 erases + 8 words to commission, 28 saves of 8 words, a few erases.
     assert!(steps > 200, "steps {steps}");
+    eprintln!("uncut run: {steps} flash steps; cutting at each with 4 tears");
     let mut runs = 0;
     for at in 0..steps {
         for tear in [
