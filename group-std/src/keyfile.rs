@@ -41,7 +41,7 @@ pub fn generate(prefix: &Path) -> io::Result<VerifyingKey> {
         .create_new(true)
         .mode(0o600)
         .open(&private)?;
-    let hex_secret = Zeroizing::new(hex::encode(&*secret));
+    let hex_secret = Zeroizing::new(hex::encode(secret.as_slice()));
     writeln!(f, "{}", hex_secret.as_str())?;
     f.sync_all()?;
     let vk = *key.verifying_key();
@@ -68,7 +68,8 @@ pub fn read_private(path: &Path) -> io::Result<SigningKey> {
 /// Parses a public key given as hex (SEC1, compressed or not).
 pub fn parse_public(hex_text: &str) -> io::Result<VerifyingKey> {
     let bytes = hex::decode(hex_text.trim()).map_err(|_| invalid("public key: not hex".into()))?;
-    VerifyingKey::from_sec1_bytes(&bytes).map_err(|_| invalid("public key: not a P-256 point".into()))
+    VerifyingKey::from_sec1_bytes(&bytes)
+        .map_err(|_| invalid("public key: not a P-256 point".into()))
 }
 
 /// Reads a public key file (or, if `text` is not a file, parses it as hex).
@@ -98,7 +99,9 @@ mod tests {
             read_public(prefix.with_extension("pub").to_str().unwrap()).unwrap(),
             vk
         );
-        let mode = fs::metadata(prefix.with_extension("key")).unwrap().permissions();
+        let mode = fs::metadata(prefix.with_extension("key"))
+            .unwrap()
+            .permissions();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.mode() & 0o777, 0o600);
         assert!(generate(&prefix).is_err(), "must not overwrite a key");

@@ -7,6 +7,11 @@
 //! dtls-group keys native --group-id N --epoch E --suite S --secret HEX
 //! dtls-group keys wolfssl --suite S --pms HEX --client-random HEX --server-random HEX
 //! dtls-group listen --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX [--compat] [--epoch E] [--count N] [--timeout SECS]
+//! dtls-group keygen --out PREFIX
+//! dtls-group keyserver --config FILE [--control PATH] [--timeout SECS]
+//! dtls-group member --server ADDR:PORT --server-key PUB --device-key KEY --device-id N --group-id G --group ADDR:PORT [--role sender --seq-store FILE] [--send HEX]... [--stdin] [--count N] [--timeout SECS] [--control PATH]
+//! dtls-group admin CONTROL status|revoke DEVICE|rekey GROUP
+//! dtls-group status CONTROL
 //! dtls-group send --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX --epoch E --sender-id S --seq-store FILE [--init-seq-store] [--interval MS] MESSAGE_HEX...
 //! ```
 //!
@@ -48,6 +53,7 @@
 )]
 
 pub mod common;
+pub mod keydist;
 pub mod keys;
 pub mod net;
 pub mod record;
@@ -95,6 +101,14 @@ pub enum Command {
     Send(net::SendArgs),
     /// Print a running node's counters and epochs (ask its --control socket).
     Status(net::StatusArgs),
+    /// Generate a P-256 key pair (device or key server) to PREFIX.key / PREFIX.pub.
+    Keygen(keydist::KeygenArgs),
+    /// Run the key server (TOML config) until killed.
+    Keyserver(keydist::KeyserverArgs),
+    /// Join a group through the key server; receive and send.
+    Member(keydist::MemberArgs),
+    /// Ask a running key server: status, revoke DEVICE, rekey GROUP.
+    Admin(keydist::AdminArgs),
 }
 
 /// Runs a parsed command, writing stdout lines to `out`; returns the exit code.
@@ -105,6 +119,10 @@ pub fn execute(cli: &Cli, out: &mut dyn Stdout) -> Result<u8, BadInput> {
         Command::Listen(args) => net::listen(args, out),
         Command::Send(args) => net::send(args, out),
         Command::Status(args) => net::status(args, out),
+        Command::Keygen(args) => keydist::keygen(args, out),
+        Command::Keyserver(args) => keydist::keyserver(args, out),
+        Command::Member(args) => keydist::member(args, out),
+        Command::Admin(args) => keydist::admin(args, out),
     }
 }
 

@@ -39,7 +39,8 @@ pub struct GroupArgs {
 }
 
 impl GroupArgs {
-    fn config(&self) -> Result<MulticastConfig, BadInput> {
+    /// The socket configuration (checked).
+    pub fn config(&self) -> Result<MulticastConfig, BadInput> {
         if !self.group.ip().is_multicast() {
             return Err(BadInput::new("--group: not a multicast address"));
         }

@@ -112,10 +112,14 @@ pub struct DeviceConfig {
 impl KeyServerConfig {
     /// Reads and checks a config file; errors are one line naming the problem.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("config {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
         let mut cfg: Self = toml::from_str(&text).map_err(|e| {
-            format!("config {}: {}", path.display(), e.to_string().replace('\n', " "))
+            format!(
+                "config {}: {}",
+                path.display(),
+                e.to_string().replace('\n', " ")
+            )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut cfg.state, &mut cfg.server_key] {
@@ -154,7 +158,12 @@ impl GroupConfigFile {
     pub fn spec(&self) -> Result<GroupSpec, String> {
         let suite = Suite::from_name(&self.suite)
             .filter(|s| s.is_enabled())
-            .ok_or_else(|| format!("group {}: unknown or disabled suite {:?}", self.id, self.suite))?;
+            .ok_or_else(|| {
+                format!(
+                    "group {}: unknown or disabled suite {:?}",
+                    self.id, self.suite
+                )
+            })?;
         let mut spec = GroupSpec::new(self.id, suite)
             .with_grace_ms(self.grace_ms)
             .with_activation_delay_ms(self.activation_delay_ms)
@@ -163,7 +172,12 @@ impl GroupConfigFile {
         match self.admission.as_str() {
             "trust-first" => {}
             "strict" => spec = spec.with_strict_admission(),
-            other => return Err(format!("group {}: admission {other:?} (trust-first|strict)", self.id)),
+            other => {
+                return Err(format!(
+                    "group {}: admission {other:?} (trust-first|strict)",
+                    self.id
+                ));
+            }
         }
         if self.signatures {
             spec = spec.with_signatures();
@@ -182,7 +196,10 @@ impl DeviceConfig {
         match self.role.as_str() {
             "sender" => Ok(Role::Sender),
             "listener" => Ok(Role::Listener),
-            other => Err(format!("device {}: role {other:?} (sender|listener)", self.id)),
+            other => Err(format!(
+                "device {}: role {other:?} (sender|listener)",
+                self.id
+            )),
         }
     }
 }

@@ -140,7 +140,8 @@ impl KeyServerDaemon {
                 self.flush(now)?;
             }
             Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {}
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            }
             Err(e) => return Err(e),
         }
         Ok(())
@@ -173,7 +174,10 @@ impl KeyServerDaemon {
     fn answer(&mut self, req: &str) -> String {
         let mut words = req.split_whitespace();
         let now = wall_now();
-        match (words.next(), words.next().and_then(|w| w.parse::<u32>().ok())) {
+        match (
+            words.next(),
+            words.next().and_then(|w| w.parse::<u32>().ok()),
+        ) {
             (Some("revoke"), Some(d)) => {
                 match self.server.revoke_device(DeviceId(d), now, &mut self.rng) {
                     Ok(()) => {

@@ -1,0 +1,366 @@
+//! `dtls-group keygen`, `keyserver`, `member` and `admin`: key distribution on real sockets.
+//!
+//! - `keygen --out PREFIX` writes `PREFIX.key` (0600) and `PREFIX.pub`.
+//! - `keyserver --config FILE [--control PATH]` runs the key server (see
+//!   [`crate::keyserver::KeyServerConfig`] for the TOML format) until killed.
+//! - `member ...` joins a group through the key server, prints delivered records and events as
+//!   JSON lines, and sends messages (from arguments or stdin lines) once it holds keys.
+//! - `admin PATH status|revoke DEVICE|rekey GROUP` talks to a running key server.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::Args;
+use group_core::keydist::{DeviceId, MemberConfig, MemberCredentials, MemberEvent, Role};
+use group_core::sequence::{MemorySequenceStore, SequenceStore, StoreError, StoredSequence};
+
+use super::common::{BadInput, Stdout, decode_hex};
+use super::net::GroupArgs;
+use super::{EXIT_DROPPED, EXIT_OK};
+use crate::keyfile;
+use crate::keyserver::{KeyServerConfig, KeyServerDaemon};
+use crate::member::MemberRuntime;
+use crate::net::MulticastSocket;
+use crate::store::FileSequenceStore;
+
+/// Arguments of `keygen`.
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Output prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
+}
+
+/// Runs `keygen`.
+pub fn keygen(args: &KeygenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
+    let vk = keyfile::generate(&args.out).map_err(|e| BadInput::new(format!("keygen: {e}")))?;
+    out.line(format!(
+        "{{\"private\":\"{}\",\"public\":\"{}\",\"public_key\":\"{}\"}}",
+        args.out.with_extension("key").display(),
+        args.out.with_extension("pub").display(),
+        keyfile::public_hex(&vk)
+    ));
+    Ok(EXIT_OK)
+}
+
+/// Arguments of `keyserver`.
+#[derive(Args)]
+pub struct KeyserverArgs {
+    /// TOML configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Answer `dtls-group status` / `admin` on this Unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+/// Logs go to stderr; `DTLS_GROUP_LOG` = debug | info (default) | warn | off.
+fn init_logs() {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match std::env::var("DTLS_GROUP_LOG").as_deref() {
+        Ok("debug") => LevelFilter::DEBUG,
+        Ok("warn") => LevelFilter::WARN,
+        Ok("off") => LevelFilter::OFF,
+        _ => LevelFilter::INFO,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(level)
+        .try_init();
+}
+
+/// Runs `keyserver`.
+pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadInput> {
+    init_logs();
+    let cfg = KeyServerConfig::load(&args.config).map_err(BadInput::new)?;
+    let mut daemon = KeyServerDaemon::start(&cfg, args.control.as_deref())
+        .map_err(|e| BadInput::new(format!("keyserver: {e}")))?;
+    let deadline = args
+        .timeout
+        .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs(t)));
+    daemon
+        .run(|| deadline.is_some_and(|d| std::time::Instant::now() >= d))
+        .map_err(|e| BadInput::new(format!("keyserver: {e}")))?;
+    Ok(EXIT_OK)
+}
+
+/// Arguments of `admin`.
+#[derive(Args)]
+pub struct AdminArgs {
+    /// The key server's control socket.
+    pub control: PathBuf,
+    /// `status`, `revoke DEVICE` or `rekey GROUP`.
+    #[arg(num_args = 1..=2, required = true)]
+    pub request: Vec<String>,
+}
+
+/// Runs `admin`.
+pub fn admin(args: &AdminArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
+    let req = args.request.join(" ");
+    let answer = crate::control::request(&args.control, &req)
+        .map_err(|e| BadInput::new(format!("no key server on {}: {e}", args.control.display())))?;
+    let failed = answer.contains("\"error\"");
+    out.line(answer);
+    Ok(if failed { EXIT_DROPPED } else { EXIT_OK })
+}
+
+/// Arguments of `member`.
+#[derive(Args)]
+pub struct MemberArgs {
+    /// Key server address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub server: SocketAddr,
+    /// Key server public key (a .pub file or hex).
+    #[arg(long, value_name = "FILE|HEX")]
+    pub server_key: String,
+    /// This device's private key file.
+    #[arg(long, value_name = "FILE")]
+    pub device_key: PathBuf,
+    /// This device's ID at the key server.
+    #[arg(long, value_name = "N")]
+    pub device_id: u32,
+    /// The group ID to join.
+    #[arg(long, value_name = "G")]
+    pub group_id: u32,
+    /// Group address, interface, TTL.
+    #[command(flatten)]
+    pub net: GroupArgs,
+    /// `sender` or `listener`.
+    #[arg(long, default_value = "listener")]
+    pub role: String,
+    /// Sequence store file (senders).
+    #[arg(long, value_name = "FILE")]
+    pub seq_store: Option<PathBuf>,
+    /// Create the sequence store (a new sender); refuses if it exists.
+    #[arg(long)]
+    pub init_seq_store: bool,
+    /// Messages (hex) to send once joined.
+    #[arg(long = "send", value_name = "HEX")]
+    pub send: Vec<String>,
+    /// Also send each hex line read from stdin (until EOF).
+    #[arg(long)]
+    pub stdin: bool,
+    /// Milliseconds between sent messages.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub interval: u64,
+    /// Stop after this many delivered records.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Answer `dtls-group status PATH` on this Unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+/// A sequence store chosen at run time.
+enum AnyStore {
+    File(FileSequenceStore),
+    Memory(MemorySequenceStore),
+}
+
+impl SequenceStore for AnyStore {
+    fn load(&mut self) -> Result<Option<StoredSequence>, StoreError> {
+        match self {
+            AnyStore::File(s) => s.load(),
+            AnyStore::Memory(s) => s.load(),
+        }
+    }
+    fn save(&mut self, state: &StoredSequence) -> Result<(), StoreError> {
+        match self {
+            AnyStore::File(s) => s.save(state),
+            AnyStore::Memory(s) => s.save(state),
+        }
+    }
+}
+
+fn event_json(e: &MemberEvent) -> String {
+    match e {
+        MemberEvent::BundleInstalled {
+            epoch,
+            sender_id,
+            activate_in_ms,
+        } => format!(
+            "{{\"event\":\"bundle_installed\",\"epoch\":{},\"sender_id\":{},\"activate_in_ms\":{}}}",
+            epoch.0,
+            sender_id.map_or("null".to_owned(), |s| s.0.to_string()),
+            activate_in_ms
+        ),
+        MemberEvent::EpochActivated { epoch } => {
+            format!("{{\"event\":\"epoch_activated\",\"epoch\":{}}}", epoch.0)
+        }
+        MemberEvent::Recovered { epoch } => {
+            format!("{{\"event\":\"recovered\",\"epoch\":{}}}", epoch.0)
+        }
+        MemberEvent::Removed { reason } => {
+            format!("{{\"event\":\"removed\",\"reason\":\"{reason:?}\"}}")
+        }
+        MemberEvent::KeysExpired { epoch } => {
+            format!("{{\"event\":\"keys_expired\",\"epoch\":{}}}", epoch.0)
+        }
+        MemberEvent::Group(g) => format!("{{\"event\":\"group\",\"detail\":\"{g:?}\"}}"),
+        _ => "{\"event\":\"other\"}".to_owned(),
+    }
+}
+
+/// Runs `member`.
+pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
+    init_logs();
+    let role = match args.role.as_str() {
+        "sender" => Role::Sender,
+        "listener" => Role::Listener,
+        _ => return Err(BadInput::new("--role: sender or listener")),
+    };
+    let mut queue: std::collections::VecDeque<Vec<u8>> = args
+        .send
+        .iter()
+        .map(|m| decode_hex("--send", m))
+        .collect::<Result<_, _>>()?;
+    let device_key = keyfile::read_private(&args.device_key)
+        .map_err(|e| BadInput::new(format!("--device-key: {e}")))?;
+    let server_key = keyfile::read_public(&args.server_key)
+        .map_err(|e| BadInput::new(format!("--server-key: {e}")))?;
+    let store = match (&args.seq_store, role) {
+        (Some(p), _) if args.init_seq_store => AnyStore::File(
+            FileSequenceStore::commission(p)
+                .map_err(|e| BadInput::new(format!("--init-seq-store: {e}")))?,
+        ),
+        (Some(p), _) => AnyStore::File(FileSequenceStore::open(p)),
+        (None, Role::Sender) => {
+            return Err(BadInput::new("--seq-store: required for a sender"));
+        }
+        (None, _) => AnyStore::Memory(MemorySequenceStore::commissioned()),
+    };
+    let mcast = MulticastSocket::open(&args.net.config()?)
+        .map_err(|e| BadInput::new(format!("socket: {e}")))?;
+    let control = args
+        .control
+        .as_ref()
+        .map(crate::control::ControlServer::bind)
+        .transpose()
+        .map_err(|e| BadInput::new(format!("--control: {e}")))?;
+    let config = MemberConfig::new(DeviceId(args.device_id), args.group_id, role);
+    let creds = MemberCredentials::signed(device_key, server_key);
+    let mut rt = MemberRuntime::start(config, creds, store, args.server, mcast)
+        .map_err(|e| BadInput::new(format!("member: {e}")))?;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    if args.stdin {
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if let Ok(b) = hex::decode(line.trim())
+                    && tx.send(b).is_err()
+                {
+                    break;
+                }
+            }
+        });
+    } else {
+        drop(tx);
+    }
+    let deadline = args
+        .timeout
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs_f64(t.min(1e9))));
+    let interval = Duration::from_millis(args.interval);
+    let mut last_send: Option<std::time::Instant> = None;
+    let mut delivered = 0u64;
+    loop {
+        if args.count.is_some_and(|n| delivered >= n)
+            || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            break;
+        }
+        let polled = rt
+            .poll()
+            .map_err(|e| BadInput::new(format!("member: {e}")))?;
+        for e in &polled.events {
+            out.line(event_json(e));
+        }
+        if polled
+            .events
+            .iter()
+            .any(|e| matches!(e, MemberEvent::Removed { .. }))
+            && args.count.is_none()
+            && !args.stdin
+            && queue.is_empty()
+            && deadline.is_none()
+        {
+            break;
+        }
+        for r in polled.delivered {
+            delivered = delivered.saturating_add(1);
+            out.line(format!(
+                "{{\"sender_id\":{},\"epoch\":{},\"seq\":{},\"plaintext\":\"{}\"}}",
+                r.sender_id.0,
+                r.epoch.0,
+                r.seq,
+                hex::encode(&r.plaintext)
+            ));
+        }
+        while let Ok(m) = rx.try_recv() {
+            queue.push_back(m);
+        }
+        let ready = rt.member().is_joined()
+            && rt
+                .member()
+                .group()
+                .is_some_and(|g| g.current_epoch().is_some())
+            && last_send.is_none_or(|t| t.elapsed() >= interval);
+        if ready && let Some(m) = queue.pop_front() {
+            match rt.send(&m) {
+                Ok(record) => {
+                    last_send = Some(std::time::Instant::now());
+                    let h = group_core::wire::RecordHeader::parse(&record)
+                        .map_err(|e| BadInput::new(e.to_string()))?;
+                    out.line(format!(
+                        "{{\"sent\":{{\"epoch\":{},\"sender_id\":{},\"seq\":{}}}}}",
+                        h.epoch.0, h.sender_id.0, h.seq
+                    ));
+                }
+                Err(e) => {
+                    out.line(format!("{{\"send_error\":\"{e}\"}}"));
+                }
+            }
+        }
+        if let Some(c) = &control {
+            c.poll(|_| {
+                let m = rt.member();
+                let group = m
+                    .group()
+                    .map(crate::control::group_status)
+                    .unwrap_or_else(|| serde_json::json!({}));
+                serde_json::json!({
+                    "state": format!("{:?}", m.state()),
+                    "joined": m.is_joined(),
+                    "group": group,
+                })
+                .to_string()
+            });
+        }
+    }
+    if let Some(g) = rt.member().group() {
+        out.line(format!(
+            "{{\"summary\":{}}}",
+            crate::control::group_status(g)
+        ));
+    } else {
+        out.line(format!(
+            "{{\"summary\":{{\"state\":\"{:?}\"}}}}",
+            rt.member().state()
+        ));
+    }
+    Ok(if args.count.is_some_and(|n| delivered < n) {
+        EXIT_DROPPED
+    } else {
+        EXIT_OK
+    })
+}
