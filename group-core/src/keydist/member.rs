@@ -653,24 +653,30 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             };
             self.removed.remove(sid.0);
         }
-        if self.recover_at == Some(epoch) {
-            self.recover_at = None;
-            match group.recover_sending(&mut self.store) {
-                Ok(()) => {
-                    self.recovery_floor = None;
-                    self.push_event(MemberEvent::Recovered { epoch });
-                }
-                Err(e) => {
-                    // The store refused the write: try again with a new report later.
-                    let _ = e;
-                    self.recover_at = Some(epoch);
-                }
-            }
-        }
+        self.try_recover();
         if !was_current {
             self.expiry = (self.lifetime_ms > 0)
                 .then(|| (epoch, now.0.saturating_add(u64::from(self.lifetime_ms))));
             self.push_event(MemberEvent::EpochActivated { epoch });
+        }
+    }
+
+    /// After a state loss: once the fresh epoch is current, restart sending at 0 there (retried
+    /// on the next seal if the store refuses the write).
+    fn try_recover(&mut self) {
+        let Some(epoch) = self.recover_at else {
+            return;
+        };
+        let Some(group) = self.group.as_mut() else {
+            return;
+        };
+        if group.current_epoch() != Some(epoch) {
+            return;
+        }
+        if group.recover_sending(&mut self.store).is_ok() {
+            self.recover_at = None;
+            self.recovery_floor = None;
+            self.push_event(MemberEvent::Recovered { epoch });
         }
     }
 
@@ -860,6 +866,13 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         out: &mut [u8],
     ) -> Result<usize, SealError> {
         self.handle_timeout(now);
+        self.try_recover();
+        if self.recover_at.is_some() {
+            // Waiting for the fresh epoch: nothing may be sent before it.
+            return Err(SealError::SequenceStateLost(
+                crate::sequence::StoreError::Missing,
+            ));
+        }
         let group = self.group.as_mut().ok_or(SealError::NoCurrentEpoch)?;
         let r = group.seal(now, &mut self.store, plaintext, out);
         if let Err(SealError::SequenceStateLost(_)) = r
