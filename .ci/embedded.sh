@@ -14,6 +14,9 @@ log() { printf '\n== embedded: %s\n' "$*"; }
 export DEBIAN_FRONTEND=noninteractive
 
 # ---------------------------------------------------------------------------------------------
+log "format of the embedded crates"
+rustfmt --edition 2024 --check $(git ls-files 'group-embedded/*.rs' 'firmware/*.rs')
+
 log "host tests: flash store (power cuts at every step), smoltcp group sockets, firmware self-test"
 cargo test -p group-embedded
 cargo test -p firmware --features net,signatures,keydist
