@@ -579,6 +579,18 @@ fn server_refuses_forged_and_stale_device_messages() {
         Err(Error::Replayed)
     );
     assert_eq!(w.server.membership(DeviceId(1), G1), None);
+    // The leave again (its confirmation lost, or replayed): confirmed again, nothing else; the
+    // removed device refuses the extra notice.
+    let e = w.server.latest_epoch(G1);
+    w.server.handle_message(w.now, &mut w.rng, &leave1).unwrap();
+    assert_eq!(w.server.latest_epoch(G1), e);
+    let again = w.down_to(1);
+    assert_eq!(again.len(), 1);
+    assert!(matches!(
+        parse(&again[0]).unwrap().message,
+        Message::Removed(_)
+    ));
+    assert_eq!(a.handle_message(w.now, &again[0]), Err(Error::NotJoined));
     a.join(w.now).unwrap();
     w.up(&mut a);
     for b in w.down_to(1) {

@@ -1127,8 +1127,27 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         l: &Leave,
     ) -> Result<(), Error> {
         let gid = l.header.group_id;
-        self.check_fresh(di, gid, l.header.counter)?;
         let gi = self.group_index(gid).ok_or(Error::UnknownGroup)?;
+        let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
+        if !dev.memberships.iter().any(|m| m.group_id == gid) {
+            // Already out (the confirmation was lost, or this is a replay): confirm again.
+            // Harmless: a device accepts `Removed` only while joined or leaving, and a device
+            // that is a member again is handled above by the freshness check.
+            if l.header.counter >= self.next_counter {
+                return Err(Error::Stale);
+            }
+            let notice = Notice {
+                device: dev.id,
+                group_id: gid,
+                reason: RemovedReason::Left,
+                credential: dev.credential.clone(),
+            };
+            self.notices
+                .push_back(notice)
+                .map_err(|_| Error::CapacityExceeded)?;
+            return Ok(());
+        }
+        self.check_fresh(di, gid, l.header.counter)?;
         let mut next = self.state.clone();
         let epoch = Self::remove_member(&mut next, self.next_counter, di, gid, now, rng)?;
         let dev = next.devices.get(di).ok_or(Error::UnknownDevice)?;
