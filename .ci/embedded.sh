@@ -18,10 +18,10 @@ log "format of the embedded crates"
 rustfmt --edition 2024 --check $(git ls-files 'group-embedded/*.rs' 'firmware/*.rs')
 
 log "host tests: flash store (power cuts at every step), smoltcp group sockets, firmware self-test"
-cargo test -p group-embedded
+cargo test -p group-embedded --features embassy
 cargo test -p firmware --features net,signatures,keydist
 FIRMWARE_INJECT_FAILURE=1 cargo test -p firmware --lib  # the self-test sees a wrong answer
-cargo clippy -p group-embedded -p firmware --all-targets --features firmware/net,firmware/signatures,firmware/keydist -- -D warnings
+cargo clippy -p group-embedded -p firmware --all-targets --features group-embedded/embassy,firmware/net,firmware/signatures,firmware/keydist -- -D warnings
 cargo build -p group-embedded --no-default-features
 
 # ---------------------------------------------------------------------------------------------
@@ -33,8 +33,8 @@ if ! rustup target list --installed | grep -qx "$TARGET"; then
         exit 0
     fi
 fi
-cargo build -p group-core -p group-embedded --target "$TARGET"
-cargo clippy -p group-embedded -p firmware --target "$TARGET" --features firmware/net,firmware/signatures,firmware/keydist -- -D warnings
+cargo build -p group-core -p group-embedded --target "$TARGET" --features group-embedded/embassy
+cargo clippy -p group-embedded -p firmware --target "$TARGET" --features group-embedded/embassy,firmware/net,firmware/signatures,firmware/keydist -- -D warnings
 audit=$(cargo tree -p firmware -e normal --target "$TARGET" --features net,signatures,keydist \
     -f '{p} [{f}]' --prefix none | grep -wE 'std|alloc|getrandom' || true)
 if [ -n "$audit" ]; then

@@ -13,6 +13,8 @@
 //!   group socket on a smoltcp [`Interface`](smoltcp::iface::Interface): joins the multicast
 //!   group, seals and sends, receives and opens every record of a datagram through the core;
 //!   caller-owned buffers. `hub`: an in-memory Ethernet hub device for tests and simulations.
+//! - `embassy` (feature `embassy`): `AsyncGroupSocket`, the same socket on embassy-net with
+//!   async `send` / `recv`, sharing `net::GroupEndpoint` with the poll-style socket.
 //!
 //! ```text
 //!   application
@@ -70,6 +72,8 @@
     )
 )]
 
+#[cfg(feature = "embassy")]
+pub mod embassy;
 pub mod flash;
 #[cfg(feature = "smoltcp")]
 pub mod hub;

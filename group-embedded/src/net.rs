@@ -130,147 +130,94 @@ fn udp_socket<'s, 'a>(
         .and_then(|(_, s)| udp::Socket::downcast_mut(s))
 }
 
-/// A group member on a smoltcp interface: a [`Group`] with `SENDERS` sender states and
-/// `32 × WORDS`-record replay windows, its sequence store `S`, and a UDP socket.
-pub struct GroupSocket<S, const SENDERS: usize = 16, const WORDS: usize = 2> {
+/// The socket-independent half of a group socket, shared by the poll-style [`GroupSocket`] and
+/// the async `embassy::AsyncGroupSocket` (feature `embassy`): the [`Group`] with `SENDERS`
+/// sender states and `32 × WORDS`-record windows, its sequence store `S`, the group's
+/// endpoint, and the adapter's counters. It turns plaintext into one datagram and a received
+/// datagram into opened records; the socket types only move bytes.
+pub struct GroupEndpoint<S, const SENDERS: usize = 16, const WORDS: usize = 2> {
     group: Group<SENDERS, WORDS>,
     store: S,
-    handle: SocketHandle,
     endpoint: IpEndpoint,
     stats: SocketStats,
 }
 
-impl<S, const SENDERS: usize, const WORDS: usize> fmt::Debug for GroupSocket<S, SENDERS, WORDS> {
+impl<S, const SENDERS: usize, const WORDS: usize> fmt::Debug for GroupEndpoint<S, SENDERS, WORDS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GroupSocket")
+        f.debug_struct("GroupEndpoint")
             .field("group", &self.group)
-            .field("handle", &self.handle)
             .field("endpoint", &self.endpoint)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
 
-impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, SENDERS, WORDS> {
-    /// A group socket for the group at `endpoint` (multicast address and port), over the UDP
-    /// socket `handle`.
-    pub fn new(
-        group: Group<SENDERS, WORDS>,
-        store: S,
-        handle: SocketHandle,
-        endpoint: IpEndpoint,
-    ) -> Self {
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupEndpoint<S, SENDERS, WORDS> {
+    /// The group at `endpoint` (multicast address and port).
+    pub fn new(group: Group<SENDERS, WORDS>, store: S, endpoint: IpEndpoint) -> Self {
         Self {
             group,
             store,
-            handle,
             endpoint,
             stats: SocketStats::default(),
         }
     }
 
-    /// Binds the UDP socket to the group's port (if it is not bound yet) and joins the
-    /// multicast group on `iface`. Call `iface.poll` afterwards to send the membership report.
-    pub fn join(
-        &mut self,
-        iface: &mut Interface,
-        sockets: &mut SocketSet<'_>,
-    ) -> Result<(), JoinError> {
-        let socket = udp_socket(sockets, self.handle).ok_or(JoinError::NoSocket)?;
-        if !socket.is_open() {
-            socket.bind(self.endpoint.port).map_err(JoinError::Bind)?;
-        }
-        iface
-            .join_multicast_group(self.endpoint.addr)
-            .map_err(JoinError::Join)
+    /// Length of the datagram that carries `plaintext_len` bytes in the current epoch.
+    pub fn datagram_len(&self, plaintext_len: usize) -> Result<usize, SealError> {
+        self.group.record_len(plaintext_len)
     }
 
-    /// Leaves the multicast group on `iface` (the socket stays bound).
-    pub fn leave(&mut self, iface: &mut Interface) -> Result<(), JoinError> {
-        iface
-            .leave_multicast_group(self.endpoint.addr)
-            .map_err(JoinError::Join)
-    }
-
-    /// Seals `plaintext` as this node's next record into `scratch` and queues it to the group.
-    /// Returns the datagram length. The sequence number is reserved in the store first.
-    pub fn send(
+    /// Seals `plaintext` as this node's next record into `scratch`; returns the datagram.
+    /// The sequence number is reserved in the store first.
+    pub fn seal<'b>(
         &mut self,
-        sockets: &mut SocketSet<'_>,
         now: Instant,
         plaintext: &[u8],
-        scratch: &mut [u8],
-    ) -> Result<usize, SendError> {
-        let r = self.send_inner(sockets, now, plaintext, scratch);
+        scratch: &'b mut [u8],
+    ) -> Result<&'b [u8], SealError> {
+        let len = self.group.seal(now, &mut self.store, plaintext, scratch)?;
+        scratch.get(..len).ok_or(SealError::BufferTooSmall)
+    }
+
+    /// Whether a datagram whose destination address was `local` is group traffic; counts it
+    /// (`not_to_group`) when it is not, and the caller then drops it.
+    pub fn is_group_traffic(&mut self, local: Option<IpAddress>) -> bool {
+        let ours = local == Some(self.endpoint.addr);
+        if !ours {
+            bump(&mut self.stats.not_to_group);
+        }
+        ours
+    }
+
+    /// Takes a received group datagram: an iterator that opens its records in place.
+    pub fn open_datagram<'b>(
+        &'b mut self,
+        now: Instant,
+        from: IpEndpoint,
+        datagram: &'b mut [u8],
+    ) -> Datagram<'b, SENDERS, WORDS> {
+        bump(&mut self.stats.datagrams_received);
+        Datagram {
+            group: &mut self.group,
+            rest: datagram,
+            now,
+            from,
+            done: false,
+        }
+    }
+
+    /// Counts the outcome of a send.
+    pub fn note_send<T, E>(&mut self, r: &Result<T, E>) {
         match r {
             Ok(_) => bump(&mut self.stats.datagrams_sent),
             Err(_) => bump(&mut self.stats.send_failures),
         }
-        r
     }
 
-    fn send_inner(
-        &mut self,
-        sockets: &mut SocketSet<'_>,
-        now: Instant,
-        plaintext: &[u8],
-        scratch: &mut [u8],
-    ) -> Result<usize, SendError> {
-        let socket = udp_socket(sockets, self.handle).ok_or(SendError::NoSocket)?;
-        let len = self
-            .group
-            .record_len(plaintext.len())
-            .map_err(SendError::Seal)?;
-        if !socket.can_send() || socket.payload_send_capacity() < len {
-            return Err(SendError::QueueFull);
-        }
-        let len = self
-            .group
-            .seal(now, &mut self.store, plaintext, scratch)
-            .map_err(SendError::Seal)?;
-        let datagram = scratch
-            .get(..len)
-            .ok_or(SendError::Seal(SealError::BufferTooSmall))?;
-        socket
-            .send_slice(datagram, self.endpoint)
-            .map_err(SendError::Socket)?;
-        Ok(len)
-    }
-
-    /// Takes the next datagram sent to the group into `buf` and returns it as an iterator over
-    /// its opened records; `Ok(None)` when nothing is queued. Datagrams to other addresses on
-    /// the same port are dropped and counted. Records not pulled from the iterator are
-    /// discarded unopened.
-    pub fn recv<'b>(
-        &'b mut self,
-        sockets: &mut SocketSet<'_>,
-        now: Instant,
-        buf: &'b mut [u8],
-    ) -> Result<Option<Datagram<'b, SENDERS, WORDS>>, RecvError> {
-        let socket = udp_socket(sockets, self.handle).ok_or(RecvError::NoSocket)?;
-        loop {
-            let (n, meta) = match socket.recv_slice(buf) {
-                Ok(r) => r,
-                Err(udp::RecvError::Exhausted) => return Ok(None),
-                Err(udp::RecvError::Truncated) => {
-                    bump(&mut self.stats.truncated);
-                    return Err(RecvError::Truncated);
-                }
-            };
-            if meta.local_address != Some(self.endpoint.addr) {
-                bump(&mut self.stats.not_to_group);
-                continue;
-            }
-            bump(&mut self.stats.datagrams_received);
-            let rest = buf.get_mut(..n).unwrap_or_default();
-            return Ok(Some(Datagram {
-                group: &mut self.group,
-                rest,
-                now,
-                from: meta.endpoint,
-                done: false,
-            }));
-        }
+    /// Counts a datagram dropped because it did not fit the caller's buffer.
+    pub fn note_truncated(&mut self) {
+        bump(&mut self.stats.truncated);
     }
 
     /// Runs the core's timers (retiring a previous epoch after its grace period).
@@ -313,6 +260,191 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, 
         &mut self.store
     }
 
+    /// The group's multicast address and port.
+    pub fn endpoint(&self) -> IpEndpoint {
+        self.endpoint
+    }
+
+    /// Gives back the group context and the store.
+    pub fn into_parts(self) -> (Group<SENDERS, WORDS>, S) {
+        (self.group, self.store)
+    }
+}
+
+/// A group member on a smoltcp interface, poll style: a [`GroupEndpoint`] and the handle of a
+/// UDP socket in the caller's [`SocketSet`].
+pub struct GroupSocket<S, const SENDERS: usize = 16, const WORDS: usize = 2> {
+    core: GroupEndpoint<S, SENDERS, WORDS>,
+    handle: SocketHandle,
+}
+
+impl<S, const SENDERS: usize, const WORDS: usize> fmt::Debug for GroupSocket<S, SENDERS, WORDS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupSocket")
+            .field("core", &self.core)
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, SENDERS, WORDS> {
+    /// A group socket for the group at `endpoint` (multicast address and port), over the UDP
+    /// socket `handle`.
+    pub fn new(
+        group: Group<SENDERS, WORDS>,
+        store: S,
+        handle: SocketHandle,
+        endpoint: IpEndpoint,
+    ) -> Self {
+        Self {
+            core: GroupEndpoint::new(group, store, endpoint),
+            handle,
+        }
+    }
+
+    /// Binds the UDP socket to the group's port (if it is not bound yet) and joins the
+    /// multicast group on `iface`. Call `iface.poll` afterwards to send the membership report.
+    pub fn join(
+        &mut self,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'_>,
+    ) -> Result<(), JoinError> {
+        let socket = udp_socket(sockets, self.handle).ok_or(JoinError::NoSocket)?;
+        if !socket.is_open() {
+            socket
+                .bind(self.core.endpoint.port)
+                .map_err(JoinError::Bind)?;
+        }
+        iface
+            .join_multicast_group(self.core.endpoint.addr)
+            .map_err(JoinError::Join)
+    }
+
+    /// Leaves the multicast group on `iface` (the socket stays bound).
+    pub fn leave(&mut self, iface: &mut Interface) -> Result<(), JoinError> {
+        iface
+            .leave_multicast_group(self.core.endpoint.addr)
+            .map_err(JoinError::Join)
+    }
+
+    /// Seals `plaintext` as this node's next record into `scratch` and queues it to the group.
+    /// Returns the datagram length. The sequence number is reserved in the store first.
+    pub fn send(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        now: Instant,
+        plaintext: &[u8],
+        scratch: &mut [u8],
+    ) -> Result<usize, SendError> {
+        let r = self.send_inner(sockets, now, plaintext, scratch);
+        self.core.note_send(&r);
+        r
+    }
+
+    fn send_inner(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        now: Instant,
+        plaintext: &[u8],
+        scratch: &mut [u8],
+    ) -> Result<usize, SendError> {
+        let socket = udp_socket(sockets, self.handle).ok_or(SendError::NoSocket)?;
+        let len = self
+            .core
+            .datagram_len(plaintext.len())
+            .map_err(SendError::Seal)?;
+        if !socket.can_send() || socket.payload_send_capacity() < len {
+            return Err(SendError::QueueFull);
+        }
+        let endpoint = self.core.endpoint;
+        let datagram = self
+            .core
+            .seal(now, plaintext, scratch)
+            .map_err(SendError::Seal)?;
+        socket
+            .send_slice(datagram, endpoint)
+            .map_err(SendError::Socket)?;
+        Ok(datagram.len())
+    }
+
+    /// Takes the next datagram sent to the group into `buf` and returns it as an iterator over
+    /// its opened records; `Ok(None)` when nothing is queued. Datagrams to other addresses on
+    /// the same port are dropped and counted. Records not pulled from the iterator are
+    /// discarded unopened.
+    pub fn recv<'b>(
+        &'b mut self,
+        sockets: &mut SocketSet<'_>,
+        now: Instant,
+        buf: &'b mut [u8],
+    ) -> Result<Option<Datagram<'b, SENDERS, WORDS>>, RecvError> {
+        let socket = udp_socket(sockets, self.handle).ok_or(RecvError::NoSocket)?;
+        loop {
+            let (n, meta) = match socket.recv_slice(buf) {
+                Ok(r) => r,
+                Err(udp::RecvError::Exhausted) => return Ok(None),
+                Err(udp::RecvError::Truncated) => {
+                    self.core.note_truncated();
+                    return Err(RecvError::Truncated);
+                }
+            };
+            if !self.core.is_group_traffic(meta.local_address) {
+                continue;
+            }
+            let datagram = buf.get_mut(..n).unwrap_or_default();
+            return Ok(Some(self.core.open_datagram(now, meta.endpoint, datagram)));
+        }
+    }
+
+    /// The shared half (group, store, counters).
+    pub fn core(&self) -> &GroupEndpoint<S, SENDERS, WORDS> {
+        &self.core
+    }
+
+    /// The shared half, mutable.
+    pub fn core_mut(&mut self) -> &mut GroupEndpoint<S, SENDERS, WORDS> {
+        &mut self.core
+    }
+
+    /// Runs the core's timers (retiring a previous epoch after its grace period).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.core.handle_timeout(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    /// The core's next event (rekey needed, sender-ID clash, ...).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.core.poll_event()
+    }
+
+    /// The core's counters (records accepted, sealed, dropped by reason).
+    pub fn counters(&self) -> &Counters {
+        self.core.counters()
+    }
+
+    /// The adapter's counters.
+    pub fn stats(&self) -> SocketStats {
+        self.core.stats()
+    }
+
+    /// The group context (epochs, senders).
+    pub fn group(&self) -> &Group<SENDERS, WORDS> {
+        self.core.group()
+    }
+
+    /// The group context, to install epochs and keys from key distribution.
+    pub fn group_mut(&mut self) -> &mut Group<SENDERS, WORDS> {
+        self.core.group_mut()
+    }
+
+    /// The sequence store.
+    pub fn store_mut(&mut self) -> &mut S {
+        self.core.store_mut()
+    }
+
     /// The UDP socket's handle.
     pub fn handle(&self) -> SocketHandle {
         self.handle
@@ -320,17 +452,17 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, 
 
     /// The group's multicast address and port.
     pub fn endpoint(&self) -> IpEndpoint {
-        self.endpoint
+        self.core.endpoint()
     }
 
     /// The group's multicast address.
     pub fn group_address(&self) -> IpAddress {
-        self.endpoint.addr
+        self.core.endpoint().addr
     }
 
     /// Gives back the group context and the store.
     pub fn into_parts(self) -> (Group<SENDERS, WORDS>, S) {
-        (self.group, self.store)
+        self.core.into_parts()
     }
 }
 
