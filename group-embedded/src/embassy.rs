@@ -142,7 +142,7 @@ impl<'d, S: SequenceStore, const SENDERS: usize, const WORDS: usize>
     pub async fn recv<'b>(
         &'b mut self,
         buf: &'b mut [u8],
-    ) -> Result<Datagram<'b, SENDERS, WORDS>, RecvError> {
+    ) -> Result<Datagram<'b, Group<SENDERS, WORDS>>, RecvError> {
         let (n, from) = loop {
             let (n, meta) = match self.socket.recv_from(buf).await {
                 Ok(r) => r,

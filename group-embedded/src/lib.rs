@@ -13,6 +13,9 @@
 //!   group socket on a smoltcp [`Interface`](smoltcp::iface::Interface): joins the multicast
 //!   group, seals and sends, receives and opens every record of a datagram through the core;
 //!   caller-owned buffers. `hub`: an in-memory Ethernet hub device for tests and simulations.
+//! - `member` (feature `smoltcp`): `MemberSocket`, a key-distribution member on smoltcp: its
+//!   join, acks and reports go to the key server over unicast UDP, its group records over the
+//!   group socket.
 //! - `embassy` (feature `embassy`): `AsyncGroupSocket`, the same socket on embassy-net with
 //!   async `send` / `recv`, sharing `net::GroupEndpoint` with the poll-style socket.
 //!
@@ -77,6 +80,8 @@ pub mod embassy;
 pub mod flash;
 #[cfg(feature = "smoltcp")]
 pub mod hub;
+#[cfg(feature = "smoltcp")]
+pub mod member;
 #[cfg(feature = "smoltcp")]
 pub mod net;
 

@@ -116,11 +116,11 @@ pub struct SocketStats {
     pub truncated: u64,
 }
 
-fn bump(c: &mut u64) {
+pub(crate) fn bump(c: &mut u64) {
     *c = c.saturating_add(1);
 }
 
-fn udp_socket<'s, 'a>(
+pub(crate) fn udp_socket<'s, 'a>(
     sockets: &'s mut SocketSet<'a>,
     handle: SocketHandle,
 ) -> Option<&'s mut udp::Socket<'a>> {
@@ -196,15 +196,9 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupEndpoint<S
         now: Instant,
         from: IpEndpoint,
         datagram: &'b mut [u8],
-    ) -> Datagram<'b, SENDERS, WORDS> {
+    ) -> Datagram<'b, Group<SENDERS, WORDS>> {
         bump(&mut self.stats.datagrams_received);
-        Datagram {
-            group: &mut self.group,
-            rest: datagram,
-            now,
-            from,
-            done: false,
-        }
+        Datagram::new(&mut self.group, now, from, datagram)
     }
 
     /// Counts the outcome of a send.
@@ -376,7 +370,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, 
         sockets: &mut SocketSet<'_>,
         now: Instant,
         buf: &'b mut [u8],
-    ) -> Result<Option<Datagram<'b, SENDERS, WORDS>>, RecvError> {
+    ) -> Result<Option<Datagram<'b, Group<SENDERS, WORDS>>>, RecvError> {
         let socket = udp_socket(sockets, self.handle).ok_or(RecvError::NoSocket)?;
         loop {
             let (n, meta) = match socket.recv_slice(buf) {
@@ -466,18 +460,51 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, 
     }
 }
 
+/// What opens the records of a received datagram: a [`Group`], or a key-distribution
+/// [`group_core::keydist::Member`] (which holds its group).
+pub trait OpenRecords {
+    /// Opens one record in place (see [`Group::open`]).
+    fn open_record<'a>(
+        &mut self,
+        now: Instant,
+        record: &'a mut [u8],
+    ) -> Result<Delivery<'a>, OpenError>;
+}
+
+impl<const SENDERS: usize, const WORDS: usize> OpenRecords for Group<SENDERS, WORDS> {
+    fn open_record<'a>(
+        &mut self,
+        now: Instant,
+        record: &'a mut [u8],
+    ) -> Result<Delivery<'a>, OpenError> {
+        self.open(now, record)
+    }
+}
+
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> OpenRecords
+    for group_core::keydist::Member<S, SENDERS, WORDS>
+{
+    fn open_record<'a>(
+        &mut self,
+        now: Instant,
+        record: &'a mut [u8],
+    ) -> Result<Delivery<'a>, OpenError> {
+        self.open(now, record)
+    }
+}
+
 /// One received datagram: an iterator that opens its records in place, in order. Each item is
-/// a delivered record or the reason the core dropped it (already counted there). Bytes that
+/// a delivered record or the reason it was dropped (already counted by the core). Bytes that
 /// do not parse as a record end the datagram, counted as malformed.
-pub struct Datagram<'b, const SENDERS: usize, const WORDS: usize> {
-    group: &'b mut Group<SENDERS, WORDS>,
+pub struct Datagram<'b, O: ?Sized> {
+    opener: &'b mut O,
     rest: &'b mut [u8],
     now: Instant,
     from: IpEndpoint,
     done: bool,
 }
 
-impl<const SENDERS: usize, const WORDS: usize> fmt::Debug for Datagram<'_, SENDERS, WORDS> {
+impl<O: ?Sized> fmt::Debug for Datagram<'_, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Datagram")
             .field("from", &self.from)
@@ -486,14 +513,25 @@ impl<const SENDERS: usize, const WORDS: usize> fmt::Debug for Datagram<'_, SENDE
     }
 }
 
-impl<const SENDERS: usize, const WORDS: usize> Datagram<'_, SENDERS, WORDS> {
+impl<'b, O: OpenRecords + ?Sized> Datagram<'b, O> {
+    /// A datagram whose records `opener` opens.
+    pub fn new(opener: &'b mut O, now: Instant, from: IpEndpoint, datagram: &'b mut [u8]) -> Self {
+        Self {
+            opener,
+            rest: datagram,
+            now,
+            from,
+            done: false,
+        }
+    }
+
     /// Where the datagram came from (not authenticated: any host can send to the group).
     pub fn from(&self) -> IpEndpoint {
         self.from
     }
 }
 
-impl<'b, const SENDERS: usize, const WORDS: usize> Iterator for Datagram<'b, SENDERS, WORDS> {
+impl<'b, O: OpenRecords + ?Sized> Iterator for Datagram<'b, O> {
     type Item = Result<Delivery<'b>, OpenError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -504,12 +542,12 @@ impl<'b, const SENDERS: usize, const WORDS: usize> Iterator for Datagram<'b, SEN
         if wire::split_record(rest).is_err() {
             // Not a record: the core counts it as malformed; nothing after it can be framed.
             self.done = true;
-            return Some(self.group.open(self.now, rest));
+            return Some(self.opener.open_record(self.now, rest));
         }
         match wire::split_record_mut(rest) {
             Ok((record, tail)) => {
                 self.rest = tail;
-                Some(self.group.open(self.now, record))
+                Some(self.opener.open_record(self.now, record))
             }
             Err(_) => {
                 self.done = true;
