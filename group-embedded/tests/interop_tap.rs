@@ -99,6 +99,9 @@ fn run_inside() {
     );
     node.join(&mut iface, &mut sockets).unwrap();
     iface.poll(now(), &mut tap, &mut sockets);
+    // The kernel turns the TAP's carrier on only after a process attached to it, through its
+    // link watcher (up to a second later); until then it drops what is sent on the link.
+    wait_for_carrier();
 
     // Linux → smoltcp.
     for m in [&b"from linux 1"[..], b"from linux 2"] {
@@ -158,6 +161,25 @@ fn run_inside() {
             .all(|r| r.from.ip() == Ipv4Addr::new(192, 0, 2, 2))
     );
     println!("interop: 2 records Linux -> smoltcp, 2 records smoltcp -> Linux");
+}
+
+fn wait_for_carrier() {
+    let deadline = StdInstant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", TAP])
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&out.stdout);
+        if line.contains("LOWER_UP") && line.contains("state UP") {
+            return;
+        }
+        assert!(
+            StdInstant::now() < deadline,
+            "{TAP} has no carrier after 5 s: {line}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
