@@ -164,9 +164,8 @@ fn key_server_and_eight_members_join_revoke_and_late_join() {
     }
     std::fs::write(dir.join("ks.toml"), toml).unwrap();
     let ctrl = dir.join("ks.sock");
-    let _ks = Proc::spawn(
-        "keyserver",
-        &[
+    let ks_args = |init: bool| {
+        let mut a: Vec<String> = vec![
             "keyserver".into(),
             "--config".into(),
             p("ks.toml"),
@@ -174,9 +173,17 @@ fn key_server_and_eight_members_join_revoke_and_late_join() {
             ctrl.to_string_lossy().into_owned(),
             "--timeout".into(),
             "90".into(),
-        ],
-        false,
-    );
+        ];
+        if init {
+            a.push("--init".into());
+        }
+        a
+    };
+    // Without --init a key server refuses to start from no state.
+    let out = Command::new(BIN).args(ks_args(false)).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    let mut ks = Proc::spawn("keyserver", &ks_args(true), false);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ctrl.exists() {
         assert!(Instant::now() < deadline, "key server did not start");
@@ -250,6 +257,28 @@ fn key_server_and_eight_members_join_revoke_and_late_join() {
         m.wait_for("a: off", got("a: off"), Duration::from_secs(10));
     }
 
+    // The key server is killed (SIGKILL) and restarted from its database: nothing promised is
+    // lost (the next epoch is newer than every epoch handed out before).
+    let _ = ks.child.kill();
+    let _ = ks.child.wait();
+    let _ = std::fs::remove_file(&ctrl);
+    ks = Proc::spawn("keyserver", &ks_args(false), false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ctrl.exists() {
+        assert!(Instant::now() < deadline, "key server did not restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(settled(&ctrl, 6) >= epoch2);
+    // The revoked light stays revoked although the config file still lists it.
+    let s = admin(&ctrl, &["status"]);
+    assert!(
+        s["groups"][0]["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["device"] != 6)
+    );
+
     // A new light joins mid-way; it gets a fresh epoch and hears what follows.
     lights.push(member(7, "light-7", "listener"));
     let epoch3 = settled(&ctrl, 7);
@@ -279,5 +308,6 @@ fn key_server_and_eight_members_join_revoke_and_late_join() {
     drop(lights);
     drop(switch_a);
     drop(switch_b);
+    drop(ks);
     let _ = std::fs::remove_dir_all(&dir);
 }

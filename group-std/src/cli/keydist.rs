@@ -1,7 +1,7 @@
 //! `dtls-group keygen`, `keyserver`, `member` and `admin`: key distribution on real sockets.
 //!
 //! - `keygen --out PREFIX` writes `PREFIX.key` (0600) and `PREFIX.pub`.
-//! - `keyserver --config FILE [--control PATH]` runs the key server (see
+//! - `keyserver --config FILE [--init] [--control PATH]` runs the key server (see
 //!   [`crate::keyserver::KeyServerConfig`] for the TOML format) until killed.
 //! - `member ...` joins a group through the key server, prints delivered records and events as
 //!   JSON lines, and sends messages (from arguments or stdin lines) once it holds keys.
@@ -58,6 +58,10 @@ pub struct KeyserverArgs {
     /// Stop after this many seconds (default: run until killed).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Create a new state database (first start of a new installation only; refuses if it
+    /// exists). Without it the state must exist.
+    #[arg(long)]
+    pub init: bool,
 }
 
 /// Logs go to stderr; `DTLS_GROUP_LOG` = debug | info (default) | warn | off.
@@ -80,7 +84,7 @@ fn init_logs() {
 pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadInput> {
     init_logs();
     let cfg = KeyServerConfig::load(&args.config).map_err(BadInput::new)?;
-    let mut daemon = KeyServerDaemon::start(&cfg, args.control.as_deref())
+    let mut daemon = KeyServerDaemon::start(&cfg, args.control.as_deref(), args.init)
         .map_err(|e| BadInput::new(format!("keyserver: {e}")))?;
     let deadline = args
         .timeout

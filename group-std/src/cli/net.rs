@@ -26,7 +26,7 @@ use crate::store::FileSequenceStore;
 /// Where the group is.
 #[derive(Args, Debug, Clone)]
 pub struct GroupArgs {
-    /// Multicast group and port, e.g. 239.255.0.1:40000 or [ff02::1:7]:40000.
+    /// Multicast group and port, e.g. `239.255.0.1:40000` or `[ff02::1:7]:40000`.
     #[arg(long, value_name = "ADDR:PORT")]
     pub group: SocketAddr,
     /// Interface: an IPv4 address for IPv4 groups (default 127.0.0.1, so that nothing leaves

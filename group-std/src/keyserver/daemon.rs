@@ -45,10 +45,20 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 impl KeyServerDaemon {
     /// Opens the state, applies the configuration (creates groups and admits devices that are
     /// not there yet) and binds the socket.
-    pub fn start(cfg: &KeyServerConfig, control: Option<&std::path::Path>) -> io::Result<Self> {
+    ///
+    /// `init` creates a new state database (a new installation); without it the state must
+    /// exist, so a lost database can't silently restart epochs and sender IDs.
+    pub fn start(
+        cfg: &KeyServerConfig,
+        control: Option<&std::path::Path>,
+        init: bool,
+    ) -> io::Result<Self> {
         let key = keyfile::read_private(&cfg.server_key)?;
-        let store = RedbServerStore::open(&cfg.state)
-            .map_err(|e| other(format!("state {}: {e}", cfg.state.display())))?;
+        let store = if init {
+            RedbServerStore::create_new(&cfg.state)?
+        } else {
+            RedbServerStore::open(&cfg.state)?
+        };
         let mut server: ServerType = KeyServer::open(ServerCredentials::new(key), store)
             .map_err(|e| other(format!("state {}: {e}", cfg.state.display())))?;
         let mut rng = keyfile::os_rng();
@@ -62,6 +72,13 @@ impl KeyServerDaemon {
             }
         }
         for d in &cfg.devices {
+            if server.store().is_revoked(d.id)? {
+                tracing::warn!(
+                    device = d.id,
+                    "revoked earlier: not admitted (remove it from the config)"
+                );
+                continue;
+            }
             let pk = keyfile::read_public(&d.public_key)
                 .map_err(|e| other(format!("device {}: {e}", d.id)))?;
             let role = d.role().map_err(other)?;
@@ -76,13 +93,19 @@ impl KeyServerDaemon {
                 Err(e) => return Err(other(format!("device {}: {e}", d.id))),
             }
         }
+        let addrs = server
+            .store()
+            .addresses()?
+            .into_iter()
+            .map(|(d, a)| (DeviceId(d), a))
+            .collect();
         let socket = UdpSocket::bind(cfg.listen)?;
         let control = control.map(ControlServer::bind).transpose()?;
         tracing::info!(listen = %cfg.listen, "key server running");
         Ok(Self {
             server,
             socket,
-            addrs: HashMap::new(),
+            addrs,
             rng,
             control,
             rejected: 0,
@@ -130,7 +153,11 @@ impl KeyServerDaemon {
                     .handle_message(now, &mut self.rng, rbuf.get(..n).unwrap_or(&[]))
                 {
                     Ok(device) => {
-                        self.addrs.insert(device, from);
+                        if self.addrs.insert(device, from) != Some(from)
+                            && let Err(e) = self.server.store().save_address(device.0, from)
+                        {
+                            tracing::warn!(error = %e, "could not store a device address");
+                        }
                     }
                     Err(e) => {
                         self.rejected = self.rejected.saturating_add(1);
@@ -179,6 +206,9 @@ impl KeyServerDaemon {
             words.next().and_then(|w| w.parse::<u32>().ok()),
         ) {
             (Some("revoke"), Some(d)) => {
+                if let Err(e) = self.server.store().add_revoked(d) {
+                    return format!("{{\"error\":\"{e}\"}}");
+                }
                 match self.server.revoke_device(DeviceId(d), now, &mut self.rng) {
                     Ok(()) => {
                         let _ = self.flush(now);
