@@ -223,6 +223,7 @@ pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
     events: Deque<Event, EVENT_QUEUE_LEN>,
     sending: Option<SequenceCounter>,
     budget_event_for: Option<Epoch>,
+    exhausted_event_for: Option<Epoch>,
     signing_key: Option<SigningKey>,
 }
 
@@ -252,6 +253,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             events: Deque::new(),
             sending: None,
             budget_event_for: None,
+            exhausted_event_for: None,
             signing_key: None,
         }
     }
@@ -431,11 +433,13 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             });
         }
         // A state whose windows are all in epochs no longer held protects nothing: reuse it.
+        // (A state with no window yet was provided by the key server: not dead.)
         let dead = self.senders.iter().position(|s| {
-            [&s.current, &s.previous]
-                .into_iter()
-                .flatten()
-                .all(|(e, _)| !self.epochs.holds(*e, now))
+            s.current.is_some()
+                && [&s.current, &s.previous]
+                    .into_iter()
+                    .flatten()
+                    .all(|(e, _)| !self.epochs.holds(*e, now))
         });
         if let Some(i) = dead {
             return Ok(Plan::Create {
@@ -561,12 +565,12 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         let profile = self.config.nonce_profile;
         let own = self.config.own_sender_id == Some(sid);
         let trailer = self.trailer_len();
-        {
+        let parsed = {
             let Some((_, keys)) = self.epochs.get_mut(epoch, now) else {
                 return Err(OpenError::UnknownEpoch(epoch));
             };
-            record::parse(keys.cipher(), record, profile, trailer)?;
-        }
+            record::parse_fragment(keys.cipher(), header, record, profile, trailer)?
+        };
         let plan = if own {
             None
         } else {
@@ -584,12 +588,11 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             verify_signature(&key, record)?;
         }
         let integrity_limit = self.config.integrity_limit;
+        let confidentiality_limit = self.config.confidentiality_limit;
         let Some((_, keys)) = self.epochs.get_mut(epoch, now) else {
             return Err(OpenError::UnknownEpoch(epoch));
         };
-        let parsed = record::parse(keys.cipher(), record, profile, trailer)?;
-        let opened = record::decrypt(keys.cipher(), &parsed, record);
-        let plaintext = match opened {
+        let plaintext = match record::decrypt(keys.cipher(), &parsed, record) {
             Ok(p) => p,
             Err(e) => {
                 keys.auth_failures = keys.auth_failures.saturating_add(1);
@@ -603,6 +606,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                 return Err(e);
             }
         };
+        let usage_event = plan.is_some() && count_usage(keys, confidentiality_limit);
         let Some(plan) = plan else {
             // Authentic record under our own sid: our own record looped back, or another
             // member holds our sid. A number we have not sent yet can only be the latter.
@@ -616,24 +620,27 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             }
             return Err(OpenError::OwnSenderId);
         };
-        self.note_usage(epoch, now);
+        if usage_event {
+            self.push_event(Event::RekeyNeeded {
+                epoch,
+                reason: RekeyReason::GroupUsage,
+            });
+        }
         self.commit(plan, sid, epoch, seq);
         Ok((header, plaintext))
     }
 
     fn note_usage(&mut self, epoch: Epoch, now: Instant) {
         let limit = self.config.confidentiality_limit;
-        if let Some((_, keys)) = self.epochs.get_mut(epoch, now) {
-            keys.records = keys.records.saturating_add(1);
-            let limit =
-                limit.unwrap_or_else(|| default_confidentiality_limit(keys.cipher().suite()));
-            if keys.records >= limit && !keys.usage_event_raised {
-                keys.usage_event_raised = true;
-                self.push_event(Event::RekeyNeeded {
-                    epoch,
-                    reason: RekeyReason::GroupUsage,
-                });
-            }
+        let raise = self
+            .epochs
+            .get_mut(epoch, now)
+            .is_some_and(|(_, keys)| count_usage(keys, limit));
+        if raise {
+            self.push_event(Event::RekeyNeeded {
+                epoch,
+                reason: RekeyReason::GroupUsage,
+            });
         }
     }
 
@@ -712,8 +719,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             Ok(s) => s,
             Err(e) => {
                 let e = SealError::from(e);
-                if e == SealError::SequenceExhausted && self.budget_event_for != Some(epoch) {
-                    self.budget_event_for = Some(epoch);
+                if e == SealError::SequenceExhausted && self.exhausted_event_for != Some(epoch) {
+                    self.exhausted_event_for = Some(epoch);
                     self.push_event(Event::RekeyNeeded {
                         epoch,
                         reason: RekeyReason::SequenceExhausted,
@@ -774,6 +781,18 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     pub fn next_send_seq(&self) -> Option<(Epoch, u64)> {
         self.sending.as_ref().map(|c| (c.epoch(), c.peek()))
     }
+}
+
+/// Counts one record protected under `keys`; true when this crosses the confidentiality
+/// limit for the first time.
+fn count_usage(keys: &mut crate::epochs::EpochKeys, limit: Option<u64>) -> bool {
+    keys.records = keys.records.saturating_add(1);
+    let limit = limit.unwrap_or_else(|| default_confidentiality_limit(keys.cipher().suite()));
+    if keys.records >= limit && !keys.usage_event_raised {
+        keys.usage_event_raised = true;
+        return true;
+    }
+    false
 }
 
 /// Verifies the signature trailer of `record` (the last 64 bytes) over everything before it.

@@ -327,6 +327,17 @@ pub fn parse(
     trailer_len: usize,
 ) -> Result<ParsedRecord, OpenError> {
     let header = RecordHeader::parse(record)?;
+    parse_fragment(cipher, header, record, profile, trailer_len)
+}
+
+/// [`parse`] for a record whose header the caller already parsed from `record`.
+pub fn parse_fragment(
+    cipher: &EpochCipher,
+    header: RecordHeader,
+    record: &[u8],
+    profile: NonceProfile,
+    trailer_len: usize,
+) -> Result<ParsedRecord, OpenError> {
     if record.len() != header.record_len() {
         return Err(OpenError::Malformed(wire::Error::TrailingBytes));
     }

@@ -11,6 +11,11 @@ use core::fmt;
 
 use crate::wire::{Epoch, MAX_SEQ, SenderId};
 
+/// The last sequence number a sender of this crate uses in an epoch: 2^40 - 2. wire.md §4 has
+/// senders stop *before* 2^40 - 1 (the largest value the header can carry, which receivers
+/// still accept from other implementations), so the counter can never reach the wrap point.
+pub const LAST_SEQ: u64 = MAX_SEQ - 1;
+
 /// What a [`SequenceStore`] holds: every sequence number below `reserved_until` in
 /// `(epoch, sender_id)` may have been used; none at or above it has.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -209,7 +214,7 @@ impl SequenceCounter {
         let until = self
             .next
             .saturating_add(self.step)
-            .min(MAX_SEQ.saturating_add(1));
+            .min(LAST_SEQ.saturating_add(1));
         store
             .save(&StoredSequence {
                 epoch: self.epoch,
@@ -239,7 +244,7 @@ impl SequenceCounter {
     /// Takes the next sequence number, reserving ahead in the store first when needed.
     /// A number once taken is never returned again, even if the record is then not sent.
     pub fn take<S: SequenceStore>(&mut self, store: &mut S) -> Result<u64, SequenceError> {
-        if self.next > MAX_SEQ {
+        if self.next > LAST_SEQ {
             return Err(SequenceError::Exhausted);
         }
         if self.next >= self.reserved_until {
@@ -309,12 +314,14 @@ mod tests {
             .save(&StoredSequence {
                 epoch: Epoch(1),
                 sender_id: SenderId(1),
-                reserved_until: MAX_SEQ - 1,
+                reserved_until: MAX_SEQ - 2,
             })
             .unwrap();
         let mut c = SequenceCounter::start(&mut store, Epoch(1), SenderId(1), 1000).unwrap();
-        assert_eq!(c.take(&mut store).unwrap(), MAX_SEQ - 1);
-        assert_eq!(c.take(&mut store).unwrap(), MAX_SEQ);
+        assert_eq!(c.take(&mut store).unwrap(), MAX_SEQ - 2);
+        assert_eq!(c.take(&mut store).unwrap(), LAST_SEQ);
         assert_eq!(c.take(&mut store), Err(SequenceError::Exhausted));
+        assert_eq!(c.take(&mut store), Err(SequenceError::Exhausted));
+        assert_eq!(store.stored().unwrap().unwrap().reserved_until, MAX_SEQ);
     }
 }

@@ -431,3 +431,63 @@ fn listener_cannot_seal_and_no_keys_means_no_epoch() {
         Err(SealError::BufferTooSmall)
     );
 }
+
+#[test]
+fn exhausted_sequence_space_stops_sending_and_raises_its_own_event() {
+    use group_core::sequence::LAST_SEQ;
+    let mut g = sender(1);
+    let mut store = MemorySequenceStore::commissioned();
+    store
+        .save(&StoredSequence {
+            epoch: Epoch(1),
+            sender_id: SenderId(1),
+            reserved_until: LAST_SEQ,
+        })
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = g.seal(Instant(0), &mut store, b"x", &mut buf).unwrap();
+    assert_eq!(&buf[6..11], &LAST_SEQ.to_be_bytes()[3..]);
+    assert!(n > 0);
+    assert_eq!(
+        g.poll_event(),
+        Some(Event::RekeyNeeded {
+            epoch: Epoch(1),
+            reason: RekeyReason::SenderBudget
+        })
+    );
+    assert_eq!(
+        g.seal(Instant(0), &mut store, b"x", &mut buf),
+        Err(SealError::SequenceExhausted)
+    );
+    assert_eq!(
+        g.poll_event(),
+        Some(Event::RekeyNeeded {
+            epoch: Epoch(1),
+            reason: RekeyReason::SequenceExhausted
+        })
+    );
+    assert_eq!(
+        g.seal(Instant(0), &mut store, b"x", &mut buf),
+        Err(SealError::SequenceExhausted)
+    );
+    assert_eq!(g.poll_event(), None);
+}
+
+#[test]
+fn provided_sender_without_traffic_is_not_reused_as_dead() {
+    let mut l: Group<1, 2> = Group::new(GroupConfig::new(GID));
+    l.install_and_activate(Epoch(1), &keys(1), Instant(0))
+        .unwrap();
+    l.add_sender(SenderId(1)).unwrap();
+    let mut s2 = sender(2);
+    let mut st = MemorySequenceStore::commissioned();
+    let mut r = seal(&mut s2, &mut st, b"x");
+    // The only slot holds a provided sender: taking it is an eviction, reported as such.
+    assert!(l.open(Instant(0), &mut r).is_ok());
+    assert_eq!(
+        l.poll_event(),
+        Some(Event::SenderEvicted {
+            sender_id: SenderId(1)
+        })
+    );
+}
