@@ -122,15 +122,89 @@ fn activated(epoch: u64) -> impl Fn(&Value) -> bool {
     move |v: &Value| v["event"] == "epoch_activated" && v["epoch"] == epoch
 }
 
+/// How the scenario reaches the key server and the group.
+struct Net {
+    server_host: String,
+    group: String,
+    iface: Option<String>,
+}
+
 #[test]
 fn key_server_and_eight_members_join_revoke_and_late_join() {
+    scenario(&Net {
+        server_host: "127.0.0.1".into(),
+        group: format!("239.255.51.1:{}", 30_000 + std::process::id() % 20_000),
+        iface: None,
+    });
+}
+
+const INSIDE: &str = "DTLS_GROUP_TEST_IN_NETNS";
+
+/// The same scenario over IPv6 (key server on [::1], group ff02::1:51 on a veth interface)
+/// inside a private network namespace this test creates; skipped with a printed reason only
+/// where a namespace can't be created.
+#[test]
+fn the_same_over_ipv6_in_a_private_namespace() {
+    if let Ok(index) = std::env::var("DG_IFINDEX") {
+        if std::env::var_os(INSIDE).is_some() {
+            scenario(&Net {
+                server_host: "[::1]".into(),
+                group: format!("[ff02::1:51]:{}", 30_000 + std::process::id() % 20_000),
+                iface: Some(index),
+            });
+        }
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad && ip link set lo up \
+         && ip link add dg0 type veth peer name dg1 && ip link set dg0 up && ip link set dg1 up \
+         && DG_IFINDEX=$(ip -o link show dg0 | cut -d: -f1) && export DG_IFINDEX \
+         && exec '{}' --exact the_same_over_ipv6_in_a_private_namespace --nocapture --test-threads=1",
+        exe.display()
+    );
+    let out = match Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .env(INSIDE, "1")
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            println!("SKIPPED: can't run unshare to create a network namespace: {e}");
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success()
+        && (stderr.contains("unshare failed") || stderr.contains("Operation not permitted"))
+    {
+        println!("SKIPPED: no permission to create a network namespace: {stderr}");
+        return;
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "inside the namespace:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    println!(
+        "inner run: {}",
+        stdout
+            .lines()
+            .filter(|l| l.contains("test "))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+}
+
+fn scenario(net: &Net) {
     let dir: PathBuf =
         std::env::temp_dir().join(format!("dtls-group-multinode-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
     let port = 41_000 + std::process::id() % 10_000;
-    let group = format!("239.255.51.1:{}", 30_000 + std::process::id() % 20_000);
+    let group = net.group.clone();
     // Devices: 1 and 8 are switches, 2..=6 lights, 7 joins late.
     let names = [
         (1, "switch-a", "sender"),
@@ -151,9 +225,10 @@ fn key_server_and_eight_members_join_revoke_and_late_join() {
     };
     keygen("server");
     let mut toml = format!(
-        "listen = \"127.0.0.1:{port}\"\nstate = \"ks.redb\"\nserver_key = \"server.key\"\n\n\
+        "listen = \"{}:{port}\"\nstate = \"ks.redb\"\nserver_key = \"server.key\"\n\n\
          [[group]]\nid = 1\nsuite = \"ccm\"\nmulticast = \"{group}\"\nactivation_delay_ms = 300\n\
-         grace_ms = 1000\n"
+         grace_ms = 1000\n",
+        net.server_host
     );
     for (id, name, role) in names {
         keygen(name);
@@ -193,7 +268,7 @@ fn key_server_and_eight_members_join_revoke_and_late_join() {
         let mut a: Vec<String> = vec![
             "member".into(),
             "--server".into(),
-            format!("127.0.0.1:{port}"),
+            format!("{}:{port}", net.server_host),
             "--server-key".into(),
             p("server.pub"),
             "--device-key".into(),
@@ -209,6 +284,9 @@ fn key_server_and_eight_members_join_revoke_and_late_join() {
             "--timeout".into(),
             "90".into(),
         ];
+        if let Some(i) = &net.iface {
+            a.extend(["--iface".into(), i.clone()]);
+        }
         if role == "sender" {
             a.extend([
                 "--stdin".into(),
