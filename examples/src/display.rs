@@ -17,6 +17,9 @@ use std::time::Instant;
 
 use crate::command::LightState;
 
+/// Lights per printed row line (more lights continue on the next lines).
+pub const ROW_CELLS: usize = 9;
+
 /// Where a light is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Presence {
@@ -90,10 +93,14 @@ impl Display {
         }
     }
 
-    /// The row as text.
-    pub fn row_text(&self) -> String {
+    /// The row as text: one line per [`ROW_CELLS`] lights.
+    pub fn row_text(&self) -> Vec<String> {
+        let mut lines = Vec::new();
         let mut s = String::from("|");
         for (i, (state, presence, changed)) in self.cells.iter().enumerate() {
+            if i > 0 && i % ROW_CELLS == 0 {
+                lines.push(std::mem::replace(&mut s, String::from("|")));
+            }
             let marker = match (presence, changed) {
                 (Presence::Removed, _) => 'x',
                 (_, true) => '*',
@@ -105,15 +112,21 @@ impl Display {
             };
             s.push_str(&format!("{marker}{:>2} {body}|", i + 1));
         }
-        s
+        lines.push(s);
+        lines
     }
 
     /// Prints the row if a light changed since it was last printed.
     pub fn flush_row(&mut self) {
         if self.dirty {
             self.dirty = false;
-            let row = self.row_text();
-            self.line("lights", &row);
+            for (i, row) in self.row_text().iter().enumerate() {
+                if i == 0 {
+                    self.line("lights", row);
+                } else {
+                    self.write(&format!("{:20}{row}", ""));
+                }
+            }
             for c in &mut self.cells {
                 c.2 = false;
             }

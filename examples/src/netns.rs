@@ -3,7 +3,7 @@
 //! and the group lives on `dg0` (IPv6 multicast does not work on `lo`). The key server listens
 //! on `[::1]` inside the namespace.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -58,15 +58,23 @@ pub fn probe() -> Result<(), String> {
 /// Runs `exe args...` inside a new network namespace with the veth pair set up, output
 /// inherited; returns its exit status.
 pub fn run(exe: &Path, args: &[OsString]) -> Outcome {
+    run_with_env(exe, args, &[])
+}
+
+/// As [`run`], with extra environment variables for the program.
+pub fn run_with_env(exe: &Path, args: &[OsString], env: &[(&str, &OsStr)]) -> Outcome {
     if let Err(reason) = probe() {
         return Outcome::Unavailable(reason);
     }
-    let status = Command::new("unshare")
-        .args(["-n", "sh", "-c", SCRIPT])
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-n", "sh", "-c", SCRIPT])
         .arg(exe)
         .args(args)
-        .stdin(Stdio::null())
-        .status();
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd.status();
     match status {
         Ok(s) => Outcome::Ran(s),
         Err(e) => Outcome::Unavailable(format!("can't run unshare: {e}")),
