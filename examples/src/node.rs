@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -434,8 +434,5 @@ fn switch_loop(
 
 /// Receives one report, waiting up to `limit`.
 pub fn recv(rx: &Receiver<(NodeId, Report)>, limit: Duration) -> Option<(NodeId, Report)> {
-    match rx.recv_timeout(limit) {
-        Ok(r) => Some(r),
-        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-    }
+    rx.recv_timeout(limit).ok()
 }

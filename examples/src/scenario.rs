@@ -30,7 +30,8 @@ use crate::node::{
     spawn_switch,
 };
 use crate::summary::{
-    AppliedCommand, Check, CommandSummary, InjectionSummary, LightSummary, Summary, SwitchSummary,
+    AppliedCommand, Check, CommandSummary, InjectionSummary, LightSummary, SentRecord, Summary,
+    SwitchSummary,
 };
 
 /// Which story to play.
@@ -220,7 +221,7 @@ struct Switch {
     txn: u32,
     sid: Option<u8>,
     active: Option<u16>,
-    sent: Vec<(u32, RecordId)>,
+    sent: Vec<SentRecord>,
     sequence_reused: u64,
     announced: bool,
 }
@@ -606,8 +607,10 @@ impl World {
         }
         self.inject(
             &format!(
-                "renumbers switch A's \"Dim\" record ({dim_id}) to seq {} in the header only",
-                dim_id.seq + 50
+                "renumbers switch A's \"Dim\" record ({dim_id}) to seq {} in the header only \
+                 (its nonce still says seq {})",
+                dim_id.seq + 50,
+                dim_id.seq
             ),
             "nonce_mismatch",
             attacker::rewrite(&dim_rec, None, None, Some(dim_id.seq + 50), false),
@@ -654,8 +657,8 @@ impl World {
         let latest_id = self.commands[latest].record;
         self.inject(
             &format!(
-                "replays the very first \"On\" record ({first_id}): that epoch's key has been \
-                 retired since"
+                "replays the very first \"On\" record ({first_id}): members retired that \
+                 epoch's key since, and the new light never had it"
             ),
             "unknown_epoch",
             first_rec,
@@ -779,10 +782,13 @@ impl World {
         let before: Vec<u64> = self.lights.iter().map(|l| l.verdicts).collect();
         let sent = handle.send(message, APPLY_LIMIT)?;
         let s = &mut self.switches[switch];
-        if s.sent.iter().any(|(_, r)| *r == sent.id) {
+        if s.sent.iter().any(|x| x.record == sent.id) {
             s.sequence_reused += 1;
         }
-        s.sent.push((boot, sent.id));
+        s.sent.push(SentRecord {
+            boot,
+            record: sent.id,
+        });
         self.sent_ids.insert(sent.id);
         let index = self.commands.len();
         let mut members = Vec::new();
@@ -944,7 +950,7 @@ impl World {
 
     fn reboot(&mut self, switch: usize) -> Result<(), String> {
         let name = self.switches[switch].dev.name.clone();
-        let last = self.switches[switch].sent.last().map(|(_, r)| *r);
+        let last = self.switches[switch].sent.last().map(|x| x.record);
         let stored = self.switches[switch]
             .handle
             .as_ref()
@@ -971,18 +977,26 @@ impl World {
         }
         self.out.line(
             &name,
-            "power cut: runtime dropped (were it handed that epoch again, it would resume above \
-             the reservation, never below)",
+            "power cut: runtime, keys and counters gone; the store file stays",
         );
         self.start_switch(switch, false)?;
         let epoch = self.settle()?;
         let sid = self.switches[switch].sid.unwrap_or(0);
+        let note = match stored {
+            Some(st) if st.epoch.0 == epoch => format!(
+                "it resumes at seq {}, above every number it may have used",
+                st.reserved_until
+            ),
+            Some(st) => format!(
+                "a key it never sent under, so it starts at seq 0 there (handed epoch {} again, \
+                 it would resume at seq {})",
+                st.epoch.0, st.reserved_until
+            ),
+            None => "a key it never sent under".to_owned(),
+        };
         self.out.line(
             &name,
-            &format!(
-                "back with sid {sid}; it sends in epoch {epoch} from now on, where it never sent \
-                 before"
-            ),
+            &format!("back with sid {sid} in epoch {epoch}: {note}"),
         );
         Ok(())
     }
@@ -1307,7 +1321,7 @@ impl World {
                 "switch A rebooted and kept sending",
                 switches
                     .first()
-                    .filter(|s| s.boots != 2 || !s.sent.iter().any(|(b, _)| *b == 2))
+                    .filter(|s| s.boots != 2 || !s.sent.iter().any(|x| x.boot == 2))
                     .map(|s| format!("{}: boots {}, sent {:?}", s.name, s.boots, s.sent))
                     .into_iter()
                     .collect(),
@@ -1335,7 +1349,7 @@ impl World {
     fn print_summary(&mut self, s: &Summary) {
         self.out.heading("Summary");
         for line in s.table() {
-            self.out.plain(&format!("   {line}"));
+            self.out.plain(format!("   {line}").trim_end());
         }
         self.out.plain("");
         for c in &s.checks {

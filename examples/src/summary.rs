@@ -85,10 +85,19 @@ pub struct SwitchSummary {
     pub device_id: u32,
     /// Times it was started (2 after a reboot).
     pub boots: u32,
-    /// Every record it sent, in order, with the boot it was sent in (1-based).
-    pub sent: Vec<(u32, RecordId)>,
+    /// Every record it sent, in order.
+    pub sent: Vec<SentRecord>,
     /// Records whose `(epoch, sid, seq)` it had used before (must be 0).
     pub sequence_reused: u64,
+}
+
+/// A record a switch sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRecord {
+    /// The switch's boot it was sent in (1 = first power-on).
+    pub boot: u32,
+    /// The record.
+    pub record: RecordId,
 }
 
 /// One command.
@@ -168,12 +177,17 @@ impl Summary {
                 }
             ));
         }
+        out.push(
+            "(applied: commands applied / commands sent while it was a member; final: its state \
+             at the end)"
+                .to_owned(),
+        );
         out.push(String::new());
         for s in &self.switches {
             let seqs: Vec<String> = s
                 .sent
                 .iter()
-                .map(|(boot, r)| format!("{}:{}/{}", r.epoch, r.seq, boot))
+                .map(|x| format!("{}:{}/{}", x.record.epoch, x.record.seq, x.boot))
                 .collect();
             out.push(format!(
                 "{:<9} sent {} records (epoch:seq/boot {}), boots {}, sequence numbers reused {}",

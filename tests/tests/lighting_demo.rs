@@ -17,7 +17,7 @@ use group_examples::command::LightState;
 use group_examples::netns;
 use group_examples::node::RecordId;
 use group_examples::scenario::{Options, ScenarioKind, run};
-use group_examples::summary::Summary;
+use group_examples::summary::{SentRecord, Summary};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -185,7 +185,7 @@ fn check(s: &Summary, opts: &Options) {
 
     // No switch used a (epoch, sid, seq) twice, reboot included.
     for sw in &s.switches {
-        let ids: HashSet<RecordId> = sw.sent.iter().map(|(_, r)| *r).collect();
+        let ids: HashSet<RecordId> = sw.sent.iter().map(|x| x.record).collect();
         assert_eq!(
             ids.len(),
             sw.sent.len(),
@@ -208,13 +208,15 @@ fn check(s: &Summary, opts: &Options) {
         // number it had used before.
         let a = &s.switches[0];
         assert_eq!(a.boots, 2);
-        let (first, second): (Vec<_>, Vec<_>) = a.sent.iter().partition(|(b, _)| *b == 1);
+        let (first, second): (Vec<&SentRecord>, Vec<&SentRecord>) =
+            a.sent.iter().partition(|x| x.boot == 1);
         assert!(!first.is_empty() && !second.is_empty());
-        for (_, r) in &second {
+        for r in second.iter().map(|x| x.record) {
             assert!(
                 first
                     .iter()
-                    .all(|(_, f)| (f.epoch, f.sid) != (r.epoch, r.sid) || f.seq < r.seq),
+                    .map(|x| x.record)
+                    .all(|f| (f.epoch, f.sid) != (r.epoch, r.sid) || f.seq < r.seq),
                 "{r} after the reboot"
             );
         }
