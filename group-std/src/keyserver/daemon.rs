@@ -197,34 +197,51 @@ impl KeyServerDaemon {
         }
     }
 
+    /// Revokes a device: it is recorded as revoked (never admitted again from the config
+    /// file), removed from every group, and each remaining group is rekeyed.
+    pub fn revoke(&mut self, device: u32) -> Result<(), String> {
+        let now = wall_now();
+        self.server
+            .store()
+            .add_revoked(device)
+            .map_err(|e| e.to_string())?;
+        self.server
+            .revoke_device(DeviceId(device), now, &mut self.rng)
+            .map_err(|e| e.to_string())?;
+        self.flush(now).map_err(|e| e.to_string())
+    }
+
+    /// Starts a new epoch for `group` now; returns it.
+    pub fn rekey(&mut self, group: u32) -> Result<u16, String> {
+        let now = wall_now();
+        let e = self
+            .server
+            .rekey(group, now, &mut self.rng)
+            .map_err(|e| e.to_string())?;
+        self.flush(now).map_err(|e| e.to_string())?;
+        Ok(e)
+    }
+
     /// Answers a control request: `status`, `revoke DEVICE`, `rekey GROUP`.
     fn answer(&mut self, req: &str) -> String {
         let mut words = req.split_whitespace();
-        let now = wall_now();
+        let error = |e: String| serde_json::json!({ "error": e }).to_string();
         match (
             words.next(),
             words.next().and_then(|w| w.parse::<u32>().ok()),
         ) {
-            (Some("revoke"), Some(d)) => {
-                if let Err(e) = self.server.store().add_revoked(d) {
-                    return format!("{{\"error\":\"{e}\"}}");
-                }
-                match self.server.revoke_device(DeviceId(d), now, &mut self.rng) {
-                    Ok(()) => {
-                        let _ = self.flush(now);
-                        format!("{{\"revoked\":{d}}}")
-                    }
-                    Err(e) => format!("{{\"error\":\"{e}\"}}"),
-                }
-            }
-            (Some("rekey"), Some(g)) => match self.server.rekey(g, now, &mut self.rng) {
-                Ok(e) => {
-                    let _ = self.flush(now);
-                    format!("{{\"group\":{g},\"epoch\":{e}}}")
-                }
-                Err(e) => format!("{{\"error\":\"{e}\"}}"),
+            (Some("revoke"), Some(d)) => match self.revoke(d) {
+                Ok(()) => serde_json::json!({ "revoked": d }).to_string(),
+                Err(e) => error(e),
             },
-            _ => self.status().to_string(),
+            (Some("rekey"), Some(g)) => match self.rekey(g) {
+                Ok(e) => serde_json::json!({ "group": g, "epoch": e }).to_string(),
+                Err(e) => error(e),
+            },
+            (Some("status") | None, _) => self.status().to_string(),
+            _ => error(format!(
+                "unknown request {req:?} (status | revoke DEVICE | rekey GROUP)"
+            )),
         }
     }
 
