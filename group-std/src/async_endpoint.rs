@@ -7,9 +7,8 @@ use std::io;
 use group_core::group::Group;
 use group_core::record::OpenError;
 use group_core::sequence::SequenceStore;
-use group_core::wire;
 
-use crate::endpoint::{Clock, MAX_DATAGRAM, Received, SendError};
+use crate::endpoint::{Clock, MAX_DATAGRAM, Received, SendError, open_datagram};
 use crate::net::MulticastSocket;
 
 /// A group member on a tokio socket.
@@ -73,31 +72,11 @@ impl<S: SequenceStore, const N: usize, const W: usize> AsyncGroupEndpoint<S, N, 
     pub async fn recv(&mut self) -> io::Result<(Vec<Received>, Vec<OpenError>)> {
         let (n, from) = self.socket.recv_from(&mut self.buf).await?;
         let now = self.clock.now();
-        let mut delivered = Vec::new();
-        let mut dropped = Vec::new();
-        let mut rest = self.buf.get_mut(..n).unwrap_or(&mut []);
-        while !rest.is_empty() {
-            if wire::split_record(rest).is_err() {
-                if let Err(e) = self.group.open(now, rest) {
-                    dropped.push(e);
-                }
-                break;
-            }
-            let Ok((record, tail)) = wire::split_record_mut(rest) else {
-                break;
-            };
-            match self.group.open(now, record) {
-                Ok(d) => delivered.push(Received {
-                    sender_id: d.sender_id,
-                    epoch: d.epoch,
-                    seq: d.seq,
-                    plaintext: d.plaintext.to_vec(),
-                    from,
-                }),
-                Err(e) => dropped.push(e),
-            }
-            rest = tail;
-        }
-        Ok((delivered, dropped))
+        let group = &mut self.group;
+        Ok(open_datagram(
+            self.buf.get_mut(..n).unwrap_or(&mut []),
+            from,
+            |record| group.open(now, record),
+        ))
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use group_core::group::Group;
+use group_core::group::{Delivery, Group};
 use group_core::record::{OpenError, SealError};
 use group_core::sequence::SequenceStore;
 use group_core::time::Instant;
@@ -78,6 +78,45 @@ impl std::fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// Opens every record of one datagram with `open` (a group's or a member's `open`): records
+/// are delivered or dropped one by one; bytes that are not a record are handed to `open` once
+/// (so they are counted as malformed) and end the walk.
+pub fn open_datagram<F>(
+    datagram: &mut [u8],
+    from: SocketAddr,
+    mut open: F,
+) -> (Vec<Received>, Vec<OpenError>)
+where
+    F: for<'r> FnMut(&'r mut [u8]) -> Result<Delivery<'r>, OpenError>,
+{
+    let mut delivered = Vec::new();
+    let mut dropped = Vec::new();
+    let mut rest = datagram;
+    while !rest.is_empty() {
+        if wire::split_record(rest).is_err() {
+            if let Err(e) = open(rest) {
+                dropped.push(e);
+            }
+            break;
+        }
+        let Ok((record, tail)) = wire::split_record_mut(rest) else {
+            break;
+        };
+        match open(record) {
+            Ok(d) => delivered.push(Received {
+                sender_id: d.sender_id,
+                epoch: d.epoch,
+                seq: d.seq,
+                plaintext: d.plaintext.to_vec(),
+                from,
+            }),
+            Err(e) => dropped.push(e),
+        }
+        rest = tail;
+    }
+    (delivered, dropped)
+}
+
 /// A group member bound to a multicast socket.
 pub struct GroupEndpoint<S: SequenceStore, const N: usize = 16, const W: usize = 2> {
     socket: MulticastSocket,
@@ -140,38 +179,17 @@ impl<S: SequenceStore, const N: usize, const W: usize> GroupEndpoint<S, N, W> {
     /// Bad records are dropped and counted (see [`Group::counters`]); the drop reasons are
     /// returned beside the deliveries for logging. `Ok` with both empty means a timeout.
     pub fn recv(&mut self) -> io::Result<(Vec<Received>, Vec<OpenError>)> {
-        let mut delivered = Vec::new();
-        let mut dropped = Vec::new();
         let Some((n, from)) = self.socket.recv(&mut self.buf)? else {
             self.group.handle_timeout(self.clock.now());
-            return Ok((delivered, dropped));
+            return Ok((Vec::new(), Vec::new()));
         };
         let now = self.clock.now();
-        let mut rest = self.buf.get_mut(..n).unwrap_or(&mut []);
-        while !rest.is_empty() {
-            if wire::split_record(rest).is_err() {
-                // Not a record: let the group count it as malformed, then stop.
-                if let Err(e) = self.group.open(now, rest) {
-                    dropped.push(e);
-                }
-                break;
-            }
-            let Ok((record, tail)) = wire::split_record_mut(rest) else {
-                break;
-            };
-            match self.group.open(now, record) {
-                Ok(d) => delivered.push(Received {
-                    sender_id: d.sender_id,
-                    epoch: d.epoch,
-                    seq: d.seq,
-                    plaintext: d.plaintext.to_vec(),
-                    from,
-                }),
-                Err(e) => dropped.push(e),
-            }
-            rest = tail;
-        }
-        Ok((delivered, dropped))
+        let group = &mut self.group;
+        Ok(open_datagram(
+            self.buf.get_mut(..n).unwrap_or(&mut []),
+            from,
+            |record| group.open(now, record),
+        ))
     }
 
     /// Receives until `count` records were delivered or `timeout` passed.

@@ -8,9 +8,8 @@ use std::time::Duration;
 use group_core::keydist::{Member, MemberConfig, MemberCredentials, MemberEvent};
 use group_core::record::{OpenError, SealError};
 use group_core::sequence::SequenceStore;
-use group_core::wire;
 
-use crate::endpoint::{Clock, MAX_DATAGRAM, Received};
+use crate::endpoint::{Clock, MAX_DATAGRAM, Received, open_datagram};
 use crate::keyfile::{self, OsRng};
 use crate::net::MulticastSocket;
 
@@ -119,29 +118,13 @@ impl<S: SequenceStore> MemberRuntime<S> {
         self.flush()?;
         if let Some((n, from)) = self.mcast.recv(&mut self.buf)? {
             let now = self.clock.now();
-            let mut rest = self.buf.get_mut(..n).unwrap_or(&mut []);
-            while !rest.is_empty() {
-                if wire::split_record(rest).is_err() {
-                    if let Err(e) = self.member.open(now, rest) {
-                        out.dropped.push(e);
-                    }
-                    break;
-                }
-                let Ok((record, tail)) = wire::split_record_mut(rest) else {
-                    break;
-                };
-                match self.member.open(now, record) {
-                    Ok(d) => out.delivered.push(Received {
-                        sender_id: d.sender_id,
-                        epoch: d.epoch,
-                        seq: d.seq,
-                        plaintext: d.plaintext.to_vec(),
-                        from,
-                    }),
-                    Err(e) => out.dropped.push(e),
-                }
-                rest = tail;
-            }
+            let member = &mut self.member;
+            let (delivered, dropped) =
+                open_datagram(self.buf.get_mut(..n).unwrap_or(&mut []), from, |record| {
+                    member.open(now, record)
+                });
+            out.delivered = delivered;
+            out.dropped = dropped;
         }
         while let Some(e) = self.member.poll_event() {
             out.events.push(e);
