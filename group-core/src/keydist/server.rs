@@ -1013,7 +1013,15 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             return Err(Error::Stale);
         }
         let recovery = j.sequence_state_lost && j.role == Role::Sender;
-        let fresh_needed = g.spec.rekey_on_join || recovery;
+        // A sender that joins again keeps its sender ID, so it must not get back an epoch it
+        // may already have sent in: its sequence store may have been lost and re-created
+        // empty (indistinguishable from a new device's), and it would start again at 0 under
+        // the same (key, epoch, sid). Give it an epoch nobody has received.
+        let rejoining_sender = j.role == Role::Sender
+            && existing
+                .and_then(|mi| dev.memberships.get(mi))
+                .is_some_and(|m| m.sender_id.is_some());
+        let fresh_needed = g.spec.rekey_on_join || recovery || rejoining_sender;
         let counter = self.next_counter;
         let mut next = self.state.clone();
         let (epoch, created) =

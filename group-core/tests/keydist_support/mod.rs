@@ -332,6 +332,16 @@ impl Sim {
 
     /// The device reboots: its member state is gone; its sequence store survives or is lost.
     pub fn reboot(&mut self, i: usize, store_lost: bool) {
+        let store = if store_lost {
+            MemorySequenceStore::lost()
+        } else {
+            self.nodes[i].member.store().clone()
+        };
+        self.reboot_with_store(i, store);
+    }
+
+    /// The device reboots with `store` as its sequence store (e.g. one re-created empty).
+    pub fn reboot_with_store(&mut self, i: usize, store: MemorySequenceStore) {
         let n = &mut self.nodes[i];
         let role = if n
             .member
@@ -342,11 +352,6 @@ impl Sim {
             Role::Sender
         } else {
             Role::Listener
-        };
-        let store = if store_lost {
-            MemorySequenceStore::lost()
-        } else {
-            n.member.store().clone()
         };
         n.member = Mem::new(
             MemberConfig::new(n.id, self.group_id, role),
