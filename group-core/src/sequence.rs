@@ -147,7 +147,7 @@ pub enum SequenceError {
     /// The store holds a newer epoch, or the same epoch with another sender ID: sending would
     /// risk reusing a nonce.
     Stale,
-    /// All 2^40 sequence numbers of this epoch are used: rekey.
+    /// The epoch's sequence numbers are used up (the last is [`LAST_SEQ`]): rekey.
     Exhausted,
 }
 

@@ -17,7 +17,8 @@ use core::fmt;
 pub const HEADER_LEN: usize = 13;
 /// Largest fragment DTLS 1.2 allows for a protected record: 2^14 + 2048 (RFC 6347 §4.1, RFC 5246 §6.2.3).
 pub const MAX_FRAGMENT_LEN: usize = (1 << 14) + 2048;
-/// Largest sequence number a sender may use in one epoch (40 bits).
+/// Largest sequence number the header can carry (40 bits); receivers accept it from other
+/// implementations, and this crate's senders stop one below it ([`crate::sequence::LAST_SEQ`]).
 pub const MAX_SEQ: u64 = (1 << 40) - 1;
 
 /// Record content type (an open code point: unknown values are carried, not rejected at parse).

@@ -23,6 +23,8 @@ impl ControlServer {
             std::fs::remove_file(&path)?;
         }
         let listener = UnixListener::bind(&path)?;
+        // Revoke and rekey go through this socket: only the node's user may connect.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         Ok(Self { listener, path })
     }

@@ -34,8 +34,14 @@ pub fn generate(prefix: &Path) -> io::Result<VerifyingKey> {
             break k;
         }
     };
-    let private = prefix.with_extension("key");
-    let public = prefix.with_extension("pub");
+    let private = with_suffix(prefix, ".key");
+    let public = with_suffix(prefix, ".pub");
+    if public.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists", public.display()),
+        ));
+    }
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -45,8 +51,20 @@ pub fn generate(prefix: &Path) -> io::Result<VerifyingKey> {
     writeln!(f, "{}", hex_secret.as_str())?;
     f.sync_all()?;
     let vk = *key.verifying_key();
-    fs::write(&public, format!("{}\n", public_hex(&vk)))?;
+    let mut p = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&public)?;
+    writeln!(p, "{}", public_hex(&vk))?;
+    p.sync_all()?;
     Ok(vk)
+}
+
+/// `PREFIX.key` / `PREFIX.pub`: the suffix is appended (`light.kitchen` → `light.kitchen.key`).
+pub fn with_suffix(prefix: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(suffix);
+    s.into()
 }
 
 /// The SEC1 compressed public key as hex.
@@ -89,17 +107,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dtls-group-keyfile-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let prefix = dir.join("switch");
+        let prefix = dir.join("switch.kitchen");
         let vk = generate(&prefix).unwrap();
-        let sk = read_private(&prefix.with_extension("key")).unwrap();
+        let sk = read_private(&with_suffix(&prefix, ".key")).unwrap();
         assert_eq!(*sk.verifying_key(), vk);
-        let pubtext = fs::read_to_string(prefix.with_extension("pub")).unwrap();
+        let pubtext = fs::read_to_string(with_suffix(&prefix, ".pub")).unwrap();
         assert_eq!(parse_public(&pubtext).unwrap(), vk);
         assert_eq!(
-            read_public(prefix.with_extension("pub").to_str().unwrap()).unwrap(),
+            read_public(with_suffix(&prefix, ".pub").to_str().unwrap()).unwrap(),
             vk
         );
-        let mode = fs::metadata(prefix.with_extension("key"))
+        let mode = fs::metadata(with_suffix(&prefix, ".key"))
             .unwrap()
             .permissions();
         use std::os::unix::fs::PermissionsExt;

@@ -335,6 +335,18 @@ fn scenario(net: &Net) {
         m.wait_for("a: off", got("a: off"), Duration::from_secs(10));
     }
 
+    // A mistyped ID and a repeated revoke are refused, and neither undoes the revocation.
+    for id in ["42", "6"] {
+        let out = Command::new(BIN)
+            .arg("admin")
+            .arg(&ctrl)
+            .args(["revoke", id])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("unknown device"));
+    }
+
     // The key server is killed (SIGKILL) and restarted from its database: nothing promised is
     // lost (the next epoch is newer than every epoch handed out before).
     let _ = ks.child.kill();
@@ -356,6 +368,15 @@ fn scenario(net: &Net) {
             .iter()
             .all(|m| m["device"] != 6)
     );
+
+    // The revoked light, started again with its old key, is not let back in.
+    let returning = member(6, "light-6", "listener");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !returning.has(|v| v["event"] == "bundle_installed"),
+        "a revoked device got keys after a restart"
+    );
+    drop(returning);
 
     // A new light joins mid-way; it gets a fresh epoch and hears what follows.
     lights.push(member(7, "light-7", "listener"));

@@ -39,8 +39,8 @@ pub fn keygen(args: &KeygenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let vk = keyfile::generate(&args.out).map_err(|e| BadInput::new(format!("keygen: {e}")))?;
     out.line(format!(
         "{{\"private\":\"{}\",\"public\":\"{}\",\"public_key\":\"{}\"}}",
-        args.out.with_extension("key").display(),
-        args.out.with_extension("pub").display(),
+        keyfile::with_suffix(&args.out, ".key").display(),
+        keyfile::with_suffix(&args.out, ".pub").display(),
         keyfile::public_hex(&vk)
     ));
     Ok(EXIT_OK)
@@ -277,7 +277,9 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let interval = Duration::from_millis(args.interval);
     let mut last_send: Option<std::time::Instant> = None;
     let mut delivered = 0u64;
+    let mut joined_ever = false;
     loop {
+        joined_ever |= rt.member().is_joined();
         if args.count.is_some_and(|n| delivered >= n)
             || deadline.is_some_and(|d| std::time::Instant::now() >= d)
         {
@@ -331,7 +333,7 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
                     ));
                 }
                 Err(e) => {
-                    out.line(format!("{{\"send_error\":\"{e}\"}}"));
+                    out.line(serde_json::json!({ "send_error": e.to_string() }).to_string());
                 }
             }
         }
@@ -362,9 +364,12 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             rt.member().state()
         ));
     }
-    Ok(if args.count.is_some_and(|n| delivered < n) {
-        EXIT_DROPPED
-    } else {
-        EXIT_OK
-    })
+    // Exit 1 if the device never joined, or --count was given and not reached.
+    Ok(
+        if !joined_ever || args.count.is_some_and(|n| delivered < n) {
+            EXIT_DROPPED
+        } else {
+            EXIT_OK
+        },
+    )
 }

@@ -6,13 +6,13 @@
 //! dtls-group record seal --suite S --key HEX --iv HEX --epoch E --sender-id S --seq Q [--content-type T] PLAINTEXT_HEX
 //! dtls-group keys native --group-id N --epoch E --suite S --secret HEX
 //! dtls-group keys wolfssl --suite S --pms HEX --client-random HEX --server-random HEX
-//! dtls-group listen --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX [--compat] [--epoch E] [--count N] [--timeout SECS]
+//! dtls-group listen --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX [--compat] [--epoch E] [--count N] [--timeout SECS] [--control PATH]
 //! dtls-group keygen --out PREFIX
-//! dtls-group keyserver --config FILE [--control PATH] [--timeout SECS]
+//! dtls-group keyserver --config FILE [--init] [--control PATH] [--timeout SECS]
 //! dtls-group member --server ADDR:PORT --server-key PUB --device-key KEY --device-id N --group-id G --group ADDR:PORT [--role sender --seq-store FILE] [--send HEX]... [--stdin] [--count N] [--timeout SECS] [--control PATH]
 //! dtls-group admin CONTROL status|revoke DEVICE|rekey GROUP
 //! dtls-group status CONTROL
-//! dtls-group send --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX --epoch E --sender-id S --seq-store FILE [--init-seq-store] [--interval MS] MESSAGE_HEX...
+//! dtls-group send --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX --epoch E --sender-id S --seq-store FILE [--init-seq-store] [--reserve-step K] [--interval MS] MESSAGE_HEX...
 //! ```
 //!
 //! Exit codes: [`EXIT_OK`] (0) success (for `record open`: every record accepted),

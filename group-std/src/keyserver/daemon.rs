@@ -201,13 +201,21 @@ impl KeyServerDaemon {
     /// file), removed from every group, and each remaining group is rekeyed.
     pub fn revoke(&mut self, device: u32) -> Result<(), String> {
         let now = wall_now();
-        self.server
-            .store()
-            .add_revoked(device)
-            .map_err(|e| e.to_string())?;
-        self.server
+        let store = self.server.store();
+        let marked_before = store.is_revoked(device).map_err(|e| e.to_string())?;
+        // The mark is written first so that a crash right after the revocation can't let the
+        // config file admit the device again. If the revocation fails (a mistyped ID), a mark
+        // this call added is taken back; one from an earlier, completed revocation stays.
+        store.add_revoked(device).map_err(|e| e.to_string())?;
+        if let Err(e) = self
+            .server
             .revoke_device(DeviceId(device), now, &mut self.rng)
-            .map_err(|e| e.to_string())?;
+        {
+            if !marked_before {
+                let _ = self.server.store().remove_revoked(device);
+            }
+            return Err(e.to_string());
+        }
         self.flush(now).map_err(|e| e.to_string())
     }
 

@@ -54,6 +54,8 @@ impl RedbServerStore {
             ));
         }
         let db = Database::create(path).map_err(std::io::Error::other)?;
+        // The state holds epoch secrets: only the key server's user may read it.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let tx = db.begin_write().map_err(std::io::Error::other)?;
         {
             let mut t = tx.open_table(COMMISSIONED).map_err(std::io::Error::other)?;
@@ -105,6 +107,16 @@ impl RedbServerStore {
     /// Records that an operator revoked `device`.
     pub fn add_revoked(&self, device: u32) -> std::io::Result<()> {
         self.put(REVOKED, device, 1)
+    }
+
+    /// Forgets a revocation mark (the revocation itself failed).
+    pub fn remove_revoked(&self, device: u32) -> std::io::Result<()> {
+        let tx = self.db.begin_write().map_err(std::io::Error::other)?;
+        {
+            let mut t = tx.open_table(REVOKED).map_err(std::io::Error::other)?;
+            t.remove(device).map_err(std::io::Error::other)?;
+        }
+        tx.commit().map_err(std::io::Error::other)
     }
 
     /// Whether an operator revoked `device`.
