@@ -242,6 +242,8 @@ pub enum RekeyCause {
     Report,
     /// Scheduled rotation.
     Scheduled,
+    /// An operator asked for a new epoch ([`KeyServer::rekey`]).
+    Operator,
 }
 
 /// Something that happened at the key server.
@@ -695,7 +697,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         self.push_event(ServerEvent::EpochCreated {
             group_id,
             epoch: e,
-            cause: RekeyCause::Scheduled,
+            cause: RekeyCause::Operator,
         });
         Ok(e)
     }
