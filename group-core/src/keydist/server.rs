@@ -752,6 +752,22 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             .is_some_and(|m| Self::pending(g, m))
     }
 
+    /// The spec a group was created with (the running state's, whatever a configuration
+    /// file says now).
+    pub fn group_spec(&self, group_id: u32) -> Option<&GroupSpec> {
+        self.group_index(group_id)
+            .and_then(|gi| self.state.groups.get(gi))
+            .map(|g| &g.spec)
+    }
+
+    /// What the server holds for an admitted device: its credential, its role and the groups
+    /// it may join.
+    pub fn device(&self, id: DeviceId) -> Option<(&DeviceCredential, Role, &[u32])> {
+        self.device_index(id)
+            .and_then(|di| self.state.devices.get(di))
+            .map(|d| (&d.credential, d.role, d.groups.as_slice()))
+    }
+
     fn group_index(&self, group_id: u32) -> Option<usize> {
         self.state
             .groups

@@ -67,7 +67,15 @@ impl KeyServerDaemon {
             let spec = g.spec().map_err(other)?;
             match server.create_group(spec, now, &mut rng) {
                 Ok(()) => tracing::info!(group = g.id, "group created"),
-                Err(Error::AlreadyExists) => {}
+                Err(Error::AlreadyExists) => {
+                    if server.group_spec(g.id) != Some(&spec) {
+                        tracing::warn!(
+                            group = g.id,
+                            "the config's settings for this group differ from the running \
+                             state; the state is kept (create a new group to change them)"
+                        );
+                    }
+                }
                 Err(e) => return Err(other(format!("group {}: {e}", g.id))),
             }
         }
@@ -82,14 +90,23 @@ impl KeyServerDaemon {
             let pk = keyfile::read_public(&d.public_key)
                 .map_err(|e| other(format!("device {}: {e}", d.id)))?;
             let role = d.role().map_err(other)?;
-            match server.admit_device(
-                DeviceId(d.id),
-                DeviceCredential::public_key(&pk),
-                role,
-                &d.groups,
-            ) {
+            let credential = DeviceCredential::public_key(&pk);
+            match server.admit_device(DeviceId(d.id), credential.clone(), role, &d.groups) {
                 Ok(()) => tracing::info!(device = d.id, name = %d.name, "device admitted"),
-                Err(Error::AlreadyExists) => {}
+                Err(Error::AlreadyExists) => {
+                    let same = server.device(DeviceId(d.id)).is_some_and(|(c, r, gs)| {
+                        *c == credential && r == role && gs == d.groups.as_slice()
+                    });
+                    if !same {
+                        tracing::warn!(
+                            device = d.id,
+                            name = %d.name,
+                            "the config's key, role or groups for this device differ from the \
+                             running state; the state is kept (revoke it and admit the device \
+                             under a new id to change them)"
+                        );
+                    }
+                }
                 Err(e) => return Err(other(format!("device {}: {e}", d.id))),
             }
         }
