@@ -22,7 +22,7 @@
 pub mod attacker;
 pub mod command;
 pub mod display;
-pub mod netns;
+pub use group_std::netns;
 pub mod node;
 pub mod scenario;
 pub mod summary;

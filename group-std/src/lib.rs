@@ -36,4 +36,5 @@ pub mod keyfile;
 pub mod keyserver;
 pub mod member;
 pub mod net;
+pub mod netns;
 pub mod store;

@@ -3,6 +3,8 @@
 //! is revoked, the group is rekeyed and it stops receiving; a new light joins mid-way and
 //! receives from then on. Loopback only; every process and wait is bounded.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -138,63 +140,18 @@ fn key_server_and_eight_members_join_revoke_and_late_join() {
     });
 }
 
-const INSIDE: &str = "DTLS_GROUP_TEST_IN_NETNS";
-
 /// The same scenario over IPv6 (key server on [::1], group ff02::1:51 on a veth interface)
 /// inside a private network namespace this test creates; skipped with a printed reason only
 /// where a namespace can't be created.
 #[test]
 fn the_same_over_ipv6_in_a_private_namespace() {
-    if let Ok(index) = std::env::var("DG_IFINDEX") {
-        if std::env::var_os(INSIDE).is_some() {
-            scenario(&Net {
-                server_host: "[::1]".into(),
-                group: format!("[ff02::1:51]:{}", 30_000 + std::process::id() % 20_000),
-                iface: Some(index),
-            });
-        }
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let script = format!(
-        "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad && ip link set lo up \
-         && ip link add dg0 type veth peer name dg1 && ip link set dg0 up && ip link set dg1 up \
-         && DG_IFINDEX=$(ip -o link show dg0 | cut -d: -f1) && export DG_IFINDEX \
-         && exec '{}' --exact the_same_over_ipv6_in_a_private_namespace --nocapture --test-threads=1",
-        exe.display()
-    );
-    let out = match Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .env(INSIDE, "1")
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            println!("SKIPPED: can't run unshare to create a network namespace: {e}");
-            return;
-        }
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success()
-        && (stderr.contains("unshare failed") || stderr.contains("Operation not permitted"))
-    {
-        println!("SKIPPED: no permission to create a network namespace: {stderr}");
-        return;
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "inside the namespace:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("1 passed"), "{stdout}");
-    println!(
-        "inner run: {}",
-        stdout
-            .lines()
-            .filter(|l| l.contains("test "))
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
+    support::netns_test("the_same_over_ipv6_in_a_private_namespace", |dg0| {
+        scenario(&Net {
+            server_host: "[::1]".into(),
+            group: format!("[ff02::1:51]:{}", 30_000 + std::process::id() % 20_000),
+            iface: Some(dg0.to_string()),
+        })
+    });
 }
 
 fn scenario(net: &Net) {

@@ -4,8 +4,9 @@
 //! leave the machine: the namespace has no other interface. Skipped, with the reason printed,
 //! only where a namespace can't be created.
 
+mod support;
+
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::process::Command;
 use std::time::Duration;
 
 use group_core::group::{Group, GroupConfig};
@@ -14,9 +15,7 @@ use group_core::sequence::MemorySequenceStore;
 use group_core::suite::Suite;
 use group_core::wire::{Epoch, SenderId};
 use group_std::endpoint::{Clock, GroupEndpoint};
-use group_std::net::{Interface, MulticastConfig, MulticastSocket};
-
-const INSIDE: &str = "DTLS_GROUP_TEST_IN_NETNS";
+use group_std::net::{MulticastConfig, MulticastSocket};
 
 fn endpoint(sid: Option<u8>, ifindex: u32) -> GroupEndpoint<MemorySequenceStore> {
     let keys = native_keys(6, Epoch(1), Suite::AES_128_GCM, &EpochSecret([9; 32])).unwrap();
@@ -31,14 +30,9 @@ fn endpoint(sid: Option<u8>, ifindex: u32) -> GroupEndpoint<MemorySequenceStore>
     GroupEndpoint::new(sock, g, MemorySequenceStore::commissioned(), clock)
 }
 
-fn run_inside() {
-    // /sys still shows the host's interfaces inside `unshare -n`; the script passes the index.
-    let index = std::env::var("DG_IFINDEX").unwrap();
-    let Interface::V6(lo) = Interface::parse(&index).unwrap() else {
-        panic!("bad index {index}")
-    };
-    let mut lights: Vec<_> = (0..3).map(|_| endpoint(None, lo)).collect();
-    let mut switch = endpoint(Some(2), lo);
+fn run_inside(dg0: u32) {
+    let mut lights: Vec<_> = (0..3).map(|_| endpoint(None, dg0)).collect();
+    let mut switch = endpoint(Some(2), dg0);
     for cmd in [&b"on"[..], b"off"] {
         switch.send(cmd).unwrap();
     }
@@ -52,41 +46,5 @@ fn run_inside() {
 
 #[test]
 fn ipv6_multicast_inside_a_private_namespace() {
-    if std::env::var_os(INSIDE).is_some() {
-        run_inside();
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let script = format!(
-        "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad && ip link set lo up \
-         && ip link add dg0 type veth peer name dg1 && ip link set dg0 up && ip link set dg1 up \
-         && DG_IFINDEX=$(ip -o link show dg0 | cut -d: -f1) \
-         && export DG_IFINDEX && exec '{}' --exact ipv6_multicast_inside_a_private_namespace --nocapture --test-threads=1",
-        exe.display()
-    );
-    let out = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .env(INSIDE, "1")
-        .output();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            println!("SKIPPED: can't run unshare to create a network namespace: {e}");
-            return;
-        }
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success()
-        && (stderr.contains("unshare failed") || stderr.contains("Operation not permitted"))
-    {
-        println!("SKIPPED: no permission to create a network namespace: {stderr}");
-        return;
-    }
-    assert!(
-        out.status.success(),
-        "inside the namespace:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+    support::netns_test("ipv6_multicast_inside_a_private_namespace", run_inside);
 }

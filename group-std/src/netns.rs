@@ -1,14 +1,15 @@
-//! IPv6 runs inside a private network namespace, so that nothing can leave this machine: the
-//! demo re-executes itself under `unshare -n` after adding a veth pair (`dg0`/`dg1`) there,
-//! and the group lives on `dg0` (IPv6 multicast does not work on `lo`). The key server listens
-//! on `[::1]` inside the namespace.
+//! Runs a program (a test binary, the demo) inside a private network namespace, so that IPv6
+//! multicast traffic can't leave this machine: the program is re-executed under `unshare -n`
+//! after a veth pair (`dg0`/`dg1`) is added there, and the group lives on `dg0` (IPv6
+//! multicast does not work on `lo`); `[::1]` works for unicast inside. Used by the IPv6 tests
+//! and the lighting demo's `--ipv6`; needs root (or user namespaces), `unshare` and `ip`.
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
 /// Set inside the namespace: the index of `dg0`.
-pub const INSIDE_ENV: &str = "DTLS_GROUP_DEMO_NETNS_IFINDEX";
+pub const INSIDE_ENV: &str = "DTLS_GROUP_NETNS_IFINDEX";
 
 /// Exit status of the setup script when the namespace exists but its network can't be set up.
 pub const SETUP_FAILED: i32 = 97;
@@ -19,7 +20,7 @@ ip link set lo up || exit 97
 ip link add dg0 type veth peer name dg1 || exit 97
 ip link set dg0 up && ip link set dg1 up || exit 97
 idx=$(ip -o link show dg0 | cut -d: -f1) || exit 97
-export DTLS_GROUP_DEMO_NETNS_IFINDEX=$idx
+export DTLS_GROUP_NETNS_IFINDEX=$idx
 exec \"$0\" \"$@\"";
 
 /// The interface index when running inside the namespace this module made.
