@@ -471,25 +471,23 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             (epoch, w)
         };
         match plan {
-            Plan::Current(i) | Plan::Previous(i) | Plan::NewEpoch(i) => {
+            Plan::Current(i) | Plan::Previous(i) => {
                 if let Some(s) = self.senders.get_mut(i) {
-                    match plan {
-                        Plan::Current(_) => {
-                            if let Some((_, w)) = s.current.as_mut() {
-                                w.commit(seq);
-                            }
-                        }
-                        Plan::Previous(_) => {
-                            if let Some((_, w)) = s.previous.as_mut() {
-                                w.commit(seq);
-                            }
-                        }
-                        _ => {
-                            let old = s.current.replace(fresh());
-                            if old.is_some() {
-                                s.previous = old;
-                            }
-                        }
+                    let window = match plan {
+                        Plan::Current(_) => &mut s.current,
+                        _ => &mut s.previous,
+                    };
+                    if let Some((_, w)) = window {
+                        w.commit(seq);
+                    }
+                    s.last_active = tick;
+                }
+            }
+            Plan::NewEpoch(i) => {
+                if let Some(s) = self.senders.get_mut(i) {
+                    // The sender moved on: its current window becomes its previous one.
+                    if let Some(old) = s.current.replace(fresh()) {
+                        s.previous = Some(old);
                     }
                     s.last_active = tick;
                 }
