@@ -351,7 +351,7 @@ pub fn spawn_switch(
         FileSequenceStore::commission(store)
             .map_err(|e| format!("{}: sequence store: {e}", dev.name))?
     } else {
-        FileSequenceStore::open(store)
+        FileSequenceStore::open(store).map_err(|e| format!("{}: sequence store: {e}", dev.name))?
     };
     let mut rt = start_runtime(net, dev, Role::Sender, store)?;
     let (req_tx, req_rx) = mpsc::channel::<SwitchRequest>();

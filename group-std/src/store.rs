@@ -8,9 +8,19 @@
 //! [`StoreError::Missing`] — commission the store first with [`FileSequenceStore::commission`]
 //! — and a file that fails its check is [`StoreError::Corrupt`]: either way the sender refuses
 //! to send until the key server gives it a new epoch or sender ID (wire.md §6).
+//!
+//! One process per store: two senders on one file would reserve overlapping ranges under the
+//! same epoch and sender ID (nonce reuse). [`FileSequenceStore::open`] and
+//! [`FileSequenceStore::commission`] take an exclusive OS lock (`flock`, through
+//! [`File::try_lock`]) on `FILE.lock` and hold it for the store's life; the holder's pid is
+//! written into that file so that a second opener's error names it. The lock is on a separate
+//! file because every save replaces `FILE` by a rename (a lock on `FILE` would stay on the old
+//! inode). The lock file is left in place when the store is closed: removing it could let two
+//! processes lock two different files of the same name.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use group_core::sequence::{SequenceStore, StoreError, StoredSequence};
@@ -25,6 +35,56 @@ const LEN: usize = 25;
 #[derive(Debug)]
 pub struct FileSequenceStore {
     path: PathBuf,
+    /// `FILE.lock`, exclusively locked for as long as this value lives.
+    _lock: File,
+}
+
+/// `FILE.lock` for the store `FILE`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    p.into()
+}
+
+/// Takes the store's lock, or says who holds it.
+fn lock(path: &Path) -> io::Result<File> {
+    let lp = lock_path(path);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lp)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", lp.display())))?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0)?;
+            f.rewind()?;
+            writeln!(f, "{}", std::process::id())?;
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let holder = f
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse::<u32>().ok())
+                .map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+            Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "sequence store {} is in use by another process ({holder}, lock {}): \
+                     two senders on one store would reuse nonces",
+                    path.display(),
+                    lp.display()
+                ),
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(io::Error::new(e.kind(), format!("{}: {e}", lp.display())))
+        }
+    }
 }
 
 fn encode(state: Option<&StoredSequence>) -> [u8; LEN] {
@@ -62,15 +122,20 @@ fn decode(b: &[u8]) -> Result<Option<StoredSequence>, StoreError> {
 }
 
 impl FileSequenceStore {
-    /// Opens an existing store (its state is read at [`SequenceStore::load`]).
-    pub fn open(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+    /// Opens a store (its state is read at [`SequenceStore::load`]; a missing file is then
+    /// [`StoreError::Missing`]) and locks it for this value's life. Fails if another open
+    /// store (in this or another process) holds the lock; the error names the holder's pid.
+    pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        let lock = lock(&path)?;
+        Ok(Self { path, _lock: lock })
     }
 
     /// Creates a commissioned, empty store. Refuses to overwrite an existing file: that would
     /// forget reservations and let the sender reuse sequence numbers.
     pub fn commission(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
+        let lock = lock(&path)?;
         if path.exists() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -80,7 +145,7 @@ impl FileSequenceStore {
                 ),
             ));
         }
-        let s = Self { path };
+        let s = Self { path, _lock: lock };
         s.write_atomic(&encode(None))?;
         Ok(s)
     }
@@ -145,7 +210,10 @@ mod tests {
     fn round_trip_missing_and_corrupt() {
         let d = tmpdir("rt");
         let p = d.join("seq");
-        assert_eq!(FileSequenceStore::open(&p).load(), Err(StoreError::Missing));
+        assert_eq!(
+            FileSequenceStore::open(&p).unwrap().load(),
+            Err(StoreError::Missing)
+        );
         let mut s = FileSequenceStore::commission(&p).unwrap();
         assert_eq!(s.load(), Ok(None));
         assert!(FileSequenceStore::commission(&p).is_err());
@@ -155,7 +223,9 @@ mod tests {
             reserved_until: 0x1_0000_0001,
         };
         s.save(&st).unwrap();
-        assert_eq!(FileSequenceStore::open(&p).load(), Ok(Some(st)));
+        drop(s);
+        assert_eq!(FileSequenceStore::open(&p).unwrap().load(), Ok(Some(st)));
+        let mut s = FileSequenceStore::open(&p).unwrap();
         // Every single-bit corruption is detected.
         let good = fs::read(&p).unwrap();
         for i in 0..good.len() * 8 {
@@ -168,6 +238,28 @@ mod tests {
         assert_eq!(s.load(), Err(StoreError::Corrupt));
         fs::remove_file(&p).unwrap();
         assert_eq!(s.load(), Err(StoreError::Missing));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_store_is_open_once_and_the_error_names_the_holder() {
+        let d = tmpdir("lock");
+        let p = d.join("seq");
+        let s = FileSequenceStore::commission(&p).unwrap();
+        let e = FileSequenceStore::open(&p).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let msg = e.to_string();
+        assert!(msg.contains("in use"), "{msg}");
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(msg.contains(&p.display().to_string()), "{msg}");
+        // Commissioning over a held store is refused by the lock too.
+        assert!(FileSequenceStore::commission(&p).is_err());
+        drop(s);
+        // Released with the store: the next opener gets it.
+        let mut again = FileSequenceStore::open(&p).unwrap();
+        assert_eq!(again.load(), Ok(None));
+        assert!(FileSequenceStore::open(&p).is_err());
+        drop(again);
         fs::remove_dir_all(&d).unwrap();
     }
 }

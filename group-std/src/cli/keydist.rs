@@ -237,7 +237,9 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             FileSequenceStore::commission(p)
                 .map_err(|e| BadInput::new(format!("--init-seq-store: {e}")))?,
         ),
-        (Some(p), _) => AnyStore::File(FileSequenceStore::open(p)),
+        (Some(p), _) => AnyStore::File(
+            FileSequenceStore::open(p).map_err(|e| BadInput::new(format!("--seq-store: {e}")))?,
+        ),
         (None, Role::Sender) => {
             return Err(BadInput::new("--seq-store: required for a sender"));
         }

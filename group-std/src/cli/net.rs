@@ -280,7 +280,7 @@ pub fn send(args: &SendArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
         FileSequenceStore::commission(&args.seq_store)
             .map_err(|e| BadInput::new(format!("--init-seq-store: {e}")))?
     } else {
-        FileSequenceStore::open(&args.seq_store)
+        FileSequenceStore::open(&args.seq_store).map_err(|e| BadInput::new(e.to_string()))?
     };
     // Refuse early, with a clear message, if the store can't be used.
     store.load().map_err(|e| store_error(&args.seq_store, e))?;

@@ -28,6 +28,21 @@ impl std::fmt::Debug for RedbServerStore {
     }
 }
 
+/// redb holds an exclusive OS lock on its file while a [`Database`] is open: a second key
+/// server on the same state is refused, and says so.
+fn db_error(path: &Path, e: redb::DatabaseError) -> std::io::Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!(
+                "state {} is in use by another key server process (redb's file lock)",
+                path.display()
+            ),
+        ),
+        other => std::io::Error::other(format!("state {}: {other}", path.display())),
+    }
+}
+
 impl RedbServerStore {
     /// Opens an existing state database. A missing file is an error: starting a key server
     /// from nothing would hand out epochs and sender IDs again.
@@ -41,7 +56,7 @@ impl RedbServerStore {
                 ),
             ));
         }
-        let db = Database::create(path).map_err(std::io::Error::other)?;
+        let db = Database::create(path).map_err(|e| db_error(path, e))?;
         Ok(Self { db })
     }
 
@@ -50,10 +65,13 @@ impl RedbServerStore {
         if path.exists() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
-                format!("state {} exists; refusing to reset it", path.display()),
+                format!(
+                    "state {} exists; refusing to reset it (start without --init to use it)",
+                    path.display()
+                ),
             ));
         }
-        let db = Database::create(path).map_err(std::io::Error::other)?;
+        let db = Database::create(path).map_err(|e| db_error(path, e))?;
         // The state holds epoch secrets: only the key server's user may read it.
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let tx = db.begin_write().map_err(std::io::Error::other)?;
@@ -194,6 +212,20 @@ mod tests {
         drop(Database::create(&other).unwrap());
         let mut s = RedbServerStore::open(&other).unwrap();
         assert_eq!(s.load(&mut buf), Err(StoreError::Missing));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_file_is_open_once() {
+        let dir = std::env::temp_dir().join(format!("dtls-group-redb-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("ks.redb");
+        let s = RedbServerStore::create_new(&p).unwrap();
+        let e = RedbServerStore::open(&p).unwrap_err();
+        assert!(e.to_string().contains("in use"), "{e}");
+        drop(s);
+        assert!(RedbServerStore::open(&p).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
