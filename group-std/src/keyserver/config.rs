@@ -19,7 +19,7 @@
 //! [[device]]
 //! id = 1
 //! name = "switch-a"
-//! public_key = "switch-a.pub"        # a file from keygen, or the hex itself
+//! public_key = "switch-a.pub"        # a file from keygen, or the hex itself (66 or 130 digits)
 //! role = "sender"                    # or "listener"
 //! groups = [1]
 //! ```
@@ -127,10 +127,13 @@ impl KeyServerConfig {
                 *p = base.join(&*p);
             }
         }
+        // A public key is its hex (33 or 65 bytes) or a file name relative to this file:
+        // never "a file if it exists, else hex", so a mistyped name is "not found: PATH".
         for d in cfg.devices.iter_mut() {
-            let candidate = base.join(&d.public_key);
-            if !Path::new(&d.public_key).is_absolute() && candidate.exists() {
-                d.public_key = candidate.to_string_lossy().into_owned();
+            if !crate::keyfile::is_public_hex(&d.public_key)
+                && Path::new(&d.public_key).is_relative()
+            {
+                d.public_key = base.join(&d.public_key).to_string_lossy().into_owned();
             }
         }
         for g in &cfg.groups {

@@ -42,44 +42,35 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-impl KeyServerDaemon {
-    /// Opens the state, applies the configuration (creates groups and admits devices that are
-    /// not there yet) and binds the socket.
-    ///
-    /// `init` creates a new state database (a new installation); without it the state must
-    /// exist, so a lost database can't silently restart epochs and sender IDs.
-    pub fn start(
-        cfg: &KeyServerConfig,
-        control: Option<&std::path::Path>,
-        init: bool,
-    ) -> io::Result<Self> {
-        let key = keyfile::read_private(&cfg.server_key)?;
-        let store = if init {
-            RedbServerStore::create_new(&cfg.state)?
-        } else {
-            RedbServerStore::open(&cfg.state)?
-        };
+/// Opens the key server on `store` and applies the checked configuration: creates the groups
+/// and admits the devices that are not in the state yet.
+fn open_and_apply(
+    state: &std::path::Path,
+    key: p256::ecdsa::SigningKey,
+    store: RedbServerStore,
+    specs: Vec<(u32, group_core::keydist::GroupSpec)>,
+    devices: Vec<(&super::config::DeviceConfig, DeviceCredential, group_core::keydist::Role)>,
+) -> io::Result<(ServerType, OsRng, HashMap<DeviceId, SocketAddr>)> {
         let mut server: ServerType = KeyServer::open(ServerCredentials::new(key), store)
-            .map_err(|e| other(format!("state {}: {e}", cfg.state.display())))?;
+            .map_err(|e| other(format!("state {}: {e}", state.display())))?;
         let mut rng = keyfile::os_rng();
         let now = wall_now();
-        for g in &cfg.groups {
-            let spec = g.spec().map_err(other)?;
+        for (gid, spec) in specs {
             match server.create_group(spec, now, &mut rng) {
-                Ok(()) => tracing::info!(group = g.id, "group created"),
+                Ok(()) => tracing::info!(group = gid, "group created"),
                 Err(Error::AlreadyExists) => {
-                    if server.group_spec(g.id) != Some(&spec) {
+                    if server.group_spec(gid) != Some(&spec) {
                         tracing::warn!(
-                            group = g.id,
+                            group = gid,
                             "the config's settings for this group differ from the running \
                              state; the state is kept (create a new group to change them)"
                         );
                     }
                 }
-                Err(e) => return Err(other(format!("group {}: {e}", g.id))),
+                Err(e) => return Err(other(format!("group {gid}: {e}"))),
             }
         }
-        for d in &cfg.devices {
+        for (d, credential, role) in devices {
             if server.store().is_revoked(d.id)? {
                 tracing::warn!(
                     device = d.id,
@@ -87,10 +78,6 @@ impl KeyServerDaemon {
                 );
                 continue;
             }
-            let pk = keyfile::read_public(&d.public_key)
-                .map_err(|e| other(format!("device {}: {e}", d.id)))?;
-            let role = d.role().map_err(other)?;
-            let credential = DeviceCredential::public_key(&pk);
             match server.admit_device(DeviceId(d.id), credential.clone(), role, &d.groups) {
                 Ok(()) => tracing::info!(device = d.id, name = %d.name, "device admitted"),
                 Err(Error::AlreadyExists) => {
@@ -110,14 +97,68 @@ impl KeyServerDaemon {
                 Err(e) => return Err(other(format!("device {}: {e}", d.id))),
             }
         }
-        let addrs = server
+        let addrs: HashMap<DeviceId, SocketAddr> = server
             .store()
             .addresses()?
             .into_iter()
             .map(|(d, a)| (DeviceId(d), a))
             .collect();
-        let socket = UdpSocket::bind(cfg.listen)?;
-        let control = control.map(ControlServer::bind).transpose()?;
+        Ok((server, rng, addrs))
+}
+
+impl KeyServerDaemon {
+    /// Checks the whole configuration, binds every socket, then opens the state and applies
+    /// the configuration (creates groups and admits devices that are not there yet).
+    ///
+    /// `init` creates a new state database (a new installation); without it the state must
+    /// exist, so a lost database can't silently restart epochs and sender IDs. The order makes
+    /// `--init` atomic: every key file is read and parsed, every group and device checked, the
+    /// UDP socket and the control socket bound, and only then is the state file created. A
+    /// mistyped key path or a busy port leaves no state behind, and the retry with `--init`
+    /// works.
+    pub fn start(
+        cfg: &KeyServerConfig,
+        control: Option<&std::path::Path>,
+        init: bool,
+    ) -> io::Result<Self> {
+        // 1. Everything the configuration names, read and checked; nothing written yet.
+        let key = keyfile::read_private(&cfg.server_key)
+            .map_err(|e| io::Error::new(e.kind(), format!("server_key: {e}")))?;
+        let mut specs = Vec::with_capacity(cfg.groups.len());
+        for g in &cfg.groups {
+            specs.push((g.id, g.spec().map_err(other)?));
+        }
+        let mut devices = Vec::with_capacity(cfg.devices.len());
+        for d in &cfg.devices {
+            let pk = keyfile::read_public(&d.public_key)
+                .map_err(|e| io::Error::new(e.kind(), format!("device {}: {e}", d.id)))?;
+            let role = d.role().map_err(other)?;
+            devices.push((d, DeviceCredential::public_key(&pk), role));
+        }
+        // 2. Every socket bound.
+        let socket = UdpSocket::bind(cfg.listen)
+            .map_err(|e| io::Error::new(e.kind(), format!("listen {}: {e}", cfg.listen)))?;
+        let control = control
+            .map(ControlServer::bind)
+            .transpose()
+            .map_err(|e| io::Error::new(e.kind(), format!("control socket: {e}")))?;
+        // 3. Only now the state.
+        let store = if init {
+            RedbServerStore::create_new(&cfg.state)?
+        } else {
+            RedbServerStore::open(&cfg.state)?
+        };
+        let (server, rng, addrs) = match open_and_apply(&cfg.state, key, store, specs, devices) {
+            Ok(v) => v,
+            Err(e) => {
+                // A state this call created and could not complete is removed (the database
+                // is closed by now), so that the retry with --init works.
+                if init {
+                    let _ = std::fs::remove_file(&cfg.state);
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(listen = %cfg.listen, "key server running");
         Ok(Self {
             server,
