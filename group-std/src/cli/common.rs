@@ -1,15 +1,25 @@
 //! What every subcommand group shares: hex and suite arguments, the bad-input error, and the
 //! stdout sink.
 //!
-//! Secret inputs (`--key`, `--iv`, `--secret`, `--pms`) are taken by clap as plain strings and
-//! decoded here, so that a malformed secret is never echoed back in an error message (clap
-//! quotes the offending value when its own value parser fails). Argument structs holding
-//! secrets have no `Debug` implementation for the same reason.
+//! Secrets (record key and IV, epoch secret, pre-master secret) come from a file
+//! (`--key-file`, `--iv-file`, `--secret-file`, `--pms-file`) or, with `-` as the file name,
+//! from standard input. A file that its group or others may read is refused, naming the file
+//! and its mode ([`crate::keyfile::read_secret_file`]). What is read is decoded into zeroizing
+//! buffers. The hex arguments (`--key`, `--iv`, `--secret`, `--pms`) remain for tests and
+//! one-off experiments; they are insecure (any local user reads them in `/proc/PID/cmdline`),
+//! say so in `--help`, and print a warning line on stderr when used ([`Stdout::warn`]).
+//!
+//! Secret arguments are taken by clap as plain strings and decoded here, so that a malformed
+//! secret is never echoed back in an error message (clap quotes the offending value when its
+//! own value parser fails). Argument structs holding secrets have no `Debug` implementation
+//! for the same reason.
 
 use std::fmt;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
+use zeroize::Zeroizing;
 use group_core::suite::{KeyError, RecordKeys, Suite};
 use group_core::wire::Epoch;
 
@@ -37,6 +47,12 @@ impl std::error::Error for BadInput {}
 pub trait Stdout {
     /// Writes one line (without its newline).
     fn line(&mut self, line: String);
+
+    /// Writes one warning line for stderr (the command goes on). By default straight to the
+    /// process's stderr.
+    fn warn(&mut self, line: String) {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
 }
 
 impl Stdout for Vec<String> {
@@ -87,26 +103,80 @@ pub fn parse_suite(name: &str) -> Result<Suite, String> {
     }
 }
 
-/// Record protection given on the command line: suite, write key and write IV.
+/// Record protection: suite, write key and write IV (each from a file, stdin, or, insecurely,
+/// the command line).
 #[derive(Args)]
 pub struct CipherArgs {
     /// Cipher suite: ccm8, ccm, gcm or chacha20.
     #[arg(long, value_parser = parse_suite)]
     pub suite: Suite,
-    /// Write key, hex (16 bytes for AES suites, 32 for chacha20).
-    #[arg(long, value_name = "HEX")]
-    pub key: String,
-    /// Write IV, hex (4 bytes for AES suites, 12 for chacha20).
-    #[arg(long, value_name = "HEX")]
-    pub iv: String,
+    /// File holding the write key as hex (16 bytes for AES suites, 32 for chacha20); mode
+    /// 0600 or stricter. `-` reads it from standard input.
+    #[arg(long, value_name = "FILE", required_unless_present = "key")]
+    pub key_file: Option<PathBuf>,
+    /// INSECURE: the write key as hex on the command line, readable by every local user in
+    /// /proc/PID/cmdline (a warning is printed). Use --key-file.
+    #[arg(long, value_name = "HEX", conflicts_with = "key_file")]
+    pub key: Option<String>,
+    /// File holding the write IV as hex (4 bytes for AES suites, 12 for chacha20); mode 0600
+    /// or stricter. `-` reads it from standard input.
+    #[arg(long, value_name = "FILE", required_unless_present = "iv")]
+    pub iv_file: Option<PathBuf>,
+    /// INSECURE: the write IV as hex on the command line (see --key). Use --iv-file.
+    #[arg(long, value_name = "HEX", conflicts_with = "iv_file")]
+    pub iv: Option<String>,
 }
 
 impl CipherArgs {
-    /// Decodes and checks the key and IV against the suite.
-    pub fn record_keys(&self) -> Result<RecordKeys, BadInput> {
-        let key = decode_hex("--key", &self.key)?;
-        let iv = decode_hex("--iv", &self.iv)?;
+    /// Reads, decodes and checks the key and IV against the suite.
+    pub fn record_keys(&self, out: &mut dyn Stdout) -> Result<RecordKeys, BadInput> {
+        if is_stdin(self.key_file.as_deref()) && is_stdin(self.iv_file.as_deref()) {
+            return Err(BadInput::new(
+                "--key-file and --iv-file: only one secret can come from standard input",
+            ));
+        }
+        let key = read_secret("--key", self.key.as_deref(), self.key_file.as_deref(), out)?;
+        let iv = read_secret("--iv", self.iv.as_deref(), self.iv_file.as_deref(), out)?;
         RecordKeys::new(self.suite, &key, &iv).map_err(|e| key_error(e, self.suite))
+    }
+}
+
+fn is_stdin(file: Option<&Path>) -> bool {
+    file.is_some_and(|p| p.as_os_str() == "-")
+}
+
+/// A secret from `FLAG-file FILE` (`-`: standard input) or, insecurely, `FLAG HEX` (with a
+/// warning through `out`). Exactly one of `hex` and `file` is given (clap enforces it). The
+/// error names the flag or the file, never the secret.
+pub fn read_secret(
+    flag: &str,
+    hex: Option<&str>,
+    file: Option<&Path>,
+    out: &mut dyn Stdout,
+) -> Result<Zeroizing<Vec<u8>>, BadInput> {
+    match (hex, file) {
+        (Some(h), _) => {
+            out.warn(format!(
+                "warning: {flag} puts a secret on the command line, where every local user can \
+                 read it (/proc/PID/cmdline); use {flag}-file FILE (mode 0600) or {flag}-file -"
+            ));
+            Ok(Zeroizing::new(decode_hex(flag, h)?))
+        }
+        (None, Some(p)) => {
+            let what = if p.as_os_str() == "-" {
+                format!("{flag}-file -")
+            } else {
+                format!("{flag}-file {}", p.display())
+            };
+            let text = if p.as_os_str() == "-" {
+                crate::keyfile::read_secret_stdin()
+            } else {
+                crate::keyfile::read_secret_file(p)
+            }
+            .map_err(|e| BadInput::new(format!("{flag}-file: {e}")))?;
+            crate::keyfile::decode_secret_hex(&what, &text).map_err(|e| BadInput::new(e.to_string()))
+        }
+        (None, None) => Err(BadInput::new(format!("{flag}-file: required"))),
     }
 }
 

@@ -2,22 +2,25 @@
 //! `src/bin/dtls-group.rs` is a thin `main` around [`run_with`].
 //!
 //! ```text
-//! dtls-group record open --suite S --key HEX --iv HEX [--compat] [--epoch E] [--datagram] RECORD_HEX...
-//! dtls-group record seal --suite S --key HEX --iv HEX --epoch E --sender-id S --seq Q [--content-type T] PLAINTEXT_HEX
-//! dtls-group keys native --group-id N --epoch E --suite S --secret HEX
-//! dtls-group keys wolfssl --suite S --pms HEX --client-random HEX --server-random HEX
-//! dtls-group listen --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX [--compat] [--epoch E] [--count N] [--timeout SECS] [--control PATH]
+//! dtls-group record open --suite S --key-file FILE --iv-file FILE [--compat] [--epoch E] [--datagram] RECORD_HEX...
+//! dtls-group record seal --suite S --key-file FILE --iv-file FILE --epoch E --sender-id S --seq Q [--content-type T] PLAINTEXT_HEX
+//! dtls-group keys native --group-id N --epoch E --suite S --secret-file FILE
+//! dtls-group keys wolfssl --suite S --pms-file FILE --client-random HEX --server-random HEX
+//! dtls-group listen --group ADDR:PORT [--iface ADDR|NAME] --suite S --key-file FILE --iv-file FILE [--compat] [--epoch E] [--count N] [--timeout SECS] [--control PATH]
 //! dtls-group keygen --out PREFIX
 //! dtls-group keyserver --config FILE [--init] [--control PATH] [--timeout SECS]
 //! dtls-group member --server ADDR:PORT --server-key PUB --device-key KEY --device-id N --group-id G --group ADDR:PORT [--role sender --seq-store FILE] [--send HEX]... [--stdin] [--count N] [--timeout SECS] [--control PATH]
 //! dtls-group admin CONTROL status|revoke DEVICE|rekey GROUP
 //! dtls-group status CONTROL
-//! dtls-group send --group ADDR:PORT [--iface ADDR|NAME] --suite S --key HEX --iv HEX --epoch E --sender-id S --seq-store FILE [--init-seq-store] [--reserve-step K] [--interval MS] MESSAGE_HEX...
+//! dtls-group send --group ADDR:PORT [--iface ADDR|NAME] --suite S --key-file FILE --iv-file FILE --epoch E --sender-id S --seq-store FILE [--init-seq-store] [--reserve-step K] [--interval MS] MESSAGE_HEX...
 //! ```
 //!
 //! Exit codes: [`EXIT_OK`] (0) success (for `record open`: every record accepted),
 //! [`EXIT_DROPPED`] (1) some record dropped, [`EXIT_BAD_INPUT`] (2) bad input, with exactly one
-//! line on stderr. Nothing here panics on input, and no secret is ever written to stderr.
+//! error line on stderr. Secret files (`--key-file`, `--iv-file`, `--secret-file`,
+//! `--pms-file`; `-` is standard input) must not be readable by group or others. The insecure
+//! hex forms (`--key HEX`, ...) add one `warning: ` line on stderr each. Nothing here panics
+//! on input, and no secret is ever written to stderr.
 //! See `docs/cli.md` for examples.
 //!
 //! ## Layout: one module per subcommand group
@@ -40,6 +43,8 @@
 //! assert_eq!(out.code, 0);
 //! assert!(out.stdout[0].starts_with("{\"key\":\""));
 //! assert!(out.stderr.is_empty());
+//! // A secret on the command line is visible to every local user: it works, with a warning.
+//! assert!(out.warnings[0].starts_with("warning: --secret"));
 //! ```
 #![cfg_attr(
     not(test),
@@ -133,8 +138,26 @@ pub struct Outcome {
     pub code: u8,
     /// Lines for stdout (JSON objects or hex, one per line; help text for `--help`).
     pub stdout: Vec<String>,
-    /// Lines for stderr: exactly one line on bad input, none otherwise.
+    /// The error line for stderr: exactly one line on bad input, none otherwise.
     pub stderr: Vec<String>,
+    /// Warning lines for stderr, each starting with `warning: ` (the binary prints them before
+    /// any error line): today only for secrets given as command-line arguments.
+    pub warnings: Vec<String>,
+}
+
+/// Collects stdout lines and warnings apart.
+struct Collect {
+    stdout: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Stdout for Collect {
+    fn line(&mut self, line: String) {
+        self.stdout.push(line);
+    }
+    fn warn(&mut self, line: String) {
+        self.warnings.push(line);
+    }
 }
 
 /// Runs `dtls-group` with `args` (the first item is the program name, as in
@@ -144,17 +167,24 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let mut stdout = Vec::new();
-    match run_with(args, &mut stdout) {
+    let mut c = Collect {
+        stdout: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let result = run_with(args, &mut c);
+    let Collect { stdout, warnings } = c;
+    match result {
         Ok(code) => Outcome {
             code,
             stdout,
             stderr: Vec::new(),
+            warnings,
         },
         Err(line) => Outcome {
             code: EXIT_BAD_INPUT,
             stdout,
             stderr: vec![line],
+            warnings,
         },
     }
 }

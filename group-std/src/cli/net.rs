@@ -157,7 +157,7 @@ fn json_counters(g: &Group) -> String {
 
 /// Runs `listen`.
 pub fn listen(args: &ListenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
-    let keys = args.cipher.record_keys()?;
+    let keys = args.cipher.record_keys(out)?;
     let cfg = args.net.config()?;
     let epoch = args.epoch.map(nonzero_epoch).transpose()?;
     if let Some(t) = args.timeout
@@ -268,7 +268,7 @@ fn store_error(path: &std::path::Path, e: StoreError) -> BadInput {
 
 /// Runs `send`.
 pub fn send(args: &SendArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
-    let keys = args.cipher.record_keys()?;
+    let keys = args.cipher.record_keys(out)?;
     let cfg = args.net.config()?;
     let epoch = nonzero_epoch(args.epoch)?;
     let messages = args

@@ -71,7 +71,8 @@ pub fn run(cmd: &RecordCommand, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     match cmd {
         RecordCommand::Open(a) => open(a, out),
         RecordCommand::Seal(a) => {
-            out.line(seal(a)?);
+            let record = seal(a, out)?;
+            out.line(record);
             Ok(EXIT_OK)
         }
     }
@@ -81,7 +82,7 @@ pub fn run(cmd: &RecordCommand, out: &mut dyn Stdout) -> Result<u8, BadInput> {
 /// admission, no own sender ID; strict nonce profile unless `--compat`), every record in order.
 /// All input is checked before the first line is printed.
 fn open(a: &OpenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
-    let keys = a.cipher.record_keys()?;
+    let keys = a.cipher.record_keys(out)?;
     let mut inputs = Vec::with_capacity(a.records.len());
     for (i, r) in a.records.iter().enumerate() {
         let what = format!("record {}", i.saturating_add(1));
@@ -159,8 +160,8 @@ fn error_line(e: &OpenError) -> String {
 }
 
 /// `record seal`: one record with `explicit_nonce = epoch || sid || seq`.
-fn seal(a: &SealArgs) -> Result<String, BadInput> {
-    let keys = a.cipher.record_keys()?;
+fn seal(a: &SealArgs, out: &mut dyn Stdout) -> Result<String, BadInput> {
+    let keys = a.cipher.record_keys(out)?;
     let epoch = nonzero_epoch(a.epoch)?;
     if a.seq > MAX_SEQ {
         return Err(BadInput::new("--seq: above 2^40 - 1"));
