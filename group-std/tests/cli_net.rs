@@ -21,20 +21,25 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The key and IV as files of mode 0600 in `dir` (secrets are not passed as arguments).
+fn key_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let (k, i) = (dir.join("group.key"), dir.join("group.iv"));
+    for (p, v) in [(&k, KEY), (&i, IV)] {
+        std::fs::write(p, v).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    (k, i)
+}
+
 fn send(store: &std::path::Path, init: bool, msgs: &[&str]) -> Output {
+    let (key, iv) = key_files(store.parent().unwrap());
     let mut c = Command::new(BIN);
-    c.args([
-        "send",
-        "--group",
-        &group(),
-        "--suite",
-        "gcm",
-        "--key",
-        KEY,
-        "--iv",
-        IV,
-    ])
-    .args(["--epoch", "4", "--sender-id", "12", "--seq-store"])
+    c.args(["send", "--group", &group(), "--suite", "gcm", "--key-file"])
+        .arg(&key)
+        .arg("--iv-file")
+        .arg(&iv)
+        .args(["--epoch", "4", "--sender-id", "12", "--seq-store"])
     .arg(store)
     .args(msgs);
     if init {
@@ -49,19 +54,15 @@ fn listeners_receive_what_send_sends_and_status_reports_counters() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let control = dir.join("light.sock");
+    let (key, iv) = key_files(&dir);
     let listeners: Vec<Child> = (0..3)
         .map(|i| {
             let mut c = Command::new(BIN);
-            c.args([
-                "listen",
-                "--group",
-                &group(),
-                "--suite",
-                "gcm",
-                "--key",
-                KEY,
-            ])
-            .args(["--iv", IV, "--count", "3", "--timeout", "15"]);
+            c.args(["listen", "--group", &group(), "--suite", "gcm", "--key-file"])
+                .arg(&key)
+                .arg("--iv-file")
+                .arg(&iv)
+                .args(["--count", "3", "--timeout", "15"]);
             if i == 0 {
                 c.arg("--control").arg(&control);
             }
