@@ -57,7 +57,9 @@ fn clear_stale_socket(path: &Path) -> io::Result<()> {
             // Stale: left by a node that was killed. Remove it only if it is still the same
             // socket (not replaced in between).
             let again = std::fs::symlink_metadata(path)?;
-            if again.file_type().is_socket() && again.ino() == meta.ino() && again.dev() == meta.dev()
+            if again.file_type().is_socket()
+                && again.ino() == meta.ino()
+                && again.dev() == meta.dev()
             {
                 std::fs::remove_file(path)?;
             }

@@ -83,7 +83,9 @@ pub const MAX_SECRET_FILE: u64 = 4096;
 /// Reads at most [`MAX_SECRET_FILE`] bytes into a zeroizing buffer allocated once (no
 /// reallocation leaves copies behind).
 fn read_bounded(mut r: impl Read, what: &dyn std::fmt::Display) -> io::Result<Zeroizing<Vec<u8>>> {
-    let cap = usize::try_from(MAX_SECRET_FILE).unwrap_or(4096).saturating_add(1);
+    let cap = usize::try_from(MAX_SECRET_FILE)
+        .unwrap_or(4096)
+        .saturating_add(1);
     let mut buf = Zeroizing::new(Vec::with_capacity(cap));
     r.by_ref()
         .take(MAX_SECRET_FILE.saturating_add(1))
@@ -136,7 +138,7 @@ pub fn decode_secret_hex(what: &str, text: &[u8]) -> io::Result<Zeroizing<Vec<u8
     let trimmed = text.trim_ascii();
     let len = trimmed.len() / 2;
     let mut out = Zeroizing::new(vec![0u8; len]);
-    if trimmed.len() % 2 != 0 || hex::decode_to_slice(trimmed, &mut out).is_err() {
+    if !trimmed.len().is_multiple_of(2) || hex::decode_to_slice(trimmed, &mut out).is_err() {
         return Err(invalid(format!("{what}: not hex")));
     }
     if out.is_empty() {
@@ -220,12 +222,20 @@ mod tests {
         // A missing file is "not found", never parsed as hex (even if its name is hex).
         let e = read_public(dir.join("dead.pub").to_str().unwrap()).unwrap_err();
         assert!(e.to_string().starts_with("not found: "), "{e}");
-        assert!(read_public("deadbeef").unwrap_err().to_string().contains("not found"));
+        assert!(
+            read_public("deadbeef")
+                .unwrap_err()
+                .to_string()
+                .contains("not found")
+        );
         // A private key that others may read is refused, naming the file and its mode.
         let key = with_suffix(&prefix, ".key");
         fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
         let e = read_private(&key).unwrap_err().to_string();
-        assert!(e.contains("0640") && e.contains("switch.kitchen.key"), "{e}");
+        assert!(
+            e.contains("0640") && e.contains("switch.kitchen.key"),
+            "{e}"
+        );
         let e = read_private(&dir.join("nope.key")).unwrap_err().to_string();
         assert!(e.starts_with("not found: "), "{e}");
         fs::remove_dir_all(&dir).unwrap();

@@ -250,7 +250,10 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         let msg = e.to_string();
         assert!(msg.contains("in use"), "{msg}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains(&p.display().to_string()), "{msg}");
         // Commissioning over a held store is refused by the lock too.
         assert!(FileSequenceStore::commission(&p).is_err());

@@ -40,8 +40,8 @@ fn send(store: &std::path::Path, init: bool, msgs: &[&str]) -> Output {
         .arg("--iv-file")
         .arg(&iv)
         .args(["--epoch", "4", "--sender-id", "12", "--seq-store"])
-    .arg(store)
-    .args(msgs);
+        .arg(store)
+        .args(msgs);
     if init {
         c.arg("--init-seq-store");
     }
@@ -58,11 +58,18 @@ fn listeners_receive_what_send_sends_and_status_reports_counters() {
     let listeners: Vec<Child> = (0..3)
         .map(|i| {
             let mut c = Command::new(BIN);
-            c.args(["listen", "--group", &group(), "--suite", "gcm", "--key-file"])
-                .arg(&key)
-                .arg("--iv-file")
-                .arg(&iv)
-                .args(["--count", "3", "--timeout", "15"]);
+            c.args([
+                "listen",
+                "--group",
+                &group(),
+                "--suite",
+                "gcm",
+                "--key-file",
+            ])
+            .arg(&key)
+            .arg("--iv-file")
+            .arg(&iv)
+            .args(["--count", "3", "--timeout", "15"]);
             if i == 0 {
                 c.arg("--control").arg(&control);
             }

@@ -73,7 +73,10 @@ fn control_bind_refuses_to_delete_a_file_that_is_not_a_stale_socket() {
     let listener = UnixListener::bind(&live).unwrap();
     let e = ControlServer::bind(&live).expect_err("a live socket is in use");
     assert!(e.to_string().contains("live.sock"), "{e}");
-    assert!(UnixStream::connect(&live).is_ok(), "the live socket still works");
+    assert!(
+        UnixStream::connect(&live).is_ok(),
+        "the live socket still works"
+    );
     drop(listener);
     // Now nothing answers on it: it is stale, and is replaced.
     let ctl = ControlServer::bind(&live).expect("a stale socket is replaced");
@@ -101,7 +104,11 @@ fn control_socket_appears_with_mode_0600_and_is_never_chmodded_in_place() {
     let ctl = ControlServer::bind(&path).unwrap();
     let meta = std::fs::symlink_metadata(&path).unwrap();
     assert!(meta.file_type().is_socket());
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "mode right after bind");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "mode right after bind"
+    );
     // Every change to the directory's entry `node.sock`: it must appear (create) and never have
     // its attributes changed afterwards (a chmod after bind means it existed with umask bits).
     let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
@@ -119,7 +126,9 @@ fn control_socket_appears_with_mode_0600_and_is_never_chmodded_in_place() {
         "{events:?}"
     );
     assert!(
-        !events.iter().any(|e| e.contains(inotify::ReadFlags::ATTRIB)),
+        !events
+            .iter()
+            .any(|e| e.contains(inotify::ReadFlags::ATTRIB)),
         "the socket's mode was changed after it appeared at its path: {events:?}"
     );
     drop(ctl);
@@ -249,10 +258,17 @@ fn two_send_processes_on_one_store_the_second_is_refused() {
     running.stdout = Some(stdout);
     let running = wait_output(running, Duration::from_secs(30));
     assert!(running.status.success(), "{}", stderr(&running));
-    assert_eq!(twin.status.code(), Some(2), "the twin must be refused: {twin:?}");
+    assert_eq!(
+        twin.status.code(),
+        Some(2),
+        "the twin must be refused: {twin:?}"
+    );
     assert!(twin.stdout.is_empty(), "the twin sent nothing");
     assert!(err.contains("s.seq") && err.contains("in use"), "{err}");
-    assert!(err.contains(&format!("pid {pid}")), "names the holder: {err}");
+    assert!(
+        err.contains(&format!("pid {pid}")),
+        "names the holder: {err}"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -314,7 +330,10 @@ fn keyserver_init_writes_no_state_until_keys_and_sockets_are_ready() {
     let out = keyserver_init(&cfg, &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = stderr(&out);
-    assert!(err.contains("not found") && err.contains("dve.pub"), "{err}");
+    assert!(
+        err.contains("not found") && err.contains("dve.pub"),
+        "{err}"
+    );
     assert!(!state.exists(), "a bad device key path left a state file");
 
     // A busy port.
@@ -323,7 +342,11 @@ fn keyserver_init_writes_no_state_until_keys_and_sockets_are_ready() {
     std::fs::write(&cfg, text(port, "server.key", "dev.pub")).unwrap();
     let out = keyserver_init(&cfg, &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(!state.exists(), "a busy port left a state file: {}", stderr(&out));
+    assert!(
+        !state.exists(),
+        "a busy port left a state file: {}",
+        stderr(&out)
+    );
     drop(busy);
 
     // A control path that is taken (a regular file).
@@ -369,7 +392,16 @@ fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
 #[test]
 fn secrets_are_read_from_private_files_or_stdin_and_hex_arguments_warn() {
     let d = tmpdir("secrets");
-    let native = ["keys", "native", "--group-id", "7", "--epoch", "1", "--suite", "ccm"];
+    let native = [
+        "keys",
+        "native",
+        "--group-id",
+        "7",
+        "--epoch",
+        "1",
+        "--suite",
+        "ccm",
+    ];
     let by_arg = run_with_stdin(&[&native[..], &["--secret", SECRET]].concat(), "");
     assert!(by_arg.status.success(), "{}", stderr(&by_arg));
     let err = stderr(&by_arg);
@@ -384,7 +416,10 @@ fn secrets_are_read_from_private_files_or_stdin_and_hex_arguments_warn() {
     let out = run_with_stdin(&[&native[..], &["--secret-file", s]].concat(), "");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = stderr(&out);
-    assert!(err.contains(s) && err.contains("0644"), "names file and mode: {err}");
+    assert!(
+        err.contains(s) && err.contains("0644"),
+        "names file and mode: {err}"
+    );
     assert!(!err.contains(SECRET));
     assert!(out.stdout.is_empty());
 
@@ -411,7 +446,16 @@ fn secrets_are_read_from_private_files_or_stdin_and_hex_arguments_warn() {
     let iv = d.join("iv");
     write_mode(&key, KEY, 0o600);
     write_mode(&iv, IV, 0o600);
-    let seal = ["record", "seal", "--suite", "ccm", "--epoch", "1", "--sender-id", "2"];
+    let seal = [
+        "record",
+        "seal",
+        "--suite",
+        "ccm",
+        "--epoch",
+        "1",
+        "--sender-id",
+        "2",
+    ];
     let a = run_with_stdin(
         &[&seal[..], &["--seq", "3", "--key", KEY, "--iv", IV, "6869"]].concat(),
         "",

@@ -19,9 +19,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use zeroize::Zeroizing;
 use group_core::suite::{KeyError, RecordKeys, Suite};
 use group_core::wire::Epoch;
+use zeroize::Zeroizing;
 
 /// A bad-input error: one line (newlines are replaced), never containing secret material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,7 +174,8 @@ pub fn read_secret(
                 crate::keyfile::read_secret_file(p)
             }
             .map_err(|e| BadInput::new(format!("{flag}-file: {e}")))?;
-            crate::keyfile::decode_secret_hex(&what, &text).map_err(|e| BadInput::new(e.to_string()))
+            crate::keyfile::decode_secret_hex(&what, &text)
+                .map_err(|e| BadInput::new(e.to_string()))
         }
         (None, None) => Err(BadInput::new(format!("{flag}-file: required"))),
     }

@@ -49,61 +49,65 @@ fn open_and_apply(
     key: p256::ecdsa::SigningKey,
     store: RedbServerStore,
     specs: Vec<(u32, group_core::keydist::GroupSpec)>,
-    devices: Vec<(&super::config::DeviceConfig, DeviceCredential, group_core::keydist::Role)>,
+    devices: Vec<(
+        &super::config::DeviceConfig,
+        DeviceCredential,
+        group_core::keydist::Role,
+    )>,
 ) -> io::Result<(ServerType, OsRng, HashMap<DeviceId, SocketAddr>)> {
-        let mut server: ServerType = KeyServer::open(ServerCredentials::new(key), store)
-            .map_err(|e| other(format!("state {}: {e}", state.display())))?;
-        let mut rng = keyfile::os_rng();
-        let now = wall_now();
-        for (gid, spec) in specs {
-            match server.create_group(spec, now, &mut rng) {
-                Ok(()) => tracing::info!(group = gid, "group created"),
-                Err(Error::AlreadyExists) => {
-                    if server.group_spec(gid) != Some(&spec) {
-                        tracing::warn!(
-                            group = gid,
-                            "the config's settings for this group differ from the running \
+    let mut server: ServerType = KeyServer::open(ServerCredentials::new(key), store)
+        .map_err(|e| other(format!("state {}: {e}", state.display())))?;
+    let mut rng = keyfile::os_rng();
+    let now = wall_now();
+    for (gid, spec) in specs {
+        match server.create_group(spec, now, &mut rng) {
+            Ok(()) => tracing::info!(group = gid, "group created"),
+            Err(Error::AlreadyExists) => {
+                if server.group_spec(gid) != Some(&spec) {
+                    tracing::warn!(
+                        group = gid,
+                        "the config's settings for this group differ from the running \
                              state; the state is kept (create a new group to change them)"
-                        );
-                    }
+                    );
                 }
-                Err(e) => return Err(other(format!("group {gid}: {e}"))),
             }
+            Err(e) => return Err(other(format!("group {gid}: {e}"))),
         }
-        for (d, credential, role) in devices {
-            if server.store().is_revoked(d.id)? {
-                tracing::warn!(
-                    device = d.id,
-                    "revoked earlier: not admitted (remove it from the config)"
-                );
-                continue;
-            }
-            match server.admit_device(DeviceId(d.id), credential.clone(), role, &d.groups) {
-                Ok(()) => tracing::info!(device = d.id, name = %d.name, "device admitted"),
-                Err(Error::AlreadyExists) => {
-                    let same = server.device(DeviceId(d.id)).is_some_and(|(c, r, gs)| {
-                        *c == credential && r == role && gs == d.groups.as_slice()
-                    });
-                    if !same {
-                        tracing::warn!(
-                            device = d.id,
-                            name = %d.name,
-                            "the config's key, role or groups for this device differ from the \
-                             running state; the state is kept (revoke it and admit the device \
-                             under a new id to change them)"
-                        );
-                    }
+    }
+    for (d, credential, role) in devices {
+        if server.store().is_revoked(d.id)? {
+            tracing::warn!(
+                device = d.id,
+                "revoked earlier: not admitted (remove it from the config)"
+            );
+            continue;
+        }
+        match server.admit_device(DeviceId(d.id), credential.clone(), role, &d.groups) {
+            Ok(()) => tracing::info!(device = d.id, name = %d.name, "device admitted"),
+            Err(Error::AlreadyExists) => {
+                let same = server.device(DeviceId(d.id)).is_some_and(|(c, r, gs)| {
+                    *c == credential && r == role && gs == d.groups.as_slice()
+                });
+                if !same {
+                    tracing::warn!(
+                        device = d.id,
+                        name = %d.name,
+                        "the config's key, role or groups for this device differ from the \
+                         running state; the state is kept (revoke it and admit the device \
+                         under a new id to change them)"
+                    );
                 }
-                Err(e) => return Err(other(format!("device {}: {e}", d.id))),
             }
+            Err(e) => return Err(other(format!("device {}: {e}", d.id))),
         }
-        let addrs: HashMap<DeviceId, SocketAddr> = server
-            .store()
-            .addresses()?
-            .into_iter()
-            .map(|(d, a)| (DeviceId(d), a))
-            .collect();
-        Ok((server, rng, addrs))
+    }
+    let addrs: HashMap<DeviceId, SocketAddr> = server
+        .store()
+        .addresses()?
+        .into_iter()
+        .map(|(d, a)| (DeviceId(d), a))
+        .collect();
+    Ok((server, rng, addrs))
 }
 
 impl KeyServerDaemon {
