@@ -122,8 +122,9 @@ pub enum Event {
         /// Sequence number of the record.
         seq: u64,
     },
-    /// A sender's state was evicted from a full table; that sender is refused until a newer
-    /// epoch is installed.
+    /// A sender's state was evicted from a full table; that sender is refused in every epoch
+    /// installed at that moment (the staged one too), even if the key server lists it again,
+    /// and admitted again only in a newer epoch.
     SenderEvicted {
         /// The evicted sender.
         sender_id: SenderId,

@@ -182,25 +182,34 @@ enum Plan {
     },
 }
 
-/// 256-bit set of sender IDs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct SidSet([u32; 8]);
+/// Per sender ID, the newest epoch in which its records are refused (`Epoch(0)`: none; epoch 0
+/// is never held, so "epoch ≤ bound" refuses nothing then). 2 bytes × 256 sender IDs, fixed.
+///
+/// A bound is only ever raised, never cleared: it covers epochs up to the newest one in which
+/// the dropped state may have accepted records, and every epoch installed later is newer than
+/// that (epochs only move forward), so the bound stops mattering by itself once those epochs
+/// are no longer held, whoever lists the sender again in the meantime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct BlockedThrough([Epoch; 256]);
 
-impl SidSet {
-    fn contains(&self, sid: SenderId) -> bool {
-        let [w, b] = [usize::from(sid.0 / 32), usize::from(sid.0 % 32)];
-        self.0.get(w).is_some_and(|v| v & (1 << b) != 0)
+impl Default for BlockedThrough {
+    fn default() -> Self {
+        Self([Epoch(0); 256])
     }
-    fn insert(&mut self, sid: SenderId) {
-        let [w, b] = [usize::from(sid.0 / 32), usize::from(sid.0 % 32)];
-        if let Some(v) = self.0.get_mut(w) {
-            *v |= 1 << b;
-        }
+}
+
+impl BlockedThrough {
+    /// Whether `sid`'s records in `epoch` are refused.
+    fn refuses(&self, sid: SenderId, epoch: Epoch) -> bool {
+        self.0
+            .get(usize::from(sid.0))
+            .is_some_and(|bound| epoch <= *bound)
     }
-    fn remove(&mut self, sid: SenderId) {
-        let [w, b] = [usize::from(sid.0 / 32), usize::from(sid.0 % 32)];
-        if let Some(v) = self.0.get_mut(w) {
-            *v &= !(1 << b);
+
+    /// Refuses `sid` in every epoch up to `epoch` (keeping a higher bound it already has).
+    fn raise(&mut self, sid: SenderId, epoch: Epoch) {
+        if let Some(bound) = self.0.get_mut(usize::from(sid.0)) {
+            *bound = (*bound).max(epoch);
         }
     }
 }
@@ -214,10 +223,10 @@ pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
     config: GroupConfig,
     epochs: EpochSet,
     senders: Vec<SenderState<WORDS>, SENDERS>,
-    /// Sender IDs whose state was dropped (evicted, or removed by the key server) and which are
-    /// refused for every epoch up to `blocked_through`.
-    blocked: SidSet,
-    blocked_through: Epoch,
+    /// Sender IDs whose state was dropped (evicted, reused as dead, or removed by the key
+    /// server), each refused in every epoch up to its own bound, whether or not a state for it
+    /// exists again (wire.md §3).
+    blocked: BlockedThrough,
     tick: u64,
     counters: Counters,
     events: Deque<Event, EVENT_QUEUE_LEN>,
@@ -246,8 +255,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             config,
             epochs: EpochSet::new(),
             senders: Vec::new(),
-            blocked: SidSet::default(),
-            blocked_through: Epoch(0),
+            blocked: BlockedThrough::default(),
             tick: 0,
             counters: Counters::default(),
             events: Deque::new(),
@@ -330,6 +338,10 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 
     /// Adds a sender the key server provided (required under [`Admission::Strict`]). Its windows
     /// start empty: it begins each epoch at seq 0. A full table hands the sid back.
+    ///
+    /// A sender whose state was dropped here before (evicted from a full table, or removed) stays
+    /// refused in every epoch in which the dropped state may have accepted records: adding it
+    /// again only admits it in newer epochs (wire.md §3).
     pub fn add_sender(&mut self, sid: SenderId) -> Result<(), SenderId> {
         self.add_sender_state(sid).map(|_| ())
     }
@@ -347,7 +359,6 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                 last_active: self.tick,
             })
             .map_err(|s| s.sender_id)?;
-        self.blocked.remove(sid);
         Ok(self.senders.len().saturating_sub(1))
     }
 
@@ -366,8 +377,9 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         self.signing_key = Some(key);
     }
 
-    /// Removes a sender (revoked or stale): its records are refused in every epoch held now,
-    /// and a new state can only be made for it in a later epoch.
+    /// Removes a sender (revoked or stale): its records are refused in every epoch installed
+    /// now (the staged one too), also if it is added again later; only in a later epoch can it
+    /// be admitted again.
     pub fn remove_sender(&mut self, sid: SenderId) {
         if let Some(i) = self.position(sid) {
             self.senders.swap_remove(i);
@@ -375,10 +387,10 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         self.block(sid);
     }
 
+    /// Refuses `sid` in every epoch installed so far (the staged one too).
     fn block(&mut self, sid: SenderId) {
-        self.blocked.insert(sid);
         if let Some(h) = self.epochs.highest() {
-            self.blocked_through = self.blocked_through.max(h);
+            self.blocked.raise(sid, h);
         }
     }
 
@@ -404,6 +416,11 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 
     /// Decides where the replay state of `(sid, epoch, seq)` lives and pre-checks it.
     fn plan(&self, sid: SenderId, epoch: Epoch, seq: u64, now: Instant) -> Result<Plan, OpenError> {
+        // A sender whose state was dropped is refused in the epochs that state covered, also
+        // when it was listed (and a state made for it) again since.
+        if self.blocked.refuses(sid, epoch) {
+            return Err(OpenError::UnknownSender(sid));
+        }
         if let Some(i) = self.position(sid) {
             let s = self.senders.get(i).ok_or(OpenError::UnknownSender(sid))?;
             return match (&s.current, &s.previous) {
@@ -423,17 +440,17 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         if self.config.admission == Admission::Strict || self.config.signatures_required {
             return Err(OpenError::UnknownSender(sid));
         }
-        if self.blocked.contains(sid) && epoch <= self.blocked_through {
-            return Err(OpenError::UnknownSender(sid));
-        }
         if !self.senders.is_full() {
             return Ok(Plan::Create {
                 replace: None,
                 evicts: false,
             });
         }
-        // A state whose windows are all in epochs no longer held protects nothing: reuse it.
-        // (A state with no window yet was provided by the key server: not dead.)
+        // A state whose windows are all in epochs no longer held can be reused without an
+        // eviction; its sender is still refused up to its newest window's epoch when the slot is
+        // taken (see `commit`), since a staged epoch replaced before activation is newer than
+        // epochs still held. (A state with no window yet was provided by the key server: not
+        // dead.)
         let dead = self.senders.iter().position(|s| {
             s.current.is_some()
                 && [&s.current, &s.previous]
@@ -502,17 +519,25 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                 };
                 match replace.and_then(|i| self.senders.get_mut(i)) {
                     Some(slot) => {
-                        let evicted = core::mem::replace(slot, state).sender_id;
+                        let dropped = core::mem::replace(slot, state);
+                        let old = dropped.sender_id;
                         if evicts {
-                            self.block(evicted);
-                            self.push_event(Event::SenderEvicted { sender_id: evicted });
+                            self.block(old);
+                            self.push_event(Event::SenderEvicted { sender_id: old });
+                        } else if let Some((newest, _)) = dropped.current {
+                            // A dead state: none of its epochs is held. Its sender may still
+                            // have records in held epochs older than its windows (dropped from
+                            // them as it moved on; refused `too_old` while the state lived),
+                            // when its newest epoch was a staged one replaced before activation.
+                            // Keep refusing it there, as the state did; no event, since this
+                            // refuses nothing it would have accepted.
+                            self.blocked.raise(old, newest);
                         }
                     }
                     None => {
                         let _ = self.senders.push(state);
                     }
                 }
-                self.blocked.remove(sid);
             }
         }
     }
@@ -809,4 +834,29 @@ fn verify_signature(key: &VerifyingKey, record: &[u8]) -> Result<(), OpenError> 
     }
     key.verify(signed, &sig)
         .map_err(|_| OpenError::AuthenticationFailed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_bounds_are_per_sender_id_and_only_rise() {
+        let mut b = BlockedThrough::default();
+        for sid in [0u8, 1, 31, 32, 33, 200, 255] {
+            assert!(!b.refuses(SenderId(sid), Epoch(1)));
+        }
+        b.raise(SenderId(33), Epoch(3));
+        b.raise(SenderId(200), Epoch(5));
+        b.raise(SenderId(255), Epoch(1));
+        b.raise(SenderId(200), Epoch(2)); // a lower bound never lowers a higher one
+        for (sid, through) in [(33u8, 3u16), (200, 5), (255, 1)] {
+            assert!(b.refuses(SenderId(sid), Epoch(1)));
+            assert!(b.refuses(SenderId(sid), Epoch(through)));
+            assert!(!b.refuses(SenderId(sid), Epoch(through + 1)));
+        }
+        for sid in [0u8, 1, 32, 34, 65, 199, 201, 254] {
+            assert!(!b.refuses(SenderId(sid), Epoch(1)), "sid {sid}");
+        }
+    }
 }

@@ -38,8 +38,9 @@ pub enum OpenError {
     UnsupportedContentType(ContentType),
     /// The epoch is not held (never installed, retired, or past its grace period).
     UnknownEpoch(Epoch),
-    /// The sender is not known and can't be admitted (strict admission, full table, or states
-    /// invalid after an eviction).
+    /// The sender is not known and can't be admitted (strict admission, full table), or it is
+    /// refused in this epoch because its state was dropped here (evicted, reused as dead, or
+    /// removed) while it may have had records accepted in this epoch.
     UnknownSender(SenderId),
     /// Already received.
     Replay,
