@@ -29,6 +29,13 @@ pub struct Counters {
     pub own_sender_id: u64,
     /// Strict profile: explicit nonce differed from epoch||sid||seq.
     pub nonce_mismatch: u64,
+    /// Records whose plaintext would exceed 2^14 bytes ([`OpenError::RecordOverflow`], RFC 6347
+    /// `record_overflow`), dropped before decryption.
+    pub record_overflow: u64,
+    /// Seal calls refused because the plaintext exceeded 2^14 bytes
+    /// ([`SealError::RecordOverflow`](crate::record::SealError::RecordOverflow)); not drops, so
+    /// not in [`dropped`](Self::dropped).
+    pub seal_record_overflow: u64,
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
 }
@@ -46,6 +53,7 @@ impl Counters {
             OpenError::AuthenticationFailed => &mut self.authentication_failed,
             OpenError::OwnSenderId => &mut self.own_sender_id,
             OpenError::NonceMismatch => &mut self.nonce_mismatch,
+            OpenError::RecordOverflow => &mut self.record_overflow,
         };
         *c = c.saturating_add(1);
     }
@@ -62,6 +70,7 @@ impl Counters {
             self.authentication_failed,
             self.own_sender_id,
             self.nonce_mismatch,
+            self.record_overflow,
         ]
         .iter()
         .fold(0u64, |a, b| a.saturating_add(*b))
@@ -69,7 +78,7 @@ impl Counters {
 
     /// `(reason, count)` pairs for every drop reason, in a fixed order (names as
     /// [`OpenError::reason`]).
-    pub fn drop_reasons(&self) -> [(&'static str, u64); 9] {
+    pub fn drop_reasons(&self) -> [(&'static str, u64); 10] {
         [
             ("malformed", self.malformed),
             ("unsupported_content_type", self.unsupported_content_type),
@@ -80,6 +89,7 @@ impl Counters {
             ("authentication_failed", self.authentication_failed),
             ("own_sender_id", self.own_sender_id),
             ("nonce_mismatch", self.nonce_mismatch),
+            ("record_overflow", self.record_overflow),
         ]
     }
 }

@@ -16,7 +16,9 @@ use crate::replay::{ReplayWindow, WindowStart};
 use crate::sequence::{SequenceCounter, SequenceStore};
 use crate::suite::{KeyError, RecordKeys, Suite};
 use crate::time::Instant;
-use crate::wire::{self, ContentType, Epoch, MAX_FRAGMENT_LEN, RecordHeader, SenderId};
+use crate::wire::{
+    self, ContentType, Epoch, MAX_FRAGMENT_LEN, MAX_PLAINTEXT_LEN, RecordHeader, SenderId,
+};
 
 /// How a receiver treats a sender it has no state for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -43,7 +45,9 @@ pub struct GroupConfig {
     pub nonce_profile: NonceProfile,
     /// How long the previous epoch stays receivable after a new one is activated (ms).
     pub grace_ms: u64,
-    /// Largest fragment accepted or sent (at most 2^14 + 2048).
+    /// Largest fragment accepted or sent (at most 2^14 + 2048). Independently, a plaintext is at
+    /// most 2^14 bytes ([`MAX_PLAINTEXT_LEN`]); the largest plaintext is the smaller of the two
+    /// limits ([`Group::max_plaintext_len`]).
     pub max_fragment_len: usize,
     /// K: sequence numbers reserved per store write.
     pub sequence_reserve_step: u64,
@@ -676,12 +680,38 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         plaintext: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SealError> {
+        self.check_plaintext_len(plaintext.len())?;
         let offset = self.payload_offset()?;
         let end = offset.saturating_add(plaintext.len());
         out.get_mut(offset..end)
             .ok_or(SealError::BufferTooSmall)?
             .copy_from_slice(plaintext);
         self.seal_in_place(now, store, out, plaintext.len())
+    }
+
+    /// Refuses (and counts) a plaintext over 2^14 bytes.
+    fn check_plaintext_len(&mut self, len: usize) -> Result<(), SealError> {
+        if len > MAX_PLAINTEXT_LEN {
+            self.counters.seal_record_overflow =
+                self.counters.seal_record_overflow.saturating_add(1);
+            return Err(SealError::RecordOverflow);
+        }
+        Ok(())
+    }
+
+    /// The largest plaintext [`seal`](Self::seal) takes in the current epoch: 2^14 bytes
+    /// ([`MAX_PLAINTEXT_LEN`]), or less when the configured maximum fragment leaves less room
+    /// after the suite's explicit nonce, tag and (in signed groups) signature.
+    pub fn max_plaintext_len(&self) -> Result<usize, SealError> {
+        let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
+        let overhead = record::record_len(current.cipher(), 0)
+            .saturating_sub(wire::HEADER_LEN)
+            .saturating_add(self.trailer_len());
+        Ok(self
+            .config
+            .max_fragment_len
+            .saturating_sub(overhead)
+            .min(MAX_PLAINTEXT_LEN))
     }
 
     /// Where the plaintext goes in a buffer for [`seal_in_place`](Self::seal_in_place).
@@ -706,6 +736,9 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     }
 
     /// Seals in place: `buf[payload_offset()..][..plaintext_len]` holds the plaintext.
+    /// A plaintext over 2^14 bytes is refused with [`SealError::RecordOverflow`] and counted
+    /// ([`Counters::seal_record_overflow`]); one that makes the record exceed the configured
+    /// maximum fragment with [`SealError::PlaintextTooLarge`]. Neither uses a sequence number.
     pub fn seal_in_place<S: SequenceStore>(
         &mut self,
         now: Instant,
@@ -719,6 +752,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         if trailer > 0 && self.signing_key.is_none() {
             return Err(SealError::NoSigningKey);
         }
+        self.check_plaintext_len(plaintext_len)?;
         {
             let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
             let total = record::record_len(current.cipher(), plaintext_len).saturating_add(trailer);

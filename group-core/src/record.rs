@@ -13,7 +13,8 @@ use core::fmt;
 use crate::sequence::{SequenceError, StoreError};
 use crate::suite::{EXPLICIT_NONCE_LEN, EpochCipher};
 use crate::wire::{
-    self, ContentType, Epoch, HEADER_LEN, MAX_FRAGMENT_LEN, ProtocolVersion, RecordHeader, SenderId,
+    self, ContentType, Epoch, HEADER_LEN, MAX_FRAGMENT_LEN, MAX_PLAINTEXT_LEN, ProtocolVersion,
+    RecordHeader, SenderId,
 };
 
 /// How a receiver treats the explicit nonce of AES records.
@@ -52,6 +53,9 @@ pub enum OpenError {
     OwnSenderId,
     /// Strict profile: the explicit nonce is not `epoch || sid || seq`.
     NonceMismatch,
+    /// The record's plaintext would be longer than 2^14 bytes ([`MAX_PLAINTEXT_LEN`]; RFC 6347
+    /// §4.1 / RFC 5246 §6.2.1, alert `record_overflow`). Refused before decryption.
+    RecordOverflow,
 }
 
 impl fmt::Display for OpenError {
@@ -66,6 +70,7 @@ impl fmt::Display for OpenError {
             OpenError::AuthenticationFailed => f.write_str("authentication failed"),
             OpenError::OwnSenderId => f.write_str("own sender id"),
             OpenError::NonceMismatch => f.write_str("explicit nonce mismatch"),
+            OpenError::RecordOverflow => f.write_str("record overflow: plaintext over 2^14 bytes"),
         }
     }
 }
@@ -83,6 +88,7 @@ impl OpenError {
             OpenError::AuthenticationFailed => "authentication_failed",
             OpenError::OwnSenderId => "own_sender_id",
             OpenError::NonceMismatch => "nonce_mismatch",
+            OpenError::RecordOverflow => "record_overflow",
         }
     }
 }
@@ -112,8 +118,12 @@ pub enum SealError {
     NotASender,
     /// The output buffer can't hold the record.
     BufferTooSmall,
-    /// The plaintext exceeds the record size limit.
+    /// The record would exceed the configured maximum fragment length
+    /// ([`GroupConfig::max_fragment_len`](crate::group::GroupConfig::max_fragment_len)).
     PlaintextTooLarge,
+    /// The plaintext is longer than 2^14 bytes ([`MAX_PLAINTEXT_LEN`]), the DTLS 1.2 limit
+    /// (RFC 6347 §4.1, `record_overflow`). Nothing is sealed and no sequence number is used.
+    RecordOverflow,
     /// The sequence state is missing or corrupt: wait for a new epoch or sender ID.
     SequenceStateLost(StoreError),
     /// Reserving sequence numbers in the store failed.
@@ -146,6 +156,7 @@ impl fmt::Display for SealError {
             SealError::NotASender => f.write_str("no sender id"),
             SealError::BufferTooSmall => f.write_str("buffer too small"),
             SealError::PlaintextTooLarge => f.write_str("plaintext too large"),
+            SealError::RecordOverflow => f.write_str("record overflow: plaintext over 2^14 bytes"),
             SealError::SequenceStateLost(e) => write!(f, "sequence state lost: {e}"),
             SealError::SequenceStore(e) => write!(f, "sequence store: {e}"),
             SealError::SequenceStale => f.write_str("sequence store holds a newer state"),
@@ -210,6 +221,7 @@ fn layout(cipher: &EpochCipher, plaintext_len: usize) -> Layout {
 /// Seals a record in place. `buf[payload_offset(cipher)..][..plaintext_len]` holds the
 /// plaintext; the header, explicit nonce (`epoch || sid || seq`) and tag are written around it.
 /// Returns the record length. The caller guarantees `(epoch, sid, seq)` was never used before.
+/// A plaintext over 2^14 bytes is refused ([`SealError::RecordOverflow`]).
 pub fn seal_in_place(
     cipher: &EpochCipher,
     content_type: ContentType,
@@ -245,6 +257,9 @@ pub fn seal_in_place_with_trailer(
     plaintext_len: usize,
     trailer_len: usize,
 ) -> Result<usize, SealError> {
+    if plaintext_len > MAX_PLAINTEXT_LEN {
+        return Err(SealError::RecordOverflow);
+    }
     let total = record_len(cipher, plaintext_len);
     let with_trailer = total.saturating_add(trailer_len);
     let fragment_len = with_trailer.saturating_sub(HEADER_LEN);
@@ -320,7 +335,9 @@ pub struct ParsedRecord {
 }
 
 /// Parses exactly one record for `cipher`: header, lengths, and, in the strict profile, the
-/// explicit nonce. `trailer_len` is the length of a signature after the tag (0 if none).
+/// explicit nonce. `trailer_len` is the length of a signature after the tag (0 if none). A
+/// plaintext over 2^14 bytes is refused here, before any decryption
+/// ([`OpenError::RecordOverflow`]).
 pub fn parse(
     cipher: &EpochCipher,
     record: &[u8],
@@ -348,6 +365,9 @@ pub fn parse_fragment(
         .and_then(|v| v.checked_sub(p.tag_len))
         .and_then(|v| v.checked_sub(trailer_len))
         .ok_or(OpenError::Malformed(wire::Error::FragmentTooShort))?;
+    if plaintext_len > MAX_PLAINTEXT_LEN {
+        return Err(OpenError::RecordOverflow);
+    }
     if profile == NonceProfile::Strict && p.explicit_nonce_len == EXPLICIT_NONCE_LEN {
         let l = layout(cipher, plaintext_len);
         if record.get(l.explicit) != Some(header.sequence_bytes().as_slice()) {

@@ -17,6 +17,12 @@ use core::fmt;
 pub const HEADER_LEN: usize = 13;
 /// Largest fragment DTLS 1.2 allows for a protected record: 2^14 + 2048 (RFC 6347 §4.1, RFC 5246 §6.2.3).
 pub const MAX_FRAGMENT_LEN: usize = (1 << 14) + 2048;
+/// Largest plaintext a record may carry: 2^14 bytes (RFC 6347 §4.1, RFC 5246 §6.2.1; more is a
+/// `record_overflow`). Sealing refuses more and so does opening, before decryption (the
+/// plaintext length follows from the length field and the suite), so the largest fragment this
+/// crate accepts is 2^14 plus the suite's explicit nonce and tag (and a signature): at most
+/// 2^14 + 88, well under [`MAX_FRAGMENT_LEN`].
+pub const MAX_PLAINTEXT_LEN: usize = 1 << 14;
 /// Largest sequence number the header can carry (40 bits); receivers accept it from other
 /// implementations, and this crate's senders stop one below it ([`crate::sequence::LAST_SEQ`]).
 pub const MAX_SEQ: u64 = (1 << 40) - 1;

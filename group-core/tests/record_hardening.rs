@@ -230,3 +230,162 @@ fn dead_slot_reuse_keeps_the_dead_sender_refused_in_every_epoch_it_may_have_reco
     );
     assert_eq!(l.counters().accepted, 5);
 }
+
+/// Seals a record the way a sender that ignores the 2^14 limit would (header, explicit nonce
+/// `epoch || sid || seq`, AEAD over the plaintext, tag), without `group_core::record`, which
+/// refuses such plaintexts now.
+fn raw_record(suite: Suite, epoch: u16, sid: u8, seq: u64, plaintext: &[u8]) -> Vec<u8> {
+    use group_core::suite::EpochCipher;
+    use group_core::wire::{ContentType, ProtocolVersion, RecordHeader};
+    let cipher = EpochCipher::new(&keys_for(suite, epoch)).unwrap();
+    let p = cipher.params();
+    let n = plaintext.len();
+    let header = RecordHeader {
+        content_type: ContentType::APPLICATION_DATA,
+        version: ProtocolVersion::DTLS_1_2,
+        epoch: Epoch(epoch),
+        sender_id: SenderId(sid),
+        seq,
+        length: u16::try_from(p.explicit_nonce_len + n + p.tag_len).unwrap(),
+    };
+    let explicit = header.sequence_bytes();
+    let mut out = header.to_bytes().unwrap().to_vec();
+    out.extend_from_slice(&explicit[..p.explicit_nonce_len]);
+    let mut aad = explicit.to_vec();
+    aad.push(23);
+    aad.extend_from_slice(&[0xfe, 0xfd]);
+    aad.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+    let mut body = plaintext.to_vec();
+    let mut tag = vec![0u8; p.tag_len];
+    cipher
+        .seal_in_place(&cipher.nonce(&explicit), &aad, &mut body, &mut tag)
+        .unwrap();
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// Finding 6: a plaintext is at most 2^14 bytes (RFC 6347 §4.1 / RFC 5246 §6.2.1;
+/// `record_overflow`). Sealing 2^14 + 1 bytes was accepted, and so was opening such a record.
+/// Now both refuse with a typed error and a counter, before any sequence number is used or any
+/// decryption is done; exactly 2^14 passes. The configured maximum fragment is a second,
+/// independent limit: at exactly it a record seals and opens, one byte over it does not.
+#[test]
+fn plaintexts_over_2_pow_14_are_refused_on_seal_and_open() {
+    use group_core::record::{self, NonceProfile, SealError};
+    use group_core::wire::MAX_PLAINTEXT_LEN;
+    assert_eq!(MAX_PLAINTEXT_LEN, 16384);
+    let suites = [Suite::AES_128_CCM_8, Suite::AES_128_CCM, Suite::AES_128_GCM];
+    for suite in suites {
+        let mk = |config: GroupConfig| {
+            let mut g: Group = Group::new(config);
+            g.install_and_activate(Epoch(1), &keys_for(suite, 1), Instant(0))
+                .unwrap();
+            g
+        };
+        let mut s = mk(GroupConfig::new(GID).with_sender_id(SenderId(1)));
+        let mut l = mk(GroupConfig::new(GID));
+        let mut store = MemorySequenceStore::commissioned();
+        let mut buf = vec![0u8; 2 * MAX_PLAINTEXT_LEN];
+        let max = vec![0x5a; MAX_PLAINTEXT_LEN];
+        let over = vec![0x5a; MAX_PLAINTEXT_LEN + 1];
+        assert_eq!(s.max_plaintext_len(), Ok(MAX_PLAINTEXT_LEN));
+
+        // Protocol maximum: seals and opens.
+        let n = s.seal(Instant(0), &mut store, &max, &mut buf).unwrap();
+        let mut rec = buf[..n].to_vec();
+        let d = l.open(Instant(0), &mut rec).unwrap();
+        assert_eq!(d.plaintext.len(), MAX_PLAINTEXT_LEN, "{suite:?}");
+
+        // One byte over: refused, counted, no sequence number used (seal and seal_in_place).
+        let before = s.next_send_seq();
+        assert_eq!(
+            s.seal(Instant(0), &mut store, &over, &mut buf),
+            Err(SealError::RecordOverflow)
+        );
+        assert_eq!(
+            s.seal_in_place(Instant(0), &mut store, &mut buf, MAX_PLAINTEXT_LEN + 1),
+            Err(SealError::RecordOverflow)
+        );
+        assert_eq!(s.next_send_seq(), before);
+        assert_eq!(s.counters().seal_record_overflow, 2);
+        assert_eq!(s.counters().sealed, 1);
+        // The stateless sealer refuses too.
+        let cipher = group_core::suite::EpochCipher::new(&keys_for(suite, 1)).unwrap();
+        let seal = |pt: &[u8], out: &mut [u8]| {
+            record::seal(
+                &cipher,
+                group_core::wire::ContentType::APPLICATION_DATA,
+                Epoch(1),
+                SenderId(9),
+                7,
+                pt,
+                out,
+            )
+        };
+        assert_eq!(seal(&over, &mut buf), Err(SealError::RecordOverflow));
+        assert!(seal(&max, &mut buf).is_ok());
+
+        // A record with 2^14 + 1 bytes of authentic plaintext (fragment well under
+        // 2^14 + 2048): dropped as record_overflow before decryption, nothing delivered, no
+        // state made for its sender.
+        let mut big = raw_record(suite, 1, 2, 0, &over);
+        assert!(big.len() - 13 < (1 << 14) + 2048);
+        assert_eq!(
+            l.open(Instant(0), &mut big.clone()),
+            Err(OpenError::RecordOverflow)
+        );
+        assert_eq!(
+            record::open_in_place(&cipher, &mut big, NonceProfile::Strict).map(|_| ()),
+            Err(OpenError::RecordOverflow)
+        );
+        assert_eq!(l.counters().record_overflow, 1);
+        assert_eq!(l.counters().authentication_failed, 0);
+        assert_eq!(l.counters().accepted, 1);
+        assert!(l.senders().all(|i| i.sender_id != SenderId(2)));
+        // The same sender's record at exactly 2^14 (same seq) is then accepted.
+        let mut ok = raw_record(suite, 1, 2, 0, &max);
+        assert_eq!(
+            l.open(Instant(0), &mut ok).map(|d| d.plaintext.len()),
+            Ok(MAX_PLAINTEXT_LEN)
+        );
+        assert!(
+            l.counters()
+                .drop_reasons()
+                .contains(&("record_overflow", 1))
+        );
+
+        // Configured maximum fragment (1200): the plaintext that fills it exactly seals and
+        // opens; one byte more is PlaintextTooLarge on seal and malformed (over the configured
+        // length) on open.
+        let mut small = GroupConfig::new(GID).with_sender_id(SenderId(3));
+        small.max_fragment_len = 1200;
+        let mut s = mk(small);
+        let mut small_l = GroupConfig::new(GID);
+        small_l.max_fragment_len = 1200;
+        let mut l = mk(small_l);
+        let mut store = MemorySequenceStore::commissioned();
+        let fit = s.max_plaintext_len().unwrap();
+        let p = s.payload_offset().unwrap() - 13;
+        assert_eq!(fit, 1200 - p - suite.params().unwrap().tag_len);
+        let n = s
+            .seal(Instant(0), &mut store, &vec![1; fit], &mut buf)
+            .unwrap();
+        assert_eq!(n, 13 + 1200);
+        assert_eq!(
+            l.open(Instant(0), &mut buf[..n]).map(|d| d.plaintext.len()),
+            Ok(fit)
+        );
+        assert_eq!(
+            s.seal(Instant(0), &mut store, &vec![1; fit + 1], &mut buf),
+            Err(SealError::PlaintextTooLarge)
+        );
+        let mut one_over = raw_record(suite, 1, 4, 0, &vec![1; fit + 1]);
+        assert_eq!(
+            l.open(Instant(0), &mut one_over),
+            Err(OpenError::Malformed(
+                group_core::wire::Error::LengthTooLarge
+            ))
+        );
+    }
+}
