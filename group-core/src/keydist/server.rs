@@ -859,9 +859,13 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         Ok(sid)
     }
 
-    fn release_sid(g: &mut GroupRec, sid: u8) {
+    /// Releases `sid`, whose holder could know epochs up to `last_known`, and lists it as
+    /// stale. Call it after creating the epoch that announces the release: `new_epoch` clears
+    /// the stale list when nothing was staged, so a sid released before it would never be
+    /// announced (issue 10, finding 7).
+    fn release_sid(g: &mut GroupRec, sid: u8, last_known: u16) {
         // If the list is full the ID is simply never reused (the safe direction).
-        let _ = g.released.push((sid, g.latest_epoch));
+        let _ = g.released.push((sid, last_known));
         if !g.stale.contains(&sid) {
             let _ = g.stale.push(sid);
         }
@@ -888,12 +892,17 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             .position(|m| m.group_id == group_id)
             .ok_or(Error::NotMember)?;
         let m = dev.memberships.swap_remove(mi);
-        let g = s.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
-        if let Some(sid) = m.sender_id {
-            Self::release_sid(g, sid);
-        }
+        // The newest epoch the removed device could know: the one before the new epoch.
+        let last_known = s.groups.get(gi).ok_or(Error::UnknownGroup)?.latest_epoch;
         // A fresh epoch secret even if nobody is left: the removed device holds the old one.
-        Self::new_epoch(s, counter, gi, now, rng).map(Some)
+        // The epoch first, then the release: the bundles of this epoch announce the removal,
+        // so its stale list must name the released sid.
+        let epoch = Self::new_epoch(s, counter, gi, now, rng)?;
+        if let Some(sid) = m.sender_id {
+            let g = s.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
+            Self::release_sid(g, sid, last_known);
+        }
+        Ok(Some(epoch))
     }
 
     /// Makes every pending member of group `gi` due for a bundle now.
@@ -1056,7 +1065,9 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             (Some((Role::Sender, Some(sid))), Role::Sender) => Some(sid),
             (old, role) => {
                 if let Some((_, Some(sid))) = old {
-                    Self::release_sid(g, sid);
+                    // Its holder (this device) may get every epoch up to the newest.
+                    let last_known = g.latest_epoch;
+                    Self::release_sid(g, sid, last_known);
                 }
                 if role == Role::Sender {
                     Some(Self::alloc_sid(g, epoch)?)
@@ -1558,7 +1569,7 @@ mod tests {
         );
         // Sid 9's holder knew epochs up to 5: reusable from epoch 7 on, not before.
         g.latest_epoch = 5;
-        KeyServer::<MemoryServerStore>::release_sid(&mut g, 9);
+        KeyServer::<MemoryServerStore>::release_sid(&mut g, 9, 5);
         assert_eq!(g.stale.as_slice(), &[9]);
         for e in [5, 6] {
             assert_eq!(
