@@ -8,11 +8,67 @@
 
 mod keydist_support;
 
-use group_core::keydist::{GroupSpec, Message, Role, parse};
+use group_core::keydist::{DeviceId, GroupSpec, Message, Role, ServerEvent, parse};
 use group_core::suite::Suite;
 use keydist_support::{Kind, NetParams, Sim, To};
 
 const GID: u32 = 21;
+
+/// Steps the simulation by 10 ms until `done` holds (at most `limit` ms), keeping a copy of every
+/// join request a device puts on the wire (an eavesdropper's capture).
+fn run_capturing(
+    sim: &mut Sim,
+    limit: u64,
+    captured: &mut Vec<(DeviceId, Vec<u8>)>,
+    done: impl Fn(&Sim) -> bool,
+) {
+    let end = sim.now + limit;
+    let mut seen = sim.packet_seq;
+    while !done(sim) {
+        assert!(sim.now < end, "not done after {limit} ms");
+        sim.step(10);
+        for p in sim.inflight.iter().filter(|p| p.seq > seen) {
+            if p.to == To::Server
+                && p.kind == Kind::Kd
+                && let Ok(pm) = parse(&p.bytes)
+                && let Message::JoinRequest(j) = &pm.message
+            {
+                captured.push((j.header.device_id, p.bytes.clone()));
+            }
+        }
+        seen = sim.packet_seq;
+    }
+}
+
+/// Puts `bytes` on the wire to the key server (as an attacker would).
+fn inject(sim: &mut Sim, bytes: &[u8]) {
+    sim.packet_seq += 1;
+    let p = keydist_support::Packet {
+        at: sim.now + 1,
+        seq: sim.packet_seq,
+        to: To::Server,
+        kind: Kind::Kd,
+        bytes: bytes.to_vec(),
+    };
+    sim.inflight.push(p);
+}
+
+/// Membership-changing events the server reported after `since` (ms).
+fn changes_since(sim: &Sim, since: u64) -> Vec<ServerEvent> {
+    sim.server_events
+        .iter()
+        .filter(|(t, e)| {
+            *t > since
+                && matches!(
+                    e,
+                    ServerEvent::Joined { .. }
+                        | ServerEvent::EpochCreated { .. }
+                        | ServerEvent::Left { .. }
+                )
+        })
+        .map(|(_, e)| *e)
+        .collect()
+}
 
 fn two_senders(seed: u64) -> (Sim, usize, usize) {
     let mut sim = Sim::new(seed, NetParams::PERFECT, GID);
@@ -24,6 +80,111 @@ fn two_senders(seed: u64) -> (Sim, usize, usize) {
     let a = sim.add_device(1, Role::Sender);
     let b = sim.add_device(2, Role::Sender);
     (sim, a, b)
+}
+
+/// Replays every captured join request of `dev` and lets the server answer; asserts the server
+/// changed nothing: same epochs, same membership, no membership or epoch events.
+fn replay_all_and_check_nothing_changed(sim: &mut Sim, captured: &[(DeviceId, Vec<u8>)]) {
+    let epochs = sim.server().epochs(GID);
+    let latest = sim.server().latest_epoch(GID);
+    let members: Vec<_> = sim.server().members(GID).collect();
+    let t0 = sim.now;
+    for (_, bytes) in captured {
+        inject(sim, bytes);
+        sim.run_for(50);
+    }
+    sim.run_for(2_000);
+    assert_eq!(
+        sim.server().latest_epoch(GID),
+        latest,
+        "a replay created an epoch"
+    );
+    assert_eq!(sim.server().epochs(GID), epochs);
+    let after: Vec<_> = sim.server().members(GID).collect();
+    assert_eq!(after, members, "a replay changed the membership");
+    assert_eq!(
+        changes_since(sim, t0),
+        vec![],
+        "a replay changed the server's state"
+    );
+}
+
+#[test]
+fn a_replayed_join_of_an_earlier_membership_changes_nothing_and_bundles_still_arrive() {
+    let (mut sim, a, b) = two_senders(1);
+    let mut captured = Vec::new();
+    for i in [a, b] {
+        let now = sim.now();
+        sim.nodes[i].member.join(now).unwrap();
+    }
+    run_capturing(&mut sim, 10_000, &mut captured, |s| s.converged(&[a, b]));
+    // A reboots (its sequence store survives) and rejoins: a new membership.
+    sim.reboot(a, false);
+    let now = sim.now();
+    sim.nodes[a].member.join(now).unwrap();
+    run_capturing(&mut sim, 10_000, &mut captured, |s| s.converged(&[a, b]));
+    let a_joins: Vec<_> = captured
+        .iter()
+        .filter(|(d, _)| *d == sim.nodes[a].id)
+        .cloned()
+        .collect();
+    assert!(a_joins.len() >= 2);
+
+    // Every join request A ever sent, replayed while A is a member.
+    replay_all_and_check_nothing_changed(&mut sim, &a_joins);
+
+    // A still receives and installs every later bundle: an operator rekey reaches both.
+    let now = sim.now();
+    let (server, rng) = (sim.server.as_mut().unwrap(), &mut sim.rng);
+    let e = server.rekey(GID, now, rng).unwrap();
+    sim.run_until(10_000, "rekey reached everyone", |s| s.converged(&[a, b]));
+    assert!(sim.current_epoch() >= e);
+    let rec = sim.seal(a, b"after the replay").unwrap();
+    assert_eq!(sim.open(b, &rec).unwrap(), b"after the replay");
+    let rec = sim.seal(b, b"to a").unwrap();
+    assert_eq!(sim.open(a, &rec).unwrap(), b"to a");
+}
+
+#[test]
+fn a_replayed_join_while_rebooted_left_or_revoked_changes_nothing() {
+    let (mut sim, a, b) = two_senders(2);
+    let mut captured = Vec::new();
+    for i in [a, b] {
+        let now = sim.now();
+        sim.nodes[i].member.join(now).unwrap();
+    }
+    run_capturing(&mut sim, 10_000, &mut captured, |s| s.converged(&[a, b]));
+    let a_id = sim.nodes[a].id;
+    let a_joins: Vec<_> = captured
+        .iter()
+        .filter(|(d, _)| *d == a_id)
+        .cloned()
+        .collect();
+
+    // Rebooted and silent (not rejoined yet): the replay must not rejoin it for it.
+    sim.reboot(a, false);
+    replay_all_and_check_nothing_changed(&mut sim, &a_joins);
+    let now = sim.now();
+    sim.nodes[a].member.join(now).unwrap();
+    sim.run_until(10_000, "rejoined", |s| s.converged(&[a, b]));
+
+    // Left: the replay must not bring it back.
+    let now = sim.now();
+    sim.nodes[a].member.leave(now).unwrap();
+    sim.run_until(10_000, "left", |s| {
+        s.server.as_ref().unwrap().membership(a_id, GID).is_none() && s.converged(&[b])
+    });
+    replay_all_and_check_nothing_changed(&mut sim, &a_joins);
+    assert_eq!(sim.server().membership(a_id, GID), None);
+
+    // Revoked: nothing either.
+    let now = sim.now();
+    sim.nodes[a].member.join(now).unwrap();
+    sim.run_until(10_000, "rejoined", |s| s.converged(&[a, b]));
+    sim.revoke(a_id);
+    sim.run_until(10_000, "revoked", |s| s.converged(&[b]));
+    replay_all_and_check_nothing_changed(&mut sim, &a_joins);
+    assert!(sim.server().device(a_id).is_none());
 }
 
 #[test]

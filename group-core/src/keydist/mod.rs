@@ -84,15 +84,16 @@ pub use crypto::{SEAL_SALT, SIGN_LABEL};
 pub use error::Error;
 pub use member::{Member, MemberConfig, MemberCredentials, MemberEvent, MemberState};
 pub use message::{
-    Ack, BundlePolicy, Bytes, CompressedKey, DeviceHeader, JoinRequest, KeyBundle, KeyMaterial,
-    Leave, MAX_SEALED_LEN, Message, MessageKind, ProtectedMessage, PublicKeyBytes, RekeyNeeded,
-    RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, ServerHeader, WireAdmission,
-    WireNonceProfile, decode_key_material, encode_key_material, parse,
+    Ack, BundlePolicy, Bytes, CompressedKey, DeviceHeader, JoinChallenge, JoinRequest, KeyBundle,
+    KeyMaterial, Leave, MAX_SEALED_LEN, Message, MessageKind, ProtectedMessage, PublicKeyBytes,
+    RekeyNeeded, RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, ServerHeader,
+    WireAdmission, WireNonceProfile, decode_key_material, encode_key_material, parse,
 };
 #[cfg(feature = "psk")]
 pub use psk::Psk;
 pub use server::{
-    DeviceCredential, GroupSpec, KeySchedule, KeyServer, ServerCredentials, ServerEvent, Transmit,
+    CHALLENGE_TTL_MS, DeviceCredential, GroupSpec, KeySchedule, KeyServer, Received,
+    ServerCredentials, ServerEvent, Transmit,
 };
 pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, ServerStore};
 
@@ -218,7 +219,9 @@ pub fn open_bundle_secret_psk(psk: &Psk, bundle: &KeyBundle) -> Result<KeyMateri
 /// The key-distribution format version: the first byte of every message. Another value is
 /// refused with [`Error::UnsupportedVersion`]; the version byte is covered by the signature
 /// (or PSK tag), so it can't be rewritten.
-pub const VERSION: u8 = 1;
+/// Version 2 added the join challenge (kind 6, [`JoinChallenge`]) and the `challenge` field of
+/// [`JoinRequest`] (issue 10, finding 1).
+pub const VERSION: u8 = 2;
 
 /// Length of the fresh nonce in every device message.
 pub const NONCE_LEN: usize = 16;
