@@ -189,6 +189,7 @@ fn tampered_bundles_are_refused_and_change_nothing() {
                             | Error::Malformed
                             | Error::Truncated
                             | Error::TrailingBytes
+                            | Error::NonCanonical
                             | Error::WrongDevice
                             | Error::WrongGroup
                             | Error::UnexpectedKind

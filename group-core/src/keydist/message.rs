@@ -412,8 +412,43 @@ pub struct ProtectedMessage<'a> {
     pub trailer: &'a [u8],
 }
 
+/// Whether `bytes` is exactly the postcard encoding of `value` (compared while encoding, no
+/// buffer). postcard's decoder accepts non-minimal varints (`80 00` for 0, also as enum tags
+/// and sequence lengths), so a decoded value can have several byte strings; keeping only the
+/// one the encoder writes makes decoding canonical: one message, one byte string.
+fn is_canonical<T: Serialize>(value: &T, bytes: &[u8]) -> bool {
+    struct Compare<'a> {
+        expected: &'a [u8],
+        at: usize,
+    }
+    impl postcard::ser_flavors::Flavor for Compare<'_> {
+        type Output = bool;
+        fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+            match self.expected.get(self.at) {
+                Some(b) if *b == data => {
+                    self.at = self.at.saturating_add(1);
+                    Ok(())
+                }
+                _ => Err(postcard::Error::SerializeBufferFull),
+            }
+        }
+        fn finalize(self) -> postcard::Result<bool> {
+            Ok(self.at == self.expected.len())
+        }
+    }
+    postcard::serialize_with_flavor(
+        value,
+        Compare {
+            expected: bytes,
+            at: 0,
+        },
+    )
+    .unwrap_or(false)
+}
+
 /// Splits and decodes a message without verifying it: version, mode, body, trailer. Unknown
-/// versions and modes, truncation, undecodable bodies and trailing bytes are typed errors.
+/// versions and modes, truncation, undecodable bodies, trailing bytes and bodies that are not
+/// the canonical encoding of what they decode to ([`Error::NonCanonical`]) are typed errors.
 pub fn parse(bytes: &[u8]) -> Result<ProtectedMessage<'_>, Error> {
     let (&version, rest) = bytes.split_first().ok_or(Error::Truncated)?;
     if version != VERSION {
@@ -431,6 +466,9 @@ pub fn parse(bytes: &[u8]) -> Result<ProtectedMessage<'_>, Error> {
     let (message, left) = postcard::take_from_bytes::<Message>(body).map_err(map_postcard)?;
     if !left.is_empty() {
         return Err(Error::TrailingBytes);
+    }
+    if !is_canonical(&message, body) {
+        return Err(Error::NonCanonical);
     }
     Ok(ProtectedMessage {
         mode,
@@ -529,11 +567,15 @@ pub fn encode_key_material(m: &KeyMaterial, out: &mut [u8]) -> Result<usize, Err
         .map_err(|_| Error::BufferTooSmall)
 }
 
-/// Decodes key material; trailing bytes are refused.
+/// Decodes key material; trailing bytes and non-canonical encodings (e.g. the variant tag as
+/// a non-minimal varint) are refused: only the bytes [`encode_key_material`] writes decode.
 pub fn decode_key_material(bytes: &[u8]) -> Result<KeyMaterial, Error> {
     let (m, left) = postcard::take_from_bytes::<KeyMaterial>(bytes).map_err(map_postcard)?;
     if !left.is_empty() {
         return Err(Error::TrailingBytes);
+    }
+    if !is_canonical(&m, bytes) {
+        return Err(Error::NonCanonical);
     }
     Ok(m)
 }
