@@ -251,3 +251,135 @@ fn the_bundle_announcing_a_removal_lists_the_removed_sender_id_as_stale() {
     check_removal(&mut sim, sid_c, e);
     sim.run_until(10_000, "c out", |s| s.converged(&[a]));
 }
+
+/// The challenge table is bounded: one challenge per device and group, re-sent (not replaced)
+/// while it is outstanding, forgotten when it expires or is used; replays are counted.
+#[test]
+fn join_challenges_are_bounded_reissued_and_used_once() {
+    use group_core::keydist::{
+        CHALLENGE_TTL_MS, DeviceCredential, KeyServer, Member, MemberConfig, MemberCredentials,
+        MemoryServerStore, MessageKind, Received, ServerCredentials,
+    };
+    use group_core::sequence::MemorySequenceStore;
+    use group_core::time::Instant;
+    use keydist_support::{TestRng, key};
+
+    let server_key = key(0xEE);
+    let mut server: KeyServer<MemoryServerStore, 8, 2> = KeyServer::open(
+        ServerCredentials::new(server_key.clone()),
+        MemoryServerStore::new(),
+    )
+    .unwrap();
+    let mut rng = TestRng::seeded(9);
+    let mut now = Instant(1_000);
+    server
+        .create_group(GroupSpec::new(GID, Suite::AES_128_CCM), now, &mut rng)
+        .unwrap();
+    let mut joins = Vec::new();
+    for id in 1..=8u32 {
+        let k = key(id as u8);
+        server
+            .admit_device(
+                DeviceId(id),
+                DeviceCredential::public_key(k.verifying_key()),
+                Role::Sender,
+                &[GID],
+            )
+            .unwrap();
+        let mut m: Member<MemorySequenceStore> = Member::new(
+            MemberConfig::new(DeviceId(id), GID, Role::Sender),
+            MemberCredentials::signed(k, *server_key.verifying_key()),
+            MemorySequenceStore::commissioned(),
+        );
+        m.join(now).unwrap();
+        let mut buf = [0u8; 1500];
+        let n = m.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
+        joins.push((m, buf[..n].to_vec()));
+    }
+    let mut buf = [0u8; 1500];
+    let mut challenge_of =
+        |server: &mut KeyServer<MemoryServerStore, 8, 2>, rng: &mut TestRng, now: Instant| {
+            let t = server.poll_transmit(now, rng, &mut buf).unwrap().unwrap();
+            assert_eq!(t.kind, MessageKind::JoinChallenge);
+            let Message::JoinChallenge(c) = parse(&buf[..t.len]).unwrap().message else {
+                panic!()
+            };
+            (buf[..t.len].to_vec(), c.challenge)
+        };
+    // Every device's request replayed 50 times: one challenge each, the same nonce each time.
+    let mut first = Vec::new();
+    for (_, j) in &joins {
+        let mut nonce = None;
+        for _ in 0..50 {
+            let r = server.handle_message(now, &mut rng, j).unwrap();
+            assert!(matches!(r, Received::Challenged(_)));
+            let (_, c) = challenge_of(&mut server, &mut rng, now);
+            assert!(
+                nonce.is_none_or(|n| n == c),
+                "an outstanding challenge was replaced"
+            );
+            nonce = Some(c);
+        }
+        first.push(nonce.unwrap());
+    }
+    assert_eq!(server.outstanding_challenges(), 8);
+    assert_eq!(server.latest_epoch(GID), Some(1));
+    assert_eq!(server.members(GID).count(), 0);
+    // After the lifetime a new nonce; the table still holds one per device.
+    now = now.plus_millis(CHALLENGE_TTL_MS + 1);
+    server.handle_message(now, &mut rng, &joins[0].1).unwrap();
+    let (bytes, c) = challenge_of(&mut server, &mut rng, now);
+    assert_ne!(c, first[0]);
+    assert_eq!(server.outstanding_challenges(), 8);
+    // The device answers; the challenge is used up and the device is in.
+    let (m, _) = &mut joins[0];
+    m.handle_message(now, &bytes).unwrap();
+    let n = m.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
+    let answer = buf[..n].to_vec();
+    assert_eq!(
+        server.handle_message(now, &mut rng, &answer),
+        Ok(Received::Fresh(DeviceId(1)))
+    );
+    assert_eq!(server.outstanding_challenges(), 7);
+    assert!(server.membership(DeviceId(1), GID).is_some());
+    // The same answer again is a duplicate of the membership's request: counted, nothing new.
+    let replays = server.replays();
+    let epoch = server.latest_epoch(GID);
+    assert_eq!(
+        server.handle_message(now, &mut rng, &answer),
+        Ok(Received::Unproven(DeviceId(1)))
+    );
+    assert_eq!(server.replays(), replays + 1);
+    assert_eq!(server.latest_epoch(GID), epoch);
+    // An answer covering an expired challenge earns a new challenge, not a membership.
+    now = now.plus_millis(CHALLENGE_TTL_MS + 1);
+    let mut j2 = [0u8; 1500];
+    let stale_answer = {
+        // Device 2 got its (now expired) first challenge earlier: build its answer.
+        let mut cb = [0u8; 1500];
+        let n = group_core::keydist::encode_signed(
+            &Message::JoinChallenge(group_core::keydist::JoinChallenge {
+                group_id: GID,
+                device_id: DeviceId(2),
+                echo: match parse(&joins[1].1).unwrap().message {
+                    Message::JoinRequest(j) => j.header.nonce,
+                    _ => unreachable!(),
+                },
+                challenge: first[1],
+            }),
+            &server_key,
+            key(2).verifying_key(),
+            &mut cb,
+        )
+        .unwrap();
+        let (m2, _) = &mut joins[1];
+        m2.handle_message(now, &cb[..n]).unwrap();
+        let n = m2.poll_transmit(now, &mut rng, &mut j2).unwrap().unwrap();
+        j2[..n].to_vec()
+    };
+    assert_eq!(
+        server.handle_message(now, &mut rng, &stale_answer),
+        Ok(Received::Challenged(DeviceId(2)))
+    );
+    assert!(server.membership(DeviceId(2), GID).is_none());
+}
