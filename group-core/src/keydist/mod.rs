@@ -13,18 +13,21 @@
 //!   └─ member (Member: join, verify, decrypt, install into a Group, ack, report, recover)
 //! ```
 //!
-//! Every message is `version[1] || mode[1] || postcard(body) || trailer`: the trailer is an
+//! Every message is `version[1] || mode[1] || postcard(body) || trailer` (canonical: a body
+//! that is not the encoder's byte string for what it decodes to is refused): the trailer is an
 //! ECDSA P-256 signature (`r || s`, 64 bytes) in [`Mode::Signed`] and an AES-128-CCM tag
 //! (16 bytes) in [`Mode::Psk`]. Server messages carry a per-server strictly increasing
 //! counter and are bound to the recipient (its device ID and, in signed mode, its public key);
-//! device messages carry a fresh 16-byte nonce and are bound to the key server.
+//! device messages carry a fresh 16-byte nonce and are bound to the key server. A join request
+//! changes the key server's state only if it covers the server's fresh challenge
+//! ([`JoinChallenge`]).
 //!
 //! ## Example: one device joins
 //!
 //! ```
 //! use group_core::keydist::{
 //!     DeviceId, GroupSpec, KeyServer, Member, MemberConfig, MemberCredentials,
-//!     MemoryServerStore, Role, ServerCredentials, DeviceCredential,
+//!     MemoryServerStore, MessageKind, Received, Role, ServerCredentials, DeviceCredential,
 //! };
 //! use group_core::sequence::MemorySequenceStore;
 //! use group_core::suite::Suite;
@@ -61,10 +64,18 @@
 //! );
 //! light.join(now).unwrap();
 //!
-//! // Shuttle messages both ways until nothing is left to send.
+//! // The join request is answered with a challenge; the request again, covering it, with
+//! // the bundle.
 //! let mut buf = [0u8; 1200];
 //! let n = light.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
-//! server.handle_message(now, &mut rng, &buf[..n]).unwrap();
+//! let r = server.handle_message(now, &mut rng, &buf[..n]).unwrap();
+//! assert_eq!(r, Received::Challenged(DeviceId(1)));
+//! let t = server.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
+//! assert_eq!(t.kind, MessageKind::JoinChallenge);
+//! light.handle_message(now, &buf[..t.len]).unwrap();
+//! let n = light.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
+//! let r = server.handle_message(now, &mut rng, &buf[..n]).unwrap();
+//! assert_eq!(r, Received::Fresh(DeviceId(1)));  // the driver may note the device's address
 //! let t = server.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
 //! light.handle_message(now, &buf[..t.len]).unwrap();
 //! assert!(light.is_joined());
