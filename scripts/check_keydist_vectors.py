@@ -4,16 +4,19 @@
 Re-verifies group-core/tests/vectors/keydist_*.json with Python's `cryptography` package and a
 hand-written postcard decoder, sharing no code with the Rust implementation:
 
-  * the envelope: version 0x01, mode byte, body, trailer;
+  * the envelope: version 0x02 (format 2: join challenges), mode byte, body, trailer;
   * every field of the body, decoded by hand (LEB128 varints, options, sequences, enums) and
-    compared with the vector's "fields", with no byte left over;
+    compared with the vector's "fields", with no byte left over; the encoding must be the
+    canonical one (minimal varints), as the Rust decoder requires;
   * signed mode: the ECDSA P-256 / SHA-256 signature over
         "dtls-group kd v1" || direction || peer public key (compressed) || version || mode || body
     with the published public keys, and that s is low (s <= n/2);
   * the sealed secret of each bundle: ECDH(device private key, ephemeral key), HKDF-SHA256,
     AES-128-CCM (16-byte tag) with the bundle-bound associated data, then the key material;
   * PSK mode: the AES-128-CCM tag over version || mode || body under the HKDF-derived key and
-    nonce, and the PSK-sealed secret;
+    nonce (00^5 || counter for bundles and notices, 01 || challenge[0..12] for a join
+    challenge, the message nonce's first 13 bytes for device messages), and the PSK-sealed
+    secret;
   * the record keys derived from the material (native HKDF schedule, wolfSSL TLS 1.2 PRF);
   * self-test: a flipped byte in every vector must make the check fail.
 
@@ -48,10 +51,12 @@ PSK_SALT = b"dtls-group kd v1 psk"
 NATIVE_SALT = b"dtls-group v1"
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 DEVICE_TO_SERVER, SERVER_TO_DEVICE = 1, 2
+VERSION = 2
 KIND_DIRECTION = {0: DEVICE_TO_SERVER, 1: SERVER_TO_DEVICE, 2: DEVICE_TO_SERVER,
-                  3: DEVICE_TO_SERVER, 4: DEVICE_TO_SERVER, 5: SERVER_TO_DEVICE}
+                  3: DEVICE_TO_SERVER, 4: DEVICE_TO_SERVER, 5: SERVER_TO_DEVICE,
+                  6: SERVER_TO_DEVICE}
 KIND_NAMES = {0: "join_request", 1: "key_bundle", 2: "ack", 3: "leave", 4: "rekey_needed",
-              5: "removed"}
+              5: "removed", 6: "join_challenge"}
 # Suites: (key length, iv length) of the record keys.
 SUITES = {0xC0A8: (16, 4), 0xC0A4: (16, 4), 0x00A8: (16, 4), 0xCCAB: (32, 12)}
 
@@ -76,12 +81,14 @@ class Reader:
     def varint(self, bits):
         """LEB128, least significant group first; postcard caps the length per type."""
         value, shift, max_bytes = 0, 0, (bits + 6) // 7
-        for _ in range(max_bytes):
+        for i in range(max_bytes):
             b = self.u8()
             value |= (b & 0x7F) << shift
             if not b & 0x80:
                 if value >> bits:
                     raise Bad("varint overflows u%d" % bits)
+                if i > 0 and b == 0:
+                    raise Bad("non-minimal varint")
                 return value
             shift += 7
         raise Bad("varint too long")
@@ -135,7 +142,8 @@ def server_header(r):
 def decode_body(kind, r):
     if kind == 0:  # JoinRequest
         return {"header": device_header(r), "role": r.enum(2), "public_key": r.byte_seq(65).hex(),
-                "sequence_state_lost": r.boolean()}
+                "sequence_state_lost": r.boolean(),
+                "challenge": r.option(lambda: r.fixed(16).hex())}
     if kind == 1:  # KeyBundle
         out = {"header": server_header(r),
                "echo": r.option(lambda: r.fixed(16).hex()),
@@ -159,6 +167,9 @@ def decode_body(kind, r):
         return {"header": device_header(r), "epoch": r.varint(16), "reason": r.enum(6)}
     if kind == 5:  # Removed
         return {"header": server_header(r), "reason": r.enum(2)}
+    if kind == 6:  # JoinChallenge
+        return {"group_id": r.varint(32), "device_id": r.varint(32), "echo": r.fixed(16).hex(),
+                "challenge": r.fixed(16).hex()}
     raise Bad("unknown kind %d" % kind)
 
 
@@ -247,7 +258,7 @@ def check_vector(doc, v, data):
     mode = v["mode"]
     if len(data) < 3:
         raise Bad("truncated")
-    if data[0] != 1:
+    if data[0] != VERSION:
         raise Bad("version %d" % data[0])
     if data[1] != mode:
         raise Bad("mode byte %d, expected %d" % (data[1], mode))
@@ -263,7 +274,7 @@ def check_vector(doc, v, data):
     direction = KIND_DIRECTION[kind]
     if v["direction"] != ("server_to_device" if direction == SERVER_TO_DEVICE else "device_to_server"):
         raise Bad("direction")
-    header = fields["header"]
+    header = fields.get("header", fields)  # a join challenge has its ids at the top level
     if header["device_id"] != doc["device_id"]:
         raise Bad("device id")
 
@@ -274,7 +285,9 @@ def check_vector(doc, v, data):
     else:
         psk = bytes.fromhex(doc["psk"])
         mac_key = hkdf(PSK_SALT, psk, b"mac" + bytes([direction]) + struct.pack(">I", header["device_id"]), 16)
-        if direction == SERVER_TO_DEVICE:
+        if kind == 6:
+            nonce = b"\x01" + bytes.fromhex(fields["challenge"])[:12]
+        elif direction == SERVER_TO_DEVICE:
             nonce = bytes(5) + struct.pack(">Q", header["counter"])
         else:
             nonce = bytes.fromhex(header["nonce"])[:13]

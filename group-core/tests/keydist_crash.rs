@@ -18,6 +18,7 @@ struct Outcome {
     crashes: usize,
     epochs: Vec<u16>,
     bundles: usize,
+    challenges: usize,
 }
 
 /// The script. `crash_at` counts durable events (saves and emissions) after the setup.
@@ -106,13 +107,18 @@ fn run(psk: bool, crash_at: Option<u64>) -> Outcome {
         crashes: sim.crashes,
         epochs,
         bundles: sim.tap.counters.len(),
+        challenges: sim.tap.challenges,
     }
 }
 
 fn crash_at(psk: bool, step: usize) {
     let clean = run(psk, None);
     assert_eq!(clean.crashes, 0);
-    assert_eq!(clean.points, clean.saves + clean.bundles as u64);
+    // Emissions: bundles and notices (with counters) and join challenges.
+    assert_eq!(
+        clean.points,
+        clean.saves + clean.bundles as u64 + clean.challenges as u64
+    );
     let points: Vec<u64> = (1..=clean.points).step_by(step).collect();
     for &k in &points {
         let o = run(psk, Some(k));

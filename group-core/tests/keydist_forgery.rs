@@ -8,8 +8,8 @@ mod keydist_support;
 use group_core::group::{Group, GroupConfig};
 use group_core::keydist::{
     DeviceCredential, DeviceId, Error, GroupSpec, KeyMaterial, KeyServer, Member, MemberConfig,
-    MemberCredentials, MemberState, MemoryServerStore, Message, Role, ServerCredentials,
-    ServerHeader, encode_signed, open_bundle_secret, parse, seal_secret,
+    MemberCredentials, MemberState, MemoryServerStore, Message, Received, Role, ServerCredentials,
+    ServerHeader, VERSION, encode_signed, open_bundle_secret, parse, seal_secret,
 };
 use group_core::record::OpenError;
 use group_core::schedule::{EpochSecret, native_keys};
@@ -31,6 +31,8 @@ struct World {
     server: Srv,
     rng: TestRng,
     now: Instant,
+    /// Server messages drained while looking for join challenges, not delivered yet.
+    held: Vec<(DeviceId, Vec<u8>)>,
 }
 
 impl World {
@@ -52,6 +54,7 @@ impl World {
             server,
             rng,
             now,
+            held: Vec::new(),
         }
     }
 
@@ -76,21 +79,52 @@ impl World {
         )
     }
 
-    /// Everything the member wants to send, delivered to the server.
+    /// Everything the member wants to send, delivered to the server; the join challenges the
+    /// server answers with are delivered to the member at once (so a join request is followed
+    /// by the request that covers the challenge). Returns the member's messages.
     fn up(&mut self, m: &mut Mem) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut buf = [0u8; 1500];
-        while let Some(n) = m.poll_transmit(self.now, &mut self.rng, &mut buf).unwrap() {
-            out.push(buf[..n].to_vec());
-            self.server
-                .handle_message(self.now, &mut self.rng, &buf[..n])
-                .unwrap();
+        loop {
+            let mut joins = Vec::new();
+            while let Some(n) = m.poll_transmit(self.now, &mut self.rng, &mut buf).unwrap() {
+                out.push(buf[..n].to_vec());
+                if let Message::JoinRequest(j) = parse(&buf[..n]).unwrap().message {
+                    joins.push((j.header.device_id, j.header.group_id));
+                }
+                self.server
+                    .handle_message(self.now, &mut self.rng, &buf[..n])
+                    .unwrap();
+            }
+            let drained = self.drain();
+            self.held.extend(drained);
+            let mut answered = false;
+            let mut keep = Vec::new();
+            for (d, bytes) in std::mem::take(&mut self.held) {
+                let msg = parse(&bytes).unwrap().message;
+                if matches!(msg, Message::JoinChallenge(_)) && joins.contains(&(d, msg.group_id()))
+                {
+                    m.handle_message(self.now, &bytes).unwrap();
+                    answered = true;
+                } else {
+                    keep.push((d, bytes));
+                }
+            }
+            self.held = keep;
+            if !answered {
+                return out;
+            }
         }
-        out
     }
 
     /// Everything the server wants to send (not delivered).
     fn down(&mut self) -> Vec<(DeviceId, Vec<u8>)> {
+        let mut out = std::mem::take(&mut self.held);
+        out.extend(self.drain());
+        out
+    }
+
+    fn drain(&mut self) -> Vec<(DeviceId, Vec<u8>)> {
         let mut out = Vec::new();
         let mut buf = [0u8; 1500];
         while let Some(t) = self
@@ -145,7 +179,7 @@ fn tampered_bundles_are_refused_and_change_nothing() {
                 .handle_message(Instant(1_000), &t)
                 .expect_err("a tampered bundle was accepted");
             match i {
-                0 => assert_eq!(e, Error::UnsupportedVersion(1 ^ flip)),
+                0 => assert_eq!(e, Error::UnsupportedVersion(VERSION ^ flip)),
                 1 => assert_eq!(e, Error::UnsupportedMode(1 ^ flip)),
                 _ if i >= trailer_at => assert_eq!(e, Error::BadSignature),
                 _ => assert!(
@@ -155,6 +189,7 @@ fn tampered_bundles_are_refused_and_change_nothing() {
                             | Error::Malformed
                             | Error::Truncated
                             | Error::TrailingBytes
+                            | Error::NonCanonical
                             | Error::WrongDevice
                             | Error::WrongGroup
                             | Error::UnexpectedKind
@@ -239,7 +274,7 @@ fn redirected_bundles_are_refused() {
     bundle.header.device_id = DeviceId(2);
     let mut body = [0u8; 1500];
     let body = postcard::to_slice(&Message::KeyBundle(bundle), &mut body).unwrap();
-    let mut rewritten = vec![1u8, 1];
+    let mut rewritten = vec![VERSION, 1];
     rewritten.extend_from_slice(body);
     rewritten.extend_from_slice(pm.trailer);
     assert_eq!(
@@ -396,7 +431,8 @@ fn wrongly_signed_messages_are_refused() {
 #[test]
 fn version_downgrades_are_refused() {
     let (mut w, mut m, _k, bundle) = joining();
-    for v in [0u8, 2, 0xff] {
+    // 1: the format before join challenges (finding 1).
+    for v in [0u8, 1, 3, 0xff] {
         let mut t = bundle.clone();
         t[0] = v;
         assert_eq!(
@@ -512,10 +548,15 @@ fn server_refuses_forged_and_stale_device_messages() {
         t[i] ^= 0x10;
         assert!(w.server.handle_message(w.now, &mut w.rng, &t).is_err());
     }
-    // The same join again is a duplicate: no new epoch, nothing else.
+    // The same join again is a duplicate: no new epoch, nothing else, and it proves nothing.
     let e = w.server.latest_epoch(G1);
-    w.server.handle_message(w.now, &mut w.rng, &join1).unwrap();
+    let replays = w.server.replays();
+    assert_eq!(
+        w.server.handle_message(w.now, &mut w.rng, &join1),
+        Ok(Received::Unproven(DeviceId(1)))
+    );
     assert_eq!(w.server.latest_epoch(G1), e);
+    assert_eq!(w.server.replays(), replays + 1);
     // A listener asking to send.
     let mut l = w.member(3, &kl, G1, Role::Sender);
     l.join(w.now).unwrap();
@@ -574,11 +615,21 @@ fn server_refuses_forged_and_stale_device_messages() {
     }
     assert!(matches!(a.state(), MemberState::Removed(_)));
     assert_eq!(w.server.membership(DeviceId(1), G1), None);
+    let e_before_replay = w.server.latest_epoch(G1);
+    // The old join (it covered a challenge, used up since): it only gets a new challenge,
+    // which the removed device refuses.
     assert_eq!(
         w.server.handle_message(w.now, &mut w.rng, &join1),
-        Err(Error::Replayed)
+        Ok(Received::Challenged(DeviceId(1)))
     );
     assert_eq!(w.server.membership(DeviceId(1), G1), None);
+    assert_eq!(w.server.latest_epoch(G1), e_before_replay);
+    let challenge = w.down_to(1);
+    assert_eq!(challenge.len(), 1);
+    assert_eq!(
+        a.handle_message(w.now, &challenge[0]),
+        Err(Error::NotJoined)
+    );
     // The leave again (its confirmation lost, or replayed): confirmed again, nothing else; the
     // removed device refuses the extra notice.
     let e = w.server.latest_epoch(G1);
@@ -637,7 +688,7 @@ fn garbage_never_panics() {
             _ => {
                 t = (0..rng.below(300)).map(|_| rng.below(256) as u8).collect();
                 if !t.is_empty() {
-                    t[0] = 1;
+                    t[0] = VERSION;
                 }
                 if t.len() > 1 {
                     t[1] = 1;

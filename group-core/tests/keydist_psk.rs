@@ -6,7 +6,7 @@ mod keydist_support;
 
 use group_core::keydist::{
     DeviceCredential, DeviceId, Error, GroupSpec, KeyServer, Member, MemberConfig,
-    MemberCredentials, MemoryServerStore, Psk, Role, ServerCredentials,
+    MemberCredentials, MemoryServerStore, MessageKind, Psk, Received, Role, ServerCredentials,
 };
 use group_core::record::OpenError;
 use group_core::sequence::MemorySequenceStore;
@@ -124,7 +124,31 @@ fn psk_refusals() {
     let mut a = member(1, [1; 16]);
     a.join(now).unwrap();
     let n = a.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
-    server.handle_message(now, &mut rng, &buf[..n]).unwrap();
+    // First the key server's challenge (PSK-tagged like any server message; a member holding
+    // the wrong PSK refuses it), then the request again covering it.
+    assert_eq!(
+        server.handle_message(now, &mut rng, &buf[..n]),
+        Ok(Received::Challenged(DeviceId(1)))
+    );
+    let t = server
+        .poll_transmit(now, &mut rng, &mut buf)
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.kind, MessageKind::JoinChallenge);
+    let challenge = buf[..t.len].to_vec();
+    let mut imposter = member(1, [9; 16]);
+    imposter.join(now).unwrap();
+    imposter.poll_transmit(now, &mut rng, &mut buf).unwrap();
+    assert_eq!(
+        imposter.handle_message(now, &challenge),
+        Err(Error::AuthenticationFailed)
+    );
+    a.handle_message(now, &challenge).unwrap();
+    let n = a.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
+    assert_eq!(
+        server.handle_message(now, &mut rng, &buf[..n]),
+        Ok(Received::Fresh(DeviceId(1)))
+    );
     let t = server
         .poll_transmit(now, &mut rng, &mut buf)
         .unwrap()

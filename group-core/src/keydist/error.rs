@@ -17,6 +17,9 @@ pub enum Error {
     Malformed,
     /// Bytes left over after the body (or after the sealed secret's plaintext).
     TrailingBytes,
+    /// The body (or the key material) decodes, but is not the canonical encoding of what it
+    /// decodes to (a non-minimal varint): every message has exactly one byte string.
+    NonCanonical,
     /// The format version byte is not one this build speaks.
     UnsupportedVersion(u8),
     /// The protection-mode byte is unknown (or names a mode this build lacks).
@@ -102,6 +105,7 @@ impl fmt::Display for Error {
             Error::Truncated => f.write_str("truncated message"),
             Error::Malformed => f.write_str("malformed message body"),
             Error::TrailingBytes => f.write_str("trailing bytes"),
+            Error::NonCanonical => f.write_str("non-canonical encoding"),
             Error::UnsupportedVersion(v) => write!(f, "unsupported version {v}"),
             Error::UnsupportedMode(m) => write!(f, "unsupported protection mode {m}"),
             Error::ModeMismatch => f.write_str("protection mode mismatch (downgrade?)"),

@@ -22,9 +22,9 @@ use heapless::{Deque, Vec};
 
 use super::crypto::{self, Check, Protect, compressed, parse_key, secret_aad};
 use super::message::{
-    Ack, BundlePolicy, DeviceHeader, JoinRequest, KeyBundle, KeyMaterial, Leave, Message,
-    PublicKeyBytes, RekeyNeeded, RekeyReport, RemovedReason, WireAdmission, WireNonceProfile,
-    parse,
+    Ack, BundlePolicy, DeviceHeader, JoinChallenge, JoinRequest, KeyBundle, KeyMaterial, Leave,
+    Message, PublicKeyBytes, RekeyNeeded, RekeyReport, RemovedReason, WireAdmission,
+    WireNonceProfile, parse,
 };
 use super::{DeviceId, Direction, Error, MAX_SENDERS, NONCE_LEN, Role};
 use crate::counters::{Event, RekeyReason};
@@ -189,6 +189,8 @@ impl Retry {
 #[derive(Clone, Copy)]
 struct JoinAttempt {
     nonce: Option<[u8; NONCE_LEN]>,
+    /// The key server's challenge to answer (the request is sent again covering it).
+    challenge: Option<[u8; NONCE_LEN]>,
     lost: bool,
     retry: Retry,
 }
@@ -358,6 +360,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         }
         self.join = Some(JoinAttempt {
             nonce: None,
+            challenge: None,
             lost,
             retry: Retry::now(now),
         });
@@ -428,6 +431,10 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             #[cfg(feature = "psk")]
             MemberCredentials::Psk(psk) => crypto::check(&pm, Check::Psk(psk))?,
         }
+        // A challenge carries no counter: its freshness is the echo of the outstanding join.
+        if let Message::JoinChallenge(c) = &pm.message {
+            return self.on_challenge(now, c);
+        }
         let counter = pm.message.server_header().map_or(0, |h| h.counter);
         if counter <= self.last_counter {
             return Err(Error::Replayed);
@@ -448,6 +455,23 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             }
             _ => Err(Error::UnexpectedKind),
         }
+    }
+
+    /// The key server wants the outstanding join request again, covering its challenge: it is
+    /// sent at once (and retried with backoff like any join request). A challenge that answers
+    /// no outstanding request is refused; the same challenge again changes nothing.
+    fn on_challenge(&mut self, now: Instant, c: &JoinChallenge) -> Result<(), Error> {
+        let Some(j) = self.join.as_mut() else {
+            return Err(Error::NotJoined);
+        };
+        if j.nonce != Some(c.echo) {
+            return Err(Error::NonceMismatch);
+        }
+        if j.challenge != Some(c.challenge) {
+            j.challenge = Some(c.challenge);
+            j.retry = Retry::now(now);
+        }
+        Ok(())
     }
 
     fn group_config(&self, b: &KeyBundle) -> GroupConfig {
@@ -829,6 +853,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
                 role: self.config.role,
                 public_key: self.own_public_key()?,
                 sequence_state_lost: j.lost,
+                challenge: j.challenge,
             });
             let n = self.protect(&msg, buf)?;
             j.retry.backoff(now);

@@ -1,7 +1,7 @@
 //! Key-distribution messages and their envelope (docs/key-distribution.md §2–§3).
 //!
 //! ```text
-//! message = version[1] = 0x01 || mode[1] || body || trailer
+//! message = version[1] = 0x02 || mode[1] || body || trailer
 //! body    = postcard(Message)           (varint enum tag, then the fields in order)
 //! trailer = signature r||s [64]          (mode 0x01, Signed)
 //!         = AES-128-CCM tag [16]         (mode 0x02, Psk)
@@ -120,6 +120,27 @@ pub struct JoinRequest {
     /// The device lost its sequence-number store: it must not send again under any key it held
     /// before, so the key server gives it a fresh epoch.
     pub sequence_state_lost: bool,
+    /// The key server's challenge this request answers ([`JoinChallenge::challenge`]); `None`
+    /// in a first request. Only a request that covers an outstanding challenge changes the
+    /// key server's state (issue 10, finding 1): a replayed request gets a new challenge.
+    pub challenge: Option<[u8; NONCE_LEN]>,
+}
+
+/// Server → device: prove that your join request is fresh. The answer to a join request that
+/// carries no outstanding challenge (RFC 9594's `kdc_nonce` exchange): the device sends its
+/// request again with `challenge` set to this nonce, under its signature or PSK tag.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct JoinChallenge {
+    /// The group concerned.
+    pub group_id: u32,
+    /// The recipient device.
+    pub device_id: DeviceId,
+    /// The nonce of the join request this answers: a device accepts a challenge only while that
+    /// request is outstanding.
+    pub echo: [u8; NONCE_LEN],
+    /// The key server's fresh random nonce (16 bytes, from its RNG, kept in memory only, valid
+    /// once and for a limited time).
+    pub challenge: [u8; NONCE_LEN],
 }
 
 /// Unknown-sender policy, as carried in a bundle.
@@ -284,6 +305,8 @@ pub enum Message {
     RekeyNeeded(RekeyNeeded),
     /// 5: server → device.
     Removed(Removed),
+    /// 6: server → device.
+    JoinChallenge(JoinChallenge),
 }
 
 /// A message kind, for sizes and logs.
@@ -301,6 +324,8 @@ pub enum MessageKind {
     RekeyNeeded,
     /// [`Removed`].
     Removed,
+    /// [`JoinChallenge`].
+    JoinChallenge,
 }
 
 impl Message {
@@ -313,13 +338,16 @@ impl Message {
             Message::Leave(_) => MessageKind::Leave,
             Message::RekeyNeeded(_) => MessageKind::RekeyNeeded,
             Message::Removed(_) => MessageKind::Removed,
+            Message::JoinChallenge(_) => MessageKind::JoinChallenge,
         }
     }
 
     /// Which way this kind travels.
     pub fn direction(&self) -> Direction {
         match self {
-            Message::KeyBundle(_) | Message::Removed(_) => Direction::ServerToDevice,
+            Message::KeyBundle(_) | Message::Removed(_) | Message::JoinChallenge(_) => {
+                Direction::ServerToDevice
+            }
             _ => Direction::DeviceToServer,
         }
     }
@@ -333,6 +361,7 @@ impl Message {
             Message::Leave(m) => m.header.group_id,
             Message::RekeyNeeded(m) => m.header.group_id,
             Message::Removed(m) => m.header.group_id,
+            Message::JoinChallenge(m) => m.group_id,
         }
     }
 
@@ -345,6 +374,7 @@ impl Message {
             Message::Leave(m) => m.header.device_id,
             Message::RekeyNeeded(m) => m.header.device_id,
             Message::Removed(m) => m.header.device_id,
+            Message::JoinChallenge(m) => m.device_id,
         }
     }
 
@@ -355,7 +385,7 @@ impl Message {
             Message::Ack(m) => Some(&m.header),
             Message::Leave(m) => Some(&m.header),
             Message::RekeyNeeded(m) => Some(&m.header),
-            Message::KeyBundle(_) | Message::Removed(_) => None,
+            Message::KeyBundle(_) | Message::Removed(_) | Message::JoinChallenge(_) => None,
         }
     }
 
@@ -382,8 +412,43 @@ pub struct ProtectedMessage<'a> {
     pub trailer: &'a [u8],
 }
 
+/// Whether `bytes` is exactly the postcard encoding of `value` (compared while encoding, no
+/// buffer). postcard's decoder accepts non-minimal varints (`80 00` for 0, also as enum tags
+/// and sequence lengths), so a decoded value can have several byte strings; keeping only the
+/// one the encoder writes makes decoding canonical: one message, one byte string.
+fn is_canonical<T: Serialize>(value: &T, bytes: &[u8]) -> bool {
+    struct Compare<'a> {
+        expected: &'a [u8],
+        at: usize,
+    }
+    impl postcard::ser_flavors::Flavor for Compare<'_> {
+        type Output = bool;
+        fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+            match self.expected.get(self.at) {
+                Some(b) if *b == data => {
+                    self.at = self.at.saturating_add(1);
+                    Ok(())
+                }
+                _ => Err(postcard::Error::SerializeBufferFull),
+            }
+        }
+        fn finalize(self) -> postcard::Result<bool> {
+            Ok(self.at == self.expected.len())
+        }
+    }
+    postcard::serialize_with_flavor(
+        value,
+        Compare {
+            expected: bytes,
+            at: 0,
+        },
+    )
+    .unwrap_or(false)
+}
+
 /// Splits and decodes a message without verifying it: version, mode, body, trailer. Unknown
-/// versions and modes, truncation, undecodable bodies and trailing bytes are typed errors.
+/// versions and modes, truncation, undecodable bodies, trailing bytes and bodies that are not
+/// the canonical encoding of what they decode to ([`Error::NonCanonical`]) are typed errors.
 pub fn parse(bytes: &[u8]) -> Result<ProtectedMessage<'_>, Error> {
     let (&version, rest) = bytes.split_first().ok_or(Error::Truncated)?;
     if version != VERSION {
@@ -401,6 +466,9 @@ pub fn parse(bytes: &[u8]) -> Result<ProtectedMessage<'_>, Error> {
     let (message, left) = postcard::take_from_bytes::<Message>(body).map_err(map_postcard)?;
     if !left.is_empty() {
         return Err(Error::TrailingBytes);
+    }
+    if !is_canonical(&message, body) {
+        return Err(Error::NonCanonical);
     }
     Ok(ProtectedMessage {
         mode,
@@ -499,11 +567,15 @@ pub fn encode_key_material(m: &KeyMaterial, out: &mut [u8]) -> Result<usize, Err
         .map_err(|_| Error::BufferTooSmall)
 }
 
-/// Decodes key material; trailing bytes are refused.
+/// Decodes key material; trailing bytes and non-canonical encodings (e.g. the variant tag as
+/// a non-minimal varint) are refused: only the bytes [`encode_key_material`] writes decode.
 pub fn decode_key_material(bytes: &[u8]) -> Result<KeyMaterial, Error> {
     let (m, left) = postcard::take_from_bytes::<KeyMaterial>(bytes).map_err(map_postcard)?;
     if !left.is_empty() {
         return Err(Error::TrailingBytes);
+    }
+    if !is_canonical(&m, bytes) {
+        return Err(Error::NonCanonical);
     }
     Ok(m)
 }

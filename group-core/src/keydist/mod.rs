@@ -13,18 +13,21 @@
 //!   └─ member (Member: join, verify, decrypt, install into a Group, ack, report, recover)
 //! ```
 //!
-//! Every message is `version[1] || mode[1] || postcard(body) || trailer`: the trailer is an
+//! Every message is `version[1] || mode[1] || postcard(body) || trailer` (canonical: a body
+//! that is not the encoder's byte string for what it decodes to is refused): the trailer is an
 //! ECDSA P-256 signature (`r || s`, 64 bytes) in [`Mode::Signed`] and an AES-128-CCM tag
 //! (16 bytes) in [`Mode::Psk`]. Server messages carry a per-server strictly increasing
 //! counter and are bound to the recipient (its device ID and, in signed mode, its public key);
-//! device messages carry a fresh 16-byte nonce and are bound to the key server.
+//! device messages carry a fresh 16-byte nonce and are bound to the key server. A join request
+//! changes the key server's state only if it covers the server's fresh challenge
+//! ([`JoinChallenge`]).
 //!
 //! ## Example: one device joins
 //!
 //! ```
 //! use group_core::keydist::{
 //!     DeviceId, GroupSpec, KeyServer, Member, MemberConfig, MemberCredentials,
-//!     MemoryServerStore, Role, ServerCredentials, DeviceCredential,
+//!     MemoryServerStore, MessageKind, Received, Role, ServerCredentials, DeviceCredential,
 //! };
 //! use group_core::sequence::MemorySequenceStore;
 //! use group_core::suite::Suite;
@@ -61,10 +64,18 @@
 //! );
 //! light.join(now).unwrap();
 //!
-//! // Shuttle messages both ways until nothing is left to send.
+//! // The join request is answered with a challenge; the request again, covering it, with
+//! // the bundle.
 //! let mut buf = [0u8; 1200];
 //! let n = light.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
-//! server.handle_message(now, &mut rng, &buf[..n]).unwrap();
+//! let r = server.handle_message(now, &mut rng, &buf[..n]).unwrap();
+//! assert_eq!(r, Received::Challenged(DeviceId(1)));
+//! let t = server.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
+//! assert_eq!(t.kind, MessageKind::JoinChallenge);
+//! light.handle_message(now, &buf[..t.len]).unwrap();
+//! let n = light.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
+//! let r = server.handle_message(now, &mut rng, &buf[..n]).unwrap();
+//! assert_eq!(r, Received::Fresh(DeviceId(1)));  // the driver may note the device's address
 //! let t = server.poll_transmit(now, &mut rng, &mut buf).unwrap().unwrap();
 //! light.handle_message(now, &buf[..t.len]).unwrap();
 //! assert!(light.is_joined());
@@ -84,15 +95,16 @@ pub use crypto::{SEAL_SALT, SIGN_LABEL};
 pub use error::Error;
 pub use member::{Member, MemberConfig, MemberCredentials, MemberEvent, MemberState};
 pub use message::{
-    Ack, BundlePolicy, Bytes, CompressedKey, DeviceHeader, JoinRequest, KeyBundle, KeyMaterial,
-    Leave, MAX_SEALED_LEN, Message, MessageKind, ProtectedMessage, PublicKeyBytes, RekeyNeeded,
-    RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, ServerHeader, WireAdmission,
-    WireNonceProfile, decode_key_material, encode_key_material, parse,
+    Ack, BundlePolicy, Bytes, CompressedKey, DeviceHeader, JoinChallenge, JoinRequest, KeyBundle,
+    KeyMaterial, Leave, MAX_SEALED_LEN, Message, MessageKind, ProtectedMessage, PublicKeyBytes,
+    RekeyNeeded, RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, ServerHeader,
+    WireAdmission, WireNonceProfile, decode_key_material, encode_key_material, parse,
 };
 #[cfg(feature = "psk")]
 pub use psk::Psk;
 pub use server::{
-    DeviceCredential, GroupSpec, KeySchedule, KeyServer, ServerCredentials, ServerEvent, Transmit,
+    CHALLENGE_TTL_MS, DeviceCredential, GroupSpec, KeySchedule, KeyServer, Received,
+    ServerCredentials, ServerEvent, Transmit,
 };
 pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, ServerStore};
 
@@ -218,7 +230,9 @@ pub fn open_bundle_secret_psk(psk: &Psk, bundle: &KeyBundle) -> Result<KeyMateri
 /// The key-distribution format version: the first byte of every message. Another value is
 /// refused with [`Error::UnsupportedVersion`]; the version byte is covered by the signature
 /// (or PSK tag), so it can't be rewritten.
-pub const VERSION: u8 = 1;
+/// Version 2 added the join challenge (kind 6, [`JoinChallenge`]) and the `challenge` field of
+/// [`JoinRequest`] (issue 10, finding 1).
+pub const VERSION: u8 = 2;
 
 /// Length of the fresh nonce in every device message.
 pub const NONCE_LEN: usize = 16;

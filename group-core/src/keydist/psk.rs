@@ -7,6 +7,7 @@
 //! mac_key    = HKDF-Expand(prk, "mac" || direction[1] || device_id[4], 16)
 //! tag        = AES-128-CCM(mac_key, mac_nonce, aad = version || mode || body, plaintext = "")
 //! mac_nonce  = 00^5 || counter[8]      (server→device: the server counter, never reused)
+//!            = 01 || challenge[0..12]  (server→device JoinChallenge: its fresh random nonce)
 //!            = nonce[0..13]            (device→server: the message's fresh nonce)
 //! seal key||n = HKDF-Expand(prk, "seal" || device_id[4] || counter[8], 16 + 13)
 //! sealed     = AES-128-CCM(key, n, aad = secret aad (as in signed mode), postcard(KeyMaterial))
@@ -69,6 +70,14 @@ fn mac_nonce(message: &Message) -> [u8; CCM_NONCE_LEN] {
     if let Some(h) = message.server_header() {
         let (_, tail) = n.split_at_mut(CCM_NONCE_LEN.saturating_sub(8));
         tail.copy_from_slice(&h.counter.to_be_bytes());
+    } else if let Message::JoinChallenge(c) = message {
+        // No counter (a challenge changes no server state, so it takes none): its fresh random
+        // nonce, after a 01 byte that keeps it apart from every counter nonce (00 first).
+        let (first, rest) = n.split_at_mut(1);
+        first.fill(1);
+        for (d, s) in rest.iter_mut().zip(c.challenge.iter()) {
+            *d = *s;
+        }
     } else if let Some(h) = message.device_header() {
         for (d, s) in n.iter_mut().zip(h.nonce.iter()) {
             *d = *s;

@@ -35,9 +35,9 @@ use zeroize::Zeroize;
 
 use super::crypto::{self, Check, Protect, compressed, parse_key, secret_aad};
 use super::message::{
-    Ack, BundlePolicy, CompressedKey, JoinRequest, KeyBundle, KeyMaterial, Leave, Message,
-    RekeyNeeded, Removed, RemovedReason, SenderEntry, ServerHeader, WireAdmission,
-    WireNonceProfile, parse,
+    Ack, BundlePolicy, CompressedKey, JoinChallenge, JoinRequest, KeyBundle, KeyMaterial, Leave,
+    Message, MessageKind, RekeyNeeded, Removed, RemovedReason, SenderEntry, ServerHeader,
+    WireAdmission, WireNonceProfile, parse,
 };
 use super::store::ServerStore;
 use super::{DeviceId, Direction, Error, MAX_SENDERS, MAX_STALE, NONCE_LEN, Role};
@@ -59,6 +59,11 @@ const RELEASED_CAP: usize = 32;
 const NOTICE_CAP: usize = 8;
 /// Queued events.
 const EVENT_CAP: usize = 32;
+/// Queued join challenges (a full queue refuses further unchallenged joins until it drains).
+const CHALLENGE_OUT_CAP: usize = 16;
+/// How long a join challenge stays valid (ms on the server's clock). The device answers at
+/// once; an answer that comes later (lost, then retried after a long backoff) gets a new one.
+pub const CHALLENGE_TTL_MS: u64 = 60_000;
 
 /// The key server's own credentials (not part of the stored state: provision them like a
 /// device key, e.g. from a key file or secure element).
@@ -298,14 +303,71 @@ pub enum ServerEvent {
     },
 }
 
-/// A message for the driver to send to a device (its address is the driver's business: e.g.
-/// the source of that device's last authenticated message).
+/// A message for the driver to send to a device (its address is the driver's business: the
+/// source of that device's last [fresh](Received::Fresh) message; a
+/// [`JoinChallenge`](MessageKind::JoinChallenge) goes to the source of the join request it
+/// answers, see [`Received::Challenged`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Transmit {
     /// The recipient.
     pub device_id: DeviceId,
     /// Bytes written at the start of the caller's buffer.
     pub len: usize,
+    /// What it is.
+    pub kind: MessageKind,
+}
+
+/// What an authenticated device message proved ([`KeyServer::handle_message`]). A driver
+/// may move a device's address only on [`Fresh`](Self::Fresh) (issue 10, finding 4): a
+/// signature or PSK tag proves who wrote a message, not when, so a captured message replayed
+/// from another address must not re-point where bundles and notices go.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Received {
+    /// The message was sent after something only the key server knew recently: a join request
+    /// covering an outstanding challenge, the first acknowledgement of a bundle emitted since
+    /// this server started, the leave that ended the membership, the report that started a
+    /// rekey. The driver may note the datagram's source as the device's address.
+    Fresh(DeviceId),
+    /// Authenticated but proving no freshness: a duplicate, a replay, or a late copy of a
+    /// message already acted upon. Nothing that matters changed; counted by
+    /// [`KeyServer::replays`]. The driver must not take the source address from it.
+    Unproven(DeviceId),
+    /// A join request that covers no outstanding challenge (a first request, or a replay): a
+    /// [`JoinChallenge`] is queued for the device and nothing else changed. The driver sends
+    /// that challenge to the source of this datagram, without recording it as the device's
+    /// address (only the answer proves where the device is).
+    Challenged(DeviceId),
+}
+
+impl Received {
+    /// The authenticated device.
+    pub fn device(&self) -> DeviceId {
+        match self {
+            Self::Fresh(d) | Self::Unproven(d) | Self::Challenged(d) => *d,
+        }
+    }
+
+    /// Whether the message proved freshness.
+    pub fn is_fresh(&self) -> bool {
+        matches!(self, Self::Fresh(_))
+    }
+}
+
+/// A challenge the key server issued and still accepts (in memory only: after a restart the
+/// device is simply challenged again).
+#[derive(Clone, Copy, Default)]
+struct Challenge {
+    group_id: u32,
+    nonce: [u8; NONCE_LEN],
+    expires_at: u64,
+}
+
+/// A challenge waiting for [`KeyServer::poll_transmit`].
+struct ChallengeOut {
+    device: DeviceId,
+    group_id: u32,
+    echo: [u8; NONCE_LEN],
+    nonce: [u8; NONCE_LEN],
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -375,6 +437,10 @@ struct DeviceRec<const G: usize> {
     groups: Vec<u32, G>,
     last_join_nonce: Option<[u8; NONCE_LEN]>,
     memberships: Vec<Membership, G>,
+    /// Outstanding join challenges, at most one per group (the device may join only its
+    /// `groups`, at most `G`). Not persisted.
+    #[serde(skip)]
+    challenges: Vec<Challenge, G>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -409,6 +475,11 @@ pub struct KeyServer<
     notices: Deque<Notice, NOTICE_CAP>,
     events: Deque<ServerEvent, EVENT_CAP>,
     events_dropped: u64,
+    challenges_out: Deque<ChallengeOut, CHALLENGE_OUT_CAP>,
+    /// The first counter this run may use: counters below may have been used before a restart.
+    boot_counter: u64,
+    replays: u64,
+    challenges_issued: u64,
 }
 
 impl<St: ServerStore, const D: usize, const G: usize, const B: usize> fmt::Debug
@@ -485,6 +556,10 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             notices: Deque::new(),
             events: Deque::new(),
             events_dropped: 0,
+            challenges_out: Deque::new(),
+            boot_counter: next_counter,
+            replays: 0,
+            challenges_issued: 0,
         })
     }
 
@@ -511,6 +586,22 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
     /// Events dropped because the queue was full.
     pub fn events_dropped(&self) -> u64 {
         self.events_dropped
+    }
+
+    /// Authenticated device messages that proved no freshness ([`Received::Unproven`]):
+    /// duplicates, replays and late copies, since this server started.
+    pub fn replays(&self) -> u64 {
+        self.replays
+    }
+
+    /// Join challenges issued ([`Received::Challenged`]) since this server started.
+    pub fn challenges_issued(&self) -> u64 {
+        self.challenges_issued
+    }
+
+    /// Join challenges outstanding (in memory; at most one per device and group).
+    pub fn outstanding_challenges(&self) -> usize {
+        self.state.devices.iter().map(|d| d.challenges.len()).sum()
     }
 
     fn push_event(&mut self, e: ServerEvent) {
@@ -636,6 +727,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                 groups: list,
                 last_join_nonce: None,
                 memberships: Vec::new(),
+                challenges: Vec::new(),
             })
             .map_err(|_| Error::CapacityExceeded)?;
         self.commit(next)
@@ -859,9 +951,13 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         Ok(sid)
     }
 
-    fn release_sid(g: &mut GroupRec, sid: u8) {
+    /// Releases `sid`, whose holder could know epochs up to `last_known`, and lists it as
+    /// stale. Call it after creating the epoch that announces the release: `new_epoch` clears
+    /// the stale list when nothing was staged, so a sid released before it would never be
+    /// announced (issue 10, finding 7).
+    fn release_sid(g: &mut GroupRec, sid: u8, last_known: u16) {
         // If the list is full the ID is simply never reused (the safe direction).
-        let _ = g.released.push((sid, g.latest_epoch));
+        let _ = g.released.push((sid, last_known));
         if !g.stale.contains(&sid) {
             let _ = g.stale.push(sid);
         }
@@ -888,12 +984,17 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             .position(|m| m.group_id == group_id)
             .ok_or(Error::NotMember)?;
         let m = dev.memberships.swap_remove(mi);
-        let g = s.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
-        if let Some(sid) = m.sender_id {
-            Self::release_sid(g, sid);
-        }
+        // The newest epoch the removed device could know: the one before the new epoch.
+        let last_known = s.groups.get(gi).ok_or(Error::UnknownGroup)?.latest_epoch;
         // A fresh epoch secret even if nobody is left: the removed device holds the old one.
-        Self::new_epoch(s, counter, gi, now, rng).map(Some)
+        // The epoch first, then the release: the bundles of this epoch announce the removal,
+        // so its stale list must name the released sid.
+        let epoch = Self::new_epoch(s, counter, gi, now, rng)?;
+        if let Some(sid) = m.sender_id {
+            let g = s.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
+            Self::release_sid(g, sid, last_known);
+        }
+        Ok(Some(epoch))
     }
 
     /// Makes every pending member of group `gi` due for a bundle now.
@@ -914,14 +1015,15 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
 
     // ---- messages in ------------------------------------------------------------------------
 
-    /// Handles one datagram from a device. Returns the authenticated device (so the driver
-    /// can note its address). Every refusal is a typed error and changes nothing.
+    /// Handles one datagram from a device. Returns the authenticated device and whether the
+    /// message proved freshness ([`Received`]): the driver notes the device's address only on
+    /// [`Received::Fresh`]. Every refusal is a typed error and changes nothing.
     pub fn handle_message<R: CryptoRng + ?Sized>(
         &mut self,
         now: Instant,
         rng: &mut R,
         bytes: &[u8],
-    ) -> Result<DeviceId, Error> {
+    ) -> Result<Received, Error> {
         let pm = parse(bytes)?;
         if pm.message.direction() != Direction::DeviceToServer {
             return Err(Error::UnexpectedKind);
@@ -944,14 +1046,73 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             #[cfg(feature = "psk")]
             DeviceCredential::Psk(psk) => crypto::check(&pm, Check::Psk(psk))?,
         }
-        match pm.message {
-            Message::JoinRequest(j) => self.on_join(now, rng, di, &j)?,
+        let fresh = match pm.message {
+            Message::JoinRequest(j) => match self.on_join(now, rng, di, &j)? {
+                Some(fresh) => fresh,
+                None => return Ok(Received::Challenged(id)),
+            },
             Message::Ack(a) => self.on_ack(di, &a)?,
             Message::Leave(l) => self.on_leave(now, rng, di, &l)?,
             Message::RekeyNeeded(r) => self.on_rekey_needed(now, rng, di, &r)?,
-            Message::KeyBundle(_) | Message::Removed(_) => return Err(Error::UnexpectedKind),
+            Message::KeyBundle(_) | Message::Removed(_) | Message::JoinChallenge(_) => {
+                return Err(Error::UnexpectedKind);
+            }
+        };
+        if fresh {
+            Ok(Received::Fresh(id))
+        } else {
+            self.replays = self.replays.saturating_add(1);
+            Ok(Received::Unproven(id))
         }
-        Ok(id)
+    }
+
+    /// Queues a challenge for device `di`'s join request (nonce `echo`) to group `gid`: the
+    /// outstanding one if there is one, else a fresh nonce from `rng`. Changes nothing but the
+    /// in-memory challenge table and queue.
+    ///
+    /// An outstanding challenge is sent again rather than replaced: replacing it on every
+    /// unchallenged request would let a replayed request invalidate the challenge a genuine
+    /// device is answering, and two requests of one device in flight (a retry crossing a
+    /// challenge) would invalidate each other's challenges forever.
+    fn challenge<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        di: usize,
+        gid: u32,
+        echo: [u8; NONCE_LEN],
+    ) -> Result<(), Error> {
+        if self.challenges_out.is_full() {
+            return Err(Error::CapacityExceeded);
+        }
+        let dev = self.state.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
+        dev.challenges.retain(|c| c.expires_at > now.0);
+        let nonce = match dev.challenges.iter().find(|c| c.group_id == gid) {
+            Some(c) => c.nonce,
+            None => {
+                let mut nonce = [0u8; NONCE_LEN];
+                rng.fill_bytes(&mut nonce);
+                dev.challenges
+                    .push(Challenge {
+                        group_id: gid,
+                        nonce,
+                        expires_at: now.0.saturating_add(CHALLENGE_TTL_MS),
+                    })
+                    .map_err(|_| Error::CapacityExceeded)?;
+                nonce
+            }
+        };
+        let out = ChallengeOut {
+            device: dev.id,
+            group_id: gid,
+            echo,
+            nonce,
+        };
+        self.challenges_out
+            .push_back(out)
+            .map_err(|_| Error::CapacityExceeded)?;
+        self.challenges_issued = self.challenges_issued.saturating_add(1);
+        Ok(())
     }
 
     /// Checks that a device message refers to the device's current membership in the group.
@@ -969,13 +1130,14 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         Ok(mi)
     }
 
+    /// A join request. `None`: challenged (nothing changed); `Some(fresh)` otherwise.
     fn on_join<R: CryptoRng + ?Sized>(
         &mut self,
         now: Instant,
         rng: &mut R,
         di: usize,
         j: &JoinRequest,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<bool>, Error> {
         let gid = j.header.group_id;
         let gi = self.group_index(gid).ok_or(Error::UnknownGroup)?;
         let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
@@ -1005,11 +1167,11 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             return Err(Error::Stale);
         }
         let existing = dev.memberships.iter().position(|m| m.group_id == gid);
-        // A retransmitted request: send the bundle again, change nothing else.
-        if dev.last_join_nonce == Some(j.header.nonce) {
-            let Some(mi) = existing else {
-                return Err(Error::Replayed);
-            };
+        // A retransmission of the request that made the current membership (its bundle was
+        // lost): send the bundle again, change nothing else.
+        if dev.last_join_nonce == Some(j.header.nonce)
+            && let Some(mi) = existing
+        {
             if let Some(m) = self
                 .state
                 .devices
@@ -1021,14 +1183,19 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                     rto: INITIAL_RTO_MS,
                 };
             }
-            return Ok(());
+            return Ok(Some(false));
         }
-        if let Some(m) = existing.and_then(|mi| dev.memberships.get(mi))
-            && j.header.counter != 0
-            && j.header.counter < m.since
-        {
-            // A request from an earlier membership (a device that lost its state sends 0).
-            return Err(Error::Stale);
+        // Freshness (finding 1): a signature proves who wrote a request, not when. Only a
+        // request covering an outstanding challenge of ours may change anything; any other
+        // (a first request, or one captured at any time and replayed) just gets a challenge.
+        let challenged = j.challenge.is_some_and(|c| {
+            dev.challenges
+                .iter()
+                .any(|p| p.group_id == gid && p.nonce == c && p.expires_at > now.0)
+        });
+        if !challenged {
+            self.challenge(now, rng, di, gid, j.header.nonce)?;
+            return Ok(None);
         }
         let recovery = j.sequence_state_lost && j.role == Role::Sender;
         // A sender that joins again keeps its sender ID, so it must not get back an epoch it
@@ -1056,7 +1223,9 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             (Some((Role::Sender, Some(sid))), Role::Sender) => Some(sid),
             (old, role) => {
                 if let Some((_, Some(sid))) = old {
-                    Self::release_sid(g, sid);
+                    // Its holder (this device) may get every epoch up to the newest.
+                    let last_known = g.latest_epoch;
+                    Self::release_sid(g, sid, last_known);
                 }
                 if role == Role::Sender {
                     Some(Self::alloc_sid(g, epoch)?)
@@ -1080,6 +1249,8 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             return Err(Error::CapacityExceeded);
         }
         let dev = next.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
+        // The challenge is used up (with the commit: a failed save keeps it).
+        dev.challenges.retain(|c| c.group_id != gid);
         let membership = Membership {
             group_id: gid,
             role: j.role,
@@ -1121,15 +1292,20 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             group_id: gid,
             sender_id,
         });
-        Ok(())
+        Ok(Some(true))
     }
 
-    fn on_ack(&mut self, di: usize, a: &Ack) -> Result<(), Error> {
+    /// An acknowledgement. Fresh iff it is the first for a bundle emitted by this run (a
+    /// counter above the last acknowledged one and at or above the first counter of this run:
+    /// the acknowledged state is not persisted, so older counters prove nothing after a
+    /// restart).
+    fn on_ack(&mut self, di: usize, a: &Ack) -> Result<bool, Error> {
         let gid = a.header.group_id;
         let mi = self.check_fresh(di, gid, a.header.counter)?;
         let dev = self.state.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
         let id = dev.id;
         let m = dev.memberships.get_mut(mi).ok_or(Error::NotMember)?;
+        let fresh = a.header.counter > m.acked && a.header.counter >= self.boot_counter;
         if a.header.counter > m.acked {
             // Not persisted by itself: losing it only causes a retransmission after a crash.
             m.acked = a.header.counter;
@@ -1142,16 +1318,17 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                 epoch: a.epoch,
             });
         }
-        Ok(())
+        Ok(fresh)
     }
 
+    /// A leave. Fresh iff it ended the membership (that happens once).
     fn on_leave<R: CryptoRng + ?Sized>(
         &mut self,
         now: Instant,
         rng: &mut R,
         di: usize,
         l: &Leave,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let gid = l.header.group_id;
         let gi = self.group_index(gid).ok_or(Error::UnknownGroup)?;
         let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
@@ -1171,7 +1348,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             self.notices
                 .push_back(notice)
                 .map_err(|_| Error::CapacityExceeded)?;
-            return Ok(());
+            return Ok(false);
         }
         self.check_fresh(di, gid, l.header.counter)?;
         let mut next = self.state.clone();
@@ -1197,23 +1374,25 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                 cause: RekeyCause::Removal,
             });
         }
-        Ok(())
+        Ok(true)
     }
 
+    /// A rekey report. Fresh iff it started a rekey (a report about the current epoch with
+    /// nothing staged: once acted upon, the epoch it names is no longer the newest).
     fn on_rekey_needed<R: CryptoRng + ?Sized>(
         &mut self,
         now: Instant,
         rng: &mut R,
         di: usize,
         r: &RekeyNeeded,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let gid = r.header.group_id;
         self.check_fresh(di, gid, r.header.counter)?;
         let gi = self.group_index(gid).ok_or(Error::UnknownGroup)?;
         let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
         // Only a report on the newest epoch matters; a newer one is on its way otherwise.
         if g.staged.is_some() || g.current.as_ref().is_none_or(|c| c.epoch != r.epoch) {
-            return Ok(());
+            return Ok(false);
         }
         let mut next = self.state.clone();
         let e = Self::new_epoch(&mut next, self.next_counter, gi, now, rng)?;
@@ -1224,7 +1403,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             epoch: e,
             cause: RekeyCause::Report,
         });
-        Ok(())
+        Ok(true)
     }
 
     // ---- time ---------------------------------------------------------------------------------
@@ -1289,7 +1468,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<u64> = None;
         let mut at = |v: u64| t = Some(t.map_or(v, |c| c.min(v)));
-        if !self.notices.is_empty() {
+        if !self.notices.is_empty() || !self.challenges_out.is_empty() {
             at(0);
         }
         for g in &self.state.groups {
@@ -1320,15 +1499,37 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
     // ---- messages out -------------------------------------------------------------------------
 
     /// The next message to send, written to `buf` (at least
-    /// [`MAX_MESSAGE_LEN`](super::MAX_MESSAGE_LEN) bytes). Removal notices first, then due
-    /// bundles (first transmissions and retransmissions with exponential backoff). A store
-    /// failure is returned and nothing is emitted.
+    /// [`MAX_MESSAGE_LEN`](super::MAX_MESSAGE_LEN) bytes). Join challenges first, then removal
+    /// notices, then due bundles (first transmissions and retransmissions with exponential
+    /// backoff). A store failure is returned and nothing is emitted.
     pub fn poll_transmit<R: CryptoRng + ?Sized>(
         &mut self,
         now: Instant,
         rng: &mut R,
         buf: &mut [u8],
     ) -> Result<Option<Transmit>, Error> {
+        while let Some(c) = self.challenges_out.pop_front() {
+            // A device revoked since is skipped.
+            let Some(credential) = self
+                .device_index(c.device)
+                .and_then(|di| self.state.devices.get(di))
+                .map(|d| d.credential.clone())
+            else {
+                continue;
+            };
+            let msg = Message::JoinChallenge(JoinChallenge {
+                group_id: c.group_id,
+                device_id: c.device,
+                echo: c.echo,
+                challenge: c.nonce,
+            });
+            let len = self.protect_for(&credential, &msg, buf)?;
+            return Ok(Some(Transmit {
+                device_id: c.device,
+                len,
+                kind: MessageKind::JoinChallenge,
+            }));
+        }
         if let Some(n) = self.notices.pop_front() {
             let counter = match self.take_counter() {
                 Ok(c) => c,
@@ -1349,6 +1550,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             return Ok(Some(Transmit {
                 device_id: n.device,
                 len,
+                kind: MessageKind::Removed,
             }));
         }
         let Some((di, mi, gi)) = self.due(now) else {
@@ -1386,7 +1588,11 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                 rto: rto.saturating_mul(2).min(MAX_RTO_MS),
             };
         }
-        Ok(Some(Transmit { device_id, len }))
+        Ok(Some(Transmit {
+            device_id,
+            len,
+            kind: MessageKind::KeyBundle,
+        }))
     }
 
     /// The first membership due for a bundle: (device, membership, group) indices.
@@ -1558,7 +1764,7 @@ mod tests {
         );
         // Sid 9's holder knew epochs up to 5: reusable from epoch 7 on, not before.
         g.latest_epoch = 5;
-        KeyServer::<MemoryServerStore>::release_sid(&mut g, 9);
+        KeyServer::<MemoryServerStore>::release_sid(&mut g, 9, 5);
         assert_eq!(g.stale.as_slice(), &[9]);
         for e in [5, 6] {
             assert_eq!(

@@ -156,6 +156,7 @@ pub struct Tap {
     pub counters: Vec<u64>,
     pub violations: Vec<String>,
     pub removed_notices: usize,
+    pub challenges: usize,
 }
 
 impl Tap {
@@ -179,6 +180,10 @@ impl Tap {
                 }
             }
             Message::Removed(_) => self.removed_notices += 1,
+            Message::JoinChallenge(c) => {
+                assert_eq!(c.device_id, to);
+                self.challenges += 1;
+            }
             _ => self.violations.push("server sent a device message".into()),
         }
     }

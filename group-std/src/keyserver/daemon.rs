@@ -5,7 +5,9 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use group_core::keydist::{DeviceCredential, DeviceId, Error, KeyServer, ServerCredentials};
+use group_core::keydist::{
+    DeviceCredential, DeviceId, Error, KeyServer, MessageKind, Received, ServerCredentials,
+};
 use group_core::time::Instant;
 
 use super::config::KeyServerConfig;
@@ -31,6 +33,10 @@ pub struct KeyServerDaemon {
     server: ServerType,
     socket: UdpSocket,
     addrs: HashMap<DeviceId, SocketAddr>,
+    /// Where to send a device's join challenge: the source of the join request it answers
+    /// (not the device's address: an unchallenged request proves nothing). In memory only;
+    /// at most one entry per admitted device.
+    challenge_to: HashMap<DeviceId, SocketAddr>,
     rng: OsRng,
     control: Option<ControlServer>,
     rejected: u64,
@@ -168,6 +174,7 @@ impl KeyServerDaemon {
             server,
             socket,
             addrs,
+            challenge_to: HashMap::new(),
             rng,
             control,
             rejected: 0,
@@ -214,12 +221,24 @@ impl KeyServerDaemon {
                     .server
                     .handle_message(now, &mut self.rng, rbuf.get(..n).unwrap_or(&[]))
                 {
-                    Ok(device) => {
+                    // The address moves only on a message that proved freshness (finding 4): a
+                    // replayed ack or join from elsewhere must not redirect bundles and notices.
+                    Ok(Received::Fresh(device)) => {
                         if self.addrs.insert(device, from) != Some(from)
                             && let Err(e) = self.server.store().save_address(device.0, from)
                         {
                             tracing::warn!(error = %e, "could not store a device address");
                         }
+                    }
+                    Ok(Received::Challenged(device)) => {
+                        self.challenge_to.insert(device, from);
+                    }
+                    Ok(Received::Unproven(device)) => {
+                        tracing::debug!(
+                            %from,
+                            device = device.0,
+                            "duplicate or replayed message: address kept"
+                        );
                     }
                     Err(e) => {
                         self.rejected = self.rejected.saturating_add(1);
@@ -246,7 +265,14 @@ impl KeyServerDaemon {
                     return Ok(());
                 }
             };
-            match self.addrs.get(&t.device_id) {
+            let addr = if t.kind == MessageKind::JoinChallenge {
+                self.challenge_to
+                    .remove(&t.device_id)
+                    .or_else(|| self.addrs.get(&t.device_id).copied())
+            } else {
+                self.addrs.get(&t.device_id).copied()
+            };
+            match addr {
                 Some(addr) => {
                     let bytes = self.buf.get(..t.len).unwrap_or(&[]);
                     if let Err(e) = self.socket.send_to(bytes, addr) {
@@ -336,6 +362,11 @@ impl KeyServerDaemon {
                 serde_json::json!({"id": gid, "current": current, "staged": staged, "members": members})
             })
             .collect();
-        serde_json::json!({"groups": groups, "rejected": self.rejected})
+        serde_json::json!({
+            "groups": groups,
+            "rejected": self.rejected,
+            "replays": self.server.replays(),
+            "challenges": self.server.challenges_issued(),
+        })
     }
 }
