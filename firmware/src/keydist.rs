@@ -10,10 +10,10 @@ use group_core::keydist::{
 use group_core::suite::Suite;
 use group_core::time::Instant;
 use group_core::wire::{Epoch, Record};
-use group_embedded::flash::FlashSequenceStore;
+use group_embedded::flash::{FlashSequenceStore, StoreState};
 use p256::ecdsa::SigningKey;
 
-use crate::{Failure, Flash, GROUP_ID};
+use crate::{Failure, GROUP_ID, factory_flash};
 
 /// A deterministic generator for the self-test only (splitmix64): NOT a CSPRNG. A device uses
 /// its hardware TRNG here.
@@ -68,8 +68,12 @@ pub fn join_and_send() -> Result<(u16, usize), Failure> {
         )
         .map_err(|_| Failure::KeyDist)?;
 
-    let mut store = FlashSequenceStore::new(Flash::new(), 0, 2).map_err(|_| Failure::Flash)?;
-    store.commission().map_err(|_| Failure::Flash)?;
+    // The device's boot path: the factory commissioned the store, the boot opens it.
+    let (store, state) =
+        FlashSequenceStore::open(factory_flash()?, 0, 2).map_err(|_| Failure::Flash)?;
+    if state != StoreState::CommissionedEmpty {
+        return Err(Failure::FlashBoot);
+    }
     let mut member: Member<_, 4, 2> = Member::new(
         MemberConfig::new(DeviceId(1), GROUP_ID, Role::Sender),
         MemberCredentials::signed(device_key, *server_key.verifying_key()),

@@ -9,13 +9,18 @@
 //!    data): the TLS 1.2 PRF key block; every captured application_data record opened through
 //!    a group receiver (plaintext, epoch, sequence number), then refused as a replay; every
 //!    record resealed byte for byte; every tampered copy refused;
-//! 2. a seal/open round trip in each AES suite between a sender whose sequence numbers live in
+//! 2. the flash store's boot path ([`FlashSequenceStore::commission_at_factory`] once, then
+//!    [`FlashSequenceStore::open`] at every boot): commissioned-empty after the factory, the
+//!    reservation after a reboot, a second commissioning refused, a wiped store and a decayed
+//!    first reservation reported as lost (never as new), the sender refusing to start on them,
+//!    and recovery in a fresh epoch;
+//! 3. a seal/open round trip in each AES suite between a sender whose sequence numbers live in
 //!    a [`FlashSequenceStore`] on a simulated NOR flash and a listener, with a replay and a
 //!    forgery dropped, then a reboot of the sender that resumes above every number used;
-//! 3. with feature `signatures`: a group that requires ECDSA P-256 record signatures;
-//! 4. with feature `keydist`: a member joins through a key server (both in the image) and
+//! 4. with feature `signatures`: a group that requires ECDSA P-256 record signatures;
+//! 5. with feature `keydist`: a member joins through a key server (both in the image) and
 //!    sends with the sender ID and keys it received;
-//! 5. with feature `net`: three smoltcp stacks on an in-memory Ethernet hub, IPv4 multicast,
+//! 6. with feature `net`: three smoltcp stacks on an in-memory Ethernet hub, IPv4 multicast,
 //!    one sender and two listeners through `group_embedded::net::GroupSocket`.
 //!
 //! Each step reports a line through [`Report`]; the first failure stops the run with a
@@ -51,14 +56,16 @@ pub mod vectors;
 
 use core::fmt;
 
+use embedded_storage::nor_flash::NorFlash;
 use group_core::group::{Group, GroupConfig};
 use group_core::record::{self, NonceProfile, OpenError};
 use group_core::schedule::{EpochSecret, native_keys, tls12_prf_sha256};
+use group_core::sequence::{SequenceCounter, SequenceStore, StoredSequence};
 use group_core::suite::{EpochCipher, RecordKeys, Suite};
 use group_core::time::Instant;
 use group_core::wire::{ContentType, Epoch, Record, SenderId};
-use group_embedded::flash::FlashSequenceStore;
 use group_embedded::flash::sim::SimNorFlash;
+use group_embedded::flash::{FlashSequenceStore, Loss, SetupError, StoreState};
 
 /// Where the self-test writes its progress (semihosting on the target, stdout on the host).
 pub trait Report {
@@ -88,6 +95,9 @@ pub enum Failure {
     DropAccepted,
     /// The flash store failed.
     Flash,
+    /// The flash store's boot path reported a state other than the one expected (a lost store
+    /// as new, a commissioned store as lost, a second commissioning accepted ...).
+    FlashBoot,
     /// After a reboot the sender did not resume above the numbers it used.
     FlashResume,
     /// The signed-record round trip failed.
@@ -112,6 +122,7 @@ impl Failure {
             Failure::DropAccepted => 22,
             Failure::Flash => 23,
             Failure::FlashResume => 24,
+            Failure::FlashBoot => 25,
             Failure::Signatures => 30,
             Failure::Net => 40,
             Failure::KeyDist => 50,
@@ -126,6 +137,8 @@ pub struct Summary {
     pub kat_records: usize,
     /// Tampered records refused.
     pub tampered_rejected: usize,
+    /// Boot-path states checked on the flash store.
+    pub flash_boot_checks: usize,
     /// Records delivered in the round trips.
     pub round_trip_records: usize,
     /// Signed records delivered (0 without feature `signatures`).
@@ -175,6 +188,12 @@ pub fn run(out: &mut impl Report) -> Result<Summary, Failure> {
     out.line(format_args!(
         "kat ccm_8: {} tampered records rejected",
         s.tampered_rejected
+    ));
+    s.flash_boot_checks = flash_boot()?;
+    out.line(format_args!(
+        "flash boot: {} checks: factory record, reserved after reboot, recommissioning refused, \
+         wiped and decayed stores lost (never new), recovered in a fresh epoch",
+        s.flash_boot_checks
     ));
     for suite in [Suite::AES_128_CCM_8, Suite::AES_128_CCM, Suite::AES_128_GCM] {
         let (n, resumed_at) = round_trip_flash(suite)?;
@@ -343,14 +362,111 @@ fn sender(keys: &RecordKeys, sid: SenderId) -> Result<Group<4, 2>, Failure> {
     Ok(g)
 }
 
+/// A flash whose store region (pages 0 and 1) went through the factory step.
+fn factory_flash() -> Result<Flash, Failure> {
+    let mut flash = Flash::new();
+    FlashSequenceStore::commission_at_factory(&mut flash, 0, 2).map_err(|_| Failure::Flash)?;
+    Ok(flash)
+}
+
+fn expect(state: StoreState, want: StoreState) -> Result<(), Failure> {
+    if state == want {
+        Ok(())
+    } else {
+        Err(Failure::FlashBoot)
+    }
+}
+
+/// The boot path a firmware writes (factory step once, `open` at every boot) through the
+/// states a device meets: returns the number of states checked.
+fn flash_boot() -> Result<usize, Failure> {
+    let sid = SenderId(3);
+    let mut checks = 0usize;
+    let mut check = |r: Result<(), Failure>| {
+        checks = checks.saturating_add(1);
+        r
+    };
+    // Factory, then the first boot.
+    let mut flash = factory_flash()?;
+    let (mut store, state) =
+        FlashSequenceStore::open(&mut flash, 0, 2).map_err(|_| Failure::Flash)?;
+    check(expect(state, StoreState::CommissionedEmpty))?;
+    let mut c =
+        SequenceCounter::start(&mut store, Epoch(1), sid, 16).map_err(|_| Failure::FlashBoot)?;
+    for _ in 0..5 {
+        c.take(&mut store).map_err(|_| Failure::Flash)?;
+    }
+    let reserved = StoredSequence {
+        epoch: Epoch(1),
+        sender_id: sid,
+        reserved_until: 16,
+    };
+    // Reboot: the reservation.
+    let (_, state) = FlashSequenceStore::open(&mut flash, 0, 2).map_err(|_| Failure::Flash)?;
+    check(expect(state, StoreState::Reserved(reserved)))?;
+    // The factory step refuses a store in use.
+    check(
+        match FlashSequenceStore::commission_at_factory(&mut flash, 0, 2) {
+            Err(SetupError::AlreadyCommissioned) => Ok(()),
+            _ => Err(Failure::FlashBoot),
+        },
+    )?;
+    // Wiped in the field: lost, and the sender refuses to start.
+    flash.erase(0, 2048).map_err(|_| Failure::Flash)?;
+    let (mut store, state) =
+        FlashSequenceStore::open(&mut flash, 0, 2).map_err(|_| Failure::Flash)?;
+    check(expect(state, StoreState::Lost(Loss::Blank)))?;
+    check(
+        if SequenceCounter::start(&mut store, Epoch(1), sid, 16).is_err() {
+            Ok(())
+        } else {
+            Err(Failure::FlashBoot)
+        },
+    )?;
+    // Recovery in the fresh epoch the key server issued after hearing of the loss.
+    let mut c = SequenceCounter::start_recovered(&mut store, Epoch(2), sid, 16)
+        .map_err(|_| Failure::FlashBoot)?;
+    check(if c.take(&mut store) == Ok(0) {
+        Ok(())
+    } else {
+        Err(Failure::FlashBoot)
+    })?;
+    let (_, state) = FlashSequenceStore::open(&mut flash, 0, 2).map_err(|_| Failure::Flash)?;
+    check(expect(
+        state,
+        StoreState::Reserved(StoredSequence {
+            epoch: Epoch(2),
+            ..reserved
+        }),
+    ))?;
+    // The only reservation decayed: lost, not new (the factory record went with the first
+    // save). The first save went to page 1, slot 0 (offset 1024).
+    let mut flash = factory_flash()?;
+    let (mut store, _) = FlashSequenceStore::open(&mut flash, 0, 2).map_err(|_| Failure::Flash)?;
+    store.save(&reserved).map_err(|_| Failure::Flash)?;
+    flash.corrupt(1024 + 17, 0x01);
+    let (mut store, state) =
+        FlashSequenceStore::open(&mut flash, 0, 2).map_err(|_| Failure::Flash)?;
+    check(expect(state, StoreState::Lost(Loss::Corrupt)))?;
+    check(if store.load().is_err() {
+        Ok(())
+    } else {
+        Err(Failure::FlashBoot)
+    })?;
+    Ok(checks)
+}
+
 /// Seals 40 records, opens them, drops a replay and a forgery, reboots the sender; returns
 /// the records delivered and the sequence number the rebooted sender resumed at.
 fn round_trip_flash(suite: Suite) -> Result<(usize, u64), Failure> {
     let now = Instant(1_000);
     let keys = native_keys(GROUP_ID, Epoch(1), suite, &EpochSecret([0x5a; 32]))
         .map_err(|_| Failure::Keys)?;
-    let mut store = FlashSequenceStore::new(Flash::new(), 0, 2).map_err(|_| Failure::Flash)?;
-    store.commission().map_err(|_| Failure::Flash)?;
+    let (mut store, state) =
+        FlashSequenceStore::open(factory_flash()?, 0, 2).map_err(|_| Failure::Flash)?;
+    if state != StoreState::CommissionedEmpty {
+        return Err(Failure::FlashBoot);
+    }
     let sid = SenderId(1);
     let mut tx = sender(&keys, sid)?;
     let mut rx: Group<4, 2> = Group::new(GroupConfig::new(GROUP_ID));
@@ -398,7 +514,10 @@ fn round_trip_flash(suite: Suite) -> Result<(usize, u64), Failure> {
 
     // Reboot: RAM gone, flash kept. 41 numbers used (0..=40) with K = 16: resume at 48.
     let flash = store.into_inner();
-    let mut store = FlashSequenceStore::new(flash, 0, 2).map_err(|_| Failure::Flash)?;
+    let (mut store, state) = FlashSequenceStore::open(flash, 0, 2).map_err(|_| Failure::Flash)?;
+    if !matches!(state, StoreState::Reserved(r) if r.reserved_until == 48) {
+        return Err(Failure::FlashResume);
+    }
     let mut tx = sender(&keys, sid)?;
     let mut buf = [0u8; 64];
     let len = tx
@@ -500,6 +619,7 @@ mod tests {
         assert_eq!(s.kat_records, 8);
         assert_eq!(s.tampered_rejected, 16);
         assert_eq!(s.round_trip_records, 3 * 41);
+        assert_eq!(s.flash_boot_checks, 9);
         if cfg!(feature = "signatures") {
             assert_eq!(s.signed_records, 4);
         }

@@ -6,7 +6,10 @@
 //! - [`flash`]: [`FlashSequenceStore`](flash::FlashSequenceStore), a
 //!   [`SequenceStore`](group_core::sequence::SequenceStore) on NOR flash
 //!   ([`embedded_storage`]) that survives a power cut at any write or erase step without ever
-//!   letting the sender reuse a sequence number, with wear spread over its pages; and
+//!   letting the sender reuse a sequence number, with wear spread over its pages; commissioned
+//!   once at the factory (`commission_at_factory`) and only opened at boot (`open` says
+//!   whether the state is there or lost, and nothing in the boot path turns a lost store into
+//!   a new one); and
 //!   [`SimNorFlash`](flash::sim::SimNorFlash), a simulated NOR flash that enforces the flash
 //!   rules and cuts power on demand.
 //! - `net` (feature `smoltcp`, on by default): [`GroupSocket`](net::GroupSocket), a poll-style
@@ -36,17 +39,20 @@
 //! use group_core::suite::Suite;
 //! use group_core::time::Instant;
 //! use group_core::wire::{Epoch, Record, SenderId};
-//! use group_embedded::flash::FlashSequenceStore;
+//! use group_embedded::flash::{FlashSequenceStore, StoreState};
 //! use group_embedded::flash::sim::SimNorFlash;
 //!
 //! let keys = native_keys(7, Epoch(1), Suite::AES_128_CCM, &EpochSecret([0x42; 32])).unwrap();
 //! let config = GroupConfig::new(7).with_sender_id(SenderId(1));
 //! let now = Instant(0);
 //!
-//! // Two 256-byte pages of a flash with a 4-byte write unit.
-//! let flash: SimNorFlash<2, 256, 4> = SimNorFlash::new();
-//! let mut store = FlashSequenceStore::new(flash, 0, 2).unwrap();
-//! store.commission().unwrap();
+//! // Two 256-byte pages of a flash with a 4-byte write unit, commissioned at the factory.
+//! let mut flash: SimNorFlash<2, 256, 4> = SimNorFlash::new();
+//! FlashSequenceStore::commission_at_factory(&mut flash, 0, 2).unwrap();
+//!
+//! // Boot: open the store (it says what it found; a lost store is handed on all the same).
+//! let (mut store, state) = FlashSequenceStore::open(flash, 0, 2).unwrap();
+//! assert_eq!(state, StoreState::CommissionedEmpty);
 //! let mut sender: Group = Group::new(config);
 //! sender.install_and_activate(Epoch(1), &keys, now).unwrap();
 //! let mut buf = [0u8; 64];
@@ -55,7 +61,8 @@
 //! }
 //!
 //! // Reboot: RAM is gone, the flash stays. The sender resumes above every number it used.
-//! let mut store = FlashSequenceStore::new(store.into_inner(), 0, 2).unwrap();
+//! let (mut store, state) = FlashSequenceStore::open(store.into_inner(), 0, 2).unwrap();
+//! assert!(matches!(state, StoreState::Reserved(_)));
 //! let mut sender: Group = Group::new(config);
 //! sender.install_and_activate(Epoch(1), &keys, now).unwrap();
 //! let len = sender.seal(now, &mut store, b"on", &mut buf).unwrap();

@@ -565,11 +565,11 @@ fn reboot_scenario<S: SequenceStore>(
 fn sequence_numbers_survive_a_reboot_through_the_flash_store() {
     let (got, dropped) = reboot_scenario::<FlashSequenceStore<Flash>>(|old| match old {
         None => {
-            let mut s = FlashSequenceStore::new(Flash::new(), 0, 2).unwrap();
-            s.commission().unwrap();
-            s
+            let mut flash = Flash::new();
+            FlashSequenceStore::commission_at_factory(&mut flash, 0, 2).unwrap();
+            FlashSequenceStore::open(flash, 0, 2).unwrap().0
         }
-        Some(s) => FlashSequenceStore::new(s.into_inner(), 0, 2).unwrap(),
+        Some(s) => FlashSequenceStore::open(s.into_inner(), 0, 2).unwrap().0,
     });
     assert!(dropped.is_empty(), "{dropped:?}");
     // K = 4: six records used 0..=5 and reserved up to 8; after the reboot the sender

@@ -185,8 +185,9 @@ fn members_join_over_unicast_and_talk_over_multicast() {
     for (i, (role, key)) in [Role::Sender, Role::Listener].iter().zip(&keys).enumerate() {
         let node = i + 1;
         let mut st = stack(hub, node, 2);
-        let mut store = FlashSequenceStore::new(Flash::new(), 0, 2).unwrap();
-        store.commission().unwrap();
+        let mut flash = Flash::new();
+        FlashSequenceStore::commission_at_factory(&mut flash, 0, 2).unwrap();
+        let (store, _) = FlashSequenceStore::open(flash, 0, 2).unwrap();
         let member: Member<_> = Member::new(
             MemberConfig::new(DeviceId(node as u32), GROUP_ID, *role),
             MemberCredentials::signed(key.clone(), *server_key.verifying_key()),
