@@ -83,6 +83,7 @@ struct Stats {
     reboots: u64,
     revocations: u64,
     rekeys: u64,
+    leaves: u64,
 }
 
 struct Campaign {
@@ -564,6 +565,20 @@ impl Campaign {
         self.sim.revoke(id);
     }
 
+    /// A member leaves (and, at the end, joins again): its sender ID is released.
+    fn leave(&mut self, i: usize) {
+        if self.revoked_at[i].is_some() {
+            return;
+        }
+        let now = self.sim.now();
+        if self.sim.nodes[i].member.leave(now).is_ok() {
+            self.note(format!("node {i} leaves"));
+            self.stats.leaves += 1;
+            self.generation[i] += 1;
+            self.first[i].clear();
+        }
+    }
+
     fn rekey(&mut self) {
         let now = self.sim.now();
         self.note("operator rekeys".to_string());
@@ -618,6 +633,10 @@ impl Campaign {
                 780..=794 => self.crash_server(),
                 795..=804 => self.revoke(),
                 805..=824 => self.rekey(),
+                825..=839 => {
+                    let i = self.rng.below(n) as usize;
+                    self.leave(i);
+                }
                 _ => {}
             }
             let dt = 10 + self.rng.below(200);
@@ -772,6 +791,7 @@ fn adversarial_campaign() {
                             t.reboots += st.reboots;
                             t.revocations += st.revocations;
                             t.rekeys += st.rekeys;
+                            t.leaves += st.leaves;
                         }
                         Err(e) => failures.lock().unwrap().push((seed, e)),
                     }
@@ -786,7 +806,7 @@ fn adversarial_campaign() {
     println!(
         "campaign: {seeds} seeds in {:.1} s: {} records sealed, {} delivered, {} refused; \
          {} record attacks, {} key-distribution replays or edits, {} key-server crashes, {} \
-         reboots, {} revocations, {} rekeys; {} failing seeds",
+         reboots, {} revocations, {} rekeys, {} leaves; {} failing seeds",
         started.elapsed().as_secs_f64(),
         t.sealed,
         t.delivered,
@@ -797,6 +817,7 @@ fn adversarial_campaign() {
         t.reboots,
         t.revocations,
         t.rekeys,
+        t.leaves,
         failures.len()
     );
     for (_, e) in failures.iter() {
