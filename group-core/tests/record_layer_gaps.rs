@@ -139,15 +139,16 @@ fn replay_across_previous_current_and_staged_epochs_is_too_old() {
 // ---------------------------------------------------------------------------------------------
 // Blocking per sender.
 
-/// Senders 33, 34 and 200 are removed; 1, 32 and 65 are admitted. The sids lie in words 0, 1,
+/// Senders 33, 34 and 200 are removed; 1, 2, 32 and 65 are admitted. The sids lie in words 0, 1,
 /// 2 and 6 of the 256-bit block set. Kills word/bit mix-ups in `SidSet` (`/` and `%` swapped or
 /// replaced): admitting 65 with a swapped `remove` clears the bit of 34 (word 65 % 32 = 1, bit
 /// 65 / 32 = 2), a swapped `insert`/`contains` puts 200 in a word that does not exist and 34 on
-/// 65's bit.
+/// 65's bit; a `remove` that sets (`|=`) instead of clearing blocks the rest of sid 1's word
+/// (sid 2).
 #[test]
 fn blocking_is_per_sender_across_the_words_of_the_sid_set() {
     let mut l = listener();
-    let sids = [1u8, 32, 65, 33, 34, 200];
+    let sids = [1u8, 2, 32, 65, 33, 34, 200];
     let recs: Vec<Vec<Vec<u8>>> = sids
         .iter()
         .map(|&sid| {
@@ -159,10 +160,10 @@ fn blocking_is_per_sender_across_the_words_of_the_sid_set() {
     for sid in [33, 34, 200] {
         l.remove_sender(SenderId(sid));
     }
-    for (i, &sid) in sids.iter().enumerate().take(3) {
+    for (i, &sid) in sids.iter().enumerate().take(4) {
         assert_eq!(open(&mut l, &recs[i][0]).unwrap().0, sid, "sid {sid}");
     }
-    for (i, &sid) in sids.iter().enumerate().skip(3) {
+    for (i, &sid) in sids.iter().enumerate().skip(4) {
         for r in &recs[i] {
             assert_eq!(
                 open(&mut l, r),
@@ -171,13 +172,13 @@ fn blocking_is_per_sender_across_the_words_of_the_sid_set() {
             );
         }
     }
-    for (i, &sid) in sids.iter().enumerate().take(3) {
+    for (i, &sid) in sids.iter().enumerate().take(4) {
         assert_eq!(head(open(&mut l, &recs[i][1])), Ok((sid, 1, 1)));
     }
     assert_eq!(l.counters().unknown_sender, 6);
-    assert_eq!(l.counters().accepted, 6);
+    assert_eq!(l.counters().accepted, 8);
     let known: Vec<u8> = l.senders().map(|s| s.sender_id.0).collect();
-    assert_eq!(known, [1, 32, 65]);
+    assert_eq!(known, [1, 2, 32, 65]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -536,4 +537,193 @@ fn fragment_bounds_at_the_configured_maximum_on_seal_and_open() {
             assert_eq!(open(&mut l, &over).unwrap().3, vec![8; fits + 1], "{label}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Survivors of the first mutation pass (see docs/threat-model.md, "Mutation testing").
+
+/// Sealing into a buffer of exactly the record's length works; one byte less is
+/// `BufferTooSmall`. Kills `buf.len() < total` replaced by `<=` or `==` in `seal_in_place`.
+#[test]
+fn seal_fits_a_buffer_of_exactly_the_record_length() {
+    for suite in suites() {
+        let mut s = member_with(GroupConfig::new(GID).with_sender_id(SenderId(1)), suite);
+        let mut st = MemorySequenceStore::commissioned();
+        let len = s.record_len(5).unwrap();
+        let off = s.payload_offset().unwrap();
+        let mut exact = vec![0u8; len];
+        exact[off..off + 5].copy_from_slice(b"exact");
+        assert_eq!(s.seal_in_place(T0, &mut st, &mut exact, 5), Ok(len));
+        let mut short = vec![0u8; len - 1];
+        assert_eq!(
+            s.seal_in_place(T0, &mut st, &mut short, 5),
+            Err(SealError::BufferTooSmall)
+        );
+        let mut l = member_with(GroupConfig::new(GID), suite);
+        assert_eq!(open(&mut l, &exact).unwrap().3, b"exact");
+    }
+}
+
+/// A signing key set in a group that does not require signatures adds no trailer: the record
+/// is the plain length and opens. Kills `trailer > 0` replaced by `>=` in `seal_in_place`.
+#[test]
+fn signing_key_in_an_unsigned_group_adds_no_signature() {
+    let mut s = sender(1);
+    s.set_signing_key(signing_key(1));
+    let mut st = MemorySequenceStore::commissioned();
+    let mut buf = [0u8; 512];
+    let n = s.seal(T0, &mut st, b"plain", &mut buf).unwrap();
+    assert_eq!(n, s.record_len(5).unwrap());
+    assert_eq!(n, wire::HEADER_LEN + 8 + 5 + 16);
+    assert_eq!(open(&mut listener(), &buf[..n]).unwrap().3, b"plain");
+}
+
+/// The protocol maximum of a fragment (2^14 + 2048): a header announcing exactly that parses, one
+/// more is `LengthTooLarge`; `record::seal_in_place_with_trailer` seals a fragment of exactly
+/// that (a 2^14-byte plaintext plus a trailer) and refuses one byte more. Kills the mutants of
+/// the `MAX_FRAGMENT_LEN` constant and of `fragment_len > MAX_FRAGMENT_LEN` (`>=`, `==`).
+#[test]
+fn protocol_fragment_maximum_on_parse_and_seal() {
+    use group_core::record;
+    use group_core::suite::EpochCipher;
+    use group_core::wire::{ContentType, MAX_FRAGMENT_LEN, RecordHeader};
+    assert_eq!(MAX_FRAGMENT_LEN, 18432);
+    let mut bytes = vec![0u8; wire::HEADER_LEN + 18433];
+    for (len, ok) in [(18432u16, true), (18433, false)] {
+        bytes[..wire::HEADER_LEN].copy_from_slice(&[23, 0xfe, 0xfd, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0]);
+        bytes[11..13].copy_from_slice(&len.to_be_bytes());
+        let parsed = RecordHeader::parse(&bytes);
+        if ok {
+            assert_eq!(parsed.unwrap().length, len);
+        } else {
+            assert_eq!(parsed, Err(wire::Error::LengthTooLarge));
+        }
+    }
+    let cipher = EpochCipher::new(&keys(1)).unwrap();
+    let pt = 1 << 14;
+    let trailer = MAX_FRAGMENT_LEN - (8 + pt + 16);
+    let mut buf = vec![0u8; wire::HEADER_LEN + MAX_FRAGMENT_LEN + 1];
+    let seal = |buf: &mut [u8], trailer: usize| {
+        record::seal_in_place_with_trailer(
+            &cipher,
+            ContentType::APPLICATION_DATA,
+            Epoch(1),
+            SenderId(1),
+            0,
+            buf,
+            pt,
+            trailer,
+        )
+    };
+    assert_eq!(seal(&mut buf, trailer), Ok(wire::HEADER_LEN + 8 + pt + 16));
+    assert_eq!(
+        RecordHeader::parse(&buf).unwrap().length as usize,
+        MAX_FRAGMENT_LEN
+    );
+    assert_eq!(
+        seal(&mut buf, trailer + 1),
+        Err(SealError::PlaintextTooLarge)
+    );
+}
+
+/// The grace deadline is what `poll_timeout` reports, and the previous epoch is held strictly
+/// before it, gone at it. Kills `poll_timeout`/`next_deadline` replaced by `None` or
+/// `Some(default)`, and `now < deadline` replaced by `<=` in `EpochSet::get_mut`.
+#[test]
+fn grace_deadline_is_reported_and_exclusive() {
+    use group_core::epochs::{EpochRole, EpochSet};
+    let mut l = member_with(GroupConfig::new(GID).with_grace_ms(500), Suite::AES_128_CCM);
+    assert_eq!(l.poll_timeout(), None);
+    l.install_epoch(Epoch(2), &keys(2)).unwrap();
+    l.activate_epoch(Epoch(2), Instant(1000)).unwrap();
+    assert_eq!(l.poll_timeout(), Some(Instant(1500)));
+    l.handle_timeout(Instant(1499));
+    assert_eq!(l.epochs().previous(), Some(Epoch(1)));
+    l.handle_timeout(Instant(1500));
+    assert_eq!(l.poll_timeout(), None);
+    assert_eq!(
+        l.poll_event(),
+        Some(Event::EpochRetired { epoch: Epoch(1) })
+    );
+
+    let mut set = EpochSet::new();
+    for e in 1..=3u16 {
+        set.install(Epoch(e), &keys(e)).unwrap();
+        if e < 3 {
+            set.activate(Epoch(e), Instant(100), 50).unwrap();
+        }
+    }
+    assert_eq!(set.next_deadline(), Some(Instant(150)));
+    let role = |set: &mut EpochSet, e: u16, t: u64| set.get_mut(Epoch(e), Instant(t)).map(|r| r.0);
+    assert_eq!(role(&mut set, 1, 149), Some(EpochRole::Previous));
+    assert_eq!(role(&mut set, 1, 150), None);
+    assert_eq!(role(&mut set, 2, 150), Some(EpochRole::Current));
+    assert_eq!(role(&mut set, 3, 150), Some(EpochRole::Next));
+    assert_eq!(role(&mut set, 4, 0), None);
+    // `holds`: exactly the three held epochs, the previous one only before its deadline.
+    for e in 0..=5u16 {
+        assert_eq!(
+            set.holds(Epoch(e), Instant(149)),
+            (1..=3).contains(&e),
+            "{e}"
+        );
+    }
+    assert!(!set.holds(Epoch(1), Instant(150)));
+}
+
+/// Losing a memory store's state makes it report `Missing`, and a sender then refuses to seal.
+#[test]
+fn memory_store_loses_its_state_on_request() {
+    let mut s = sender(1);
+    let mut st = MemorySequenceStore::commissioned();
+    seal(&mut s, &mut st, b"x");
+    st.lose();
+    assert_eq!(st.stored(), Err(group_core::sequence::StoreError::Missing));
+    let mut restarted = sender(1);
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        restarted.seal(T0, &mut st, b"x", &mut buf),
+        Err(SealError::SequenceStateLost(
+            group_core::sequence::StoreError::Missing
+        ))
+    );
+}
+
+/// Error and debug texts the tools print (and that never carry key material).
+#[test]
+fn error_and_debug_texts() {
+    use group_core::sequence::StoreError;
+    use group_core::wire::ContentType;
+    assert_eq!(OpenError::Replay.to_string(), "replay");
+    assert_eq!(
+        OpenError::UnknownEpoch(Epoch(7)).to_string(),
+        "unknown epoch 7"
+    );
+    assert_eq!(
+        OpenError::Malformed(wire::Error::LengthTooLarge).to_string(),
+        "malformed: record length too large"
+    );
+    assert_eq!(
+        SealError::PlaintextTooLarge.to_string(),
+        "plaintext too large"
+    );
+    assert_eq!(
+        SealError::SequenceStateLost(StoreError::Corrupt).to_string(),
+        "sequence state lost: sequence state corrupt"
+    );
+    assert_eq!(StoreError::Missing.to_string(), "sequence state missing");
+    assert_eq!(
+        wire::Error::TrailingBytes.to_string(),
+        "bytes after the record"
+    );
+    assert_eq!(
+        format!("{:?}", ContentType::APPLICATION_DATA),
+        "ApplicationData"
+    );
+    assert_eq!(format!("{:?}", ContentType(99)), "ContentType(99)");
+    let g = sender(1);
+    let dbg = format!("{g:?}");
+    assert!(dbg.starts_with("Group {"), "{dbg}");
+    assert!(dbg.contains("counters"), "{dbg}");
+    assert!(dbg.contains("AES_128_CCM") || dbg.contains("ccm"), "{dbg}");
 }
