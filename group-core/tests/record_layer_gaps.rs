@@ -727,3 +727,17 @@ fn error_and_debug_texts() {
     assert!(dbg.contains("counters"), "{dbg}");
     assert!(dbg.contains("AES_128_CCM") || dbg.contains("ccm"), "{dbg}");
 }
+
+/// Secrets of the key schedules print as placeholders, never as bytes.
+#[test]
+fn schedule_secrets_debug_without_bytes() {
+    use group_core::schedule::wolfssl_keys;
+    let secret = EpochSecret([0xAB; 32]);
+    assert_eq!(format!("{secret:?}"), "EpochSecret(..)");
+    let d = wolfssl_keys(Suite::AES_128_CCM, &[0xCD; 48], &[1; 32], &[2; 32]).unwrap();
+    let dbg = format!("{d:?}");
+    assert_eq!(dbg, "WolfSslDerivation { .. }");
+    let keys = format!("{:?}", d.keys);
+    assert!(keys.starts_with("RecordKeys"), "{keys}");
+    assert!(!keys.to_lowercase().contains("cd"), "{keys}");
+}
