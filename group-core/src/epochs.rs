@@ -141,11 +141,6 @@ impl EpochSet {
         }
     }
 
-    /// Drops the previous epoch now (a conservative policy keeps none).
-    pub fn retire_previous(&mut self) -> Option<Epoch> {
-        self.previous.take().map(|(p, _)| p.epoch)
-    }
-
     /// When [`expire`](Self::expire) next has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.previous.as_ref().map(|(_, d)| *d)
