@@ -58,7 +58,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((fields, _)) = data.split_first_chunk::<16>() else {
         return;
     };
-    let be = |r: core::ops::Range<usize>| fields[r].iter().fold(0u64, |a, b| a << 8 | u64::from(*b));
+    let be =
+        |r: core::ops::Range<usize>| fields[r].iter().fold(0u64, |a, b| a << 8 | u64::from(*b));
     let h = RecordHeader {
         content_type: ContentType(fields[0]),
         version: ProtocolVersion(be(1..3) as u16),
