@@ -237,6 +237,34 @@ fn record_model() {
     );
 }
 
+/// `keydist_server` / `keydist_member`: each captured message as is, replayed twice, and
+/// edited; for both modes (and, for the member, both members).
+fn keydist_handlers() {
+    for signed in [false, true] {
+        let n = dtls_group_fuzz::keydist_fixture::setup(signed)
+            .captured
+            .len() as u8;
+        for (target, cfgs) in [
+            ("keydist_server", &[0u8][..]),
+            ("keydist_member", &[0u8, 2][..]),
+        ] {
+            for &c in cfgs {
+                let cfg = if signed { c | 0xe0 } else { c };
+                for k in 0..n {
+                    let m = 2 * k + 1;
+                    write(target, &format!("cfg{cfg}-msg{k}"), &[cfg, m, 0, m, 0]);
+                    write(
+                        target,
+                        &format!("cfg{cfg}-msg{k}-edit"),
+                        &[cfg, m, 2, 1, 0x40, 9, 1],
+                    );
+                }
+                write(target, &format!("cfg{cfg}-raw"), &[cfg, 0, 4, 1, 1, 0, 0]);
+            }
+        }
+    }
+}
+
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let run = |t: &str| only.is_empty() || only.iter().any(|o| o == t);
@@ -245,6 +273,9 @@ fn main() {
     }
     if run("record_model") {
         record_model();
+    }
+    if run("keydist_server") || run("keydist_member") {
+        keydist_handlers();
     }
     if run("group_open") {
         group_open();

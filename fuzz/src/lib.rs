@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-// pub mod keydist_fixture;
+pub mod keydist_fixture;
 pub mod model;
 pub mod open_fixture;
 
