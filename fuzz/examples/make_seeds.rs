@@ -265,6 +265,80 @@ fn keydist_handlers() {
     }
 }
 
+fn cli_parsers() {
+    let t = "cli_parsers";
+    let seed = |name: &str, sel: u8, text: &str| {
+        let mut b = vec![sel];
+        b.extend_from_slice(text.as_bytes());
+        write(t, name, &b);
+    };
+    seed("secret-hex", 0, "000102030405060708090a0b0c0d0e0f\n");
+    seed("secret-bad", 0, "  0g0102\n");
+    let k = p256::ecdsa::SigningKey::from_slice(&[7; 32]).expect("scalar");
+    let vk = k.verifying_key();
+    seed(
+        "public-compressed",
+        1,
+        &hex_str(vk.to_sec1_point(true).as_bytes()),
+    );
+    seed(
+        "public-uncompressed",
+        1,
+        &hex_str(vk.to_sec1_point(false).as_bytes()),
+    );
+    seed("hex-arg", 2, "00ff10AB");
+    seed("hex-array", 3, "000102030405060708090a0b0c0d0e0f");
+    for (i, name) in ["ccm8", "ccm", "gcm", "chacha20", "aes"].iter().enumerate() {
+        seed(&format!("suite{i}"), 4, name);
+    }
+    seed(
+        "config",
+        5,
+        &format!(
+            r#"listen = "127.0.0.1:47000"
+state = "keyserver.redb"
+server_key = "server.key"
+
+[[group]]
+id = 1
+suite = "ccm"
+multicast = "239.255.0.1:40000"
+admission = "trust-first"
+signatures = false
+grace_ms = 5000
+activation_delay_ms = 1000
+rotation_interval_ms = 0
+rekey_on_join = true
+
+[[group]]
+id = 2
+suite = "gcm"
+admission = "strict"
+signatures = true
+
+[[device]]
+id = 1
+name = "switch-a"
+public_key = "switch-a.pub"
+role = "sender"
+groups = [1]
+
+[[device]]
+id = 2
+public_key = "{}"
+role = "listener"
+groups = [1, 2]
+"#,
+            hex_str(vk.to_sec1_point(true).as_bytes())
+        ),
+    );
+    seed("config-bad", 5, "listen = \"x\"\n[[device]]\nid = 1\n");
+}
+
+fn hex_str(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let run = |t: &str| only.is_empty() || only.iter().any(|o| o == t);
@@ -276,6 +350,9 @@ fn main() {
     }
     if run("keydist_server") || run("keydist_member") {
         keydist_handlers();
+    }
+    if run("cli_parsers") {
+        cli_parsers();
     }
     if run("group_open") {
         group_open();
