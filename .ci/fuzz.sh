@@ -12,6 +12,7 @@
 #                            unsafe code and the targets keep debug assertions and overflow
 #                            checks; ASan costs about 10x in executions (docs/testing.md).
 #   FUZZ_TARGETS="a b"       only these targets
+#   FUZZ_WORK=DIR            keep the grown corpora in DIR/corpus/TARGET (for `cargo fuzz cmin`)
 #
 # Needs a nightly toolchain (installed with rustup if missing) and cargo-fuzz (installed from
 # the registry if missing).
@@ -32,8 +33,13 @@ cargo +nightly fuzz --version
 
 artifacts="$PWD/target/fuzz-artifacts"
 mkdir -p "$artifacts"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+if [ -n "${FUZZ_WORK:-}" ]; then
+    work="$FUZZ_WORK"
+    mkdir -p "$work"
+else
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+fi
 
 targets="${FUZZ_TARGETS:-$(cd fuzz && cargo +nightly fuzz list)}"
 host="$(rustc +nightly -vV | sed -n 's/^host: //p')"
