@@ -14,7 +14,7 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
 }
 
 fn group_open() {
-    for b in [0u8, 1, 2, 3, 4, 8, 16, 32, 0x1d, 0x2e] {
+    for b in [0u8, 1, 2, 3, 0x44, 8, 16, 32, 0x5d, 0x6e] {
         let cfg = OpenConfig::from_byte(b);
         let records = sealed(cfg);
         for (i, r) in records.iter().enumerate().step_by(3) {
