@@ -114,7 +114,14 @@ impl KeyServerConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-        let mut cfg: Self = toml::from_str(&text).map_err(|e| {
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks the text of the config file at `path` (named in errors; relative
+    /// paths in the file are taken relative to its directory). Reads no file: key files are
+    /// read when the daemon starts. [`load`](Self::load) is this after reading the file.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
+        let mut cfg: Self = toml::from_str(text).map_err(|e| {
             format!(
                 "config {}: {}",
                 path.display(),

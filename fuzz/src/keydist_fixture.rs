@@ -1,0 +1,232 @@
+//! `keydist_server` / `keydist_member`: a key server with a group, device 1 (sender) joined
+//! and acknowledged, device 2 (listener) with its join answered but the answer not yet
+//! delivered, then a rekey whose bundle for device 1 is not yet delivered either: both
+//! members are mid-protocol. Every message exchanged is captured, for the targets to replay
+//! and mutate.
+
+use group_core::keydist::{
+    DeviceCredential, DeviceId, GroupSpec, KeyServer, Member, MemberConfig, MemberCredentials,
+    MemberState, MemoryServerStore, Psk, Role, ServerCredentials,
+};
+use group_core::sequence::{MemorySequenceStore, StoreError, StoredSequence};
+use group_core::suite::Suite;
+use group_core::time::Instant;
+use p256::ecdsa::SigningKey;
+
+use crate::TestRng;
+
+/// The group of the set-up.
+pub const GROUP: u32 = 42;
+
+/// The server type of the set-up.
+pub type Server = KeyServer<MemoryServerStore>;
+/// The member type of the set-up.
+pub type Device = Member<MemorySequenceStore>;
+
+/// The set-up, mid-protocol.
+pub struct Setup {
+    /// The key server.
+    pub server: Server,
+    /// Device 1: joined sender, a rekey bundle in flight to it.
+    pub joined: Device,
+    /// Device 2: joining listener, its join response in flight.
+    pub joining: Device,
+    /// Every message exchanged, in order.
+    pub captured: Vec<Vec<u8>>,
+    /// The RNG (deterministic).
+    pub rng: TestRng,
+    /// The time of the set-up's last step.
+    pub now: Instant,
+}
+
+fn key(b: u8) -> SigningKey {
+    SigningKey::from_slice(&[b; 32]).expect("valid scalar")
+}
+
+/// Builds the set-up in PSK mode (fast) or signed mode.
+pub fn setup(signed: bool) -> Setup {
+    let mut rng = TestRng(7);
+    let now = Instant(1_000);
+    let server_key = key(0x11);
+    let mut server: Server = KeyServer::open(
+        ServerCredentials::new(server_key.clone()),
+        MemoryServerStore::new(),
+    )
+    .expect("empty store");
+    server
+        .create_group(GroupSpec::new(GROUP, Suite::AES_128_CCM), now, &mut rng)
+        .expect("group");
+    let mut device = |id: u32, role: Role| -> Device {
+        let (cred, creds) = if signed {
+            let k = key(0x20 + id as u8);
+            (
+                DeviceCredential::public_key(k.verifying_key()),
+                MemberCredentials::signed(k, *server_key.verifying_key()),
+            )
+        } else {
+            let psk = Psk([id as u8; 16]);
+            (
+                DeviceCredential::Psk(psk.clone()),
+                MemberCredentials::Psk(psk),
+            )
+        };
+        server
+            .admit_device(DeviceId(id), cred, role, &[GROUP])
+            .expect("admit");
+        Member::new(
+            MemberConfig::new(DeviceId(id), GROUP, role),
+            creds,
+            MemorySequenceStore::commissioned(),
+        )
+    };
+    let mut joined = device(1, Role::Sender);
+    let mut joining = device(2, Role::Listener);
+    let mut captured = Vec::new();
+    let mut buf = [0u8; 2048];
+
+    // Device 1 joins and acknowledges.
+    joined.join(now).expect("join");
+    let n = joined
+        .poll_transmit(now, &mut rng, &mut buf)
+        .expect("tx")
+        .expect("join request");
+    captured.push(buf[..n].to_vec());
+    server
+        .handle_message(now, &mut rng, &buf[..n])
+        .expect("join accepted");
+    let t = server
+        .poll_transmit(now, &mut rng, &mut buf)
+        .expect("tx")
+        .expect("bundle");
+    captured.push(buf[..t.len].to_vec());
+    joined
+        .handle_message(now, &buf[..t.len])
+        .expect("bundle accepted");
+    let n = joined
+        .poll_transmit(now, &mut rng, &mut buf)
+        .expect("tx")
+        .expect("ack");
+    captured.push(buf[..n].to_vec());
+    server
+        .handle_message(now, &mut rng, &buf[..n])
+        .expect("ack accepted");
+    assert!(joined.is_joined());
+
+    // Device 2's join is answered; the answer stays in flight.
+    joining.join(now).expect("join");
+    let n = joining
+        .poll_transmit(now, &mut rng, &mut buf)
+        .expect("tx")
+        .expect("join request");
+    captured.push(buf[..n].to_vec());
+    server
+        .handle_message(now, &mut rng, &buf[..n])
+        .expect("join accepted");
+    while let Some(t) = server.poll_transmit(now, &mut rng, &mut buf).expect("tx") {
+        captured.push(buf[..t.len].to_vec());
+    }
+
+    // A rekey: its bundle for device 1 (and device 2) stays in flight.
+    server.rekey(GROUP, now, &mut rng).expect("rekey");
+    while let Some(t) = server.poll_transmit(now, &mut rng, &mut buf).expect("tx") {
+        captured.push(buf[..t.len].to_vec());
+    }
+    Setup {
+        server,
+        joined,
+        joining,
+        captured,
+        rng,
+        now,
+    }
+}
+
+/// What a server refusal must leave unchanged.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServerSummary {
+    store: Option<Vec<u8>>,
+    members: Vec<(DeviceId, Option<u8>)>,
+    pending: [bool; 2],
+    epochs: Option<(Option<u16>, Option<u16>)>,
+    deadline: Option<Instant>,
+}
+
+/// The server's observable state.
+pub fn server_summary(s: &Server) -> ServerSummary {
+    ServerSummary {
+        store: s.store().bytes().map(<[u8]>::to_vec),
+        members: s.members(GROUP).collect(),
+        pending: [1, 2].map(|d| s.is_pending(DeviceId(d), GROUP)),
+        epochs: s.epochs(GROUP),
+        deadline: s.poll_timeout(),
+    }
+}
+
+/// What a member refusal must leave unchanged.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MemberSummary {
+    state: MemberState,
+    last_counter: u64,
+    epochs: Option<(Option<u16>, Option<u16>, Option<u16>)>,
+    next_send: Option<(u16, u64)>,
+    stored: Result<Option<StoredSequence>, StoreError>,
+    deadline: Option<Instant>,
+}
+
+/// A member's observable state.
+pub fn member_summary(m: &Device) -> MemberSummary {
+    MemberSummary {
+        state: m.state(),
+        last_counter: m.last_counter(),
+        epochs: m.group().map(|g| {
+            let e = g.epochs();
+            (
+                e.previous().map(|x| x.0),
+                g.current_epoch().map(|x| x.0),
+                e.staged().map(|x| x.0),
+            )
+        }),
+        next_send: m
+            .group()
+            .and_then(|g| g.next_send_seq())
+            .map(|(e, s)| (e.0, s)),
+        stored: m.store().stored(),
+        deadline: m.poll_timeout(),
+    }
+}
+
+/// Decodes a target input into datagrams: after the configuration byte, a list of
+/// `k` bytes. `k` even: a raw datagram of `next byte` bytes. `k` odd: captured message
+/// `k >> 1` (modulo their number) with `next byte % 4` edits of two bytes each
+/// (position, XOR mask; a zero mask truncates at the position).
+pub fn datagrams(captured: &[Vec<u8>], mut data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let next = |d: &mut &[u8]| -> Option<u8> {
+        let (b, rest) = d.split_first()?;
+        *d = rest;
+        Some(*b)
+    };
+    while let Some(k) = next(&mut data) {
+        let Some(n) = next(&mut data) else { break };
+        if k & 1 == 0 {
+            let take = usize::from(n).min(data.len());
+            out.push(data[..take].to_vec());
+            data = &data[take..];
+        } else {
+            let mut msg = captured[usize::from(k >> 1) % captured.len()].clone();
+            for _ in 0..n % 4 {
+                let (Some(pos), Some(mask)) = (next(&mut data), next(&mut data)) else {
+                    break;
+                };
+                let i = usize::from(pos) % msg.len().max(1);
+                if mask == 0 {
+                    msg.truncate(i);
+                } else if let Some(b) = msg.get_mut(i) {
+                    *b ^= mask;
+                }
+            }
+            out.push(msg);
+        }
+    }
+    out
+}
