@@ -494,7 +494,7 @@ impl Campaign {
         let intact = RecordHeader::parse(&bytes)
             .ok()
             .map(|h| (h.epoch.0, h.sender_id.0, h.seq))
-            .filter(|k| self.records.iter().any(|r| *r == bytes) && self.sealed.contains_key(k));
+            .filter(|k| self.records.contains(&bytes) && self.sealed.contains_key(k));
         self.flights.push(Flight {
             at: self.sim.now + 1,
             to,
