@@ -84,12 +84,29 @@ pub fn setup(signed: bool) -> Setup {
     let mut captured = Vec::new();
     let mut buf = [0u8; 2048];
 
-    // Device 1 joins and acknowledges.
+    // Device 1 joins (join request, the server's challenge, the challenged join, the bundle)
+    // and acknowledges.
     joined.join(now).expect("join");
     let n = joined
         .poll_transmit(now, &mut rng, &mut buf)
         .expect("tx")
         .expect("join request");
+    captured.push(buf[..n].to_vec());
+    server
+        .handle_message(now, &mut rng, &buf[..n])
+        .expect("join challenged");
+    let t = server
+        .poll_transmit(now, &mut rng, &mut buf)
+        .expect("tx")
+        .expect("challenge");
+    captured.push(buf[..t.len].to_vec());
+    joined
+        .handle_message(now, &buf[..t.len])
+        .expect("challenge accepted");
+    let n = joined
+        .poll_transmit(now, &mut rng, &mut buf)
+        .expect("tx")
+        .expect("challenged join request");
     captured.push(buf[..n].to_vec());
     server
         .handle_message(now, &mut rng, &buf[..n])
@@ -112,12 +129,28 @@ pub fn setup(signed: bool) -> Setup {
         .expect("ack accepted");
     assert!(joined.is_joined());
 
-    // Device 2's join is answered; the answer stays in flight.
+    // Device 2's challenged join is answered; the answer stays in flight.
     joining.join(now).expect("join");
     let n = joining
         .poll_transmit(now, &mut rng, &mut buf)
         .expect("tx")
         .expect("join request");
+    captured.push(buf[..n].to_vec());
+    server
+        .handle_message(now, &mut rng, &buf[..n])
+        .expect("join challenged");
+    let t = server
+        .poll_transmit(now, &mut rng, &mut buf)
+        .expect("tx")
+        .expect("challenge");
+    captured.push(buf[..t.len].to_vec());
+    joining
+        .handle_message(now, &buf[..t.len])
+        .expect("challenge accepted");
+    let n = joining
+        .poll_transmit(now, &mut rng, &mut buf)
+        .expect("tx")
+        .expect("challenged join request");
     captured.push(buf[..n].to_vec());
     server
         .handle_message(now, &mut rng, &buf[..n])

@@ -159,6 +159,13 @@ pub fn read_private(path: &Path) -> io::Result<SigningKey> {
 /// Parses a public key given as hex (SEC1, compressed or not).
 pub fn parse_public(hex_text: &str) -> io::Result<VerifyingKey> {
     let bytes = hex::decode(hex_text.trim()).map_err(|_| invalid("public key: not hex".into()))?;
+    // Only the two SEC1 encodings this project writes: compressed (02/03, 33 bytes) and
+    // uncompressed (04, 65 bytes). p256 also takes the "compact" 05 form and the identity 00;
+    // one key then has several spellings (found by the cli_parsers fuzz target).
+    match (bytes.first(), bytes.len()) {
+        (Some(2 | 3), 33) | (Some(4), 65) => {}
+        _ => return Err(invalid("public key: not a P-256 point".into())),
+    }
     VerifyingKey::from_sec1_bytes(&bytes)
         .map_err(|_| invalid("public key: not a P-256 point".into()))
 }
@@ -194,6 +201,23 @@ pub fn read_public(path_or_hex: &str) -> io::Result<VerifyingKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key has one spelling per SEC1 form this project writes: the compact `05 || x` form
+    /// that p256 also accepts is refused (the cli_parsers fuzz target found it re-encoding
+    /// differently).
+    #[test]
+    fn public_keys_are_compressed_or_uncompressed_sec1_only() {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let vk = *sk.verifying_key();
+        let compressed = vk.to_sec1_point(true);
+        let uncompressed = vk.to_sec1_point(false);
+        assert_eq!(parse_public(&hex::encode(compressed.as_bytes())).unwrap(), vk);
+        assert_eq!(parse_public(&hex::encode(uncompressed.as_bytes())).unwrap(), vk);
+        let mut compact = compressed.as_bytes().to_vec();
+        compact[0] = 5;
+        let e = parse_public(&hex::encode(&compact)).unwrap_err();
+        assert!(e.to_string().contains("not a P-256 point"), "{e}");
+    }
 
     #[test]
     fn generate_read_and_refuse_overwrite() {
