@@ -211,8 +211,14 @@ mod tests {
         let vk = *sk.verifying_key();
         let compressed = vk.to_sec1_point(true);
         let uncompressed = vk.to_sec1_point(false);
-        assert_eq!(parse_public(&hex::encode(compressed.as_bytes())).unwrap(), vk);
-        assert_eq!(parse_public(&hex::encode(uncompressed.as_bytes())).unwrap(), vk);
+        assert_eq!(
+            parse_public(&hex::encode(compressed.as_bytes())).unwrap(),
+            vk
+        );
+        assert_eq!(
+            parse_public(&hex::encode(uncompressed.as_bytes())).unwrap(),
+            vk
+        );
         let mut compact = compressed.as_bytes().to_vec();
         compact[0] = 5;
         let e = parse_public(&hex::encode(&compact)).unwrap_err();
