@@ -35,6 +35,7 @@ pub mod endpoint;
 pub mod keyfile;
 pub mod keyserver;
 pub mod member;
+pub mod metrics;
 pub mod net;
 pub mod netns;
 pub mod store;
