@@ -1216,7 +1216,10 @@ mod tests {
     }
 
     /// Every sample line of a page: (name, labels, value).
-    fn samples(page: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+    /// (name, labels, value) of one sample line.
+    type Sample = (String, Vec<(String, String)>, String);
+
+    fn samples(page: &str) -> Vec<Sample> {
         page.lines()
             .filter(|l| !l.starts_with('#'))
             .map(|l| {
