@@ -20,12 +20,13 @@
 //! let mut page = Exposition::new();
 //! page.family("dtls_group_records_accepted_total", MetricType::Counter, "Records delivered.")
 //!     .sample(&[("group", "239.255.0.1:40000")], 3u64);
-//! assert_eq!(
-//!     page.finish(),
-//!     "# HELP dtls_group_records_accepted_total Records delivered.\n\
-//!      # TYPE dtls_group_records_accepted_total counter\n\
-//!      dtls_group_records_accepted_total{group=\"239.255.0.1:40000\"} 3\n"
-//! );
+//! let text = page.finish();
+//! let lines: Vec<&str> = text.lines().collect();
+//! assert_eq!(lines, [
+//!     "# HELP dtls_group_records_accepted_total Records delivered.",
+//!     "# TYPE dtls_group_records_accepted_total counter",
+//!     "dtls_group_records_accepted_total{group=\"239.255.0.1:40000\"} 3",
+//! ]);
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
