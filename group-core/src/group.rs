@@ -837,6 +837,12 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     pub fn next_send_seq(&self) -> Option<(Epoch, u64)> {
         self.sending.as_ref().map(|c| (c.epoch(), c.peek()))
     }
+
+    /// This node's sending counter for its current epoch (next number, reservation mark), if
+    /// it is sending; for monitoring.
+    pub fn send_counter(&self) -> Option<&SequenceCounter> {
+        self.sending.as_ref()
+    }
 }
 
 /// Counts one record protected under `keys`; true when this crosses the confidentiality
