@@ -5,11 +5,11 @@
 //! `dtls-group` command-line tool ([`cli`]). No protocol logic lives here: it converts sockets,
 //! clocks and files into the core's inputs.
 //!
+//! [`group_core`] is re-exported (and with it `group_core::p256` and `group_core::rand_core`),
+//! so a program needs only this crate in its `Cargo.toml`.
+//!
 //! ```no_run
-//! use group_core::group::{Group, GroupConfig};
-//! use group_core::schedule::{native_keys, EpochSecret};
-//! use group_core::suite::Suite;
-//! use group_core::wire::{Epoch, SenderId};
+//! use group_std::group_core::{Epoch, EpochSecret, Group, GroupConfig, SenderId, Suite, native_keys};
 //! use group_std::endpoint::{Clock, GroupEndpoint};
 //! use group_std::net::{MulticastConfig, MulticastSocket};
 //! use group_std::store::FileSequenceStore;
@@ -24,10 +24,12 @@
 //! switch.send(b"on").unwrap();
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use group_core;
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod async_endpoint;
 pub mod cli;
 pub mod control;
