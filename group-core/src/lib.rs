@@ -104,3 +104,31 @@ pub use p256;
 /// The `rand_core` crate ([`CryptoRng`](rand_core::CryptoRng) for key distribution and
 /// sealed secrets), re-exported so that its version always matches.
 pub use rand_core;
+
+/// The workspace README and the design documents in `docs/`: every Rust block in them is
+/// compiled and run by `cargo test -p group-core --doc` (the other blocks are marked with
+/// their language).
+#[cfg(doctest)]
+pub mod doc_tests {
+    /// `README.md`.
+    #[doc = include_str!("../../README.md")]
+    pub struct Readme;
+    /// `docs/architecture.md`.
+    #[doc = include_str!("../../docs/architecture.md")]
+    pub struct Architecture;
+    /// `docs/wire-format.md`.
+    #[doc = include_str!("../../docs/wire-format.md")]
+    pub struct WireFormat;
+    /// `docs/key-distribution.md`.
+    #[doc = include_str!("../../docs/key-distribution.md")]
+    pub struct KeyDistribution;
+    /// `docs/decisions.md`.
+    #[doc = include_str!("../../docs/decisions.md")]
+    pub struct Decisions;
+    /// `docs/performance.md`.
+    #[doc = include_str!("../../docs/performance.md")]
+    pub struct Performance;
+    /// `docs/threat-model.md`.
+    #[doc = include_str!("../../docs/threat-model.md")]
+    pub struct ThreatModel;
+}

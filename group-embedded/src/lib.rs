@@ -114,3 +114,14 @@ pub use group_core::rand_core;
 #[cfg(feature = "smoltcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smoltcp")))]
 pub use smoltcp;
+
+/// The examples of `docs/embedded.md`, compiled and run as doctests.
+#[cfg(all(doctest, feature = "smoltcp"))]
+#[doc = include_str!("../../docs/embedded.md")]
+pub struct EmbeddedDocTests;
+
+/// The commands of `docs/footprint.md` (no Rust examples; kept here so that one added later
+/// is compiled).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/footprint.md")]
+pub struct FootprintDocTests;

@@ -40,3 +40,18 @@ pub mod member;
 pub mod net;
 pub mod netns;
 pub mod store;
+
+/// The documents about the std drivers and the tool: every Rust block in them is compiled and
+/// run by `cargo test -p group-std --doc` (the other blocks are marked with their language).
+#[cfg(doctest)]
+pub mod doc_tests {
+    /// `docs/cli.md`.
+    #[doc = include_str!("../../docs/cli.md")]
+    pub struct Cli;
+    /// `docs/operations.md`.
+    #[doc = include_str!("../../docs/operations.md")]
+    pub struct Operations;
+    /// `docs/interop.md`.
+    #[doc = include_str!("../../docs/interop.md")]
+    pub struct Interop;
+}
