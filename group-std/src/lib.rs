@@ -2,7 +2,8 @@
 //!
 //! std drivers for [`group_core`]: UDP multicast sockets over socket2 ([`net`]), a group member
 //! on a real socket ([`endpoint`]), a file-backed sequence store ([`store`]), and the
-//! `dtls-group` command-line tool ([`cli`]). No protocol logic lives here: it converts sockets,
+//! `dtls-group` command-line tool ([`cli`]) with its Prometheus endpoint ([`metrics`]). No protocol
+//! logic lives here: it converts sockets,
 //! clocks and files into the core's inputs.
 //!
 //! [`group_core`] is re-exported (and with it `group_core::p256` and `group_core::rand_core`),
@@ -37,6 +38,7 @@ pub mod endpoint;
 pub mod keyfile;
 pub mod keyserver;
 pub mod member;
+pub mod metrics;
 pub mod net;
 pub mod netns;
 pub mod store;
