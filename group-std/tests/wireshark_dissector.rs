@@ -355,6 +355,10 @@ fn expected_kd(m: &Message) -> (String, String, String, String) {
     }
 }
 
+fn num(v: &str) -> Option<u64> {
+    v.parse().ok()
+}
+
 fn truthy(v: &str) -> bool {
     matches!(v, "1" | "True" | "TRUE" | "true")
 }
@@ -568,7 +572,7 @@ fn tshark_shows_records_and_key_distribution_as_sent() {
         let rec = hex::decode(l["record"].as_str().unwrap()).unwrap();
         let row = rows
             .iter()
-            .find(|r| r[3] == "9" && r[4] == "12" && r[5] == l["seq"].to_string())
+            .find(|r| r[3] == "9" && r[4] == "12" && num(&r[5]) == l["seq"].as_u64())
             .unwrap_or_else(|| panic!("send's record {l} not shown: {rows:?}"));
         assert_eq!(row[7], hex::encode(&rec[13..21]));
         assert_eq!(row[9], hex::encode(&rec[rec.len() - 16..]));
@@ -576,9 +580,9 @@ fn tshark_shows_records_and_key_distribution_as_sent() {
     for l in switch.lines().iter().filter(|l| l.get("sent").is_some()) {
         let s = &l["sent"];
         assert!(
-            rows.iter().any(|r| r[3] == s["epoch"].to_string()
-                && r[4] == s["sender_id"].to_string()
-                && r[5] == s["seq"].to_string()),
+            rows.iter().any(|r| num(&r[3]) == s["epoch"].as_u64()
+                && num(&r[4]) == s["sender_id"].as_u64()
+                && num(&r[5]) == s["seq"].as_u64()),
             "the switch's record {s} not shown: {rows:?}"
         );
     }
