@@ -622,7 +622,7 @@ pub struct KeyServerMetrics {
     last_bundle: HashMap<(u32, u32), BundleContent>,
 }
 
-/// The `cause` label of a [`group_core::keydist::RekeyCause`] (its debug name in snake case).
+/// The `cause` label of a key server's rekey cause (`RekeyCause`, by its debug name), in snake case.
 pub fn cause_label(cause_debug: &str) -> &'static str {
     match cause_debug {
         "Created" => "created",
