@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use footprint::member::{self, DEVICE, DEVICE_SEED, Device, PEER};
 use footprint::rng::TestRng;
 use footprint::transcript::{self, MAGIC, MESSAGE, RECORD, RECORD_PLAINTEXT};
-use footprint::{Failure, GROUP_ID};
+use footprint::GROUP_ID;
 use group_core::keydist::{
     DeviceCredential, GroupSpec, KeyServer, Member, MemberConfig, MemberCredentials,
     MemoryServerStore, Role, ServerCredentials,
@@ -239,7 +239,7 @@ fn psk_transcript_is_current_and_replays() {
     // The wrong key can't join.
     assert_eq!(
         member::run(MemberCredentials::Psk(Psk([0x99; 16])), &t),
-        Err(Failure::Join)
+        Err(footprint::Failure::Join)
     );
 }
 
