@@ -5,10 +5,10 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
+use footprint::GROUP_ID;
 use footprint::member::{self, DEVICE, DEVICE_SEED, Device, PEER};
 use footprint::rng::TestRng;
 use footprint::transcript::{self, MAGIC, MESSAGE, RECORD, RECORD_PLAINTEXT};
-use footprint::GROUP_ID;
 use group_core::keydist::{
     DeviceCredential, GroupSpec, KeyServer, Member, MemberConfig, MemberCredentials,
     MemoryServerStore, Role, ServerCredentials,
