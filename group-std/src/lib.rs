@@ -56,4 +56,10 @@ pub mod doc_tests {
     /// `docs/interop.md`.
     #[doc = include_str!("../../docs/interop.md")]
     pub struct Interop;
+    /// `docs/troubleshooting.md`.
+    #[doc = include_str!("../../docs/troubleshooting.md")]
+    pub struct Troubleshooting;
+    /// `contrib/wireshark/README.md`.
+    #[doc = include_str!("../../contrib/wireshark/README.md")]
+    pub struct Wireshark;
 }
