@@ -66,6 +66,7 @@
 )]
 
 pub mod counters;
+pub mod datagram;
 pub mod epochs;
 pub mod group;
 pub mod keydist;
