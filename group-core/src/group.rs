@@ -6,14 +6,15 @@
 //! counts it by reason and leaves all state as it was.
 
 use heapless::{Deque, Vec};
-use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{SigningKey, VerifyingKey};
 
 use crate::counters::{Counters, Event, RekeyReason};
 use crate::epochs::EpochSet;
+use crate::policy;
 use crate::record::{self, NonceProfile, OpenError, SealError};
 use crate::replay::{ReplayWindow, WindowStart};
 use crate::sequence::{SequenceCounter, SequenceStore};
+use crate::signature;
 use crate::suite::{KeyError, RecordKeys, Suite};
 use crate::time::Instant;
 use crate::wire::{
@@ -74,10 +75,10 @@ impl GroupConfig {
             own_sender_id: None,
             admission: Admission::TrustFirst,
             nonce_profile: NonceProfile::Strict,
-            grace_ms: 60_000,
+            grace_ms: policy::DEFAULT_GRACE_MS as u64,
             max_fragment_len: MAX_FRAGMENT_LEN,
-            sequence_reserve_step: 1000,
-            sender_rekey_budget: 1 << 22,
+            sequence_reserve_step: policy::DEFAULT_SEQUENCE_RESERVE_STEP,
+            sender_rekey_budget: policy::DEFAULT_SENDER_REKEY_BUDGET,
             confidentiality_limit: None,
             integrity_limit: None,
             signatures_required: false,
@@ -162,8 +163,7 @@ pub struct SenderInfo {
     pub previous: Option<(Epoch, Option<u64>)>,
 }
 
-/// Length of the record signature trailer (ECDSA P-256 `r || s`).
-pub const SIGNATURE_LEN: usize = 64;
+pub use crate::signature::SIGNATURE_LEN;
 
 #[derive(Clone, Debug)]
 struct SenderState<const WORDS: usize> {
@@ -823,11 +823,10 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             let (signed, rest) = buf
                 .split_at_mut_checked(len)
                 .ok_or(SealError::BufferTooSmall)?;
-            let sig: Signature = key.try_sign(signed).map_err(|_| SealError::Crypto)?;
-            let sig = sig.normalize_s().to_bytes();
+            let sig = signature::sign(key, &[signed]).map_err(|_| SealError::Crypto)?;
             rest.get_mut(..SIGNATURE_LEN)
                 .ok_or(SealError::BufferTooSmall)?
-                .copy_from_slice(sig.as_slice());
+                .copy_from_slice(&sig);
             len = len.saturating_add(SIGNATURE_LEN);
         }
         self.counters.sealed = self.counters.sealed.saturating_add(1);
@@ -853,6 +852,12 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     pub fn next_send_seq(&self) -> Option<(Epoch, u64)> {
         self.sending.as_ref().map(|c| (c.epoch(), c.peek()))
     }
+
+    /// This node's sending counter for its current epoch (next number, reservation mark), if
+    /// it is sending; for monitoring.
+    pub fn send_counter(&self) -> Option<&SequenceCounter> {
+        self.sending.as_ref()
+    }
 }
 
 /// Counts one record protected under `keys`; true when this crosses the confidentiality
@@ -877,12 +882,7 @@ fn verify_signature(key: &VerifyingKey, record: &[u8]) -> Result<(), OpenError> 
     let (signed, sig) = record
         .split_at_checked(split)
         .ok_or(OpenError::Malformed(wire::Error::FragmentTooShort))?;
-    let sig = Signature::from_slice(sig).map_err(|_| OpenError::AuthenticationFailed)?;
-    if sig.normalize_s() != sig {
-        return Err(OpenError::AuthenticationFailed);
-    }
-    key.verify(signed, &sig)
-        .map_err(|_| OpenError::AuthenticationFailed)
+    signature::verify(key, &[signed], sig).map_err(|_| OpenError::AuthenticationFailed)
 }
 
 #[cfg(test)]

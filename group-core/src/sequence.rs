@@ -241,6 +241,13 @@ impl SequenceCounter {
         self.next
     }
 
+    /// The reservation mark: numbers below it are reserved in the store; taking the number at
+    /// the mark writes a new reservation first. `reserved_until() - peek()` (saturating) is how
+    /// many numbers are left before the next store write.
+    pub fn reserved_until(&self) -> u64 {
+        self.reserved_until
+    }
+
     /// Takes the next sequence number, reserving ahead in the store first when needed.
     /// A number once taken is never returned again, even if the record is then not sent.
     pub fn take<S: SequenceStore>(&mut self, store: &mut S) -> Result<u64, SequenceError> {

@@ -2,7 +2,8 @@
 //!
 //! std drivers for [`group_core`]: UDP multicast sockets over socket2 ([`net`]), a group member
 //! on a real socket ([`endpoint`]), a file-backed sequence store ([`store`]), and the
-//! `dtls-group` command-line tool ([`cli`]). No protocol logic lives here: it converts sockets,
+//! `dtls-group` command-line tool ([`cli`]) with its Prometheus endpoint ([`metrics`]). No protocol
+//! logic lives here: it converts sockets,
 //! clocks and files into the core's inputs.
 //!
 //! ```no_run
@@ -35,6 +36,7 @@ pub mod endpoint;
 pub mod keyfile;
 pub mod keyserver;
 pub mod member;
+pub mod metrics;
 pub mod net;
 pub mod netns;
 pub mod store;

@@ -20,8 +20,7 @@ use aes::Aes128;
 use ccm::Ccm;
 use ccm::consts::{U13, U16};
 use hkdf::Hkdf;
-use p256::ecdsa::signature::{MultipartSigner, MultipartVerifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::elliptic_curve::Generate;
 use p256::{PublicKey, ecdh};
 use rand_core::CryptoRng;
@@ -32,7 +31,8 @@ use super::message::{
     COMPRESSED_KEY_LEN, CompressedKey, KeyMaterial, MAX_KEY_MATERIAL_LEN, MAX_SEALED_LEN,
     SealedSecret, decode_key_material, encode_key_material,
 };
-use super::{DeviceId, Direction, Error, SIGNATURE_LEN, TAG_LEN};
+use super::{DeviceId, Direction, Error, TAG_LEN};
+use crate::signature::{self, SIGNATURE_LEN};
 
 /// Domain-separation label at the start of every signed input.
 pub const SIGN_LABEL: &[u8] = b"dtls-group kd v1";
@@ -68,13 +68,7 @@ pub(crate) fn sign(
 ) -> Result<[u8; SIGNATURE_LEN], Error> {
     let peer = compressed(peer)?;
     let dir = [direction as u8];
-    let sig: Signature = key
-        .try_multipart_sign(&[SIGN_LABEL, &dir, &peer, protected])
-        .map_err(|_| Error::BadSignature)?;
-    let bytes = sig.normalize_s().to_bytes();
-    let mut out = [0u8; SIGNATURE_LEN];
-    out.copy_from_slice(bytes.as_slice());
-    Ok(out)
+    signature::sign(key, &[SIGN_LABEL, &dir, &peer, protected]).map_err(|_| Error::BadSignature)
 }
 
 /// Verifies a signature trailer; high-S signatures are refused (no malleability).
@@ -87,11 +81,7 @@ pub(crate) fn verify(
 ) -> Result<(), Error> {
     let peer = compressed(peer)?;
     let dir = [direction as u8];
-    let sig = Signature::from_slice(trailer).map_err(|_| Error::BadSignature)?;
-    if sig.normalize_s() != sig {
-        return Err(Error::BadSignature);
-    }
-    key.multipart_verify(&[SIGN_LABEL, &dir, &peer, protected], &sig)
+    signature::verify(key, &[SIGN_LABEL, &dir, &peer, protected], trailer)
         .map_err(|_| Error::BadSignature)
 }
 

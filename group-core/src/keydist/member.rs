@@ -26,6 +26,7 @@ use super::message::{
     Message, PublicKeyBytes, RekeyNeeded, RekeyReport, RemovedReason, WireAdmission,
     WireNonceProfile, parse,
 };
+use super::retry::Retry;
 use super::{DeviceId, Direction, Error, MAX_SENDERS, NONCE_LEN, Role};
 use crate::counters::{Event, RekeyReason};
 use crate::group::{Admission, Delivery, Group, GroupConfig};
@@ -37,10 +38,6 @@ use crate::suite::{RecordKeys, Suite};
 use crate::time::Instant;
 use crate::wire::{Epoch, MAX_FRAGMENT_LEN, SenderId};
 
-/// First retransmission timeout of join requests, leaves and reports (ms).
-pub const MEMBER_INITIAL_RTO_MS: u64 = 1_000;
-/// Largest retransmission timeout (ms).
-pub const MEMBER_MAX_RTO_MS: u64 = 64_000;
 /// Queued member events.
 const EVENT_CAP: usize = 16;
 
@@ -162,28 +159,6 @@ pub enum MemberEvent {
     },
     /// An event of the record layer (also acted upon: rekey needs are reported).
     Group(Event),
-}
-
-#[derive(Clone, Copy)]
-struct Retry {
-    next_at: u64,
-    rto: u64,
-}
-
-impl Retry {
-    fn now(now: Instant) -> Self {
-        Self {
-            next_at: now.0,
-            rto: MEMBER_INITIAL_RTO_MS,
-        }
-    }
-    fn due(&self, now: Instant) -> bool {
-        self.next_at <= now.0
-    }
-    fn backoff(&mut self, now: Instant) {
-        self.next_at = now.0.saturating_add(self.rto);
-        self.rto = self.rto.saturating_mul(2).min(MEMBER_MAX_RTO_MS);
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -730,9 +705,9 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     pub fn poll_timeout(&self) -> Option<Instant> {
         let candidates = [
             self.ack.map(|_| 0),
-            self.join.map(|j| j.retry.next_at),
-            self.leave.map(|r| r.next_at),
-            self.report.map(|r| r.retry.next_at),
+            self.join.map(|j| j.retry.next_at()),
+            self.leave.map(|r| r.next_at()),
+            self.report.map(|r| r.retry.next_at()),
             self.activation.map(|(_, at)| at),
             self.expiry.map(|(_, at)| at),
             self.group

@@ -88,6 +88,7 @@ mod member;
 mod message;
 #[cfg(feature = "psk")]
 mod psk;
+mod retry;
 mod server;
 mod store;
 
@@ -246,8 +247,7 @@ pub const MAX_STALE: usize = 16;
 /// Largest encoded message (fits one IPv6 minimum-MTU datagram with room for headers).
 pub const MAX_MESSAGE_LEN: usize = 1200;
 
-/// Length of an ECDSA P-256 signature trailer (`r || s`).
-pub const SIGNATURE_LEN: usize = 64;
+pub use crate::signature::SIGNATURE_LEN;
 
 /// Length of an AES-128-CCM tag (the PSK trailer and the sealed secret's tag).
 pub const TAG_LEN: usize = 16;

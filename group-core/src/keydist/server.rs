@@ -39,8 +39,12 @@ use super::message::{
     Message, MessageKind, RekeyNeeded, Removed, RemovedReason, SenderEntry, ServerHeader,
     WireAdmission, WireNonceProfile, parse,
 };
+use super::retry::Retry;
 use super::store::ServerStore;
 use super::{DeviceId, Direction, Error, MAX_SENDERS, MAX_STALE, NONCE_LEN, Role};
+use crate::policy::{
+    DEFAULT_ACTIVATION_DELAY_MS, DEFAULT_GRACE_MS, DEFAULT_REKEY_ON_JOIN, DEFAULT_REPLAY_WINDOW,
+};
 use crate::suite::Suite;
 use crate::time::Instant;
 use crate::wire::MAX_FRAGMENT_LEN;
@@ -49,10 +53,6 @@ use crate::wire::MAX_FRAGMENT_LEN;
 const STATE_FORMAT: u8 = 1;
 /// Server counters reserved per store write.
 const COUNTER_STEP: u64 = 64;
-/// First retransmission timeout (ms).
-pub const INITIAL_RTO_MS: u32 = 1_000;
-/// Largest retransmission timeout (ms): retransmission continues at this interval.
-pub const MAX_RTO_MS: u32 = 64_000;
 /// Released sender IDs remembered for reuse.
 const RELEASED_CAP: usize = 32;
 /// Queued removal notices.
@@ -175,15 +175,15 @@ impl GroupSpec {
             suite,
             schedule: KeySchedule::Native,
             policy: BundlePolicy {
-                replay_window: 64,
+                replay_window: DEFAULT_REPLAY_WINDOW,
                 admission: WireAdmission::TrustFirst,
                 nonce_profile: WireNonceProfile::Strict,
                 signatures_required: false,
-                grace_ms: 60_000,
+                grace_ms: DEFAULT_GRACE_MS,
                 max_fragment_len: MAX_FRAGMENT_LEN as u16,
             },
-            rekey_on_join: true,
-            activation_delay_ms: 2_000,
+            rekey_on_join: DEFAULT_REKEY_ON_JOIN,
+            activation_delay_ms: DEFAULT_ACTIVATION_DELAY_MS,
             rotation_interval_ms: 0,
             lifetime_ms: 0,
         }
@@ -404,12 +404,6 @@ impl GroupRec {
     }
 }
 
-#[derive(Clone, Copy, Default)]
-struct Retx {
-    next_at: u64,
-    rto: u32,
-}
-
 #[derive(Clone, Serialize, Deserialize)]
 struct Membership {
     group_id: u32,
@@ -426,7 +420,7 @@ struct Membership {
     /// Join nonce echoed until the first acknowledgement.
     join_nonce: Option<[u8; NONCE_LEN]>,
     #[serde(skip)]
-    retx: Retx,
+    retx: Retry,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -1005,10 +999,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         let gid = g.spec.group_id;
         for d in self.state.devices.iter_mut() {
             for m in d.memberships.iter_mut().filter(|m| m.group_id == gid) {
-                m.retx = Retx {
-                    next_at: now.0,
-                    rto: INITIAL_RTO_MS,
-                };
+                m.retx = Retry::now(now);
             }
         }
     }
@@ -1178,10 +1169,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                 .get_mut(di)
                 .and_then(|d| d.memberships.get_mut(mi))
             {
-                m.retx = Retx {
-                    next_at: now.0,
-                    rto: INITIAL_RTO_MS,
-                };
+                m.retx = Retry::now(now);
             }
             return Ok(Some(false));
         }
@@ -1259,10 +1247,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             acked: 0,
             acked_epoch: 0,
             join_nonce: Some(j.header.nonce),
-            retx: Retx {
-                next_at: now.0,
-                rto: INITIAL_RTO_MS,
-            },
+            retx: Retry::now(now),
         };
         match existing.and_then(|mi| dev.memberships.get_mut(mi)) {
             Some(m) => *m = membership,
@@ -1311,7 +1296,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             m.acked = a.header.counter;
             m.acked_epoch = a.epoch;
             m.join_nonce = None;
-            m.retx.rto = INITIAL_RTO_MS;
+            m.retx.reset_timeout();
             self.push_event(ServerEvent::Acked {
                 device: id,
                 group_id: gid,
@@ -1489,7 +1474,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                     .find(|g| g.spec.group_id == m.group_id)
                     .is_some_and(|g| Self::pending(g, m));
                 if pending {
-                    at(m.retx.next_at);
+                    at(m.retx.next_at());
                 }
             }
         }
@@ -1582,11 +1567,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             .get_mut(di)
             .and_then(|d| d.memberships.get_mut(mi))
         {
-            let rto = m.retx.rto.max(INITIAL_RTO_MS);
-            m.retx = Retx {
-                next_at: now.0.saturating_add(u64::from(rto)),
-                rto: rto.saturating_mul(2).min(MAX_RTO_MS),
-            };
+            m.retx.backoff(now);
         }
         Ok(Some(Transmit {
             device_id,
@@ -1605,7 +1586,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                 let Some(g) = self.state.groups.get(gi) else {
                     continue;
                 };
-                if Self::pending(g, m) && m.retx.next_at <= now.0 {
+                if Self::pending(g, m) && m.retx.due(now) {
                     return Some((di, mi, gi));
                 }
             }

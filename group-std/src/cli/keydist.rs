@@ -62,6 +62,9 @@ pub struct KeyserverArgs {
     /// exists). Without it the state must exist.
     #[arg(long)]
     pub init: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Logs go to stderr; `DTLS_GROUP_LOG` = debug | info (default) | warn | off.
@@ -84,8 +87,14 @@ fn init_logs() {
 pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadInput> {
     init_logs();
     let cfg = KeyServerConfig::load(&args.config).map_err(BadInput::new)?;
+    // Bound before the state is touched, like every other socket (a busy port leaves no
+    // state behind with --init).
+    let metrics = super::net::bind_metrics(args.metrics)?;
     let mut daemon = KeyServerDaemon::start(&cfg, args.control.as_deref(), args.init)
         .map_err(|e| BadInput::new(format!("keyserver: {e}")))?;
+    if let Some(m) = metrics {
+        daemon.serve_metrics(m);
+    }
     let deadline = args
         .timeout
         .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs(t)));
@@ -163,6 +172,9 @@ pub struct MemberArgs {
     /// Answer `dtls-group status PATH` on this Unix socket.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A sequence store chosen at run time.
@@ -253,6 +265,13 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
         .map(crate::control::ControlServer::bind)
         .transpose()
         .map_err(|e| BadInput::new(format!("--control: {e}")))?;
+    let metrics = super::net::bind_metrics(args.metrics)?;
+    let metric_labels = [
+        ("group", args.net.group.to_string()),
+        ("group_id", args.group_id.to_string()),
+        ("device", args.device_id.to_string()),
+    ];
+    let mut record_metrics = crate::metrics::RecordMetrics::new();
     let config = MemberConfig::new(DeviceId(args.device_id), args.group_id, role);
     let creds = MemberCredentials::signed(device_key, server_key);
     let mut rt = MemberRuntime::start(config, creds, store, args.server, mcast)
@@ -291,7 +310,13 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             .poll()
             .map_err(|e| BadInput::new(format!("member: {e}")))?;
         for e in &polled.events {
+            if let MemberEvent::Group(g) = e {
+                record_metrics.count_event(g);
+            }
             out.line(event_json(e));
+        }
+        if let Some(g) = rt.member().group() {
+            record_metrics.observe(g, std::time::Instant::now());
         }
         if polled
             .events
@@ -354,6 +379,9 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
                 .to_string()
             });
         }
+        if let Some(m) = &metrics {
+            m.poll(|| member_metrics(&rt, &record_metrics, &metric_labels));
+        }
     }
     if let Some(g) = rt.member().group() {
         out.line(format!(
@@ -374,4 +402,27 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             EXIT_OK
         },
     )
+}
+
+/// The member's metrics page: its state, and its group's record layer once it holds keys.
+fn member_metrics<S: SequenceStore>(
+    rt: &MemberRuntime<S>,
+    record_metrics: &crate::metrics::RecordMetrics,
+    labels: &[(&str, String)],
+) -> String {
+    use crate::metrics::{Exposition, MetricType};
+    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut page = Exposition::new();
+    crate::metrics::render_build_info(&mut page, "member");
+    let m = rt.member();
+    page.family(
+        "dtls_group_member_joined",
+        MetricType::Gauge,
+        "1 while the member holds the group's keys (state Joined), else 0.",
+    )
+    .sample(&labels, m.is_joined());
+    if let Some(g) = m.group() {
+        record_metrics.render(&mut page, g, &labels, std::time::Instant::now());
+    }
+    page.finish()
 }

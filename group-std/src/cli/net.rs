@@ -88,6 +88,18 @@ pub struct ListenArgs {
     /// Answer `dtls-group status PATH` on this Unix socket while running.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Binds `--metrics ADDR:PORT`.
+pub fn bind_metrics(
+    addr: Option<SocketAddr>,
+) -> Result<Option<crate::metrics::MetricsServer>, BadInput> {
+    addr.map(crate::metrics::MetricsServer::bind)
+        .transpose()
+        .map_err(|e| BadInput::new(format!("--metrics: {e}")))
 }
 
 /// Arguments of `status`.
@@ -182,6 +194,9 @@ pub fn listen(args: &ListenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
         .map(crate::control::ControlServer::bind)
         .transpose()
         .map_err(|e| BadInput::new(format!("--control: {e}")))?;
+    let metrics = bind_metrics(args.metrics)?;
+    let group_label = args.net.group.to_string();
+    let mut record_metrics = crate::metrics::RecordMetrics::new();
     let mut installed = false;
     if let Some(e) = epoch {
         ep.group_mut()
@@ -196,6 +211,23 @@ pub fn listen(args: &ListenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     loop {
         if let Some(c) = &control {
             c.poll(|_| crate::control::group_status(ep.group()).to_string());
+        }
+        while let Some(e) = ep.group_mut().poll_event() {
+            record_metrics.count_event(&e);
+        }
+        record_metrics.observe(ep.group(), std::time::Instant::now());
+        if let Some(m) = &metrics {
+            m.poll(|| {
+                let mut page = crate::metrics::Exposition::new();
+                crate::metrics::render_build_info(&mut page, "listen");
+                record_metrics.render(
+                    &mut page,
+                    ep.group(),
+                    &[("group", &group_label)],
+                    std::time::Instant::now(),
+                );
+                page.finish()
+            });
         }
         if args.count.is_some_and(|n| delivered >= n) {
             break;

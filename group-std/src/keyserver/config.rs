@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use group_core::keydist::{GroupSpec, Role, WireAdmission};
+use group_core::policy;
 use group_core::suite::Suite;
 use serde::Deserialize;
 
@@ -50,13 +51,13 @@ pub struct KeyServerConfig {
 }
 
 fn default_grace() -> u32 {
-    60_000
+    policy::DEFAULT_GRACE_MS
 }
 fn default_activation() -> u32 {
-    2_000
+    policy::DEFAULT_ACTIVATION_DELAY_MS
 }
-fn default_true() -> bool {
-    true
+fn default_rekey_on_join() -> bool {
+    policy::DEFAULT_REKEY_ON_JOIN
 }
 fn default_admission() -> String {
     "trust-first".into()
@@ -88,7 +89,7 @@ pub struct GroupConfigFile {
     #[serde(default)]
     pub rotation_interval_ms: u64,
     /// New epoch when a member joins.
-    #[serde(default = "default_true")]
+    #[serde(default = "default_rekey_on_join")]
     pub rekey_on_join: bool,
 }
 

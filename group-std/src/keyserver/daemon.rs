@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use group_core::keydist::{
     DeviceCredential, DeviceId, Error, KeyServer, MessageKind, Received, ServerCredentials,
+    ServerEvent, Transmit,
 };
 use group_core::time::Instant;
 
@@ -14,6 +15,9 @@ use super::config::KeyServerConfig;
 use super::store::RedbServerStore;
 use crate::control::ControlServer;
 use crate::keyfile::{self, OsRng};
+use crate::metrics::{
+    BundleContent, Exposition, GroupView, KeyServerMetrics, MetricsServer, ServerTotals,
+};
 
 /// The key server type the daemon runs: 64 devices, 8 groups.
 pub type ServerType = KeyServer<RedbServerStore, 64, 8, 16384>;
@@ -41,6 +45,10 @@ pub struct KeyServerDaemon {
     control: Option<ControlServer>,
     rejected: u64,
     group_ids: Vec<u32>,
+    /// The configured device IDs (for the devices-per-group metric).
+    device_ids: Vec<u32>,
+    metrics: Option<MetricsServer>,
+    stats: KeyServerMetrics,
     buf: Vec<u8>,
 }
 
@@ -179,6 +187,9 @@ impl KeyServerDaemon {
             control,
             rejected: 0,
             group_ids: cfg.groups.iter().map(|g| g.id).collect(),
+            device_ids: cfg.devices.iter().map(|d| d.id).collect(),
+            metrics: None,
+            stats: KeyServerMetrics::new(),
             buf: vec![0; 16384],
         })
     }
@@ -186,6 +197,103 @@ impl KeyServerDaemon {
     /// The state machine.
     pub fn server(&self) -> &ServerType {
         &self.server
+    }
+
+    /// Serves Prometheus metrics on `server` (bound by the caller) from now on.
+    pub fn serve_metrics(&mut self, server: MetricsServer) {
+        self.metrics = Some(server);
+    }
+
+    /// Counts a key-server event for the metrics.
+    fn count_event(&mut self, e: &ServerEvent) {
+        let now = std::time::Instant::now();
+        match *e {
+            ServerEvent::Joined {
+                device, group_id, ..
+            } => self.stats.joined(device.0, group_id),
+            ServerEvent::Left { group_id, .. } => self.stats.left(group_id),
+            ServerEvent::Revoked { device } => {
+                self.stats.revoked();
+                self.stats.forget_device(device.0);
+            }
+            ServerEvent::EpochCreated {
+                group_id,
+                epoch,
+                cause,
+            } => self.stats.epoch_created(
+                group_id,
+                epoch,
+                crate::metrics::cause_label(&format!("{cause:?}")),
+                now,
+            ),
+            _ => {}
+        }
+    }
+
+    /// Observes the rekeys that completed: their epoch is current and no member is pending.
+    fn check_rekeys(&mut self) {
+        let done: Vec<(u32, u16)> = self
+            .stats
+            .rekeys_in_progress()
+            .filter(|(g, e)| {
+                self.server
+                    .epochs(*g)
+                    .is_some_and(|(current, _)| current == Some(*e))
+                    && !self
+                        .server
+                        .members(*g)
+                        .any(|(d, _)| self.server.is_pending(d, *g))
+            })
+            .collect();
+        let now = std::time::Instant::now();
+        for (g, e) in done {
+            self.stats.rekey_done(g, e, now);
+        }
+    }
+
+    /// The metrics page.
+    pub fn metrics_page(&self) -> String {
+        let groups: Vec<GroupView> = self
+            .group_ids
+            .iter()
+            .map(|gid| {
+                let (current, staged) = self.server.epochs(*gid).unwrap_or((None, None));
+                let devices = self
+                    .device_ids
+                    .iter()
+                    .filter(|d| {
+                        self.server
+                            .device(DeviceId(**d))
+                            .is_some_and(|(_, _, gs)| gs.contains(gid))
+                    })
+                    .count();
+                GroupView {
+                    id: *gid,
+                    devices,
+                    members: self.server.members(*gid).count(),
+                    pending: self
+                        .server
+                        .members(*gid)
+                        .filter(|(d, _)| self.server.is_pending(*d, *gid))
+                        .count(),
+                    current: current.unwrap_or(0),
+                    staged: staged.unwrap_or(0),
+                }
+            })
+            .collect();
+        let mut page = Exposition::new();
+        crate::metrics::render_build_info(&mut page, "keyserver");
+        self.stats.render(
+            &mut page,
+            &groups,
+            ServerTotals {
+                rejected: self.rejected,
+                replays: self.server.replays(),
+                challenges_issued: self.server.challenges_issued(),
+                events_dropped: self.server.events_dropped(),
+            },
+        );
+        page.finish()
     }
 
     /// Runs until `stop()` is true.
@@ -206,10 +314,15 @@ impl KeyServerDaemon {
         self.flush(now)?;
         while let Some(e) = self.server.poll_event() {
             tracing::info!(event = ?e, "key server");
+            self.count_event(&e);
         }
+        self.check_rekeys();
         if let Some(c) = self.control.take() {
             c.poll(|req| self.answer(req));
             self.control = Some(c);
+        }
+        if let Some(m) = &self.metrics {
+            m.poll(|| self.metrics_page());
         }
         self.socket
             .set_read_timeout(Some(Duration::from_millis(20)))?;
@@ -242,6 +355,8 @@ impl KeyServerDaemon {
                     }
                     Err(e) => {
                         self.rejected = self.rejected.saturating_add(1);
+                        self.stats
+                            .refused(crate::metrics::reason_label(&format!("{e:?}")));
                         tracing::debug!(%from, error = %e, "message refused");
                     }
                 }
@@ -276,12 +391,45 @@ impl KeyServerDaemon {
                 Some(addr) => {
                     let bytes = self.buf.get(..t.len).unwrap_or(&[]);
                     if let Err(e) = self.socket.send_to(bytes, addr) {
+                        self.stats.send_failed();
                         tracing::warn!(device = t.device_id.0, error = %e, "send failed");
+                    } else {
+                        self.count_sent(&t);
                     }
                 }
                 // Retransmission brings it back once the device has spoken to us.
-                None => tracing::debug!(device = t.device_id.0, "no address yet"),
+                None => {
+                    self.stats.send_failed();
+                    tracing::debug!(device = t.device_id.0, "no address yet");
+                }
             }
+        }
+    }
+
+    /// Counts a message sent (for the metrics): bundles by content, so that one sent again
+    /// unchanged counts as a retransmission.
+    fn count_sent(&mut self, t: &Transmit) {
+        match t.kind {
+            MessageKind::KeyBundle => {
+                let bytes = self.buf.get(..t.len).unwrap_or(&[]);
+                if let Ok(p) = group_core::keydist::parse(bytes)
+                    && let group_core::keydist::Message::KeyBundle(b) = p.message
+                {
+                    self.stats.bundle_sent(
+                        t.device_id.0,
+                        b.header.group_id,
+                        BundleContent {
+                            epoch: b.epoch,
+                            sender_id: b.sender_id,
+                            senders: b.senders.iter().map(|s| s.sender_id).collect(),
+                            stale: b.stale.iter().copied().collect(),
+                        },
+                    );
+                }
+            }
+            MessageKind::JoinChallenge => self.stats.challenge_sent(),
+            MessageKind::Removed => self.stats.removal_notice_sent(),
+            _ => {}
         }
     }
 
