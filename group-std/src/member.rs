@@ -22,6 +22,23 @@ pub struct MemberRuntime<S: SequenceStore> {
     clock: Clock,
     rng: OsRng,
     buf: Vec<u8>,
+    contact: Contact,
+}
+
+/// What this member saw of the key server: enough to tell an operator why a join does not
+/// complete (nothing answers, or answers are refused, and why).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contact {
+    /// Messages sent to the key server (join requests while joining).
+    pub sent: u64,
+    /// Datagrams received from the key server's address.
+    pub received: u64,
+    /// Of those, refused by the member (bad signature, wrong device, replayed, ...).
+    pub refused: u64,
+    /// The reason of the last refusal.
+    pub last_refusal: Option<String>,
+    /// Datagrams on the unicast socket from another address (ignored).
+    pub from_elsewhere: u64,
 }
 
 /// What one [`MemberRuntime::poll`] produced.
@@ -64,6 +81,7 @@ impl<S: SequenceStore> MemberRuntime<S> {
             clock,
             rng: keyfile::os_rng(),
             buf: vec![0; MAX_DATAGRAM],
+            contact: Contact::default(),
         })
     }
 
@@ -77,6 +95,16 @@ impl<S: SequenceStore> MemberRuntime<S> {
         &mut self.member
     }
 
+    /// What was exchanged with the key server so far.
+    pub fn contact(&self) -> &Contact {
+        &self.contact
+    }
+
+    /// The key server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
     /// The clock.
     pub fn clock(&self) -> Clock {
         self.clock
@@ -88,6 +116,7 @@ impl<S: SequenceStore> MemberRuntime<S> {
         while let Ok(Some(n)) = self.member.poll_transmit(now, &mut self.rng, &mut self.buf) {
             self.unicast
                 .send_to(self.buf.get(..n).unwrap_or(&[]), self.server)?;
+            self.contact.sent = self.contact.sent.saturating_add(1);
         }
         Ok(())
     }
@@ -101,13 +130,17 @@ impl<S: SequenceStore> MemberRuntime<S> {
             match self.unicast.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     if from != self.server {
+                        self.contact.from_elsewhere = self.contact.from_elsewhere.saturating_add(1);
                         continue;
                     }
+                    self.contact.received = self.contact.received.saturating_add(1);
                     let now = self.clock.now();
                     if let Err(e) = self
                         .member
                         .handle_message(now, self.buf.get(..n).unwrap_or(&[]))
                     {
+                        self.contact.refused = self.contact.refused.saturating_add(1);
+                        self.contact.last_refusal = Some(e.to_string());
                         tracing::debug!(error = %e, "key-distribution message refused");
                     }
                 }

@@ -65,10 +65,24 @@ pub struct KeyserverArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written on stderr.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per entry: timestamp, level, target, message, fields.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, the other fields,
+    /// `target`), for log collectors.
+    Json,
 }
 
 /// Logs go to stderr; `DTLS_GROUP_LOG` = debug | info (default) | warn | off.
-fn init_logs() {
+fn init_logs(format: LogFormat) {
     use tracing_subscriber::filter::LevelFilter;
     let level = match std::env::var("DTLS_GROUP_LOG").as_deref() {
         Ok("debug") => LevelFilter::DEBUG,
@@ -76,16 +90,19 @@ fn init_logs() {
         Ok("off") => LevelFilter::OFF,
         _ => LevelFilter::INFO,
     };
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_max_level(level)
-        .try_init();
+        .with_max_level(level);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Runs `keyserver`.
 pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadInput> {
-    init_logs();
+    init_logs(args.log_format);
     let cfg = KeyServerConfig::load(&args.config).map_err(BadInput::new)?;
     // Bound before the state is touched, like every other socket (a busy port leaves no
     // state behind with --init).
@@ -95,12 +112,24 @@ pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadI
     if let Some(m) = metrics {
         daemon.serve_metrics(m);
     }
+    let signals = crate::service::StopSignals::install()
+        .map_err(|e| BadInput::new(format!("keyserver: signal handlers: {e}")))?;
+    crate::service::notify_logged("READY=1\nSTATUS=key server running");
     let deadline = args
         .timeout
         .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs(t)));
     daemon
-        .run(|| deadline.is_some_and(|d| std::time::Instant::now() >= d))
+        .run(|| {
+            signals.received().is_some() || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+        })
         .map_err(|e| BadInput::new(format!("keyserver: {e}")))?;
+    match signals.received() {
+        Some(sig) => tracing::info!(signal = sig, "key server stopping (signal); state is saved"),
+        None => tracing::info!("key server stopping (--timeout)"),
+    }
+    crate::service::notify_logged("STOPPING=1");
+    // Dropping the daemon removes its control socket.
+    drop(daemon);
     Ok(EXIT_OK)
 }
 
@@ -175,6 +204,61 @@ pub struct MemberArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// After this many join requests without a key bundle, the member says on stderr what it saw
+/// of the key server.
+const UNANSWERED_JOINS_BEFORE_TELLING: u64 = 3;
+
+/// Why a member has not joined, from what it saw of the key server: a class (to say each once)
+/// and the sentence for the operator.
+pub fn join_diagnosis(server: SocketAddr, c: &crate::member::Contact) -> (u8, String) {
+    if c.received == 0 {
+        return (
+            0,
+            format!(
+                "no answer from the key server at {server} to {} join requests: it is not \
+                 running or not reachable at that address (check --server and firewalls), or it \
+                 refuses this device: a device ID, device key, group or role it does not admit, \
+                 or a --server-key that is not its public key (the key server logs each refusal \
+                 at info level with the device ID and the reason)",
+                c.sent
+            ),
+        );
+    }
+    if c.refused >= c.received {
+        let last = c.last_refusal.as_deref().unwrap_or("refused");
+        let hint = match last {
+            "bad signature" => "; is --server-key the key server's public key (its .pub)?",
+            "message for another device" => "; is --device-id this device's ID?",
+            "message for another group" => "; is --group-id right?",
+            _ => "",
+        };
+        return (
+            1,
+            format!(
+                "the key server at {server} answers, but this member refuses its {} messages: \
+                 {last}{hint}",
+                c.received
+            ),
+        );
+    }
+    (
+        2,
+        format!(
+            "the key server at {server} answers ({} messages, {} refused here{}) but has not \
+             sent this device its keys yet",
+            c.received,
+            c.refused,
+            c.last_refusal
+                .as_deref()
+                .map(|r| format!(", last: {r}"))
+                .unwrap_or_default()
+        ),
+    )
 }
 
 /// A sequence store chosen at run time.
@@ -229,7 +313,7 @@ fn event_json(e: &MemberEvent) -> String {
 
 /// Runs `member`.
 pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
-    init_logs();
+    init_logs(args.log_format);
     let role = match args.role.as_str() {
         "sender" => Role::Sender,
         "listener" => Role::Listener,
@@ -299,16 +383,42 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let mut last_send: Option<std::time::Instant> = None;
     let mut delivered = 0u64;
     let mut joined_ever = false;
+    let mut told: Option<u8> = None;
+    let signals = crate::service::StopSignals::install()
+        .map_err(|e| BadInput::new(format!("member: signal handlers: {e}")))?;
+    crate::service::notify_logged("READY=1\nSTATUS=joining");
     loop {
+        if !joined_ever && rt.member().is_joined() {
+            crate::service::notify_logged("STATUS=joined");
+        }
         joined_ever |= rt.member().is_joined();
+        if let Some(sig) = signals.received() {
+            tracing::info!(signal = sig, "member stopping (signal)");
+            crate::service::notify_logged("STOPPING=1");
+            break;
+        }
+        if !joined_ever && rt.contact().sent >= UNANSWERED_JOINS_BEFORE_TELLING {
+            let (class, why) = join_diagnosis(rt.server(), rt.contact());
+            if told != Some(class) {
+                tracing::warn!(
+                    device = args.device_id,
+                    group = args.group_id,
+                    "not joined: {why}"
+                );
+                told = Some(class);
+            }
+        }
         if args.count.is_some_and(|n| delivered >= n)
             || deadline.is_some_and(|d| std::time::Instant::now() >= d)
         {
             break;
         }
-        let polled = rt
-            .poll()
-            .map_err(|e| BadInput::new(format!("member: {e}")))?;
+        let polled = match rt.poll() {
+            Ok(p) => p,
+            // A signal interrupted the wait: the loop checks for it next.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BadInput::new(format!("member: {e}"))),
+        };
         for e in &polled.events {
             if let MemberEvent::Group(g) = e {
                 record_metrics.count_event(g);
@@ -388,6 +498,19 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             "{{\"summary\":{}}}",
             crate::control::group_status(g)
         ));
+    } else if !joined_ever {
+        let (_, why) = join_diagnosis(rt.server(), rt.contact());
+        let c = rt.contact();
+        out.line(
+            serde_json::json!({"summary": {
+                "state": format!("{:?}", rt.member().state()),
+                "join_requests": c.sent,
+                "answers": c.received,
+                "refused": c.refused,
+                "why": why,
+            }})
+            .to_string(),
+        );
     } else {
         out.line(format!(
             "{{\"summary\":{{\"state\":\"{:?}\"}}}}",

@@ -49,7 +49,104 @@ pub struct KeyServerDaemon {
     device_ids: Vec<u32>,
     metrics: Option<MetricsServer>,
     stats: KeyServerMetrics,
+    refusal_log: RefusalLog,
     buf: Vec<u8>,
+}
+
+/// Who a refused message says it is from, before any check: (device, group, kind). Nothing
+/// here is authenticated: a refused message may claim anything.
+fn claimed_sender(bytes: &[u8]) -> Option<(u32, u32, MessageKind)> {
+    use group_core::keydist::Message;
+    let m = group_core::keydist::parse(bytes).ok()?.message;
+    Some(match m {
+        Message::JoinRequest(r) => (
+            r.header.device_id.0,
+            r.header.group_id,
+            MessageKind::JoinRequest,
+        ),
+        Message::Ack(a) => (a.header.device_id.0, a.header.group_id, MessageKind::Ack),
+        Message::Leave(l) => (l.header.device_id.0, l.header.group_id, MessageKind::Leave),
+        Message::RekeyNeeded(r) => (
+            r.header.device_id.0,
+            r.header.group_id,
+            MessageKind::RekeyNeeded,
+        ),
+        Message::KeyBundle(b) => (
+            b.header.device_id.0,
+            b.header.group_id,
+            MessageKind::KeyBundle,
+        ),
+        Message::Removed(r) => (
+            r.header.device_id.0,
+            r.header.group_id,
+            MessageKind::Removed,
+        ),
+        Message::JoinChallenge(c) => (c.device_id.0, c.group_id, MessageKind::JoinChallenge),
+    })
+}
+
+/// Logs one refusal at info: the device ID, group and kind the message claims, its source, the
+/// reason, and how many like it were not logged since the last line.
+fn log_refusal(
+    claimed: Option<(u32, u32, MessageKind)>,
+    from: SocketAddr,
+    e: &Error,
+    reason: &str,
+    suppressed: u64,
+) {
+    match claimed {
+        Some((device, group, kind)) => tracing::info!(
+            device,
+            group,
+            kind = ?kind,
+            %from,
+            reason,
+            error = %e,
+            suppressed,
+            "device message refused"
+        ),
+        None => tracing::info!(
+            %from,
+            reason,
+            error = %e,
+            suppressed,
+            "message refused (does not parse: not from a device of this version)"
+        ),
+    }
+}
+
+/// Refusals are logged at info, but at most once a minute per claimed device and reason (a
+/// misconfigured device retries for ever; a flood must not fill the disk). Bounded: when full,
+/// the table starts again.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: HashMap<(Option<u32>, String), (std::time::Instant, u64)>,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(60);
+    const MAX: usize = 256;
+
+    /// Whether to log this refusal now; if so, how many were suppressed before it.
+    fn allow(&mut self, claimed: Option<(u32, u32, MessageKind)>, reason: &str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let key = (claimed.map(|c| c.0), reason.to_owned());
+        if let Some((at, suppressed)) = self.last.get_mut(&key) {
+            if now.duration_since(*at) < Self::EVERY {
+                *suppressed = suppressed.saturating_add(1);
+                return None;
+            }
+            let n = *suppressed;
+            *at = now;
+            *suppressed = 0;
+            return Some(n);
+        }
+        if self.last.len() >= Self::MAX {
+            self.last.clear();
+        }
+        self.last.insert(key, (now, 0));
+        Some(0)
+    }
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -190,6 +287,7 @@ impl KeyServerDaemon {
             device_ids: cfg.devices.iter().map(|d| d.id).collect(),
             metrics: None,
             stats: KeyServerMetrics::new(),
+            refusal_log: RefusalLog::default(),
             buf: vec![0; 16384],
         })
     }
@@ -355,16 +453,21 @@ impl KeyServerDaemon {
                     }
                     Err(e) => {
                         self.rejected = self.rejected.saturating_add(1);
-                        self.stats
-                            .refused(crate::metrics::reason_label(&format!("{e:?}")));
-                        tracing::debug!(%from, error = %e, "message refused");
+                        let reason = crate::metrics::reason_label(&format!("{e:?}"));
+                        self.stats.refused(reason.clone());
+                        let claimed = claimed_sender(rbuf.get(..n).unwrap_or(&[]));
+                        if let Some(suppressed) = self.refusal_log.allow(claimed, &reason) {
+                            log_refusal(claimed, from, &e, &reason, suppressed);
+                        }
                     }
                 }
                 self.flush(now)?;
             }
+            // A signal (SIGTERM: the caller's stop check) interrupts the wait: not an error.
             Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
-            }
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::TimedOut
+                    || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
         Ok(())

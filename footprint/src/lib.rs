@@ -1,0 +1,109 @@
+//! Footprint images (issue 12): what a light, a PSK member and a signed member cost in flash,
+//! RAM and stack on a Cortex-M4 (thumbv7em-none-eabihf).
+//!
+//! Four `#![no_main]` images share this library: `baseline` (the application's part: runtime,
+//! vector table, semihosting output, stack painting and the known-answer data, no library
+//! call), `record` (one suite, AES-128-CCM_8, a group tracking 32 senders, seal and open),
+//! `member-psk` and `member-signed` (a key-distribution member joining through a key bundle
+//! made on the host by the real key server, then a rekey, then seal and open). Every image
+//! also runs the GnuTLS 3.7.9 AES-128-CCM_8 known answers. `.ci/footprint.sh` builds them with
+//! the `firmware` profile, runs them under QEMU `mps2-an386`, reads the figures they print and
+//! fails if any is over its budget (`docs/footprint.md`).
+//!
+//! On the host the same images are ordinary programs running the same work (no stack figures).
+#![cfg_attr(target_os = "none", no_std)]
+#![deny(unsafe_code)]
+
+pub mod exit;
+pub mod kat;
+pub mod member;
+pub mod record;
+pub mod rng;
+pub mod stack;
+pub mod transcript;
+#[path = "../../firmware/src/vectors.rs"]
+pub mod vectors;
+
+/// The group every image works in.
+pub const GROUP_ID: u32 = 7;
+
+/// What went wrong in an image's work (the image prints it and exits with failure).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Failure {
+    /// A GnuTLS record was not opened to its plaintext.
+    KatOpen,
+    /// A tampered GnuTLS record was accepted.
+    KatTamperedAccepted,
+    /// Keys could not be installed.
+    Keys,
+    /// Sealing failed.
+    Seal,
+    /// Opening a fresh record failed or gave the wrong content.
+    Open,
+    /// The transcript could not be read.
+    Transcript,
+    /// The member refused a key-server message or did not join.
+    Join,
+    /// The member did not move to the rekeyed epoch.
+    Rekey,
+}
+
+/// The figures an image prints: `footprint-run stack=.. ram_group32=..`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Figures {
+    /// Peak stack of the library calls measured (bytes below the caller's stack pointer),
+    /// the largest of the phases below.
+    pub stack: usize,
+    /// `size_of` of the image's group or member context for 32 senders.
+    pub ram_group32: usize,
+    /// Peak stack of sealing.
+    pub seal: usize,
+    /// Peak stack of opening.
+    pub open: usize,
+    /// Peak stack of joining (handling the key server's messages and answering them).
+    pub join: usize,
+    /// Peak stack of a rekey (handling the rekey bundle and acknowledging it).
+    pub rekey: usize,
+}
+
+impl Figures {
+    /// Sets [`stack`](Self::stack) to the largest phase.
+    pub fn finish(mut self) -> Self {
+        self.stack = self.seal.max(self.open).max(self.join).max(self.rekey);
+        self
+    }
+}
+
+/// A sum over the known-answer data, so that the baseline links the same data as the images
+/// that check it (the data is the test's, not the library's).
+pub fn vectors_checksum() -> u32 {
+    let mut sum = 0u32;
+    for r in vectors::APP_RECORDS {
+        for b in r.record.iter().chain(r.plaintext).chain(r.key).chain(r.iv) {
+            sum = sum.rotate_left(5) ^ u32::from(*b);
+        }
+    }
+    for t in vectors::TAMPERED {
+        for b in t.record.iter().chain(t.key).chain(t.iv) {
+            sum = sum.rotate_left(5) ^ u32::from(*b);
+        }
+    }
+    sum
+}
+
+/// The baseline's work: no library call, only what every image has (the painting of the stack
+/// and the known-answer data).
+#[inline(never)]
+pub fn baseline() -> Result<Figures, Failure> {
+    let (sum, _) = stack::measure(vectors_checksum);
+    if sum == 0 {
+        return Err(Failure::KatOpen);
+    }
+    Ok(Figures::default())
+}
+
+/// Runs the known answers, then `work`.
+pub fn with_kat(work: impl FnOnce() -> Result<Figures, Failure>) -> Result<Figures, Failure> {
+    kat::run()?;
+    work()
+}
