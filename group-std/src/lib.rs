@@ -41,6 +41,7 @@ pub mod member;
 pub mod metrics;
 pub mod net;
 pub mod netns;
+pub mod service;
 pub mod store;
 
 /// The documents about the std drivers and the tool: every Rust block in them is compiled and

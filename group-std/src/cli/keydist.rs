@@ -112,12 +112,24 @@ pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadI
     if let Some(m) = metrics {
         daemon.serve_metrics(m);
     }
+    let signals = crate::service::StopSignals::install()
+        .map_err(|e| BadInput::new(format!("keyserver: signal handlers: {e}")))?;
+    crate::service::notify_logged("READY=1\nSTATUS=key server running");
     let deadline = args
         .timeout
         .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs(t)));
     daemon
-        .run(|| deadline.is_some_and(|d| std::time::Instant::now() >= d))
+        .run(|| {
+            signals.received().is_some() || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+        })
         .map_err(|e| BadInput::new(format!("keyserver: {e}")))?;
+    match signals.received() {
+        Some(sig) => tracing::info!(signal = sig, "key server stopping (signal); state is saved"),
+        None => tracing::info!("key server stopping (--timeout)"),
+    }
+    crate::service::notify_logged("STOPPING=1");
+    // Dropping the daemon removes its control socket.
+    drop(daemon);
     Ok(EXIT_OK)
 }
 
@@ -372,8 +384,19 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let mut delivered = 0u64;
     let mut joined_ever = false;
     let mut told: Option<u8> = None;
+    let signals = crate::service::StopSignals::install()
+        .map_err(|e| BadInput::new(format!("member: signal handlers: {e}")))?;
+    crate::service::notify_logged("READY=1\nSTATUS=joining");
     loop {
+        if !joined_ever && rt.member().is_joined() {
+            crate::service::notify_logged("STATUS=joined");
+        }
         joined_ever |= rt.member().is_joined();
+        if let Some(sig) = signals.received() {
+            tracing::info!(signal = sig, "member stopping (signal)");
+            crate::service::notify_logged("STOPPING=1");
+            break;
+        }
         if !joined_ever && rt.contact().sent >= UNANSWERED_JOINS_BEFORE_TELLING {
             let (class, why) = join_diagnosis(rt.server(), rt.contact());
             if told != Some(class) {
@@ -390,9 +413,12 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
         {
             break;
         }
-        let polled = rt
-            .poll()
-            .map_err(|e| BadInput::new(format!("member: {e}")))?;
+        let polled = match rt.poll() {
+            Ok(p) => p,
+            // A signal interrupted the wait: the loop checks for it next.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BadInput::new(format!("member: {e}"))),
+        };
         for e in &polled.events {
             if let MemberEvent::Group(g) = e {
                 record_metrics.count_event(g);

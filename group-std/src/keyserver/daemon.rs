@@ -463,9 +463,11 @@ impl KeyServerDaemon {
                 }
                 self.flush(now)?;
             }
+            // A signal (SIGTERM: the caller's stop check) interrupts the wait: not an error.
             Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
-            }
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::TimedOut
+                    || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
         Ok(())
