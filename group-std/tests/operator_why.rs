@@ -139,3 +139,164 @@ fn refused_joins_are_explained_by_key_server_and_member() {
         "{log:?}"
     );
 }
+
+/// `keyserver --check` validates without touching state; one `--timeout` format everywhere;
+/// `admin status` lists every configured device with its name, joined or not; `member --stdin`
+/// warns about lines that are not hex.
+#[test]
+fn check_timeouts_device_list_and_stdin_warnings() {
+    let dir = std::env::temp_dir().join(format!("dtls-group-why2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    for n in ["server", "switch", "light"] {
+        assert!(
+            Command::new(BIN)
+                .args(["keygen", "--out", &p(n)])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+    }
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let group = format!("239.255.54.2:{}", 30_000 + std::process::id() % 20_000);
+    let config = |light_key: &str| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nstate = \"ks.redb\"\nserver_key = \"server.key\"\n\n\
+             [[group]]\nid = 1\nsuite = \"ccm\"\nmulticast = \"{group}\"\nactivation_delay_ms = 100\n\n\
+             [[device]]\nid = 1\nname = \"hall switch\"\npublic_key = \"switch.pub\"\nrole = \"sender\"\ngroups = [1]\n\n\
+             [[device]]\nid = 2\nname = \"hall light\"\npublic_key = \"{light_key}\"\nrole = \"listener\"\ngroups = [1]\n"
+        )
+    };
+    // --check: a missing key file is named; a good configuration is summarised; no state.
+    std::fs::write(dir.join("ks.toml"), config("lihgt.pub")).unwrap();
+    let out = Command::new(BIN)
+        .args(["keyserver", "--config", &p("ks.toml"), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("lihgt.pub") && err.contains("device 2"),
+        "{err}"
+    );
+    std::fs::write(dir.join("ks.toml"), config("light.pub")).unwrap();
+    let out = Command::new(BIN)
+        .args(["keyserver", "--config", &p("ks.toml"), "--check"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["config"], "ok");
+    assert_eq!(v["devices"], 2);
+    assert_eq!(v["state_exists"], false);
+    assert!(!dir.join("ks.redb").exists(), "--check touched the state");
+
+    // One --timeout format: decimals everywhere, the same error for bad values.
+    for cmd in [
+        vec!["keyserver", "--config", "x.toml", "--timeout", "soon"],
+        vec![
+            "listen",
+            "--group",
+            "239.255.54.3:4000",
+            "--suite",
+            "ccm",
+            "--timeout",
+            "inf",
+        ],
+    ] {
+        let out = Command::new(BIN).args(&cmd).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is not a number of seconds"), "{cmd:?}: {err}");
+    }
+
+    let t = Instant::now();
+    let ks = Command::new(BIN)
+        .args([
+            "keyserver",
+            "--config",
+            &p("ks.toml"),
+            "--init",
+            "--timeout",
+            "6.5",
+        ])
+        .args(["--control", &p("ks.sock")])
+        .env("DTLS_GROUP_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dir.join("ks.sock").exists() {
+        assert!(Instant::now() < deadline, "key server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The switch joins and sends from stdin, one line of which is not hex.
+    let mut switch = Command::new(BIN)
+        .args(["member", "--server", &format!("127.0.0.1:{port}")])
+        .args([
+            "--server-key",
+            &p("server.pub"),
+            "--device-key",
+            &p("switch.key"),
+        ])
+        .args(["--device-id", "1", "--group-id", "1", "--group", &group])
+        .args([
+            "--role",
+            "sender",
+            "--seq-store",
+            &p("switch.seq"),
+            "--init-seq-store",
+        ])
+        .args(["--stdin", "--timeout", "2.5"])
+        .env("DTLS_GROUP_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = switch.stdin.take().unwrap();
+        writeln!(stdin, "6f6e\nturn on\n6f6666").unwrap();
+    }
+    let out = switch.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--stdin: a line that is not hex was skipped") && stderr.contains("line=2"),
+        "{stderr}"
+    );
+    let sent = String::from_utf8_lossy(&out.stdout)
+        .matches("\"sent\"")
+        .count();
+    assert_eq!(sent, 2, "{}", String::from_utf8_lossy(&out.stdout));
+    // admin status: both devices, by name; the switch joined, the light never did.
+    let status = Command::new(BIN)
+        .args(["admin", &p("ks.sock"), "status"])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let s: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let devices = s["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2, "{s}");
+    assert_eq!(devices[0]["name"], "hall switch");
+    assert_eq!(devices[0]["joined"], serde_json::json!([1]));
+    assert_eq!(devices[0]["role"], "sender");
+    assert_eq!(devices[1]["name"], "hall light");
+    assert_eq!(devices[1]["admitted"], true);
+    assert_eq!(devices[1]["joined"], serde_json::json!([]));
+    // The key server's decimal --timeout ends it by itself.
+    let out = ks.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(6400) && took < Duration::from_secs(12),
+        "{took:?}"
+    );
+}

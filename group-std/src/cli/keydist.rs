@@ -55,9 +55,13 @@ pub struct KeyserverArgs {
     /// Answer `dtls-group status` / `admin` on this Unix socket.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
-    /// Stop after this many seconds (default: run until killed).
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<u64>,
+    /// Stop after this many seconds (a decimal number; default: run until stopped).
+    #[arg(long, value_name = "SECS", value_parser = super::net::parse_timeout)]
+    pub timeout: Option<f64>,
+    /// Check the configuration (every key file read and parsed, every group and device) and
+    /// exit, without binding a socket or touching the state.
+    #[arg(long, conflicts_with = "init")]
+    pub check: bool,
     /// Create a new state database (first start of a new installation only; refuses if it
     /// exists). Without it the state must exist.
     #[arg(long)]
@@ -104,6 +108,12 @@ fn init_logs(format: LogFormat) {
 pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadInput> {
     init_logs(args.log_format);
     let cfg = KeyServerConfig::load(&args.config).map_err(BadInput::new)?;
+    if args.check {
+        let report = KeyServerDaemon::check(&cfg)
+            .map_err(|e| BadInput::new(format!("keyserver --check: {e}")))?;
+        _out.line(report.to_string());
+        return Ok(EXIT_OK);
+    }
     // Bound before the state is touched, like every other socket (a busy port leaves no
     // state behind with --init).
     let metrics = super::net::bind_metrics(args.metrics)?;
@@ -115,9 +125,7 @@ pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadI
     let signals = crate::service::StopSignals::install()
         .map_err(|e| BadInput::new(format!("keyserver: signal handlers: {e}")))?;
     crate::service::notify_logged("READY=1\nSTATUS=key server running");
-    let deadline = args
-        .timeout
-        .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs(t)));
+    let deadline = super::net::deadline(args.timeout);
     daemon
         .run(|| {
             signals.received().is_some() || deadline.is_some_and(|d| std::time::Instant::now() >= d)
@@ -195,8 +203,8 @@ pub struct MemberArgs {
     /// Stop after this many delivered records.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Stop after this many seconds (a decimal number, e.g. 2.5).
+    #[arg(long, value_name = "SECS", value_parser = super::net::parse_timeout)]
     pub timeout: Option<f64>,
     /// Answer `dtls-group status PATH` on this Unix socket.
     #[arg(long, value_name = "PATH")]
@@ -363,22 +371,26 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     if args.stdin {
         std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines() {
+            for (n, line) in std::io::stdin().lock().lines().enumerate() {
                 let Ok(line) = line else { break };
-                if let Ok(b) = hex::decode(line.trim())
-                    && tx.send(b).is_err()
-                {
-                    break;
+                match hex::decode(line.trim()) {
+                    Ok(b) => {
+                        if tx.send(b).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        line = n.saturating_add(1),
+                        error = %e,
+                        "--stdin: a line that is not hex was skipped (one message per line, as hex)"
+                    ),
                 }
             }
         });
     } else {
         drop(tx);
     }
-    let deadline = args
-        .timeout
-        .filter(|t| t.is_finite() && *t >= 0.0)
-        .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs_f64(t.min(1e9))));
+    let deadline = super::net::deadline(args.timeout);
     let interval = Duration::from_millis(args.interval);
     let mut last_send: Option<std::time::Instant> = None;
     let mut delivered = 0u64;

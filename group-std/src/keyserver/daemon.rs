@@ -47,6 +47,8 @@ pub struct KeyServerDaemon {
     group_ids: Vec<u32>,
     /// The configured device IDs (for the devices-per-group metric).
     device_ids: Vec<u32>,
+    /// The configured devices' names, by ID (for `admin status`).
+    device_names: Vec<(u32, String)>,
     metrics: Option<MetricsServer>,
     stats: KeyServerMetrics,
     refusal_log: RefusalLog,
@@ -222,6 +224,31 @@ fn open_and_apply(
 }
 
 impl KeyServerDaemon {
+    /// Checks `cfg` as [`start`](Self::start) does before it binds anything: every key file
+    /// read and parsed, every group and device checked. Binds no socket, opens no state (it
+    /// only says whether the state file exists). Returns a summary for the operator.
+    pub fn check(cfg: &KeyServerConfig) -> io::Result<serde_json::Value> {
+        keyfile::read_private(&cfg.server_key)
+            .map_err(|e| io::Error::new(e.kind(), format!("server_key: {e}")))?;
+        for g in &cfg.groups {
+            g.spec()
+                .map_err(|e| other(format!("group {}: {e}", g.id)))?;
+        }
+        for d in &cfg.devices {
+            keyfile::read_public(&d.public_key)
+                .map_err(|e| io::Error::new(e.kind(), format!("device {}: {e}", d.id)))?;
+            d.role().map_err(other)?;
+        }
+        Ok(serde_json::json!({
+            "config": "ok",
+            "listen": cfg.listen.to_string(),
+            "groups": cfg.groups.iter().map(|g| g.id).collect::<Vec<_>>(),
+            "devices": cfg.devices.len(),
+            "state": cfg.state.display().to_string(),
+            "state_exists": cfg.state.exists(),
+        }))
+    }
+
     /// Checks the whole configuration, binds every socket, then opens the state and applies
     /// the configuration (creates groups and admits devices that are not there yet).
     ///
@@ -285,6 +312,7 @@ impl KeyServerDaemon {
             rejected: 0,
             group_ids: cfg.groups.iter().map(|g| g.id).collect(),
             device_ids: cfg.devices.iter().map(|d| d.id).collect(),
+            device_names: cfg.devices.iter().map(|d| (d.id, d.name.clone())).collect(),
             metrics: None,
             stats: KeyServerMetrics::new(),
             refusal_log: RefusalLog::default(),
@@ -613,8 +641,32 @@ impl KeyServerDaemon {
                 serde_json::json!({"id": gid, "current": current, "staged": staged, "members": members})
             })
             .collect();
+        // Every device of the configuration, admitted or not, joined or not.
+        let devices: Vec<serde_json::Value> = self
+            .device_names
+            .iter()
+            .map(|(id, name)| {
+                let admitted = self.server.device(DeviceId(*id));
+                let joined: Vec<u32> = self
+                    .group_ids
+                    .iter()
+                    .copied()
+                    .filter(|g| self.server.membership(DeviceId(*id), *g).is_some())
+                    .collect();
+                serde_json::json!({
+                    "id": id,
+                    "name": name,
+                    "admitted": admitted.is_some(),
+                    "revoked": self.server.store().is_revoked(*id).unwrap_or(false),
+                    "role": admitted.map(|(_, role, _)| format!("{role:?}").to_lowercase()),
+                    "groups": admitted.map(|(_, _, gs)| gs.to_vec()).unwrap_or_default(),
+                    "joined": joined,
+                })
+            })
+            .collect();
         serde_json::json!({
             "groups": groups,
+            "devices": devices,
             "rejected": self.rejected,
             "replays": self.server.replays(),
             "challenges": self.server.challenges_issued(),
