@@ -76,6 +76,7 @@
 )]
 
 pub mod counters;
+pub mod datagram;
 pub mod epochs;
 pub mod group;
 pub mod keydist;

@@ -6,10 +6,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use group_core::keydist::{Member, MemberConfig, MemberCredentials, MemberEvent};
-use group_core::record::{OpenError, SealError};
+use group_core::record::OpenError;
 use group_core::sequence::SequenceStore;
 
-use crate::endpoint::{Clock, MAX_DATAGRAM, Received, open_datagram};
+use crate::endpoint::{Clock, MAX_DATAGRAM, Received, SendError, collect_records};
 use crate::keyfile::{self, OsRng};
 use crate::net::MulticastSocket;
 
@@ -151,11 +151,9 @@ impl<S: SequenceStore> MemberRuntime<S> {
         self.flush()?;
         if let Some((n, from)) = self.mcast.recv(&mut self.buf)? {
             let now = self.clock.now();
-            let member = &mut self.member;
+            let datagram = self.buf.get_mut(..n).unwrap_or(&mut []);
             let (delivered, dropped) =
-                open_datagram(self.buf.get_mut(..n).unwrap_or(&mut []), from, |record| {
-                    member.open(now, record)
-                });
+                collect_records(from, self.member.open_datagram(now, datagram));
             out.delivered = delivered;
             out.dropped = dropped;
         }
@@ -167,15 +165,15 @@ impl<S: SequenceStore> MemberRuntime<S> {
     }
 
     /// Seals `plaintext` and sends it to the group; returns the record.
-    pub fn send(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendFailure> {
+    pub fn send(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendError> {
         let now = self.clock.now();
         let n = self
             .member
             .seal(now, plaintext, &mut self.buf)
-            .map_err(SendFailure::Seal)?;
-        let record = self.buf.get(..n).unwrap_or(&[]).to_vec();
-        self.mcast.send(&record).map_err(SendFailure::Io)?;
-        Ok(record)
+            .map_err(SendError::Seal)?;
+        let record = self.buf.get(..n).unwrap_or(&[]);
+        self.mcast.send(record).map_err(SendError::Io)?;
+        Ok(record.to_vec())
     }
 
     /// Polls until joined (or `timeout`); returns whether joined.
@@ -187,23 +185,3 @@ impl<S: SequenceStore> MemberRuntime<S> {
         Ok(self.member.is_joined())
     }
 }
-
-/// Why a member could not send.
-#[derive(Debug)]
-pub enum SendFailure {
-    /// Not joined, no sender ID, sequence state lost, ...
-    Seal(SealError),
-    /// Socket error.
-    Io(io::Error),
-}
-
-impl std::fmt::Display for SendFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendFailure::Seal(e) => write!(f, "seal: {e}"),
-            SendFailure::Io(e) => write!(f, "send: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for SendFailure {}
