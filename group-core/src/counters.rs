@@ -46,7 +46,8 @@ impl Counters {
         let c = match e {
             OpenError::Malformed(_) => &mut self.malformed,
             OpenError::UnsupportedContentType(_) => &mut self.unsupported_content_type,
-            OpenError::UnknownEpoch(_) => &mut self.unknown_epoch,
+            // A member without keys holds no epoch.
+            OpenError::UnknownEpoch(_) | OpenError::NotJoined => &mut self.unknown_epoch,
             OpenError::UnknownSender(_) => &mut self.unknown_sender,
             OpenError::Replay => &mut self.replay,
             OpenError::TooOld => &mut self.too_old,

@@ -56,6 +56,10 @@ pub enum OpenError {
     /// The record's plaintext would be longer than 2^14 bytes ([`MAX_PLAINTEXT_LEN`]; RFC 6347
     /// §4.1 / RFC 5246 §6.2.1, alert `record_overflow`). Refused before decryption.
     RecordOverflow,
+    /// A key-distribution [`Member`](crate::keydist::Member) holds no keys: it has not joined
+    /// yet, or it left or was removed. Never returned by a [`Group`](crate::group::Group);
+    /// counted as [`unknown_epoch`](crate::counters::Counters::unknown_epoch) where counted.
+    NotJoined,
 }
 
 impl fmt::Display for OpenError {
@@ -71,6 +75,7 @@ impl fmt::Display for OpenError {
             OpenError::OwnSenderId => f.write_str("own sender id"),
             OpenError::NonceMismatch => f.write_str("explicit nonce mismatch"),
             OpenError::RecordOverflow => f.write_str("record overflow: plaintext over 2^14 bytes"),
+            OpenError::NotJoined => f.write_str("not joined: no keys"),
         }
     }
 }
@@ -89,6 +94,7 @@ impl OpenError {
             OpenError::OwnSenderId => "own_sender_id",
             OpenError::NonceMismatch => "nonce_mismatch",
             OpenError::RecordOverflow => "record_overflow",
+            OpenError::NotJoined => "not_joined",
         }
     }
 }
@@ -136,6 +142,9 @@ pub enum SealError {
     Crypto,
     /// The group requires signed records and no signing key is set.
     NoSigningKey,
+    /// A key-distribution [`Member`](crate::keydist::Member) lost its sequence state and waits
+    /// for the fresh epoch the key server issues for it: nothing may be sent before it.
+    AwaitingRecovery,
 }
 
 impl From<SequenceError> for SealError {
@@ -163,6 +172,9 @@ impl fmt::Display for SealError {
             SealError::SequenceExhausted => f.write_str("sequence numbers exhausted"),
             SealError::Crypto => f.write_str("aead refused input"),
             SealError::NoSigningKey => f.write_str("signed group but no signing key"),
+            SealError::AwaitingRecovery => {
+                f.write_str("sequence state lost: waiting for a fresh epoch from the key server")
+            }
         }
     }
 }

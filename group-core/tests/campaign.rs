@@ -332,7 +332,7 @@ impl Campaign {
         let now = self.sim.now();
         let Some(g) = node.member.group() else {
             // Not joined (rebooted, joining, removed): nothing is held.
-            return if matches!(e, OpenError::UnknownEpoch(_)) {
+            return if matches!(e, OpenError::NotJoined) {
                 Ok(())
             } else {
                 Err(self.fail(format!(

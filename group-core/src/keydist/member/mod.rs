@@ -572,7 +572,9 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     }
 
     /// Seals `plaintext` as this node's next record (see [`Group::seal`]). If the sequence
-    /// store lost its state, a recovery request is queued and the error returned.
+    /// store lost its state, a recovery request is queued and the error returned; until the
+    /// fresh epoch the key server issues for it is current, sealing is refused with
+    /// [`SealError::AwaitingRecovery`]. Before the first bundle: [`SealError::NoCurrentEpoch`].
     pub fn seal(
         &mut self,
         now: Instant,
@@ -583,9 +585,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         self.try_recover();
         if self.recover_at.is_some() {
             // Waiting for the fresh epoch: nothing may be sent before it.
-            return Err(SealError::SequenceStateLost(
-                crate::sequence::StoreError::Missing,
-            ));
+            return Err(SealError::AwaitingRecovery);
         }
         let group = self.group.as_mut().ok_or(SealError::NoCurrentEpoch)?;
         let r = group.seal(now, &mut self.store, plaintext, out);
@@ -598,7 +598,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         r
     }
 
-    /// Opens one record (see [`Group::open`]).
+    /// Opens one record (see [`Group::open`]). Without keys (not joined yet, left or removed)
+    /// every record is refused with [`OpenError::NotJoined`] and wiped.
     pub fn open<'a>(
         &mut self,
         now: Instant,
@@ -609,7 +610,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             Some(g) => g.open(now, record),
             None => {
                 record.fill(0);
-                Err(OpenError::UnknownEpoch(Epoch(0)))
+                Err(OpenError::NotJoined)
             }
         }
     }
