@@ -295,3 +295,30 @@ pub fn open_in_place<'a>(
     let pt = decrypt(cipher, &parsed, record)?;
     Ok((parsed.header, pt))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{EpochSecret, native_keys};
+    use crate::suite::Suite;
+    use crate::wire::MAX_SEQ;
+
+    #[test]
+    fn a_header_that_cannot_be_emitted_is_not_sequence_exhaustion() {
+        let keys = native_keys(7, Epoch(1), Suite::AES_128_CCM, &EpochSecret([1; 32])).unwrap();
+        let cipher = EpochCipher::new(&keys).unwrap();
+        let mut buf = [0u8; 64];
+        let id = RecordId {
+            epoch: Epoch(1),
+            sender_id: SenderId(1),
+            seq: MAX_SEQ + 1,
+        };
+        let ct = ContentType::APPLICATION_DATA;
+        assert_eq!(
+            seal_in_place_with_trailer(&cipher, ct, id, &mut buf, 1, 0),
+            Err(SealError::Header(wire::Error::SeqOutOfRange))
+        );
+        let id = RecordId { seq: MAX_SEQ, ..id };
+        assert!(seal_in_place_with_trailer(&cipher, ct, id, &mut buf, 1, 0).is_ok());
+    }
+}
