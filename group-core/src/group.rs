@@ -6,6 +6,7 @@
 //! counts it by reason and leaves all state as it was.
 
 use heapless::{Deque, Vec};
+#[cfg(feature = "record-signatures")]
 use p256::ecdsa::{SigningKey, VerifyingKey};
 
 use crate::counters::{Counters, Event, RekeyReason};
@@ -14,6 +15,7 @@ use crate::policy;
 use crate::record::{self, NonceProfile, OpenError, SealError};
 use crate::replay::{ReplayWindow, WindowStart};
 use crate::sequence::{SequenceCounter, SequenceStore};
+#[cfg(feature = "record-signatures")]
 use crate::signature;
 use crate::suite::{KeyError, RecordKeys, Suite};
 use crate::time::Instant;
@@ -62,7 +64,9 @@ pub struct GroupConfig {
     pub integrity_limit: Option<u64>,
     /// Source authentication (wire.md §5): every record carries a 64-byte ECDSA P-256
     /// signature after the tag, verified with the sender's key before decryption. Senders
-    /// without a key ([`Group::set_sender_key`]) are refused.
+    /// without a key (`Group::set_sender_key`) are refused. Needs the `record-signatures`
+    /// feature: without it, installing keys into a group that requires signatures is refused
+    /// with [`KeyError::SignaturesNotEnabled`] (records are never accepted unsigned).
     pub signatures_required: bool,
 }
 
@@ -168,6 +172,7 @@ pub use crate::signature::SIGNATURE_LEN;
 #[derive(Clone, Debug)]
 struct SenderState<const WORDS: usize> {
     sender_id: SenderId,
+    #[cfg(feature = "record-signatures")]
     key: Option<VerifyingKey>,
     current: Option<(Epoch, ReplayWindow<WORDS>)>,
     previous: Option<(Epoch, ReplayWindow<WORDS>)>,
@@ -237,6 +242,7 @@ pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
     sending: Option<SequenceCounter>,
     budget_event_for: Option<Epoch>,
     exhausted_event_for: Option<Epoch>,
+    #[cfg(feature = "record-signatures")]
     signing_key: Option<SigningKey>,
 }
 
@@ -266,6 +272,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             sending: None,
             budget_event_for: None,
             exhausted_event_for: None,
+            #[cfg(feature = "record-signatures")]
             signing_key: None,
         }
     }
@@ -303,8 +310,14 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 
     /// Stages `epoch` with `keys` (receivable at once; sent in after [`activate_epoch`]).
     ///
+    /// A group that requires signatures is refused with [`KeyError::SignaturesNotEnabled`] in a
+    /// build without the `record-signatures` feature.
+    ///
     /// [`activate_epoch`]: Self::activate_epoch
     pub fn install_epoch(&mut self, epoch: Epoch, keys: &RecordKeys) -> Result<(), KeyError> {
+        if self.config.signatures_required && !cfg!(feature = "record-signatures") {
+            return Err(KeyError::SignaturesNotEnabled);
+        }
         self.epochs.install(epoch, keys)
     }
 
@@ -357,6 +370,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         self.senders
             .push(SenderState {
                 sender_id: sid,
+                #[cfg(feature = "record-signatures")]
                 key: None,
                 current: None,
                 previous: None,
@@ -368,6 +382,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 
     /// Sets the public key that verifies `sid`'s record signatures (adding the sender if
     /// needed, as [`add_sender`](Self::add_sender)). A full table hands the sid back.
+    #[cfg(feature = "record-signatures")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "record-signatures")))]
     pub fn set_sender_key(&mut self, sid: SenderId, key: VerifyingKey) -> Result<(), SenderId> {
         let i = self.add_sender_state(sid)?;
         if let Some(s) = self.senders.get_mut(i) {
@@ -377,6 +393,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     }
 
     /// Sets this node's record-signing key (needed to send in a group that requires signatures).
+    #[cfg(feature = "record-signatures")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "record-signatures")))]
     pub fn set_signing_key(&mut self, key: SigningKey) {
         self.signing_key = Some(key);
     }
@@ -516,6 +534,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             Plan::Create { replace, evicts } => {
                 let state = SenderState {
                     sender_id: sid,
+                    #[cfg(feature = "record-signatures")]
                     key: None,
                     current: Some(fresh()),
                     previous: None,
@@ -618,6 +637,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         } else {
             Some(self.plan(sid, epoch, seq, now)?)
         };
+        #[cfg(feature = "record-signatures")]
         if self.config.signatures_required {
             let key = match plan {
                 None => self.signing_key.as_ref().map(|k| *k.verifying_key()),
@@ -743,7 +763,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     }
 
     fn trailer_len(&self) -> usize {
-        if self.config.signatures_required {
+        if cfg!(feature = "record-signatures") && self.config.signatures_required {
             SIGNATURE_LEN
         } else {
             0
@@ -764,7 +784,14 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         let sid = self.config.own_sender_id.ok_or(SealError::NotASender)?;
         let epoch = self.current_epoch().ok_or(SealError::NoCurrentEpoch)?;
         let trailer = self.trailer_len();
+        #[cfg(feature = "record-signatures")]
         if trailer > 0 && self.signing_key.is_none() {
+            return Err(SealError::NoSigningKey);
+        }
+        // Without the feature no epoch can be installed in a group that requires signatures
+        // (`install_epoch`); refuse here too rather than send unsigned.
+        #[cfg(not(feature = "record-signatures"))]
+        if self.config.signatures_required {
             return Err(SealError::NoSigningKey);
         }
         self.check_plaintext_len(plaintext_len)?;
@@ -809,6 +836,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             });
         }
         let current = self.epochs.current().ok_or(SealError::NoCurrentEpoch)?;
+        #[cfg_attr(not(feature = "record-signatures"), allow(unused_mut))]
         let mut len = record::seal_in_place_with_trailer(
             current.cipher(),
             ContentType::APPLICATION_DATA,
@@ -819,6 +847,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             plaintext_len,
             trailer,
         )?;
+        #[cfg(feature = "record-signatures")]
         if let Some(key) = self.signing_key.as_ref().filter(|_| trailer > 0) {
             let (signed, rest) = buf
                 .split_at_mut_checked(len)
@@ -874,6 +903,7 @@ fn count_usage(keys: &mut crate::epochs::EpochKeys, limit: Option<u64>) -> bool 
 
 /// Verifies the signature trailer of `record` (the last 64 bytes) over everything before it.
 /// High-S signatures are refused, so a signature can't be re-encoded into a second valid one.
+#[cfg(feature = "record-signatures")]
 fn verify_signature(key: &VerifyingKey, record: &[u8]) -> Result<(), OpenError> {
     let split = record
         .len()

@@ -15,6 +15,7 @@
 
 use core::fmt;
 
+#[cfg(feature = "record-signatures")]
 use p256::ecdsa::VerifyingKey;
 use rand_core::CryptoRng;
 
@@ -27,6 +28,7 @@ use super::message::{
     Message, RekeyNeeded, RekeyReport, RemovedReason, WireAdmission, WireNonceProfile, parse,
 };
 use super::retry::Retry;
+#[cfg(feature = "record-signatures")]
 use super::signed::parse_key;
 use super::vocabulary::{DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role};
 use crate::counters::{Event, RekeyReason};
@@ -180,7 +182,7 @@ pub struct Member<S: SequenceStore, const SENDERS: usize = 16, const WORDS: usiz
     /// Epoch staged and when (member clock) to activate it.
     activation: Option<(Epoch, u64)>,
     /// Senders re-listed after this member removed them: added at activation of the epoch.
-    deferred: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS>,
+    deferred: Vec<(SenderId, Option<SenderKey>), MAX_SENDERS>,
     removed: SidSet,
     /// Restart sending at 0 when this epoch is activated (it was issued after a state loss).
     recover_at: Option<Epoch>,
@@ -426,7 +428,11 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         {
             return Err(Error::PolicyUnsupported);
         }
-        if p.signatures_required && self.creds.device_key().is_none() {
+        // Without the `record-signatures` feature a signed group is refused here, before
+        // anything changes (never joined unsigned).
+        if p.signatures_required
+            && (!cfg!(feature = "record-signatures") || self.creds.device_key().is_none())
+        {
             return Err(Error::PolicyUnsupported);
         }
         Ok(())
@@ -465,10 +471,10 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         if b.senders.len() > SENDERS {
             return Err(Error::CapacityExceeded);
         }
-        let mut keys_of: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS> = Vec::new();
+        let mut keys_of: Vec<(SenderId, Option<SenderKey>), MAX_SENDERS> = Vec::new();
         for s in &b.senders {
             let key = match (&s.public_key, b.policy.signatures_required) {
-                (Some(k), true) => Some(parse_key(&k.0)?),
+                (Some(k), true) => Some(sender_key(&k.0)?),
                 (None, false) => None,
                 _ => return Err(Error::InconsistentBundle),
             };
@@ -513,6 +519,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         }
         let own = b.sender_id;
         let group = self.group.as_mut().ok_or(Error::NotJoined)?;
+        #[cfg(feature = "record-signatures")]
         if let (Some(_), Some(device_key)) = (own, self.creds.device_key())
             && b.policy.signatures_required
         {
@@ -540,10 +547,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
                 continue;
             }
             // Can't fail: the unlisted were removed and the list fits the table (checked).
-            let _ = match key {
-                Some(k) => group.set_sender_key(sid, k),
-                None => group.add_sender(sid),
-            };
+            let _ = add_listed(group, sid, key);
         }
         // Bookkeeping: the bundle is accepted.
         self.last_counter = b.header.counter;
@@ -581,10 +585,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         }
         // The previous-but-one epoch is gone now: re-listed senders are safe to add.
         for (sid, key) in core::mem::take(&mut self.deferred) {
-            let _ = match key {
-                Some(k) => group.set_sender_key(sid, k),
-                None => group.add_sender(sid),
-            };
+            let _ = add_listed(group, sid, key);
             self.removed.remove(sid.0);
         }
         self.try_recover();
@@ -808,5 +809,37 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
                 Err(OpenError::UnknownEpoch(Epoch(0)))
             }
         }
+    }
+}
+
+/// A listed sender's record-verifying key (present iff the group requires signatures); without
+/// the `record-signatures` feature there is none (a signed group is refused by `check_policy`).
+#[cfg(feature = "record-signatures")]
+type SenderKey = VerifyingKey;
+#[cfg(not(feature = "record-signatures"))]
+type SenderKey = core::convert::Infallible;
+
+/// Parses a listed sender's record-verifying key.
+#[cfg(feature = "record-signatures")]
+fn sender_key(bytes: &[u8]) -> Result<SenderKey, Error> {
+    parse_key(bytes)
+}
+#[cfg(not(feature = "record-signatures"))]
+fn sender_key(_bytes: &[u8]) -> Result<SenderKey, Error> {
+    Err(Error::PolicyUnsupported)
+}
+
+/// Adds a listed sender to `group`, with its verifying key if it has one.
+fn add_listed<const SENDERS: usize, const WORDS: usize>(
+    group: &mut Group<SENDERS, WORDS>,
+    sid: SenderId,
+    key: Option<SenderKey>,
+) -> Result<(), SenderId> {
+    match key {
+        #[cfg(feature = "record-signatures")]
+        Some(k) => group.set_sender_key(sid, k),
+        #[cfg(not(feature = "record-signatures"))]
+        Some(never) => match never {},
+        None => group.add_sender(sid),
     }
 }
