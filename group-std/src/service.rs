@@ -39,6 +39,47 @@ pub fn notify_logged(state: &str) {
     }
 }
 
+/// The reload handle of the process's log level, once logging is set up.
+static LOG_LEVEL: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<
+        tracing_subscriber::filter::LevelFilter,
+        tracing_subscriber::Registry,
+    >,
+> = std::sync::OnceLock::new();
+
+/// Keeps the handle through which [`set_log_level`] changes the level (set by the CLI when it
+/// installs its logger).
+pub fn register_log_level(
+    handle: tracing_subscriber::reload::Handle<
+        tracing_subscriber::filter::LevelFilter,
+        tracing_subscriber::Registry,
+    >,
+) {
+    let _ = LOG_LEVEL.set(handle);
+}
+
+/// Changes the log level at run time: `debug`, `info`, `warn` or `off` (as `DTLS_GROUP_LOG`).
+/// Returns the level now in force.
+pub fn set_log_level(name: &str) -> Result<&'static str, String> {
+    use tracing_subscriber::filter::LevelFilter;
+    let (level, name) = match name {
+        "debug" => (LevelFilter::DEBUG, "debug"),
+        "info" => (LevelFilter::INFO, "info"),
+        "warn" => (LevelFilter::WARN, "warn"),
+        "off" => (LevelFilter::OFF, "off"),
+        other => {
+            return Err(format!(
+                "unknown log level {other:?} (debug | info | warn | off)"
+            ));
+        }
+    };
+    let handle = LOG_LEVEL
+        .get()
+        .ok_or_else(|| "logging is not set up in this process".to_owned())?;
+    handle.modify(|l| *l = level).map_err(|e| e.to_string())?;
+    Ok(name)
+}
+
 /// The first SIGTERM or SIGINT received, as a flag.
 #[derive(Debug, Clone)]
 pub struct StopSignals {

@@ -229,7 +229,7 @@ fn check_timeouts_device_list_and_stdin_warnings() {
         .args(["--control", &p("ks.sock")])
         .env("DTLS_GROUP_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -237,6 +237,24 @@ fn check_timeouts_device_list_and_stdin_warnings() {
         assert!(Instant::now() < deadline, "key server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The log level changes at run time: from warn (no join events) to info.
+    let admin = |req: &[&str]| {
+        Command::new(BIN)
+            .arg("admin")
+            .arg(p("ks.sock"))
+            .args(req)
+            .output()
+            .unwrap()
+    };
+    let bad = admin(&["log", "loud"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("unknown log level"));
+    let ok = admin(&["log", "info"]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        r#"{"log":"info"}"#
+    );
     // The switch joins and sends from stdin, one line of which is not hex.
     let mut switch = Command::new(BIN)
         .args(["member", "--server", &format!("127.0.0.1:{port}")])
@@ -294,6 +312,15 @@ fn check_timeouts_device_list_and_stdin_warnings() {
     // The key server's decimal --timeout ends it by itself.
     let out = ks.wait_with_output().unwrap();
     assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("log level changed (admin log) level=\"info\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("event=Joined"),
+        "info lines after the change: {log}"
+    );
     let took = t.elapsed();
     assert!(
         took >= Duration::from_millis(6400) && took < Duration::from_secs(12),

@@ -94,14 +94,22 @@ fn init_logs(format: LogFormat) {
         Ok("off") => LevelFilter::OFF,
         _ => LevelFilter::INFO,
     };
-    let builder = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The level sits in a reload layer, so `admin CONTROL log LEVEL` can change it while the
+    // key server runs (crate::service::set_log_level).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(level);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_max_level(level);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        .with_ansi(false);
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match format {
+        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json()).try_init(),
     };
+    if installed.is_ok() {
+        crate::service::register_log_level(handle);
+    }
 }
 
 /// Runs `keyserver`.
@@ -146,7 +154,7 @@ pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadI
 pub struct AdminArgs {
     /// The key server's control socket.
     pub control: PathBuf,
-    /// `status`, `revoke DEVICE` or `rekey GROUP`.
+    /// `status`, `revoke DEVICE`, `rekey GROUP` or `log debug|info|warn|off`.
     #[arg(num_args = 1..=2, required = true)]
     pub request: Vec<String>,
 }

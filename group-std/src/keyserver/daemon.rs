@@ -614,8 +614,20 @@ impl KeyServerDaemon {
                 Err(e) => error(e),
             },
             (Some("status") | None, _) => self.status().to_string(),
+            (Some("log"), _) => match req
+                .split_whitespace()
+                .nth(1)
+                .ok_or_else(|| "log needs a level (debug | info | warn | off)".to_owned())
+                .and_then(crate::service::set_log_level)
+            {
+                Ok(level) => {
+                    tracing::warn!(level, "log level changed (admin log)");
+                    serde_json::json!({ "log": level }).to_string()
+                }
+                Err(e) => error(e),
+            },
             _ => error(format!(
-                "unknown request {req:?} (status | revoke DEVICE | rekey GROUP)"
+                "unknown request {req:?} (status | revoke DEVICE | rekey GROUP | log LEVEL)"
             )),
         }
     }
