@@ -26,9 +26,9 @@ log() { printf '\n== footprint: %s\n' "$*"; }
 declare -A GOAL_TEXT=([record]=12288 [member-psk]=20480 [member-signed]=46080)
 declare -A CEIL_TEXT=([record]=62000 [member-psk]=98000 [member-signed]=98500)
 declare -A GOAL_STACK=([record]=1024 [member-psk]=4096 [member-signed]=4096)
-declare -A CEIL_STACK=([record]=3072 [member-psk]=22528 [member-signed]=26624)
+declare -A CEIL_STACK=([record]=2940 [member-psk]=21300 [member-signed]=25300)
 declare -A GOAL_RAM=([record]=1536)
-declare -A CEIL_RAM=([record]=7424 [member-psk]=9424 [member-signed]=9424)
+declare -A CEIL_RAM=([record]=5888 [member-psk]=7888 [member-signed]=7888)
 
 log "host: transcripts current, images' work passes"
 cargo test -p footprint --features psk
