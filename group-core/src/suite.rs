@@ -7,12 +7,12 @@
 use core::fmt;
 
 use aead::{AeadInOut, KeyInit, Nonce, Tag};
-use aes::Aes128;
 use aes_gcm::Aes128Gcm;
-use ccm::Ccm;
-use ccm::consts::{U8, U12, U16};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+mod ccm;
+use ccm::AesCcm;
 
 /// Length of the explicit nonce carried by AES suites.
 pub const EXPLICIT_NONCE_LEN: usize = 8;
@@ -237,8 +237,9 @@ pub struct AeadError;
 
 #[allow(clippy::large_enum_variant)]
 enum Aead {
-    Ccm8(Ccm<Aes128, U8, U12>),
-    Ccm16(Ccm<Aes128, U16, U12>),
+    /// AES-128-CCM_8 and AES-128-CCM: group-core's own CCM (`suite/ccm.rs`), whose speed does
+    /// not depend on the build's codegen units.
+    Ccm(AesCcm),
     Gcm(Aes128Gcm),
     #[cfg(feature = "chacha20")]
     ChaCha(chacha20poly1305::ChaCha20Poly1305),
@@ -274,11 +275,8 @@ impl EpochCipher {
         let params = suite.params().ok_or(KeyError::UnknownSuite(suite))?;
         let key = keys.key();
         let aead = match suite {
-            Suite::AES_128_CCM_8 => {
-                Aead::Ccm8(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
-            }
-            Suite::AES_128_CCM => {
-                Aead::Ccm16(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
+            Suite::AES_128_CCM_8 | Suite::AES_128_CCM => {
+                Aead::Ccm(AesCcm::new(key, params.tag_len).ok_or(KeyError::BadKeyLength)?)
             }
             Suite::AES_128_GCM => {
                 Aead::Gcm(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
@@ -352,8 +350,7 @@ impl EpochCipher {
             Ok(())
         }
         match &self.aead {
-            Aead::Ccm8(a) => run(a, nonce, aad, buf, tag),
-            Aead::Ccm16(a) => run(a, nonce, aad, buf, tag),
+            Aead::Ccm(a) => a.seal_in_place(nonce, aad, buf, tag),
             Aead::Gcm(a) => run(a, nonce, aad, buf, tag),
             #[cfg(feature = "chacha20")]
             Aead::ChaCha(a) => run(a, nonce, aad, buf, tag),
@@ -381,8 +378,7 @@ impl EpochCipher {
                 .map_err(|_| AeadError)
         }
         let result = match &self.aead {
-            Aead::Ccm8(a) => run(a, nonce, aad, buf, tag),
-            Aead::Ccm16(a) => run(a, nonce, aad, buf, tag),
+            Aead::Ccm(a) => a.open_in_place(nonce, aad, buf, tag),
             Aead::Gcm(a) => run(a, nonce, aad, buf, tag),
             #[cfg(feature = "chacha20")]
             Aead::ChaCha(a) => run(a, nonce, aad, buf, tag),
