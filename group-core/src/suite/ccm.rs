@@ -71,10 +71,10 @@ impl AesCcm {
             return Err(AeadError);
         }
         let b0 = self.b0(nonce, aad, buf.len())?;
-        let mut full = Block::<Aes128>::default();
+        let mut full = [0u8; 16];
         self.cipher.encrypt_with_backend(Seal {
             b0,
-            prefix: ctr_prefix(nonce),
+            base: ctr_base(nonce),
             aad,
             buf,
             tag: &mut full,
@@ -98,10 +98,10 @@ impl AesCcm {
             return Err(AeadError);
         }
         let b0 = self.b0(nonce, aad, buf.len())?;
-        let mut full = Block::<Aes128>::default();
+        let mut full = [0u8; 16];
         self.cipher.encrypt_with_backend(Open {
             b0,
-            prefix: ctr_prefix(nonce),
+            base: ctr_base(nonce),
             aad,
             buf,
             tag: &mut full,
@@ -115,12 +115,7 @@ impl AesCcm {
     }
 
     /// B0 = flags || nonce || message length (3 bytes, big endian).
-    fn b0(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        len: usize,
-    ) -> Result<Block<Aes128>, AeadError> {
+    fn b0(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], len: usize) -> Result<B16, AeadError> {
         if len > MAX_LEN {
             return Err(AeadError);
         }
@@ -132,33 +127,53 @@ impl AesCcm {
             self.flags | 0x40
         };
         let [n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11] = *nonce;
-        Ok(Block::<Aes128>::from([
+        Ok([
             flags, n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, l0, l1, l2,
-        ]))
+        ])
     }
 }
 
-/// The first 13 bytes of every counter block: flags || nonce.
-fn ctr_prefix(nonce: &[u8; NONCE_LEN]) -> [u8; 13] {
-    let [n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11] = *nonce;
-    [CTR_FLAGS, n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11]
-}
+/// A 16-byte block as the loops handle it (a plain array: one vector register).
+type B16 = [u8; 16];
 
-/// Counter block A_i (the counter has 3 bytes; `i` < 2^20 for any allowed length).
-#[inline(always)]
-fn ctr_block(prefix: &[u8; 13], i: u32) -> Block<Aes128> {
-    let [p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12] = *prefix;
-    let [_, c0, c1, c2] = i.to_be_bytes();
-    Block::<Aes128>::from([
-        p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, c0, c1, c2,
+/// Counter block A_0 as a big-endian integer: A_i is `base + i` (the counter has 3 bytes and
+/// `i` < 2^20 for any allowed length, so the addition never carries into the nonce).
+fn ctr_base(nonce: &[u8; NONCE_LEN]) -> u128 {
+    let [n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11] = *nonce;
+    u128::from_be_bytes([
+        CTR_FLAGS, n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, 0, 0, 0,
     ])
 }
 
 #[inline(always)]
-fn xor_into(dst: &mut [u8], src: &[u8]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d ^= *s;
+fn ctr(base: u128, i: u32) -> B16 {
+    base.wrapping_add(u128::from(i)).to_be_bytes()
+}
+
+#[inline(always)]
+fn xor(a: B16, b: &B16) -> B16 {
+    let mut out = a;
+    for (o, x) in out.iter_mut().zip(b) {
+        *o ^= *x;
     }
+    out
+}
+
+#[inline(always)]
+fn enc<B: BlockCipherEncBackend<BlockSize = U16>>(backend: &B, x: B16) -> B16 {
+    let mut b = Block::<Aes128>::from(x);
+    backend.encrypt_block_inplace(&mut b);
+    b.0
+}
+
+/// `bytes` zero-padded to a block (at most 16 of them are used).
+#[inline(always)]
+fn padded(bytes: &[u8]) -> B16 {
+    let mut out = [0u8; 16];
+    for (o, x) in out.iter_mut().zip(bytes) {
+        *o = *x;
+    }
+    out
 }
 
 /// Starts the MAC: E(B0), then the associated data with its length prefix, zero-padded
@@ -166,14 +181,12 @@ fn xor_into(dst: &mut [u8], src: &[u8]) {
 #[inline(always)]
 fn start<B: BlockCipherEncBackend<BlockSize = U16>>(
     backend: &B,
-    b0: Block<Aes128>,
-    prefix: &[u8; 13],
+    b0: B16,
+    base: u128,
     aad: &[u8],
-) -> (Block<Aes128>, Block<Aes128>) {
-    let mut s0 = ctr_block(prefix, 0);
-    let mut mac = b0;
-    backend.encrypt_block_inplace(&mut s0);
-    backend.encrypt_block_inplace(&mut mac);
+) -> (B16, B16) {
+    let s0 = enc(backend, ctr(base, 0));
+    let mut mac = enc(backend, b0);
     if aad.is_empty() {
         return (mac, s0);
     }
@@ -194,23 +207,32 @@ fn start<B: BlockCipherEncBackend<BlockSize = U16>>(
                 ([0xFF, 0xFF, a, b, c, d, e, f, g, h], 10)
             }
         };
-    let mut bytes = header.iter().take(header_len).chain(aad.iter()).peekable();
-    while bytes.peek().is_some() {
-        for (m, b) in mac.iter_mut().zip(bytes.by_ref()) {
-            *m ^= *b;
+    let mut bytes = header.iter().take(header_len).chain(aad.iter());
+    loop {
+        let mut block = [0u8; 16];
+        let filled = block
+            .iter_mut()
+            .zip(bytes.by_ref())
+            .map(|(o, x)| *o = *x)
+            .count();
+        if filled == 0 {
+            break;
         }
-        backend.encrypt_block_inplace(&mut mac);
+        mac = enc(backend, xor(mac, &block));
+        if filled < 16 {
+            break;
+        }
     }
     (mac, s0)
 }
 
 /// One record's encryption: CBC-MAC over the plaintext and CTR over it, block by block.
 struct Seal<'a> {
-    b0: Block<Aes128>,
-    prefix: [u8; 13],
+    b0: B16,
+    base: u128,
     aad: &'a [u8],
     buf: &'a mut [u8],
-    tag: &'a mut Block<Aes128>,
+    tag: &'a mut B16,
 }
 
 impl BlockSizeUser for Seal<'_> {
@@ -220,37 +242,35 @@ impl BlockSizeUser for Seal<'_> {
 impl BlockCipherEncClosure for Seal<'_> {
     #[inline(always)]
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
-        let (mut mac, s0) = start(backend, self.b0, &self.prefix, self.aad);
+        let (mut mac, s0) = start(backend, self.b0, self.base, self.aad);
         let mut counter = 1u32;
         let (blocks, tail) = self.buf.as_chunks_mut::<16>();
         for block in blocks {
             // The CTR block does not depend on the MAC chain: the CPU runs both at once.
-            let mut ks = ctr_block(&self.prefix, counter);
-            xor_into(&mut mac, block);
-            backend.encrypt_block_inplace(&mut ks);
-            backend.encrypt_block_inplace(&mut mac);
-            xor_into(block, &ks);
+            let p = *block;
+            let ks = enc(backend, ctr(self.base, counter));
+            mac = enc(backend, xor(mac, &p));
+            *block = xor(p, &ks);
             counter = counter.wrapping_add(1);
         }
         if !tail.is_empty() {
-            let mut ks = ctr_block(&self.prefix, counter);
-            xor_into(&mut mac, tail);
-            backend.encrypt_block_inplace(&mut ks);
-            backend.encrypt_block_inplace(&mut mac);
-            xor_into(tail, &ks);
+            let ks = enc(backend, ctr(self.base, counter));
+            mac = enc(backend, xor(mac, &padded(tail)));
+            for (t, k) in tail.iter_mut().zip(ks.iter()) {
+                *t ^= *k;
+            }
         }
-        xor_into(&mut mac, &s0);
-        *self.tag = mac;
+        *self.tag = xor(mac, &s0);
     }
 }
 
 /// One record's decryption: CTR over the ciphertext, CBC-MAC over the plaintext it yields.
 struct Open<'a> {
-    b0: Block<Aes128>,
-    prefix: [u8; 13],
+    b0: B16,
+    base: u128,
     aad: &'a [u8],
     buf: &'a mut [u8],
-    tag: &'a mut Block<Aes128>,
+    tag: &'a mut B16,
 }
 
 impl BlockSizeUser for Open<'_> {
@@ -260,27 +280,26 @@ impl BlockSizeUser for Open<'_> {
 impl BlockCipherEncClosure for Open<'_> {
     #[inline(always)]
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
-        let (mut mac, s0) = start(backend, self.b0, &self.prefix, self.aad);
+        let (mut mac, s0) = start(backend, self.b0, self.base, self.aad);
         let mut counter = 1u32;
         let (blocks, tail) = self.buf.as_chunks_mut::<16>();
-        // The keystream of block i + 1 is computed while the MAC absorbs block i.
-        let mut ks = ctr_block(&self.prefix, counter);
-        backend.encrypt_block_inplace(&mut ks);
         for block in blocks {
-            xor_into(block, &ks);
+            // The keystream does not depend on the MAC chain: the CPU computes the next
+            // blocks' keystream while the MAC absorbs this one.
+            let ks = enc(backend, ctr(self.base, counter));
+            let p = xor(*block, &ks);
+            *block = p;
+            mac = enc(backend, xor(mac, &p));
             counter = counter.wrapping_add(1);
-            ks = ctr_block(&self.prefix, counter);
-            xor_into(&mut mac, block);
-            backend.encrypt_block_inplace(&mut ks);
-            backend.encrypt_block_inplace(&mut mac);
         }
         if !tail.is_empty() {
-            xor_into(tail, &ks);
-            xor_into(&mut mac, tail);
-            backend.encrypt_block_inplace(&mut mac);
+            let ks = enc(backend, ctr(self.base, counter));
+            for (t, k) in tail.iter_mut().zip(ks.iter()) {
+                *t ^= *k;
+            }
+            mac = enc(backend, xor(mac, &padded(tail)));
         }
-        xor_into(&mut mac, &s0);
-        *self.tag = mac;
+        *self.tag = xor(mac, &s0);
     }
 }
 
