@@ -136,7 +136,7 @@ pub fn criterion_group(c: &mut Criterion, group: &str, variants: &mut [Variant<'
     let mut g = c.benchmark_group(group);
     for v in variants.iter_mut() {
         let run = &mut v.run;
-        g.bench_function(v.name.as_str(), |b| b.iter_custom(|n| run(n)));
+        g.bench_function(v.name.as_str(), |b| b.iter_custom(&mut *run));
     }
     g.finish();
 }
