@@ -26,3 +26,8 @@ pub use group_std::netns;
 pub mod node;
 pub mod scenario;
 pub mod summary;
+
+/// The examples of `examples/README.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDocTests;

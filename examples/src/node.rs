@@ -13,8 +13,9 @@ use group_core::keydist::{DeviceId, MemberConfig, MemberCredentials, MemberEvent
 use group_core::record::SealError;
 use group_core::sequence::{MemorySequenceStore, SequenceStore, StoredSequence};
 use group_core::wire::RecordHeader;
+use group_std::endpoint::SendError;
 use group_std::keyfile;
-use group_std::member::{MemberRuntime, SendFailure};
+use group_std::member::MemberRuntime;
 use group_std::net::{MulticastConfig, MulticastSocket};
 use group_std::store::FileSequenceStore;
 use serde::{Deserialize, Serialize};
@@ -408,7 +409,7 @@ fn switch_loop(
                             None => break Err("sent a record that does not parse".to_owned()),
                         },
                         // Joining or waiting for an epoch to activate: keep polling.
-                        Err(SendFailure::Seal(SealError::NoCurrentEpoch))
+                        Err(SendError::Seal(SealError::NoCurrentEpoch))
                             if Instant::now() < deadline =>
                         {
                             if !switch_poll(rt, me, tx) {

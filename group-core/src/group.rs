@@ -546,16 +546,31 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         }
     }
 
-    /// Opens exactly one record in place (use [`wire::split_record_mut`] to walk a datagram
-    /// holding several). On success the plaintext is delivered; on failure the record is
-    /// counted by reason, the would-be plaintext is wiped and no state changes.
+    /// Opens exactly one record in place (use [`open_datagram`](Self::open_datagram) for a
+    /// datagram, which may hold several). On success the plaintext is delivered; on failure the
+    /// record is counted by reason, the would-be plaintext is wiped and no state changes.
     pub fn open<'a>(
         &mut self,
         now: Instant,
         record: &'a mut [u8],
     ) -> Result<Delivery<'a>, OpenError> {
+        self.open_framed(now, RecordHeader::parse(record), record)
+    }
+
+    /// [`open`](Self::open) of a record whose header was already parsed from it (`header` is
+    /// what [`RecordHeader::parse`] returned for `record`), so that walking a datagram parses
+    /// each header once.
+    pub(crate) fn open_framed<'a>(
+        &mut self,
+        now: Instant,
+        header: Result<RecordHeader, wire::Error>,
+        record: &'a mut [u8],
+    ) -> Result<Delivery<'a>, OpenError> {
         self.handle_timeout(now);
-        match self.open_inner(now, record) {
+        let opened = header
+            .map_err(OpenError::from)
+            .and_then(|header| self.open_inner(now, header, record));
+        match opened {
             Ok((header, plaintext)) => {
                 self.counters.accepted = self.counters.accepted.saturating_add(1);
                 Ok(Delivery {
@@ -576,9 +591,9 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     fn open_inner<'a>(
         &mut self,
         now: Instant,
+        header: RecordHeader,
         record: &'a mut [u8],
     ) -> Result<(RecordHeader, &'a mut [u8]), OpenError> {
-        let header = RecordHeader::parse(record)?;
         if usize::from(header.length) > self.config.max_fragment_len {
             return Err(OpenError::Malformed(wire::Error::LengthTooLarge));
         }

@@ -6,8 +6,8 @@
 //! 1.2 header) follows draft-keoh-dice-multicast-security-08 §4 and is wire-compatible with
 //! wolfSSL's DTLS multicast and with plain DTLS 1.2 AEAD records.
 //!
-//! No I/O, clock or randomness: bytes, `now` ([`time::Instant`]) and key material come in;
-//! records, deadlines, counters and events go out.
+//! No I/O, clock or randomness: bytes, `now` ([`Instant`]) and key material come in; records,
+//! deadlines, counters and events go out.
 //!
 //! ```text
 //!  wire (bytes <-> structure)
@@ -15,17 +15,26 @@
 //!   │                                                 sequence (send counters, persistence)
 //!   └─ record (seal / open one record)
 //!        └─ group (senders, policy, counters, events: the handle_* / poll_* surface)
+//!             └─ keydist (key-distribution messages; KeyServer and Member, which installs
+//!                         keys into its Group)
 //! ```
+//!
+//! The types a user touches to seal, open and join are re-exported here, at the crate root
+//! ([`Group`], [`GroupConfig`], [`OpenError`], [`SealError`], [`Epoch`], [`SenderId`],
+//! [`Suite`], [`native_keys`], [`EpochSecret`], [`SequenceStore`], [`MemorySequenceStore`],
+//! [`Instant`], [`Member`], [`MemberConfig`], ...), and so are the [`p256`] and [`rand_core`]
+//! crates the API takes keys and random generators from: depend on `group-core` alone and
+//! name them as `group_core::p256` and `group_core::rand_core`, so their versions always
+//! match. The modules hold the rest. `docs/architecture.md` in the repository shows the
+//! crates, the modules and the path of a record and of a key bundle through them.
 //!
 //! ## Example
 //!
 //! ```
-//! use group_core::group::{Group, GroupConfig};
-//! use group_core::schedule::{native_keys, EpochSecret};
-//! use group_core::sequence::MemorySequenceStore;
-//! use group_core::suite::Suite;
-//! use group_core::time::Instant;
-//! use group_core::wire::{Epoch, SenderId};
+//! use group_core::{
+//!     Epoch, EpochSecret, Group, GroupConfig, Instant, MemorySequenceStore, SenderId, Suite,
+//!     native_keys,
+//! };
 //!
 //! // Key material as the key server hands it out (here: a fixed secret).
 //! let keys = native_keys(7, Epoch(1), Suite::AES_128_CCM, &EpochSecret([0x42; 32])).unwrap();
@@ -53,6 +62,7 @@
 //! assert_eq!(light.counters().replay, 1);
 //! ```
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -66,6 +76,7 @@
 )]
 
 pub mod counters;
+pub mod datagram;
 pub mod epochs;
 pub mod group;
 pub mod keydist;
@@ -78,3 +89,49 @@ pub mod signature;
 pub mod suite;
 pub mod time;
 pub mod wire;
+
+// The front door: what a user touches to seal, open and join.
+pub use counters::{Counters, Event, RekeyReason};
+pub use group::{Admission, Delivery, Group, GroupConfig};
+pub use keydist::{DeviceId, Member, MemberConfig, MemberCredentials, MemberEvent, Role};
+pub use record::{NonceProfile, OpenError, SealError};
+pub use schedule::{EpochSecret, WolfSslDerivation, native_keys, tls12_prf_sha256, wolfssl_keys};
+pub use sequence::{MemorySequenceStore, SequenceStore, StoreError, StoredSequence};
+pub use suite::{KeyError, RecordKeys, Suite};
+pub use time::Instant;
+pub use wire::{Epoch, SenderId};
+
+/// The P-256 crate (ECDSA keys for signed records and key distribution), re-exported so that
+/// its version always matches the one `group-core` takes keys from.
+pub use p256;
+/// The `rand_core` crate ([`CryptoRng`](rand_core::CryptoRng) for key distribution and
+/// sealed secrets), re-exported so that its version always matches.
+pub use rand_core;
+
+/// The workspace README and the design documents in `docs/`: every Rust block in them is
+/// compiled and run by `cargo test -p group-core --doc` (the other blocks are marked with
+/// their language).
+#[cfg(doctest)]
+pub mod doc_tests {
+    /// `README.md`.
+    #[doc = include_str!("../../README.md")]
+    pub struct Readme;
+    /// `docs/architecture.md`.
+    #[doc = include_str!("../../docs/architecture.md")]
+    pub struct Architecture;
+    /// `docs/wire-format.md`.
+    #[doc = include_str!("../../docs/wire-format.md")]
+    pub struct WireFormat;
+    /// `docs/key-distribution.md`.
+    #[doc = include_str!("../../docs/key-distribution.md")]
+    pub struct KeyDistribution;
+    /// `docs/decisions.md`.
+    #[doc = include_str!("../../docs/decisions.md")]
+    pub struct Decisions;
+    /// `docs/performance.md`.
+    #[doc = include_str!("../../docs/performance.md")]
+    pub struct Performance;
+    /// `docs/threat-model.md`.
+    #[doc = include_str!("../../docs/threat-model.md")]
+    pub struct ThreatModel;
+}

@@ -16,7 +16,7 @@ use group_core::record::SealError;
 use group_core::sequence::SequenceStore;
 use group_core::time::Instant;
 
-use crate::net::{Datagram, GroupEndpoint, SocketStats};
+use crate::net::{Datagram, GroupEndpoint, GroupWithStore, SocketStats};
 
 /// The core's clock from embassy-time (milliseconds since boot).
 pub fn now() -> Instant {
@@ -77,7 +77,7 @@ impl fmt::Display for RecvError {
 
 /// A group member on an embassy-net stack: a [`GroupEndpoint`] and a UDP socket.
 pub struct AsyncGroupSocket<'d, S, const SENDERS: usize = 16, const WORDS: usize = 2> {
-    core: GroupEndpoint<S, SENDERS, WORDS>,
+    core: GroupEndpoint<GroupWithStore<S, SENDERS, WORDS>>,
     socket: UdpSocket<'d>,
 }
 
@@ -95,7 +95,10 @@ impl<'d, S: SequenceStore, const SENDERS: usize, const WORDS: usize>
     AsyncGroupSocket<'d, S, SENDERS, WORDS>
 {
     /// A group socket over `socket` (created by the caller with its own buffers).
-    pub fn new(core: GroupEndpoint<S, SENDERS, WORDS>, socket: UdpSocket<'d>) -> Self {
+    pub fn new(
+        core: GroupEndpoint<GroupWithStore<S, SENDERS, WORDS>>,
+        socket: UdpSocket<'d>,
+    ) -> Self {
         Self { core, socket }
     }
 
@@ -139,10 +142,7 @@ impl<'d, S: SequenceStore, const SENDERS: usize, const WORDS: usize>
     /// Waits for the next datagram sent to the group, takes it into `buf` and returns it as an
     /// iterator over its opened records. Datagrams to other addresses on the port are dropped
     /// and counted.
-    pub async fn recv<'b>(
-        &'b mut self,
-        buf: &'b mut [u8],
-    ) -> Result<Datagram<'b, Group<SENDERS, WORDS>>, RecvError> {
+    pub async fn recv<'b>(&'b mut self, buf: &'b mut [u8]) -> Result<Datagram<'b>, RecvError> {
         let (n, from) = loop {
             let (n, meta) = match self.socket.recv_from(buf).await {
                 Ok(r) => r,
@@ -160,12 +160,12 @@ impl<'d, S: SequenceStore, const SENDERS: usize, const WORDS: usize>
     }
 
     /// The shared half (group, store, counters).
-    pub fn core(&self) -> &GroupEndpoint<S, SENDERS, WORDS> {
+    pub fn core(&self) -> &GroupEndpoint<GroupWithStore<S, SENDERS, WORDS>> {
         &self.core
     }
 
     /// The shared half, mutable.
-    pub fn core_mut(&mut self) -> &mut GroupEndpoint<S, SENDERS, WORDS> {
+    pub fn core_mut(&mut self) -> &mut GroupEndpoint<GroupWithStore<S, SENDERS, WORDS>> {
         &mut self.core
     }
 
@@ -190,7 +190,12 @@ impl<'d, S: SequenceStore, const SENDERS: usize, const WORDS: usize>
     }
 
     /// Gives back the shared half and the socket.
-    pub fn into_parts(self) -> (GroupEndpoint<S, SENDERS, WORDS>, UdpSocket<'d>) {
+    pub fn into_parts(
+        self,
+    ) -> (
+        GroupEndpoint<GroupWithStore<S, SENDERS, WORDS>>,
+        UdpSocket<'d>,
+    ) {
         (self.core, self.socket)
     }
 }

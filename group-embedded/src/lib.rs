@@ -31,16 +31,20 @@
 //!
 //! No I/O of its own, no clock, no heap, no `unsafe`.
 //!
+//! The crates a firmware would otherwise have to pin at the same versions by hand are
+//! re-exported: [`group_core`] (and through it [`p256`] and [`rand_core`]),
+//! [`embedded_storage`], and `smoltcp` (feature `smoltcp`) and `embassy_net` (feature
+//! `embassy`). `docs/embedded.md` in the repository walks through a firmware's boot path.
+//!
 //! ## Example: sequence numbers that survive a reboot
 //!
 //! ```
-//! use group_core::group::{Group, GroupConfig};
-//! use group_core::schedule::{native_keys, EpochSecret};
-//! use group_core::suite::Suite;
-//! use group_core::time::Instant;
-//! use group_core::wire::{Epoch, Record, SenderId};
-//! use group_embedded::flash::{FlashSequenceStore, StoreState};
 //! use group_embedded::flash::sim::SimNorFlash;
+//! use group_embedded::flash::{FlashSequenceStore, StoreState};
+//! use group_embedded::group_core::wire::Record;
+//! use group_embedded::group_core::{
+//!     Epoch, EpochSecret, Group, GroupConfig, Instant, SenderId, Suite, native_keys,
+//! };
 //!
 //! let keys = native_keys(7, Epoch(1), Suite::AES_128_CCM, &EpochSecret([0x42; 32])).unwrap();
 //! let config = GroupConfig::new(7).with_sender_id(SenderId(1));
@@ -70,6 +74,7 @@
 //! assert_eq!(seq, 1000); // K = 1000 numbers reserved per flash write
 //! ```
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -83,15 +88,40 @@
 )]
 
 #[cfg(feature = "embassy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "embassy")))]
 pub mod embassy;
 pub mod flash;
 #[cfg(feature = "smoltcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smoltcp")))]
 pub mod hub;
 #[cfg(feature = "smoltcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smoltcp")))]
 pub mod member;
 #[cfg(feature = "smoltcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smoltcp")))]
 pub mod net;
 
+#[cfg(feature = "embassy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "embassy")))]
+pub use embassy_net;
+pub use embedded_storage;
 pub use group_core;
+/// The P-256 crate `group_core` takes keys from (re-exported from [`group_core::p256`]).
+pub use group_core::p256;
+/// The `rand_core` crate `group_core` takes random generators from (re-exported from
+/// [`group_core::rand_core`]).
+pub use group_core::rand_core;
 #[cfg(feature = "smoltcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smoltcp")))]
 pub use smoltcp;
+
+/// The examples of `docs/embedded.md`, compiled and run as doctests.
+#[cfg(all(doctest, feature = "smoltcp"))]
+#[doc = include_str!("../../docs/embedded.md")]
+pub struct EmbeddedDocTests;
+
+/// The commands of `docs/footprint.md` (no Rust examples; kept here so that one added later
+/// is compiled).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/footprint.md")]
+pub struct FootprintDocTests;

@@ -7,13 +7,13 @@
 //! [`poll_keydist`](MemberSocket::poll_keydist) sends what the member has queued for the key
 //! server (join request, ack, reports) and hands it every datagram that came from the key
 //! server's endpoint; [`send`](MemberSocket::send) and [`recv`](MemberSocket::recv) carry group
-//! records once the member has joined. Messages from any other endpoint on the key-distribution
+//! records once the member has joined, through the same [`RecordSocket`] as a `GroupSocket`
+//! (here driving the member). Messages from any other endpoint on the key-distribution
 //! port are dropped and counted; the member verifies everything the key server sends.
 
 use core::fmt;
 
 use group_core::keydist::{self, Member, MemberEvent};
-use group_core::record::SealError;
 use group_core::sequence::SequenceStore;
 use group_core::time::Instant;
 use rand_core::CryptoRng;
@@ -21,7 +21,9 @@ use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 use smoltcp::wire::IpEndpoint;
 
-use crate::net::{Datagram, JoinError, RecvError, SendError, SocketStats, bump, udp_socket};
+use crate::net::{
+    Datagram, JoinError, RecordSocket, RecvError, SendError, SocketStats, bump, udp_socket,
+};
 
 /// Why exchanging key-distribution messages failed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -60,14 +62,12 @@ pub struct KeyDistStats {
     pub truncated: u64,
 }
 
-/// A key-distribution member on a smoltcp interface.
+/// A key-distribution member on a smoltcp interface: a [`RecordSocket`] driving the
+/// [`Member`] for group records, and a UDP socket to the key server.
 pub struct MemberSocket<S: SequenceStore, const SENDERS: usize = 16, const WORDS: usize = 2> {
-    member: Member<S, SENDERS, WORDS>,
-    group_handle: SocketHandle,
-    group: IpEndpoint,
+    records: RecordSocket<Member<S, SENDERS, WORDS>>,
     keydist_handle: SocketHandle,
     server: IpEndpoint,
-    stats: SocketStats,
     keydist_stats: KeyDistStats,
 }
 
@@ -76,10 +76,10 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> fmt::Debug
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemberSocket")
-            .field("state", &self.member.state())
-            .field("group", &self.group)
+            .field("state", &self.member().state())
+            .field("group", &self.records.endpoint())
             .field("server", &self.server)
-            .field("stats", &self.stats)
+            .field("stats", &self.records.stats())
             .field("keydist_stats", &self.keydist_stats)
             .finish_non_exhaustive()
     }
@@ -97,12 +97,9 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> MemberSocket<S,
         server: IpEndpoint,
     ) -> Self {
         Self {
-            member,
-            group_handle,
-            group,
+            records: RecordSocket::with_driver(member, group_handle, group),
             keydist_handle,
             server,
-            stats: SocketStats::default(),
             keydist_stats: KeyDistStats::default(),
         }
     }
@@ -115,16 +112,13 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> MemberSocket<S,
         sockets: &mut SocketSet<'_>,
         local_port: u16,
     ) -> Result<(), JoinError> {
-        let g = udp_socket(sockets, self.group_handle).ok_or(JoinError::NoSocket)?;
-        if !g.is_open() {
-            g.bind(self.group.port).map_err(JoinError::Bind)?;
-        }
+        self.records.bind(sockets)?;
         let k = udp_socket(sockets, self.keydist_handle).ok_or(JoinError::NoSocket)?;
         if !k.is_open() {
             k.bind(local_port).map_err(JoinError::Bind)?;
         }
         iface
-            .join_multicast_group(self.group.addr)
+            .join_multicast_group(self.records.group_address())
             .map_err(JoinError::Join)
     }
 
@@ -139,7 +133,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> MemberSocket<S,
         buf: &mut [u8],
     ) -> Result<usize, KeyDistError> {
         let mut moved = 0usize;
-        self.member.handle_timeout(now);
+        self.member_mut().handle_timeout(now);
         let socket = udp_socket(sockets, self.keydist_handle).ok_or(KeyDistError::NoSocket)?;
         // Bounded: the member queues a handful of messages at most.
         for _ in 0..8 {
@@ -147,7 +141,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> MemberSocket<S,
                 break;
             }
             let Some(n) = self
-                .member
+                .member_mut()
                 .poll_transmit(now, rng, buf)
                 .map_err(KeyDistError::Member)?
             else {
@@ -175,7 +169,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> MemberSocket<S,
                 continue;
             }
             let msg = buf.get(..n).unwrap_or_default();
-            match self.member.handle_message(now, msg) {
+            match self.member_mut().handle_message(now, msg) {
                 Ok(()) => {
                     bump(&mut self.keydist_stats.accepted);
                     moved = moved.saturating_add(1);
@@ -195,42 +189,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> MemberSocket<S,
         plaintext: &[u8],
         scratch: &mut [u8],
     ) -> Result<usize, SendError> {
-        let r = self.send_inner(sockets, now, plaintext, scratch);
-        match r {
-            Ok(_) => bump(&mut self.stats.datagrams_sent),
-            Err(_) => bump(&mut self.stats.send_failures),
-        }
-        r
-    }
-
-    fn send_inner(
-        &mut self,
-        sockets: &mut SocketSet<'_>,
-        now: Instant,
-        plaintext: &[u8],
-        scratch: &mut [u8],
-    ) -> Result<usize, SendError> {
-        let socket = udp_socket(sockets, self.group_handle).ok_or(SendError::NoSocket)?;
-        let len = self
-            .member
-            .group()
-            .ok_or(SendError::Seal(SealError::NoCurrentEpoch))?
-            .record_len(plaintext.len())
-            .map_err(SendError::Seal)?;
-        if !socket.can_send() || socket.payload_send_capacity() < len {
-            return Err(SendError::QueueFull);
-        }
-        let len = self
-            .member
-            .seal(now, plaintext, scratch)
-            .map_err(SendError::Seal)?;
-        let datagram = scratch
-            .get(..len)
-            .ok_or(SendError::Seal(SealError::BufferTooSmall))?;
-        socket
-            .send_slice(datagram, self.group)
-            .map_err(SendError::Socket)?;
-        Ok(len)
+        self.records.send(sockets, now, plaintext, scratch)
     }
 
     /// Takes the next datagram sent to the group into `buf` and returns it as an iterator over
@@ -240,55 +199,33 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> MemberSocket<S,
         sockets: &mut SocketSet<'_>,
         now: Instant,
         buf: &'b mut [u8],
-    ) -> Result<Option<Datagram<'b, Member<S, SENDERS, WORDS>>>, RecvError> {
-        let socket = udp_socket(sockets, self.group_handle).ok_or(RecvError::NoSocket)?;
-        loop {
-            let (n, meta) = match socket.recv_slice(buf) {
-                Ok(r) => r,
-                Err(udp::RecvError::Exhausted) => return Ok(None),
-                Err(udp::RecvError::Truncated) => {
-                    bump(&mut self.stats.truncated);
-                    return Err(RecvError::Truncated);
-                }
-            };
-            if meta.local_address != Some(self.group.addr) {
-                bump(&mut self.stats.not_to_group);
-                continue;
-            }
-            bump(&mut self.stats.datagrams_received);
-            let datagram = buf.get_mut(..n).unwrap_or_default();
-            return Ok(Some(Datagram::new(
-                &mut self.member,
-                now,
-                meta.endpoint,
-                datagram,
-            )));
-        }
+    ) -> Result<Option<Datagram<'b>>, RecvError> {
+        self.records.recv(sockets, now, buf)
     }
 
     /// The member's next event (bundle installed, epoch activated, removed, ...).
     pub fn poll_event(&mut self) -> Option<MemberEvent> {
-        self.member.poll_event()
+        self.member_mut().poll_event()
     }
 
     /// When the member's timers next need [`poll_keydist`](Self::poll_keydist).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.member.poll_timeout()
+        self.member().poll_timeout()
     }
 
     /// The key-distribution member (state, group context, store).
     pub fn member(&self) -> &Member<S, SENDERS, WORDS> {
-        &self.member
+        self.records.driver()
     }
 
     /// The key-distribution member, mutable (to start a join, request a rekey, leave).
     pub fn member_mut(&mut self) -> &mut Member<S, SENDERS, WORDS> {
-        &mut self.member
+        self.records.driver_mut()
     }
 
     /// The group-traffic counters of this adapter (the core's are in the member's group).
     pub fn stats(&self) -> SocketStats {
-        self.stats
+        self.records.stats()
     }
 
     /// The key-distribution link's counters.
@@ -298,6 +235,6 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> MemberSocket<S,
 
     /// Gives back the member.
     pub fn into_member(self) -> Member<S, SENDERS, WORDS> {
-        self.member
+        self.records.into_driver()
     }
 }

@@ -1,9 +1,11 @@
 //! A poll-style group socket on smoltcp: the group layer over a UDP socket of a bare-metal
 //! network stack.
 //!
-//! [`GroupSocket`] owns a [`Group`] and its [`SequenceStore`] and refers to a smoltcp UDP socket
-//! the caller created (with the caller's buffers) and added to its [`SocketSet`]. It contains no
-//! protocol logic: sealing, opening, replay and counters are the core's.
+//! [`RecordSocket`] drives a [`Driven`]: a [`Group`] with its [`SequenceStore`]
+//! ([`GroupWithStore`]; [`GroupSocket`] is that socket) or a key-distribution [`Member`] (the
+//! group half of [`MemberSocket`](crate::member::MemberSocket)). It refers to a smoltcp UDP
+//! socket the caller created (with the caller's buffers) and added to its [`SocketSet`], and
+//! contains no protocol logic: sealing, opening, replay and counters are the core's.
 //!
 //! - [`join`](GroupSocket::join) binds the UDP socket to the group's port and joins the
 //!   multicast group on the [`Interface`] (IGMP for IPv4, MLD for IPv6).
@@ -11,7 +13,7 @@
 //!   it as one datagram to the group.
 //! - [`recv`](GroupSocket::recv) takes one datagram sent to the group into the caller's
 //!   buffer and returns a [`Datagram`]: an iterator that opens its records one by one, in
-//!   place, through the core (a datagram may carry several records).
+//!   place, through the core ([`Group::open_datagram`]; a datagram may carry several records).
 //! - The core's counters and events, plus this adapter's own [`SocketStats`].
 //!
 //! Between calls the caller runs `Interface::poll` as usual. Timestamps for the core are
@@ -20,11 +22,12 @@
 use core::fmt;
 
 use group_core::counters::{Counters, Event};
+use group_core::datagram::Records;
 use group_core::group::{Delivery, Group};
+use group_core::keydist::Member;
 use group_core::record::{OpenError, SealError};
 use group_core::sequence::SequenceStore;
 use group_core::time::Instant;
-use group_core::wire;
 use smoltcp::iface::{Interface, MulticastError, SocketHandle, SocketSet};
 use smoltcp::socket::{AnySocket, udp};
 use smoltcp::wire::{IpAddress, IpEndpoint};
@@ -100,7 +103,8 @@ impl fmt::Display for RecvError {
     }
 }
 
-/// The adapter's own counters (the core's are in [`GroupSocket::counters`]). All saturate.
+/// The adapter's own counters of group traffic (the core's are in [`GroupSocket::counters`]).
+/// All saturate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SocketStats {
@@ -130,34 +134,97 @@ pub(crate) fn udp_socket<'s, 'a>(
         .and_then(|(_, s)| udp::Socket::downcast_mut(s))
 }
 
-/// The socket-independent half of a group socket, shared by the poll-style [`GroupSocket`] and
-/// the async `embassy::AsyncGroupSocket` (feature `embassy`): the [`Group`] with `SENDERS`
-/// sender states and `32 × WORDS`-record windows, its sequence store `S`, the group's
-/// endpoint, and the adapter's counters. It turns plaintext into one datagram and a received
-/// datagram into opened records; the socket types only move bytes.
-pub struct GroupEndpoint<S, const SENDERS: usize = 16, const WORDS: usize = 2> {
-    group: Group<SENDERS, WORDS>,
-    store: S,
-    endpoint: IpEndpoint,
-    stats: SocketStats,
+/// What a group socket drives: it seals this node's records and opens received datagrams. A
+/// [`Group`] with its store ([`GroupWithStore`]), or a key-distribution [`Member`] (which holds
+/// its group and store).
+pub trait Driven {
+    /// Length of the datagram that carries `plaintext_len` bytes in the current epoch.
+    fn datagram_len(&self, plaintext_len: usize) -> Result<usize, SealError>;
+
+    /// Seals `plaintext` as this node's next record into `out`; returns its length. The
+    /// sequence number is reserved in the store first.
+    fn seal(&mut self, now: Instant, plaintext: &[u8], out: &mut [u8]) -> Result<usize, SealError>;
+
+    /// Opens every record of a received datagram in place ([`Group::open_datagram`]).
+    fn open_datagram<'b>(&'b mut self, now: Instant, datagram: &'b mut [u8]) -> Records<'b>;
 }
 
-impl<S, const SENDERS: usize, const WORDS: usize> fmt::Debug for GroupEndpoint<S, SENDERS, WORDS> {
+/// A [`Group`] with `SENDERS` sender states and `32 × WORDS`-record windows, and its sequence
+/// store `S`: what a [`GroupSocket`] drives.
+pub struct GroupWithStore<S, const SENDERS: usize = 16, const WORDS: usize = 2> {
+    /// The group context.
+    pub group: Group<SENDERS, WORDS>,
+    /// Its sequence store.
+    pub store: S,
+}
+
+impl<S, const SENDERS: usize, const WORDS: usize> fmt::Debug for GroupWithStore<S, SENDERS, WORDS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GroupEndpoint")
+        f.debug_struct("GroupWithStore")
             .field("group", &self.group)
-            .field("endpoint", &self.endpoint)
-            .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
 
-impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupEndpoint<S, SENDERS, WORDS> {
-    /// The group at `endpoint` (multicast address and port).
-    pub fn new(group: Group<SENDERS, WORDS>, store: S, endpoint: IpEndpoint) -> Self {
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Driven
+    for GroupWithStore<S, SENDERS, WORDS>
+{
+    fn datagram_len(&self, plaintext_len: usize) -> Result<usize, SealError> {
+        self.group.record_len(plaintext_len)
+    }
+
+    fn seal(&mut self, now: Instant, plaintext: &[u8], out: &mut [u8]) -> Result<usize, SealError> {
+        self.group.seal(now, &mut self.store, plaintext, out)
+    }
+
+    fn open_datagram<'b>(&'b mut self, now: Instant, datagram: &'b mut [u8]) -> Records<'b> {
+        self.group.open_datagram(now, datagram)
+    }
+}
+
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Driven
+    for Member<S, SENDERS, WORDS>
+{
+    fn datagram_len(&self, plaintext_len: usize) -> Result<usize, SealError> {
+        self.group()
+            .ok_or(SealError::NoCurrentEpoch)?
+            .record_len(plaintext_len)
+    }
+
+    fn seal(&mut self, now: Instant, plaintext: &[u8], out: &mut [u8]) -> Result<usize, SealError> {
+        Member::seal(self, now, plaintext, out)
+    }
+
+    fn open_datagram<'b>(&'b mut self, now: Instant, datagram: &'b mut [u8]) -> Records<'b> {
+        Member::open_datagram(self, now, datagram)
+    }
+}
+
+/// The socket-independent half of a group socket, shared by the poll-style [`RecordSocket`]
+/// and the async `embassy::AsyncGroupSocket` (feature `embassy`): what the socket drives
+/// (`D`), the group's endpoint, and the adapter's counters. It turns plaintext into one
+/// datagram and a received datagram into opened records; the socket types only move bytes.
+pub struct GroupEndpoint<D> {
+    driver: D,
+    endpoint: IpEndpoint,
+    stats: SocketStats,
+}
+
+impl<D: fmt::Debug> fmt::Debug for GroupEndpoint<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupEndpoint")
+            .field("driver", &self.driver)
+            .field("endpoint", &self.endpoint)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<D: Driven> GroupEndpoint<D> {
+    /// `driver` on the group at `endpoint` (multicast address and port).
+    pub fn with_driver(driver: D, endpoint: IpEndpoint) -> Self {
         Self {
-            group,
-            store,
+            driver,
             endpoint,
             stats: SocketStats::default(),
         }
@@ -165,7 +232,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupEndpoint<S
 
     /// Length of the datagram that carries `plaintext_len` bytes in the current epoch.
     pub fn datagram_len(&self, plaintext_len: usize) -> Result<usize, SealError> {
-        self.group.record_len(plaintext_len)
+        self.driver.datagram_len(plaintext_len)
     }
 
     /// Seals `plaintext` as this node's next record into `scratch`; returns the datagram.
@@ -176,7 +243,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupEndpoint<S
         plaintext: &[u8],
         scratch: &'b mut [u8],
     ) -> Result<&'b [u8], SealError> {
-        let len = self.group.seal(now, &mut self.store, plaintext, scratch)?;
+        let len = self.driver.seal(now, plaintext, scratch)?;
         scratch.get(..len).ok_or(SealError::BufferTooSmall)
     }
 
@@ -196,9 +263,9 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupEndpoint<S
         now: Instant,
         from: IpEndpoint,
         datagram: &'b mut [u8],
-    ) -> Datagram<'b, Group<SENDERS, WORDS>> {
+    ) -> Datagram<'b> {
         bump(&mut self.stats.datagrams_received);
-        Datagram::new(&mut self.group, now, from, datagram)
+        Datagram::new(self.driver.open_datagram(now, datagram), from)
     }
 
     /// Counts the outcome of a send.
@@ -214,44 +281,9 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupEndpoint<S
         bump(&mut self.stats.truncated);
     }
 
-    /// Runs the core's timers (retiring a previous epoch after its grace period).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.group.handle_timeout(now);
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.group.poll_timeout()
-    }
-
-    /// The core's next event (rekey needed, sender-ID clash, ...).
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.group.poll_event()
-    }
-
-    /// The core's counters (records accepted, sealed, dropped by reason).
-    pub fn counters(&self) -> &Counters {
-        self.group.counters()
-    }
-
     /// The adapter's counters.
     pub fn stats(&self) -> SocketStats {
         self.stats
-    }
-
-    /// The group context (epochs, senders).
-    pub fn group(&self) -> &Group<SENDERS, WORDS> {
-        &self.group
-    }
-
-    /// The group context, to install epochs and keys from key distribution.
-    pub fn group_mut(&mut self) -> &mut Group<SENDERS, WORDS> {
-        &mut self.group
-    }
-
-    /// The sequence store.
-    pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
     }
 
     /// The group's multicast address and port.
@@ -259,41 +291,113 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupEndpoint<S
         self.endpoint
     }
 
-    /// Gives back the group context and the store.
-    pub fn into_parts(self) -> (Group<SENDERS, WORDS>, S) {
-        (self.group, self.store)
+    /// What this endpoint drives.
+    pub fn driver(&self) -> &D {
+        &self.driver
+    }
+
+    /// What this endpoint drives, mutable.
+    pub fn driver_mut(&mut self) -> &mut D {
+        &mut self.driver
+    }
+
+    /// Gives back what this endpoint drives.
+    pub fn into_driver(self) -> D {
+        self.driver
     }
 }
 
-/// A group member on a smoltcp interface, poll style: a [`GroupEndpoint`] and the handle of a
-/// UDP socket in the caller's [`SocketSet`].
-pub struct GroupSocket<S, const SENDERS: usize = 16, const WORDS: usize = 2> {
-    core: GroupEndpoint<S, SENDERS, WORDS>,
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize>
+    GroupEndpoint<GroupWithStore<S, SENDERS, WORDS>>
+{
+    /// The group at `endpoint` (multicast address and port).
+    pub fn new(group: Group<SENDERS, WORDS>, store: S, endpoint: IpEndpoint) -> Self {
+        Self::with_driver(GroupWithStore { group, store }, endpoint)
+    }
+
+    /// Runs the core's timers (retiring a previous epoch after its grace period).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.driver.group.handle_timeout(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.driver.group.poll_timeout()
+    }
+
+    /// The core's next event (rekey needed, sender-ID clash, ...).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.driver.group.poll_event()
+    }
+
+    /// The core's counters (records accepted, sealed, dropped by reason).
+    pub fn counters(&self) -> &Counters {
+        self.driver.group.counters()
+    }
+
+    /// The group context (epochs, senders).
+    pub fn group(&self) -> &Group<SENDERS, WORDS> {
+        &self.driver.group
+    }
+
+    /// The group context, to install epochs and keys from key distribution.
+    pub fn group_mut(&mut self) -> &mut Group<SENDERS, WORDS> {
+        &mut self.driver.group
+    }
+
+    /// The sequence store.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.driver.store
+    }
+
+    /// Gives back the group context and the store.
+    pub fn into_parts(self) -> (Group<SENDERS, WORDS>, S) {
+        (self.driver.group, self.driver.store)
+    }
+}
+
+/// A group socket on a smoltcp interface, poll style: a [`GroupEndpoint`] driving `D` and the
+/// handle of a UDP socket in the caller's [`SocketSet`]. One type for every driver:
+/// [`GroupSocket`] drives a group with its store, [`MemberSocket`](crate::member::MemberSocket)
+/// a key-distribution member.
+pub struct RecordSocket<D> {
+    core: GroupEndpoint<D>,
     handle: SocketHandle,
 }
 
-impl<S, const SENDERS: usize, const WORDS: usize> fmt::Debug for GroupSocket<S, SENDERS, WORDS> {
+/// A group member on a smoltcp interface, poll style: a [`RecordSocket`] driving a [`Group`]
+/// with `SENDERS` sender states and `32 × WORDS`-record windows, and its sequence store `S`.
+pub type GroupSocket<S, const SENDERS: usize = 16, const WORDS: usize = 2> =
+    RecordSocket<GroupWithStore<S, SENDERS, WORDS>>;
+
+impl<D: fmt::Debug> fmt::Debug for RecordSocket<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GroupSocket")
+        f.debug_struct("RecordSocket")
             .field("core", &self.core)
             .field("handle", &self.handle)
             .finish()
     }
 }
 
-impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, SENDERS, WORDS> {
-    /// A group socket for the group at `endpoint` (multicast address and port), over the UDP
-    /// socket `handle`.
-    pub fn new(
-        group: Group<SENDERS, WORDS>,
-        store: S,
-        handle: SocketHandle,
-        endpoint: IpEndpoint,
-    ) -> Self {
+impl<D: Driven> RecordSocket<D> {
+    /// A socket driving `driver` on the group at `endpoint` (multicast address and port), over
+    /// the UDP socket `handle`.
+    pub fn with_driver(driver: D, handle: SocketHandle, endpoint: IpEndpoint) -> Self {
         Self {
-            core: GroupEndpoint::new(group, store, endpoint),
+            core: GroupEndpoint::with_driver(driver, endpoint),
             handle,
         }
+    }
+
+    /// Binds the UDP socket to the group's port if it is not bound yet.
+    pub fn bind(&mut self, sockets: &mut SocketSet<'_>) -> Result<(), JoinError> {
+        let socket = udp_socket(sockets, self.handle).ok_or(JoinError::NoSocket)?;
+        if !socket.is_open() {
+            socket
+                .bind(self.core.endpoint.port)
+                .map_err(JoinError::Bind)?;
+        }
+        Ok(())
     }
 
     /// Binds the UDP socket to the group's port (if it is not bound yet) and joins the
@@ -303,12 +407,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, 
         iface: &mut Interface,
         sockets: &mut SocketSet<'_>,
     ) -> Result<(), JoinError> {
-        let socket = udp_socket(sockets, self.handle).ok_or(JoinError::NoSocket)?;
-        if !socket.is_open() {
-            socket
-                .bind(self.core.endpoint.port)
-                .map_err(JoinError::Bind)?;
-        }
+        self.bind(sockets)?;
         iface
             .join_multicast_group(self.core.endpoint.addr)
             .map_err(JoinError::Join)
@@ -370,7 +469,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, 
         sockets: &mut SocketSet<'_>,
         now: Instant,
         buf: &'b mut [u8],
-    ) -> Result<Option<Datagram<'b, Group<SENDERS, WORDS>>>, RecvError> {
+    ) -> Result<Option<Datagram<'b>>, RecvError> {
         let socket = udp_socket(sockets, self.handle).ok_or(RecvError::NoSocket)?;
         loop {
             let (n, meta) = match socket.recv_slice(buf) {
@@ -389,14 +488,62 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, 
         }
     }
 
-    /// The shared half (group, store, counters).
-    pub fn core(&self) -> &GroupEndpoint<S, SENDERS, WORDS> {
+    /// The shared half (driver, counters).
+    pub fn core(&self) -> &GroupEndpoint<D> {
         &self.core
     }
 
     /// The shared half, mutable.
-    pub fn core_mut(&mut self) -> &mut GroupEndpoint<S, SENDERS, WORDS> {
+    pub fn core_mut(&mut self) -> &mut GroupEndpoint<D> {
         &mut self.core
+    }
+
+    /// What this socket drives.
+    pub fn driver(&self) -> &D {
+        self.core.driver()
+    }
+
+    /// What this socket drives, mutable.
+    pub fn driver_mut(&mut self) -> &mut D {
+        self.core.driver_mut()
+    }
+
+    /// Gives back what this socket drives.
+    pub fn into_driver(self) -> D {
+        self.core.into_driver()
+    }
+
+    /// The adapter's counters.
+    pub fn stats(&self) -> SocketStats {
+        self.core.stats()
+    }
+
+    /// The UDP socket's handle.
+    pub fn handle(&self) -> SocketHandle {
+        self.handle
+    }
+
+    /// The group's multicast address and port.
+    pub fn endpoint(&self) -> IpEndpoint {
+        self.core.endpoint()
+    }
+
+    /// The group's multicast address.
+    pub fn group_address(&self) -> IpAddress {
+        self.core.endpoint().addr
+    }
+}
+
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, SENDERS, WORDS> {
+    /// A group socket for the group at `endpoint` (multicast address and port), over the UDP
+    /// socket `handle`.
+    pub fn new(
+        group: Group<SENDERS, WORDS>,
+        store: S,
+        handle: SocketHandle,
+        endpoint: IpEndpoint,
+    ) -> Self {
+        Self::with_driver(GroupWithStore { group, store }, handle, endpoint)
     }
 
     /// Runs the core's timers (retiring a previous epoch after its grace period).
@@ -419,11 +566,6 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, 
         self.core.counters()
     }
 
-    /// The adapter's counters.
-    pub fn stats(&self) -> SocketStats {
-        self.core.stats()
-    }
-
     /// The group context (epochs, senders).
     pub fn group(&self) -> &Group<SENDERS, WORDS> {
         self.core.group()
@@ -439,90 +581,34 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> GroupSocket<S, 
         self.core.store_mut()
     }
 
-    /// The UDP socket's handle.
-    pub fn handle(&self) -> SocketHandle {
-        self.handle
-    }
-
-    /// The group's multicast address and port.
-    pub fn endpoint(&self) -> IpEndpoint {
-        self.core.endpoint()
-    }
-
-    /// The group's multicast address.
-    pub fn group_address(&self) -> IpAddress {
-        self.core.endpoint().addr
-    }
-
     /// Gives back the group context and the store.
     pub fn into_parts(self) -> (Group<SENDERS, WORDS>, S) {
         self.core.into_parts()
     }
 }
 
-/// What opens the records of a received datagram: a [`Group`], or a key-distribution
-/// [`group_core::keydist::Member`] (which holds its group).
-pub trait OpenRecords {
-    /// Opens one record in place (see [`Group::open`]).
-    fn open_record<'a>(
-        &mut self,
-        now: Instant,
-        record: &'a mut [u8],
-    ) -> Result<Delivery<'a>, OpenError>;
-}
-
-impl<const SENDERS: usize, const WORDS: usize> OpenRecords for Group<SENDERS, WORDS> {
-    fn open_record<'a>(
-        &mut self,
-        now: Instant,
-        record: &'a mut [u8],
-    ) -> Result<Delivery<'a>, OpenError> {
-        self.open(now, record)
-    }
-}
-
-impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> OpenRecords
-    for group_core::keydist::Member<S, SENDERS, WORDS>
-{
-    fn open_record<'a>(
-        &mut self,
-        now: Instant,
-        record: &'a mut [u8],
-    ) -> Result<Delivery<'a>, OpenError> {
-        self.open(now, record)
-    }
-}
-
-/// One received datagram: an iterator that opens its records in place, in order. Each item is
-/// a delivered record or the reason it was dropped (already counted by the core). Bytes that
-/// do not parse as a record end the datagram, counted as malformed.
-pub struct Datagram<'b, O: ?Sized> {
-    opener: &'b mut O,
-    rest: &'b mut [u8],
-    now: Instant,
+/// One received datagram: an iterator that opens its records in place, in order (the core's
+/// [`Records`]), with where it came from. Each item is a delivered record or the reason it was
+/// dropped (already counted by the core). Bytes that do not parse as a record end the datagram,
+/// counted as malformed.
+pub struct Datagram<'b> {
+    records: Records<'b>,
     from: IpEndpoint,
-    done: bool,
 }
 
-impl<O: ?Sized> fmt::Debug for Datagram<'_, O> {
+impl fmt::Debug for Datagram<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Datagram")
             .field("from", &self.from)
-            .field("remaining", &self.rest.len())
+            .field("remaining", &self.records.remaining())
             .finish_non_exhaustive()
     }
 }
 
-impl<'b, O: OpenRecords + ?Sized> Datagram<'b, O> {
-    /// A datagram whose records `opener` opens.
-    pub fn new(opener: &'b mut O, now: Instant, from: IpEndpoint, datagram: &'b mut [u8]) -> Self {
-        Self {
-            opener,
-            rest: datagram,
-            now,
-            from,
-            done: false,
-        }
+impl<'b> Datagram<'b> {
+    /// The records of a datagram received from `from`.
+    pub fn new(records: Records<'b>, from: IpEndpoint) -> Self {
+        Self { records, from }
     }
 
     /// Where the datagram came from (not authenticated: any host can send to the group).
@@ -531,28 +617,12 @@ impl<'b, O: OpenRecords + ?Sized> Datagram<'b, O> {
     }
 }
 
-impl<'b, O: OpenRecords + ?Sized> Iterator for Datagram<'b, O> {
+impl<'b> Iterator for Datagram<'b> {
     type Item = Result<Delivery<'b>, OpenError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done || self.rest.is_empty() {
-            return None;
-        }
-        let rest = core::mem::take(&mut self.rest);
-        if wire::split_record(rest).is_err() {
-            // Not a record: the core counts it as malformed; nothing after it can be framed.
-            self.done = true;
-            return Some(self.opener.open_record(self.now, rest));
-        }
-        match wire::split_record_mut(rest) {
-            Ok((record, tail)) => {
-                self.rest = tail;
-                Some(self.opener.open_record(self.now, record))
-            }
-            Err(_) => {
-                self.done = true;
-                None
-            }
-        }
+        self.records.next()
     }
 }
+
+impl core::iter::FusedIterator for Datagram<'_> {}

@@ -3,12 +3,14 @@
 //! [`MulticastSocket`].
 
 use std::io;
+use std::net::SocketAddr;
 
+use group_core::datagram::Records;
 use group_core::group::Group;
 use group_core::record::OpenError;
 use group_core::sequence::SequenceStore;
 
-use crate::endpoint::{Clock, MAX_DATAGRAM, Received, SendError, open_datagram};
+use crate::endpoint::{Clock, MAX_DATAGRAM, Received, SendError, collect_records};
 use crate::net::MulticastSocket;
 
 /// A group member on a tokio socket.
@@ -59,24 +61,28 @@ impl<S: SequenceStore, const N: usize, const W: usize> AsyncGroupEndpoint<S, N, 
             .group
             .seal(self.clock.now(), &mut self.store, plaintext, &mut self.buf)
             .map_err(SendError::Seal)?;
-        let record = self.buf.get(..len).unwrap_or(&[]).to_vec();
+        let record = self.buf.get(..len).unwrap_or(&[]);
         self.socket
-            .send_to(&record, self.target)
+            .send_to(record, self.target)
             .await
             .map_err(SendError::Io)?;
-        Ok(record)
+        Ok(record.to_vec())
+    }
+
+    /// Waits for one datagram and returns where it came from and its records, opened one by
+    /// one in place as the iterator is pulled, with nothing copied (as
+    /// [`GroupEndpoint::recv_datagram`](crate::endpoint::GroupEndpoint::recv_datagram)).
+    pub async fn recv_datagram(&mut self) -> io::Result<(SocketAddr, Records<'_>)> {
+        let (n, from) = self.socket.recv_from(&mut self.buf).await?;
+        let now = self.clock.now();
+        let datagram = self.buf.get_mut(..n).unwrap_or(&mut []);
+        Ok((from, self.group.open_datagram(now, datagram)))
     }
 
     /// Waits for one datagram and opens every record in it; bad records are dropped, counted
     /// and their reasons returned.
     pub async fn recv(&mut self) -> io::Result<(Vec<Received>, Vec<OpenError>)> {
-        let (n, from) = self.socket.recv_from(&mut self.buf).await?;
-        let now = self.clock.now();
-        let group = &mut self.group;
-        Ok(open_datagram(
-            self.buf.get_mut(..n).unwrap_or(&mut []),
-            from,
-            |record| group.open(now, record),
-        ))
+        let (from, records) = self.recv_datagram().await?;
+        Ok(collect_records(from, records))
     }
 }

@@ -6,11 +6,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use group_core::datagram::Records;
 use group_core::group::{Delivery, Group};
 use group_core::record::{OpenError, SealError};
 use group_core::sequence::SequenceStore;
 use group_core::time::Instant;
-use group_core::wire::{self, Epoch, SenderId};
+use group_core::wire::{Epoch, SenderId};
 
 use crate::net::MulticastSocket;
 
@@ -58,10 +59,23 @@ pub struct Received {
     pub from: SocketAddr,
 }
 
-/// Why sending failed.
+impl Received {
+    /// An owned copy of a delivered record from `from`.
+    pub fn new(d: &Delivery<'_>, from: SocketAddr) -> Self {
+        Self {
+            sender_id: d.sender_id,
+            epoch: d.epoch,
+            seq: d.seq,
+            plaintext: d.plaintext.to_vec(),
+            from,
+        }
+    }
+}
+
+/// Why sending failed (an endpoint's or a member's send).
 #[derive(Debug)]
 pub enum SendError {
-    /// The record layer refused (no epoch, lost sequence state, ...).
+    /// The record layer refused (no epoch, not joined, no sender ID, lost sequence state, ...).
     Seal(SealError),
     /// The socket failed.
     Io(io::Error),
@@ -78,41 +92,17 @@ impl std::fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
-/// Opens every record of one datagram with `open` (a group's or a member's `open`): records
-/// are delivered or dropped one by one; bytes that are not a record are handed to `open` once
-/// (so they are counted as malformed) and end the walk.
-pub fn open_datagram<F>(
-    datagram: &mut [u8],
-    from: SocketAddr,
-    mut open: F,
-) -> (Vec<Received>, Vec<OpenError>)
-where
-    F: for<'r> FnMut(&'r mut [u8]) -> Result<Delivery<'r>, OpenError>,
-{
+/// Owned copies of what [`Group::open_datagram`] (or a member's) delivered from `from`, beside
+/// the reasons of the records it dropped: the convenient form of [`GroupEndpoint::recv`], for
+/// callers that keep the plaintexts. [`GroupEndpoint::recv_datagram`] copies nothing.
+pub fn collect_records(from: SocketAddr, records: Records<'_>) -> (Vec<Received>, Vec<OpenError>) {
     let mut delivered = Vec::new();
     let mut dropped = Vec::new();
-    let mut rest = datagram;
-    while !rest.is_empty() {
-        if wire::split_record(rest).is_err() {
-            if let Err(e) = open(rest) {
-                dropped.push(e);
-            }
-            break;
-        }
-        let Ok((record, tail)) = wire::split_record_mut(rest) else {
-            break;
-        };
-        match open(record) {
-            Ok(d) => delivered.push(Received {
-                sender_id: d.sender_id,
-                epoch: d.epoch,
-                seq: d.seq,
-                plaintext: d.plaintext.to_vec(),
-                from,
-            }),
+    for r in records {
+        match r {
+            Ok(d) => delivered.push(Received::new(&d, from)),
             Err(e) => dropped.push(e),
         }
-        rest = tail;
     }
     (delivered, dropped)
 }
@@ -170,26 +160,36 @@ impl<S: SequenceStore, const N: usize, const W: usize> GroupEndpoint<S, N, W> {
             .group
             .seal(now, &mut self.store, plaintext, &mut self.buf)
             .map_err(SendError::Seal)?;
-        let record = self.buf.get(..len).unwrap_or(&[]).to_vec();
-        self.socket.send(&record).map_err(SendError::Io)?;
-        Ok(record)
+        let record = self.buf.get(..len).unwrap_or(&[]);
+        self.socket.send(record).map_err(SendError::Io)?;
+        Ok(record.to_vec())
     }
 
-    /// Waits up to the socket's read timeout for one datagram and opens every record in it.
-    /// Bad records are dropped and counted (see [`Group::counters`]); the drop reasons are
-    /// returned beside the deliveries for logging. `Ok` with both empty means a timeout.
-    pub fn recv(&mut self) -> io::Result<(Vec<Received>, Vec<OpenError>)> {
+    /// Waits up to the socket's read timeout for one datagram and returns where it came from
+    /// and its records, opened one by one in place as the iterator is pulled
+    /// ([`Group::open_datagram`]): each item is a [`Delivery`] whose plaintext lies in the
+    /// endpoint's receive buffer (nothing is copied), or the reason the record was dropped
+    /// (already counted, see [`Group::counters`]). `Ok(None)` means a timeout. Records not
+    /// pulled from the iterator are discarded unopened.
+    pub fn recv_datagram(&mut self) -> io::Result<Option<(SocketAddr, Records<'_>)>> {
         let Some((n, from)) = self.socket.recv(&mut self.buf)? else {
             self.group.handle_timeout(self.clock.now());
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(None);
         };
         let now = self.clock.now();
-        let group = &mut self.group;
-        Ok(open_datagram(
-            self.buf.get_mut(..n).unwrap_or(&mut []),
-            from,
-            |record| group.open(now, record),
-        ))
+        let datagram = self.buf.get_mut(..n).unwrap_or(&mut []);
+        Ok(Some((from, self.group.open_datagram(now, datagram))))
+    }
+
+    /// Waits up to the socket's read timeout for one datagram and opens every record in it
+    /// ([`recv_datagram`](Self::recv_datagram), with owned copies of the plaintexts). Bad
+    /// records are dropped and counted (see [`Group::counters`]); the drop reasons are
+    /// returned beside the deliveries for logging. `Ok` with both empty means a timeout.
+    pub fn recv(&mut self) -> io::Result<(Vec<Received>, Vec<OpenError>)> {
+        Ok(match self.recv_datagram()? {
+            Some((from, records)) => collect_records(from, records),
+            None => (Vec::new(), Vec::new()),
+        })
     }
 
     /// Receives until `count` records were delivered or `timeout` passed.

@@ -6,11 +6,11 @@
 //! logic lives here: it converts sockets,
 //! clocks and files into the core's inputs.
 //!
+//! [`group_core`] is re-exported (and with it `group_core::p256` and `group_core::rand_core`),
+//! so a program needs only this crate in its `Cargo.toml`.
+//!
 //! ```no_run
-//! use group_core::group::{Group, GroupConfig};
-//! use group_core::schedule::{native_keys, EpochSecret};
-//! use group_core::suite::Suite;
-//! use group_core::wire::{Epoch, SenderId};
+//! use group_std::group_core::{Epoch, EpochSecret, Group, GroupConfig, SenderId, Suite, native_keys};
 //! use group_std::endpoint::{Clock, GroupEndpoint};
 //! use group_std::net::{MulticastConfig, MulticastSocket};
 //! use group_std::store::FileSequenceStore;
@@ -25,10 +25,12 @@
 //! switch.send(b"on").unwrap();
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use group_core;
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod async_endpoint;
 pub mod cli;
 pub mod control;
@@ -39,4 +41,26 @@ pub mod member;
 pub mod metrics;
 pub mod net;
 pub mod netns;
+pub mod service;
 pub mod store;
+
+/// The documents about the std drivers and the tool: every Rust block in them is compiled and
+/// run by `cargo test -p group-std --doc` (the other blocks are marked with their language).
+#[cfg(doctest)]
+pub mod doc_tests {
+    /// `docs/cli.md`.
+    #[doc = include_str!("../../docs/cli.md")]
+    pub struct Cli;
+    /// `docs/operations.md`.
+    #[doc = include_str!("../../docs/operations.md")]
+    pub struct Operations;
+    /// `docs/interop.md`.
+    #[doc = include_str!("../../docs/interop.md")]
+    pub struct Interop;
+    /// `docs/troubleshooting.md`.
+    #[doc = include_str!("../../docs/troubleshooting.md")]
+    pub struct Troubleshooting;
+    /// `contrib/wireshark/README.md`.
+    #[doc = include_str!("../../contrib/wireshark/README.md")]
+    pub struct Wireshark;
+}

@@ -6,10 +6,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use group_core::keydist::{Member, MemberConfig, MemberCredentials, MemberEvent};
-use group_core::record::{OpenError, SealError};
+use group_core::record::OpenError;
 use group_core::sequence::SequenceStore;
 
-use crate::endpoint::{Clock, MAX_DATAGRAM, Received, open_datagram};
+use crate::endpoint::{Clock, MAX_DATAGRAM, Received, SendError, collect_records};
 use crate::keyfile::{self, OsRng};
 use crate::net::MulticastSocket;
 
@@ -22,6 +22,23 @@ pub struct MemberRuntime<S: SequenceStore> {
     clock: Clock,
     rng: OsRng,
     buf: Vec<u8>,
+    contact: Contact,
+}
+
+/// What this member saw of the key server: enough to tell an operator why a join does not
+/// complete (nothing answers, or answers are refused, and why).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contact {
+    /// Messages sent to the key server (join requests while joining).
+    pub sent: u64,
+    /// Datagrams received from the key server's address.
+    pub received: u64,
+    /// Of those, refused by the member (bad signature, wrong device, replayed, ...).
+    pub refused: u64,
+    /// The reason of the last refusal.
+    pub last_refusal: Option<String>,
+    /// Datagrams on the unicast socket from another address (ignored).
+    pub from_elsewhere: u64,
 }
 
 /// What one [`MemberRuntime::poll`] produced.
@@ -64,6 +81,7 @@ impl<S: SequenceStore> MemberRuntime<S> {
             clock,
             rng: keyfile::os_rng(),
             buf: vec![0; MAX_DATAGRAM],
+            contact: Contact::default(),
         })
     }
 
@@ -77,6 +95,16 @@ impl<S: SequenceStore> MemberRuntime<S> {
         &mut self.member
     }
 
+    /// What was exchanged with the key server so far.
+    pub fn contact(&self) -> &Contact {
+        &self.contact
+    }
+
+    /// The key server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
     /// The clock.
     pub fn clock(&self) -> Clock {
         self.clock
@@ -88,6 +116,7 @@ impl<S: SequenceStore> MemberRuntime<S> {
         while let Ok(Some(n)) = self.member.poll_transmit(now, &mut self.rng, &mut self.buf) {
             self.unicast
                 .send_to(self.buf.get(..n).unwrap_or(&[]), self.server)?;
+            self.contact.sent = self.contact.sent.saturating_add(1);
         }
         Ok(())
     }
@@ -101,13 +130,17 @@ impl<S: SequenceStore> MemberRuntime<S> {
             match self.unicast.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     if from != self.server {
+                        self.contact.from_elsewhere = self.contact.from_elsewhere.saturating_add(1);
                         continue;
                     }
+                    self.contact.received = self.contact.received.saturating_add(1);
                     let now = self.clock.now();
                     if let Err(e) = self
                         .member
                         .handle_message(now, self.buf.get(..n).unwrap_or(&[]))
                     {
+                        self.contact.refused = self.contact.refused.saturating_add(1);
+                        self.contact.last_refusal = Some(e.to_string());
                         tracing::debug!(error = %e, "key-distribution message refused");
                     }
                 }
@@ -118,11 +151,9 @@ impl<S: SequenceStore> MemberRuntime<S> {
         self.flush()?;
         if let Some((n, from)) = self.mcast.recv(&mut self.buf)? {
             let now = self.clock.now();
-            let member = &mut self.member;
+            let datagram = self.buf.get_mut(..n).unwrap_or(&mut []);
             let (delivered, dropped) =
-                open_datagram(self.buf.get_mut(..n).unwrap_or(&mut []), from, |record| {
-                    member.open(now, record)
-                });
+                collect_records(from, self.member.open_datagram(now, datagram));
             out.delivered = delivered;
             out.dropped = dropped;
         }
@@ -134,15 +165,15 @@ impl<S: SequenceStore> MemberRuntime<S> {
     }
 
     /// Seals `plaintext` and sends it to the group; returns the record.
-    pub fn send(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendFailure> {
+    pub fn send(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendError> {
         let now = self.clock.now();
         let n = self
             .member
             .seal(now, plaintext, &mut self.buf)
-            .map_err(SendFailure::Seal)?;
-        let record = self.buf.get(..n).unwrap_or(&[]).to_vec();
-        self.mcast.send(&record).map_err(SendFailure::Io)?;
-        Ok(record)
+            .map_err(SendError::Seal)?;
+        let record = self.buf.get(..n).unwrap_or(&[]);
+        self.mcast.send(record).map_err(SendError::Io)?;
+        Ok(record.to_vec())
     }
 
     /// Polls until joined (or `timeout`); returns whether joined.
@@ -154,23 +185,3 @@ impl<S: SequenceStore> MemberRuntime<S> {
         Ok(self.member.is_joined())
     }
 }
-
-/// Why a member could not send.
-#[derive(Debug)]
-pub enum SendFailure {
-    /// Not joined, no sender ID, sequence state lost, ...
-    Seal(SealError),
-    /// Socket error.
-    Io(io::Error),
-}
-
-impl std::fmt::Display for SendFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendFailure::Seal(e) => write!(f, "seal: {e}"),
-            SendFailure::Io(e) => write!(f, "send: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for SendFailure {}

@@ -550,7 +550,11 @@ pub fn render_build_info(page: &mut Exposition, node: &str) {
         "Always 1; the labels say which build and which kind of node this is.",
     )
     .sample(
-        &[("version", env!("CARGO_PKG_VERSION")), ("node", node)],
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", env!("DTLS_GROUP_COMMIT")),
+            ("node", node),
+        ],
         1u64,
     );
 }

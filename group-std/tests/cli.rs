@@ -781,9 +781,18 @@ fn help_and_version_exit_0() {
     assert!(run.stdout.iter().any(|l| l.contains("--compat")));
     let run = dtls_group(&["--version"]);
     assert_eq!(run.code, 0);
-    assert_eq!(
-        run.stdout,
-        [format!("dtls-group {}", env!("CARGO_PKG_VERSION"))]
+    // The version and the commit it was built from (12 hex digits; `unknown` outside git).
+    assert_eq!(run.stdout.len(), 1, "{:?}", run.stdout);
+    let line = &run.stdout[0];
+    let prefix = format!("dtls-group {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = line
+        .strip_prefix(&prefix)
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{line}"
     );
 }
 

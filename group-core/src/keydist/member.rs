@@ -15,19 +15,20 @@
 
 use core::fmt;
 
-use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::ecdsa::VerifyingKey;
 use rand_core::CryptoRng;
 
 use heapless::{Deque, Vec};
 
-use super::crypto::{self, Check, Protect, compressed, parse_key, secret_aad};
+use super::credential::MemberCredentials;
+use super::error::Error;
 use super::message::{
     Ack, BundlePolicy, DeviceHeader, JoinChallenge, JoinRequest, KeyBundle, KeyMaterial, Leave,
-    Message, PublicKeyBytes, RekeyNeeded, RekeyReport, RemovedReason, WireAdmission,
-    WireNonceProfile, parse,
+    Message, RekeyNeeded, RekeyReport, RemovedReason, WireAdmission, WireNonceProfile, parse,
 };
 use super::retry::Retry;
-use super::{DeviceId, Direction, Error, MAX_SENDERS, NONCE_LEN, Role};
+use super::signed::parse_key;
+use super::vocabulary::{DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role};
 use crate::counters::{Event, RekeyReason};
 use crate::group::{Admission, Delivery, Group, GroupConfig};
 use crate::record::{NonceProfile, OpenError, SealError};
@@ -67,44 +68,6 @@ impl MemberConfig {
             role,
             sequence_reserve_step: g.sequence_reserve_step,
             sender_rekey_budget: g.sender_rekey_budget,
-        }
-    }
-}
-
-/// How this device authenticates to the key server and the key server to it.
-pub enum MemberCredentials {
-    /// Signed mode: the device's static P-256 key pair (also its record-signing key in groups
-    /// that require signatures) and the key server's public key.
-    Signed {
-        /// The device's key.
-        device_key: SigningKey,
-        /// The key server's public key.
-        server_key: VerifyingKey,
-    },
-    /// PSK mode (feature `psk`): the device's 16-byte pre-shared key.
-    #[cfg(feature = "psk")]
-    Psk(super::Psk),
-}
-
-impl MemberCredentials {
-    /// Signed-mode credentials.
-    pub fn signed(device_key: SigningKey, server_key: VerifyingKey) -> Self {
-        Self::Signed {
-            device_key,
-            server_key,
-        }
-    }
-}
-
-impl fmt::Debug for MemberCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Signed { server_key, .. } => f
-                .debug_struct("Signed")
-                .field("server_key", server_key)
-                .finish_non_exhaustive(),
-            #[cfg(feature = "psk")]
-            Self::Psk(_) => f.write_str("Psk(..)"),
         }
     }
 }
@@ -392,20 +355,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         if pm.message.group_id() != self.config.group_id {
             return Err(Error::WrongGroup);
         }
-        match &self.creds {
-            MemberCredentials::Signed {
-                device_key,
-                server_key,
-            } => crypto::check(
-                &pm,
-                Check::Signed {
-                    key: server_key,
-                    peer: device_key.verifying_key(),
-                },
-            )?,
-            #[cfg(feature = "psk")]
-            MemberCredentials::Psk(psk) => crypto::check(&pm, Check::Psk(psk))?,
-        }
+        self.creds.credential().check(&pm)?;
         // A challenge carries no counter: its freshness is the echo of the outstanding join.
         if let Message::JoinChallenge(c) = &pm.message {
             return self.on_challenge(now, c);
@@ -476,29 +426,14 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         {
             return Err(Error::PolicyUnsupported);
         }
-        if p.signatures_required && !matches!(self.creds, MemberCredentials::Signed { .. }) {
+        if p.signatures_required && self.creds.device_key().is_none() {
             return Err(Error::PolicyUnsupported);
         }
         Ok(())
     }
 
     fn open_material(&self, b: &KeyBundle) -> Result<KeyMaterial, Error> {
-        let aad = secret_aad(
-            b.header.group_id,
-            b.header.device_id,
-            b.header.counter,
-            b.epoch,
-            b.suite,
-        );
-        match &self.creds {
-            MemberCredentials::Signed { device_key, .. } => {
-                crypto::open_ecdh(device_key, &b.sealed, &aad)
-            }
-            #[cfg(feature = "psk")]
-            MemberCredentials::Psk(psk) => {
-                super::psk::open(psk, b.header.device_id, b.header.counter, &b.sealed, &aad)
-            }
-        }
+        self.creds.credential().open_secret(b)
     }
 
     fn on_bundle(&mut self, now: Instant, b: &KeyBundle) -> Result<(), Error> {
@@ -578,7 +513,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         }
         let own = b.sender_id;
         let group = self.group.as_mut().ok_or(Error::NotJoined)?;
-        if let (Some(_), MemberCredentials::Signed { device_key, .. }) = (own, &self.creds)
+        if let (Some(_), Some(device_key)) = (own, self.creds.device_key())
             && b.policy.signatures_required
         {
             group.set_signing_key(device_key.clone());
@@ -773,32 +708,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     }
 
     fn protect(&self, msg: &Message, buf: &mut [u8]) -> Result<usize, Error> {
-        match &self.creds {
-            MemberCredentials::Signed {
-                device_key,
-                server_key,
-            } => crypto::protect(
-                msg,
-                Protect::Signed {
-                    key: device_key,
-                    peer: server_key,
-                },
-                buf,
-            ),
-            #[cfg(feature = "psk")]
-            MemberCredentials::Psk(psk) => crypto::protect(msg, Protect::Psk(psk), buf),
-        }
-    }
-
-    fn own_public_key(&self) -> Result<PublicKeyBytes, Error> {
-        match &self.creds {
-            MemberCredentials::Signed { device_key, .. } => {
-                let c = compressed(device_key.verifying_key())?;
-                PublicKeyBytes::from_slice(&c).map_err(|_| Error::BadPublicKey)
-            }
-            #[cfg(feature = "psk")]
-            MemberCredentials::Psk(_) => Ok(PublicKeyBytes::new()),
-        }
+        self.creds.credential().protect(msg, buf)
     }
 
     /// The next message for the key server, written to `buf`; returns its length.
@@ -826,7 +736,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             let msg = Message::JoinRequest(JoinRequest {
                 header,
                 role: self.config.role,
-                public_key: self.own_public_key()?,
+                public_key: self.creds.public_key_bytes()?,
                 sequence_state_lost: j.lost,
                 challenge: j.challenge,
             });

@@ -20,7 +20,10 @@ use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroize;
 
-use super::{DeviceId, Direction, Error, MAX_SENDERS, MAX_STALE, Mode, NONCE_LEN, Role, VERSION};
+use super::error::Error;
+use super::vocabulary::{
+    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Mode, NONCE_LEN, Role, VERSION,
+};
 
 /// Largest sealed secret: the longest [`KeyMaterial`] encoding (129 bytes) plus the tag.
 pub const MAX_SEALED_LEN: usize = 160;
@@ -75,6 +78,12 @@ impl<'de, const N: usize> Deserialize<'de> for Bytes<N> {
 
 /// A compressed SEC1 P-256 public key (33 bytes, no length prefix).
 pub type CompressedKey = Bytes<COMPRESSED_KEY_LEN>;
+
+impl From<[u8; COMPRESSED_KEY_LEN]> for CompressedKey {
+    fn from(b: [u8; COMPRESSED_KEY_LEN]) -> Self {
+        Self(b)
+    }
+}
 
 /// A SEC1 P-256 public key as a device sends it: 33 (compressed) or 65 (uncompressed) bytes,
 /// with a varint length prefix. Empty in PSK mode.
@@ -480,11 +489,7 @@ pub fn parse(bytes: &[u8]) -> Result<ProtectedMessage<'_>, Error> {
 
 /// Writes `version || mode || postcard(message)` into `out`; returns its length. The caller
 /// appends the trailer.
-pub(crate) fn encode_unprotected(
-    mode: Mode,
-    message: &Message,
-    out: &mut [u8],
-) -> Result<usize, Error> {
+fn encode_unprotected(mode: Mode, message: &Message, out: &mut [u8]) -> Result<usize, Error> {
     let [v, m, body @ ..] = out else {
         return Err(Error::BufferTooSmall);
     };
@@ -494,6 +499,28 @@ pub(crate) fn encode_unprotected(
         .map_err(|_| Error::BufferTooSmall)?
         .len();
     Ok(n.saturating_add(2))
+}
+
+/// Writes `version || mode || postcard(message) || trailer` into `out` and returns its length;
+/// `trailer` fills the trailer (`mode`'s length) from the protected part before it. A message
+/// over [`MAX_MESSAGE_LEN`] is refused with [`Error::CapacityExceeded`].
+pub(crate) fn encode_protected(
+    mode: Mode,
+    message: &Message,
+    out: &mut [u8],
+    trailer: impl FnOnce(&[u8], &mut [u8]) -> Result<(), Error>,
+) -> Result<usize, Error> {
+    let n = encode_unprotected(mode, message, out)?;
+    let end = n.saturating_add(mode.trailer_len());
+    if end > MAX_MESSAGE_LEN {
+        return Err(Error::CapacityExceeded);
+    }
+    let (protected, rest) = out.split_at_mut_checked(n).ok_or(Error::BufferTooSmall)?;
+    let slot = rest
+        .get_mut(..mode.trailer_len())
+        .ok_or(Error::BufferTooSmall)?;
+    trailer(protected, slot)?;
+    Ok(end)
 }
 
 pub(crate) fn map_postcard(e: postcard::Error) -> Error {

@@ -1,4 +1,4 @@
-//! The pre-shared-key variant (feature `psk`): the same message protection as signed mode, from
+//! The PSK mode (feature `psk`): the same message protection as signed mode, from
 //! a per-device 16-byte key provisioned at commissioning, with no public-key crypto on the
 //! device (docs/key-distribution.md §5, including what it gives up).
 //!
@@ -20,9 +20,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::crypto::{CCM_NONCE_LEN, ccm_open, ccm_seal, ccm_tag};
-use super::message::{KeyMaterial, SealedSecret};
-use super::{DeviceId, Direction, Error, Message, TAG_LEN};
+use super::error::Error;
+use super::message::{
+    KeyBundle, KeyMaterial, Message, ProtectedMessage, SealedSecret, ServerHeader,
+    encode_protected, parse,
+};
+use super::sealing::{CCM_NONCE_LEN, aad_of, bundle_aad, ccm_open, ccm_seal, ccm_tag};
+use super::vocabulary::{DeviceId, Direction, Mode, TAG_LEN};
 
 /// HKDF salt of the PSK schedule.
 pub const PSK_SALT: &[u8] = b"dtls-group kd v1 psk";
@@ -142,4 +146,52 @@ pub(crate) fn open(
     }
     let key = seal_key(psk, device, counter)?;
     ccm_open(&key, aad, &sealed.ciphertext)
+}
+
+/// Encodes `message` in PSK mode: `version || mode || body || tag`.
+pub fn encode_psk(message: &Message, psk: &Psk, out: &mut [u8]) -> Result<usize, Error> {
+    encode_protected(Mode::Psk, message, out, |protected, trailer| {
+        trailer.copy_from_slice(&tag(psk, message, protected)?);
+        Ok(())
+    })
+}
+
+/// Checks the trailer of a parsed message: PSK mode, then the tag with keys derived from the
+/// device's PSK.
+pub(crate) fn check(pm: &ProtectedMessage<'_>, psk: &Psk) -> Result<(), Error> {
+    if pm.mode != Mode::Psk {
+        return Err(Error::ModeMismatch);
+    }
+    verify(psk, &pm.message, pm.protected, pm.trailer)
+}
+
+/// Parses `bytes` and verifies its PSK tag.
+pub fn verify_psk<'a>(bytes: &'a [u8], psk: &Psk) -> Result<ProtectedMessage<'a>, Error> {
+    let pm = parse(bytes)?;
+    check(&pm, psk)?;
+    Ok(pm)
+}
+
+/// Seals key material with a device's PSK for the bundle with this header, epoch and suite.
+pub fn seal_secret_psk(
+    psk: &Psk,
+    header: &ServerHeader,
+    epoch: u16,
+    suite: u16,
+    material: &KeyMaterial,
+) -> Result<SealedSecret, Error> {
+    let aad = bundle_aad(header, epoch, suite);
+    seal(psk, header.device_id, header.counter, &aad, material)
+}
+
+/// [`open_bundle_secret`](super::open_bundle_secret) for a PSK device.
+pub fn open_bundle_secret_psk(psk: &Psk, bundle: &KeyBundle) -> Result<KeyMaterial, Error> {
+    let aad = aad_of(bundle);
+    open(
+        psk,
+        bundle.header.device_id,
+        bundle.header.counter,
+        &bundle.sealed,
+        &aad,
+    )
 }

@@ -28,20 +28,21 @@
 use core::fmt;
 
 use heapless::{Deque, Vec};
-use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::ecdsa::VerifyingKey;
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use super::crypto::{self, Check, Protect, compressed, parse_key, secret_aad};
+use super::credential::{Credential, DeviceCredential, ServerCredentials};
+use super::error::Error;
 use super::message::{
-    Ack, BundlePolicy, CompressedKey, JoinChallenge, JoinRequest, KeyBundle, KeyMaterial, Leave,
-    Message, MessageKind, RekeyNeeded, Removed, RemovedReason, SenderEntry, ServerHeader,
-    WireAdmission, WireNonceProfile, parse,
+    Ack, BundlePolicy, Bytes, JoinChallenge, JoinRequest, KeyBundle, KeyMaterial, Leave, Message,
+    MessageKind, RekeyNeeded, Removed, RemovedReason, SenderEntry, ServerHeader, WireAdmission,
+    WireNonceProfile, parse,
 };
 use super::retry::Retry;
 use super::store::ServerStore;
-use super::{DeviceId, Direction, Error, MAX_SENDERS, MAX_STALE, NONCE_LEN, Role};
+use super::vocabulary::{DeviceId, Direction, MAX_SENDERS, MAX_STALE, NONCE_LEN, Role};
 use crate::policy::{
     DEFAULT_ACTIVATION_DELAY_MS, DEFAULT_GRACE_MS, DEFAULT_REKEY_ON_JOIN, DEFAULT_REPLAY_WINDOW,
 };
@@ -64,62 +65,6 @@ const CHALLENGE_OUT_CAP: usize = 16;
 /// How long a join challenge stays valid (ms on the server's clock). The device answers at
 /// once; an answer that comes later (lost, then retried after a long backoff) gets a new one.
 pub const CHALLENGE_TTL_MS: u64 = 60_000;
-
-/// The key server's own credentials (not part of the stored state: provision them like a
-/// device key, e.g. from a key file or secure element).
-pub struct ServerCredentials {
-    signing_key: SigningKey,
-}
-
-impl ServerCredentials {
-    /// The key server's static P-256 key pair (signs every server message).
-    pub fn new(signing_key: SigningKey) -> Self {
-        Self { signing_key }
-    }
-
-    /// The public key devices must hold.
-    pub fn public_key(&self) -> VerifyingKey {
-        *self.signing_key.verifying_key()
-    }
-}
-
-impl fmt::Debug for ServerCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerCredentials").finish_non_exhaustive()
-    }
-}
-
-/// How an admitted device authenticates.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeviceCredential {
-    /// Its static P-256 public key (compressed SEC1).
-    PublicKey(CompressedKey),
-    /// Its 16-byte pre-shared key (feature `psk`).
-    #[cfg(feature = "psk")]
-    Psk(super::Psk),
-}
-
-impl DeviceCredential {
-    /// A device identified by its P-256 public key.
-    pub fn public_key(key: &VerifyingKey) -> Self {
-        let bytes = compressed(key).unwrap_or([0u8; 33]);
-        Self::PublicKey(CompressedKey::from(bytes))
-    }
-
-    fn is_psk(&self) -> bool {
-        !matches!(self, Self::PublicKey(_))
-    }
-}
-
-impl fmt::Debug for DeviceCredential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::PublicKey(k) => write!(f, "PublicKey({k:?})"),
-            #[cfg(feature = "psk")]
-            Self::Psk(_) => f.write_str("Psk(..)"),
-        }
-    }
-}
 
 /// Which key schedule a group's members use (wire.md §4).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -497,7 +442,7 @@ fn fresh_material<R: CryptoRng + ?Sized>(schedule: KeySchedule, rng: &mut R) -> 
         }
         KeySchedule::WolfSsl => {
             let mut m = KeyMaterial::WolfSsl {
-                pms: super::message::Bytes([0u8; 64]),
+                pms: Bytes([0u8; 64]),
                 client_random: [0u8; 32],
                 server_random: [0u8; 32],
             };
@@ -692,13 +637,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         if self.device_index(id).is_some() {
             return Err(Error::AlreadyExists);
         }
-        match &credential {
-            DeviceCredential::PublicKey(k) => {
-                parse_key(&k.0)?;
-            }
-            #[cfg(feature = "psk")]
-            DeviceCredential::Psk(_) => {}
-        }
+        credential.validate()?;
         let mut list = Vec::new();
         for g in groups {
             let gi = self.group_index(*g).ok_or(Error::UnknownGroup)?;
@@ -1022,21 +961,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         let id = pm.message.device_id();
         let di = self.device_index(id).ok_or(Error::UnknownDevice)?;
         let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
-        let server_pub = self.creds.public_key();
-        match &dev.credential {
-            DeviceCredential::PublicKey(k) => {
-                let key = parse_key(&k.0)?;
-                crypto::check(
-                    &pm,
-                    Check::Signed {
-                        key: &key,
-                        peer: &server_pub,
-                    },
-                )?;
-            }
-            #[cfg(feature = "psk")]
-            DeviceCredential::Psk(psk) => crypto::check(&pm, Check::Psk(psk))?,
-        }
+        Credential::for_device(&self.creds, &dev.credential)?.check(&pm)?;
         let fresh = match pm.message {
             Message::JoinRequest(j) => match self.on_join(now, rng, di, &j)? {
                 Some(fresh) => fresh,
@@ -1134,20 +1059,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
         let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
         // The key on file must be the one in the request (signed mode), or none (PSK).
-        match &dev.credential {
-            DeviceCredential::PublicKey(k) => {
-                let claimed = parse_key(&j.public_key)?;
-                if compressed(&claimed)? != k.0 {
-                    return Err(Error::UnknownDevice);
-                }
-            }
-            #[cfg(feature = "psk")]
-            DeviceCredential::Psk(_) => {
-                if !j.public_key.is_empty() {
-                    return Err(Error::BadPublicKey);
-                }
-            }
-        }
+        dev.credential.check_claimed_key(&j.public_key)?;
         if !dev.groups.contains(&gid) || !dev.role.allows(j.role) {
             return Err(Error::NotAdmitted);
         }
@@ -1600,21 +1512,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         msg: &Message,
         buf: &mut [u8],
     ) -> Result<usize, Error> {
-        match credential {
-            DeviceCredential::PublicKey(k) => {
-                let peer = parse_key(&k.0)?;
-                crypto::protect(
-                    msg,
-                    Protect::Signed {
-                        key: &self.creds.signing_key,
-                        peer: &peer,
-                    },
-                    buf,
-                )
-            }
-            #[cfg(feature = "psk")]
-            DeviceCredential::Psk(psk) => crypto::protect(msg, Protect::Psk(psk), buf),
-        }
+        Credential::for_device(&self.creds, credential)?.protect(msg, buf)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1637,9 +1535,10 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         for od in &self.state.devices {
             for om in od.memberships.iter().filter(|om| om.group_id == gid) {
                 let Some(sid) = om.sender_id else { continue };
-                let public_key = match (&od.credential, g.spec.policy.signatures_required) {
-                    (DeviceCredential::PublicKey(k), true) => Some(*k),
-                    _ => None,
+                let public_key = if g.spec.policy.signatures_required {
+                    od.credential.compressed_key().copied()
+                } else {
+                    None
                 };
                 senders
                     .push(SenderEntry {
@@ -1650,22 +1549,21 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             }
         }
         senders.sort_unstable_by_key(|s| s.sender_id);
-        let aad = secret_aad(gid, d.id, counter, e.epoch, g.spec.suite.0);
-        let sealed = match &d.credential {
-            DeviceCredential::PublicKey(k) => {
-                let peer = parse_key(&k.0)?;
-                crypto::seal_ecdh(rng, &peer, &aad, &e.material)?
-            }
-            #[cfg(feature = "psk")]
-            DeviceCredential::Psk(psk) => super::psk::seal(psk, d.id, counter, &aad, &e.material)?,
+        let header = ServerHeader {
+            group_id: gid,
+            device_id: d.id,
+            counter,
         };
+        let sealed = Credential::for_device(&self.creds, &d.credential)?.seal_secret(
+            rng,
+            &header,
+            e.epoch,
+            g.spec.suite.0,
+            &e.material,
+        )?;
         let activate_in = e.activate_at.saturating_sub(now.0);
         let msg = Message::KeyBundle(KeyBundle {
-            header: ServerHeader {
-                group_id: gid,
-                device_id: d.id,
-                counter,
-            },
+            header,
             echo: m.join_nonce,
             epoch: e.epoch,
             suite: g.spec.suite.0,
@@ -1687,6 +1585,7 @@ mod tests {
     use super::*;
     use crate::keydist::store::MemoryServerStore;
     use crate::sequence::StoreError;
+    use p256::ecdsa::SigningKey;
 
     /// Deterministic test RNG (not cryptographic).
     struct Xs(u64);

@@ -55,9 +55,13 @@ pub struct KeyserverArgs {
     /// Answer `dtls-group status` / `admin` on this Unix socket.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
-    /// Stop after this many seconds (default: run until killed).
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<u64>,
+    /// Stop after this many seconds (a decimal number; default: run until stopped).
+    #[arg(long, value_name = "SECS", value_parser = super::net::parse_timeout)]
+    pub timeout: Option<f64>,
+    /// Check the configuration (every key file read and parsed, every group and device) and
+    /// exit, without binding a socket or touching the state.
+    #[arg(long, conflicts_with = "init")]
+    pub check: bool,
     /// Create a new state database (first start of a new installation only; refuses if it
     /// exists). Without it the state must exist.
     #[arg(long)]
@@ -65,10 +69,24 @@ pub struct KeyserverArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written on stderr.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per entry: timestamp, level, target, message, fields.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, the other fields,
+    /// `target`), for log collectors.
+    Json,
 }
 
 /// Logs go to stderr; `DTLS_GROUP_LOG` = debug | info (default) | warn | off.
-fn init_logs() {
+fn init_logs(format: LogFormat) {
     use tracing_subscriber::filter::LevelFilter;
     let level = match std::env::var("DTLS_GROUP_LOG").as_deref() {
         Ok("debug") => LevelFilter::DEBUG,
@@ -76,17 +94,34 @@ fn init_logs() {
         Ok("off") => LevelFilter::OFF,
         _ => LevelFilter::INFO,
     };
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The level sits in a reload layer, so `admin CONTROL log LEVEL` can change it while the
+    // key server runs (crate::service::set_log_level).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(level);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_max_level(level)
-        .try_init();
+        .with_ansi(false);
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match format {
+        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json()).try_init(),
+    };
+    if installed.is_ok() {
+        crate::service::register_log_level(handle);
+    }
 }
 
 /// Runs `keyserver`.
 pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadInput> {
-    init_logs();
+    init_logs(args.log_format);
     let cfg = KeyServerConfig::load(&args.config).map_err(BadInput::new)?;
+    if args.check {
+        let report = KeyServerDaemon::check(&cfg)
+            .map_err(|e| BadInput::new(format!("keyserver --check: {e}")))?;
+        _out.line(report.to_string());
+        return Ok(EXIT_OK);
+    }
     // Bound before the state is touched, like every other socket (a busy port leaves no
     // state behind with --init).
     let metrics = super::net::bind_metrics(args.metrics)?;
@@ -95,12 +130,22 @@ pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadI
     if let Some(m) = metrics {
         daemon.serve_metrics(m);
     }
-    let deadline = args
-        .timeout
-        .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs(t)));
+    let signals = crate::service::StopSignals::install()
+        .map_err(|e| BadInput::new(format!("keyserver: signal handlers: {e}")))?;
+    crate::service::notify_logged("READY=1\nSTATUS=key server running");
+    let deadline = super::net::deadline(args.timeout);
     daemon
-        .run(|| deadline.is_some_and(|d| std::time::Instant::now() >= d))
+        .run(|| {
+            signals.received().is_some() || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+        })
         .map_err(|e| BadInput::new(format!("keyserver: {e}")))?;
+    match signals.received() {
+        Some(sig) => tracing::info!(signal = sig, "key server stopping (signal); state is saved"),
+        None => tracing::info!("key server stopping (--timeout)"),
+    }
+    crate::service::notify_logged("STOPPING=1");
+    // Dropping the daemon removes its control socket.
+    drop(daemon);
     Ok(EXIT_OK)
 }
 
@@ -109,7 +154,7 @@ pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadI
 pub struct AdminArgs {
     /// The key server's control socket.
     pub control: PathBuf,
-    /// `status`, `revoke DEVICE` or `rekey GROUP`.
+    /// `status`, `revoke DEVICE`, `rekey GROUP` or `log debug|info|warn|off`.
     #[arg(num_args = 1..=2, required = true)]
     pub request: Vec<String>,
 }
@@ -166,8 +211,8 @@ pub struct MemberArgs {
     /// Stop after this many delivered records.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Stop after this many seconds (a decimal number, e.g. 2.5).
+    #[arg(long, value_name = "SECS", value_parser = super::net::parse_timeout)]
     pub timeout: Option<f64>,
     /// Answer `dtls-group status PATH` on this Unix socket.
     #[arg(long, value_name = "PATH")]
@@ -175,6 +220,61 @@ pub struct MemberArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// After this many join requests without a key bundle, the member says on stderr what it saw
+/// of the key server.
+const UNANSWERED_JOINS_BEFORE_TELLING: u64 = 3;
+
+/// Why a member has not joined, from what it saw of the key server: a class (to say each once)
+/// and the sentence for the operator.
+pub fn join_diagnosis(server: SocketAddr, c: &crate::member::Contact) -> (u8, String) {
+    if c.received == 0 {
+        return (
+            0,
+            format!(
+                "no answer from the key server at {server} to {} join requests: it is not \
+                 running or not reachable at that address (check --server and firewalls), or it \
+                 refuses this device: a device ID, device key, group or role it does not admit, \
+                 or a --server-key that is not its public key (the key server logs each refusal \
+                 at info level with the device ID and the reason)",
+                c.sent
+            ),
+        );
+    }
+    if c.refused >= c.received {
+        let last = c.last_refusal.as_deref().unwrap_or("refused");
+        let hint = match last {
+            "bad signature" => "; is --server-key the key server's public key (its .pub)?",
+            "message for another device" => "; is --device-id this device's ID?",
+            "message for another group" => "; is --group-id right?",
+            _ => "",
+        };
+        return (
+            1,
+            format!(
+                "the key server at {server} answers, but this member refuses its {} messages: \
+                 {last}{hint}",
+                c.received
+            ),
+        );
+    }
+    (
+        2,
+        format!(
+            "the key server at {server} answers ({} messages, {} refused here{}) but has not \
+             sent this device its keys yet",
+            c.received,
+            c.refused,
+            c.last_refusal
+                .as_deref()
+                .map(|r| format!(", last: {r}"))
+                .unwrap_or_default()
+        ),
+    )
 }
 
 /// A sequence store chosen at run time.
@@ -229,7 +329,7 @@ fn event_json(e: &MemberEvent) -> String {
 
 /// Runs `member`.
 pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
-    init_logs();
+    init_logs(args.log_format);
     let role = match args.role.as_str() {
         "sender" => Role::Sender,
         "listener" => Role::Listener,
@@ -279,36 +379,66 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     if args.stdin {
         std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines() {
+            for (n, line) in std::io::stdin().lock().lines().enumerate() {
                 let Ok(line) = line else { break };
-                if let Ok(b) = hex::decode(line.trim())
-                    && tx.send(b).is_err()
-                {
-                    break;
+                match hex::decode(line.trim()) {
+                    Ok(b) => {
+                        if tx.send(b).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        line = n.saturating_add(1),
+                        error = %e,
+                        "--stdin: a line that is not hex was skipped (one message per line, as hex)"
+                    ),
                 }
             }
         });
     } else {
         drop(tx);
     }
-    let deadline = args
-        .timeout
-        .filter(|t| t.is_finite() && *t >= 0.0)
-        .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs_f64(t.min(1e9))));
+    let deadline = super::net::deadline(args.timeout);
     let interval = Duration::from_millis(args.interval);
     let mut last_send: Option<std::time::Instant> = None;
     let mut delivered = 0u64;
     let mut joined_ever = false;
+    let mut told: Option<u8> = None;
+    let signals = crate::service::StopSignals::install()
+        .map_err(|e| BadInput::new(format!("member: signal handlers: {e}")))?;
+    crate::service::notify_logged("READY=1\nSTATUS=joining");
     loop {
+        if !joined_ever && rt.member().is_joined() {
+            crate::service::notify_logged("STATUS=joined");
+        }
         joined_ever |= rt.member().is_joined();
+        if let Some(sig) = signals.received() {
+            tracing::info!(signal = sig, "member stopping (signal)");
+            crate::service::notify_logged("STOPPING=1");
+            break;
+        }
+        if !joined_ever && rt.contact().sent >= UNANSWERED_JOINS_BEFORE_TELLING {
+            let (class, why) = join_diagnosis(rt.server(), rt.contact());
+            if told != Some(class) {
+                tracing::warn!(
+                    device = args.device_id,
+                    group = args.group_id,
+                    "not joined: {why}"
+                );
+                told = Some(class);
+            }
+        }
         if args.count.is_some_and(|n| delivered >= n)
             || deadline.is_some_and(|d| std::time::Instant::now() >= d)
         {
             break;
         }
-        let polled = rt
-            .poll()
-            .map_err(|e| BadInput::new(format!("member: {e}")))?;
+        let polled = match rt.poll() {
+            Ok(p) => p,
+            // A signal interrupted the wait: the loop checks for it next.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BadInput::new(format!("member: {e}"))),
+        };
         for e in &polled.events {
             if let MemberEvent::Group(g) = e {
                 record_metrics.count_event(g);
@@ -388,6 +518,19 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             "{{\"summary\":{}}}",
             crate::control::group_status(g)
         ));
+    } else if !joined_ever {
+        let (_, why) = join_diagnosis(rt.server(), rt.contact());
+        let c = rt.contact();
+        out.line(
+            serde_json::json!({"summary": {
+                "state": format!("{:?}", rt.member().state()),
+                "join_requests": c.sent,
+                "answers": c.received,
+                "refused": c.refused,
+                "why": why,
+            }})
+            .to_string(),
+        );
     } else {
         out.line(format!(
             "{{\"summary\":{{\"state\":\"{:?}\"}}}}",

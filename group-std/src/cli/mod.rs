@@ -77,13 +77,23 @@ pub const EXIT_DROPPED: u8 = 1;
 /// code.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
-/// `dtls-group`: inspect, open and seal DTLS 1.2 group records, and derive group keys.
+/// The version `--version` prints: the package version and the git commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DTLS_GROUP_COMMIT"),
+    ")"
+);
+
+/// `dtls-group`: DTLS 1.2 group records for IoT multicast: offline record and key tools,
+/// multicast nodes, the key server and its members.
 #[derive(Parser)]
 #[command(
     name = "dtls-group",
-    version,
+    version = VERSION,
     color = ColorChoice::Never,
-    about = "Open and seal DTLS 1.2 group records, and derive group keys"
+    about = "DTLS 1.2 group records for IoT multicast: open and seal records, derive keys, \
+             send and receive on a multicast group, run a key server and its members"
 )]
 pub struct Cli {
     /// What to do.
@@ -112,7 +122,7 @@ pub enum Command {
     Keyserver(keydist::KeyserverArgs),
     /// Join a group through the key server; receive and send.
     Member(keydist::MemberArgs),
-    /// Ask a running key server: status, revoke DEVICE, rekey GROUP.
+    /// Ask a running key server: status, revoke DEVICE, rekey GROUP, log LEVEL.
     Admin(keydist::AdminArgs),
 }
 

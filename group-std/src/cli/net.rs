@@ -82,8 +82,8 @@ pub struct ListenArgs {
     /// Stop after this many delivered records.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Stop after this many seconds (a decimal number, e.g. 2.5).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: Option<f64>,
     /// Answer `dtls-group status PATH` on this Unix socket while running.
     #[arg(long, value_name = "PATH")]
@@ -91,6 +91,22 @@ pub struct ListenArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+}
+
+/// The one `--timeout SECS` format of `listen`, `member` and `keyserver`: a non-negative
+/// decimal number of seconds (`60`, `2.5`).
+pub fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds (a non-negative decimal number, e.g. 60 or 2.5)"
+        )),
+    }
+}
+
+/// The instant `timeout` seconds from now (`None`: no timeout).
+pub fn deadline(timeout: Option<f64>) -> Option<std::time::Instant> {
+    timeout.and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs_f64(t.min(1e9))))
 }
 
 /// Binds `--metrics ADDR:PORT`.
@@ -172,11 +188,6 @@ pub fn listen(args: &ListenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let keys = args.cipher.record_keys(out)?;
     let cfg = args.net.config()?;
     let epoch = args.epoch.map(nonzero_epoch).transpose()?;
-    if let Some(t) = args.timeout
-        && !(t.is_finite() && t >= 0.0)
-    {
-        return Err(BadInput::new("--timeout: not a number of seconds"));
-    }
     let socket = MulticastSocket::open(&cfg).map_err(|e| BadInput::new(format!("socket: {e}")))?;
     let profile = if args.compat {
         NonceProfile::Compatibility
@@ -204,9 +215,7 @@ pub fn listen(args: &ListenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             .map_err(|e| key_error(e, args.cipher.suite))?;
         installed = true;
     }
-    let deadline = args
-        .timeout
-        .and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs_f64(t.min(1e9))));
+    let deadline = deadline(args.timeout);
     let mut delivered = 0u64;
     loop {
         if let Some(c) = &control {

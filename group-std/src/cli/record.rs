@@ -1,11 +1,11 @@
 //! `dtls-group record open|seal`: records through one receiver, and one record sealed.
 
 use clap::{Args, Subcommand};
-use group_core::group::{Group, GroupConfig};
+use group_core::group::{Delivery, Group, GroupConfig};
 use group_core::record::{self, NonceProfile, OpenError};
 use group_core::suite::EpochCipher;
 use group_core::time::Instant;
-use group_core::wire::{self, ContentType, MAX_SEQ, RecordHeader, SenderId};
+use group_core::wire::{ContentType, MAX_SEQ, RecordHeader, SenderId};
 
 use super::common::{BadInput, CipherArgs, Stdout, decode_hex, key_error, nonzero_epoch};
 use super::{EXIT_DROPPED, EXIT_OK};
@@ -111,31 +111,22 @@ fn open(a: &OpenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let mut all_accepted = true;
     for mut bytes in inputs {
         if a.datagram {
-            let mut rest: &mut [u8] = &mut bytes;
-            while !rest.is_empty() {
-                match wire::split_record_mut(rest) {
-                    Ok((one, tail)) => {
-                        all_accepted &= open_one(&mut rx, now, one, out);
-                        rest = tail;
-                    }
-                    Err(e) => {
-                        // What is left does not frame as a record: one drop for the remainder.
-                        out.line(error_line(&OpenError::Malformed(e)));
-                        all_accepted = false;
-                        break;
-                    }
-                }
+            // Every record of the datagram in order; bytes that do not frame as a record are
+            // one malformed drop, counted by the receiver like any other, and end the datagram.
+            for outcome in rx.open_datagram(now, &mut bytes) {
+                all_accepted &= print_outcome(outcome, out);
             }
         } else {
-            all_accepted &= open_one(&mut rx, now, &mut bytes, out);
+            let outcome = rx.open(now, &mut bytes);
+            all_accepted &= print_outcome(outcome, out);
         }
     }
     Ok(if all_accepted { EXIT_OK } else { EXIT_DROPPED })
 }
 
-/// Opens one record and prints its line; `true` if it was accepted.
-fn open_one(rx: &mut Group, now: Instant, record: &mut [u8], out: &mut dyn Stdout) -> bool {
-    match rx.open(now, record) {
+/// Prints the line of one record's outcome; `true` if it was accepted.
+fn print_outcome(outcome: Result<Delivery<'_>, OpenError>, out: &mut dyn Stdout) -> bool {
+    match outcome {
         Ok(d) => {
             out.line(format!(
                 "{{\"epoch\":{},\"sender_id\":{},\"seq\":{},\"content_type\":{},\"plaintext\":\"{}\"}}",

@@ -47,9 +47,108 @@ pub struct KeyServerDaemon {
     group_ids: Vec<u32>,
     /// The configured device IDs (for the devices-per-group metric).
     device_ids: Vec<u32>,
+    /// The configured devices' names, by ID (for `admin status`).
+    device_names: Vec<(u32, String)>,
     metrics: Option<MetricsServer>,
     stats: KeyServerMetrics,
+    refusal_log: RefusalLog,
     buf: Vec<u8>,
+}
+
+/// Who a refused message says it is from, before any check: (device, group, kind). Nothing
+/// here is authenticated: a refused message may claim anything.
+fn claimed_sender(bytes: &[u8]) -> Option<(u32, u32, MessageKind)> {
+    use group_core::keydist::Message;
+    let m = group_core::keydist::parse(bytes).ok()?.message;
+    Some(match m {
+        Message::JoinRequest(r) => (
+            r.header.device_id.0,
+            r.header.group_id,
+            MessageKind::JoinRequest,
+        ),
+        Message::Ack(a) => (a.header.device_id.0, a.header.group_id, MessageKind::Ack),
+        Message::Leave(l) => (l.header.device_id.0, l.header.group_id, MessageKind::Leave),
+        Message::RekeyNeeded(r) => (
+            r.header.device_id.0,
+            r.header.group_id,
+            MessageKind::RekeyNeeded,
+        ),
+        Message::KeyBundle(b) => (
+            b.header.device_id.0,
+            b.header.group_id,
+            MessageKind::KeyBundle,
+        ),
+        Message::Removed(r) => (
+            r.header.device_id.0,
+            r.header.group_id,
+            MessageKind::Removed,
+        ),
+        Message::JoinChallenge(c) => (c.device_id.0, c.group_id, MessageKind::JoinChallenge),
+    })
+}
+
+/// Logs one refusal at info: the device ID, group and kind the message claims, its source, the
+/// reason, and how many like it were not logged since the last line.
+fn log_refusal(
+    claimed: Option<(u32, u32, MessageKind)>,
+    from: SocketAddr,
+    e: &Error,
+    reason: &str,
+    suppressed: u64,
+) {
+    match claimed {
+        Some((device, group, kind)) => tracing::info!(
+            device,
+            group,
+            kind = ?kind,
+            %from,
+            reason,
+            error = %e,
+            suppressed,
+            "device message refused"
+        ),
+        None => tracing::info!(
+            %from,
+            reason,
+            error = %e,
+            suppressed,
+            "message refused (does not parse: not from a device of this version)"
+        ),
+    }
+}
+
+/// Refusals are logged at info, but at most once a minute per claimed device and reason (a
+/// misconfigured device retries for ever; a flood must not fill the disk). Bounded: when full,
+/// the table starts again.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: HashMap<(Option<u32>, String), (std::time::Instant, u64)>,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(60);
+    const MAX: usize = 256;
+
+    /// Whether to log this refusal now; if so, how many were suppressed before it.
+    fn allow(&mut self, claimed: Option<(u32, u32, MessageKind)>, reason: &str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let key = (claimed.map(|c| c.0), reason.to_owned());
+        if let Some((at, suppressed)) = self.last.get_mut(&key) {
+            if now.duration_since(*at) < Self::EVERY {
+                *suppressed = suppressed.saturating_add(1);
+                return None;
+            }
+            let n = *suppressed;
+            *at = now;
+            *suppressed = 0;
+            return Some(n);
+        }
+        if self.last.len() >= Self::MAX {
+            self.last.clear();
+        }
+        self.last.insert(key, (now, 0));
+        Some(0)
+    }
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -125,6 +224,31 @@ fn open_and_apply(
 }
 
 impl KeyServerDaemon {
+    /// Checks `cfg` as [`start`](Self::start) does before it binds anything: every key file
+    /// read and parsed, every group and device checked. Binds no socket, opens no state (it
+    /// only says whether the state file exists). Returns a summary for the operator.
+    pub fn check(cfg: &KeyServerConfig) -> io::Result<serde_json::Value> {
+        keyfile::read_private(&cfg.server_key)
+            .map_err(|e| io::Error::new(e.kind(), format!("server_key: {e}")))?;
+        for g in &cfg.groups {
+            g.spec()
+                .map_err(|e| other(format!("group {}: {e}", g.id)))?;
+        }
+        for d in &cfg.devices {
+            keyfile::read_public(&d.public_key)
+                .map_err(|e| io::Error::new(e.kind(), format!("device {}: {e}", d.id)))?;
+            d.role().map_err(other)?;
+        }
+        Ok(serde_json::json!({
+            "config": "ok",
+            "listen": cfg.listen.to_string(),
+            "groups": cfg.groups.iter().map(|g| g.id).collect::<Vec<_>>(),
+            "devices": cfg.devices.len(),
+            "state": cfg.state.display().to_string(),
+            "state_exists": cfg.state.exists(),
+        }))
+    }
+
     /// Checks the whole configuration, binds every socket, then opens the state and applies
     /// the configuration (creates groups and admits devices that are not there yet).
     ///
@@ -188,8 +312,10 @@ impl KeyServerDaemon {
             rejected: 0,
             group_ids: cfg.groups.iter().map(|g| g.id).collect(),
             device_ids: cfg.devices.iter().map(|d| d.id).collect(),
+            device_names: cfg.devices.iter().map(|d| (d.id, d.name.clone())).collect(),
             metrics: None,
             stats: KeyServerMetrics::new(),
+            refusal_log: RefusalLog::default(),
             buf: vec![0; 16384],
         })
     }
@@ -355,16 +481,21 @@ impl KeyServerDaemon {
                     }
                     Err(e) => {
                         self.rejected = self.rejected.saturating_add(1);
-                        self.stats
-                            .refused(crate::metrics::reason_label(&format!("{e:?}")));
-                        tracing::debug!(%from, error = %e, "message refused");
+                        let reason = crate::metrics::reason_label(&format!("{e:?}"));
+                        self.stats.refused(reason.clone());
+                        let claimed = claimed_sender(rbuf.get(..n).unwrap_or(&[]));
+                        if let Some(suppressed) = self.refusal_log.allow(claimed, &reason) {
+                            log_refusal(claimed, from, &e, &reason, suppressed);
+                        }
                     }
                 }
                 self.flush(now)?;
             }
+            // A signal (SIGTERM: the caller's stop check) interrupts the wait: not an error.
             Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
-            }
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::TimedOut
+                    || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
         Ok(())
@@ -483,8 +614,20 @@ impl KeyServerDaemon {
                 Err(e) => error(e),
             },
             (Some("status") | None, _) => self.status().to_string(),
+            (Some("log"), _) => match req
+                .split_whitespace()
+                .nth(1)
+                .ok_or_else(|| "log needs a level (debug | info | warn | off)".to_owned())
+                .and_then(crate::service::set_log_level)
+            {
+                Ok(level) => {
+                    tracing::warn!(level, "log level changed (admin log)");
+                    serde_json::json!({ "log": level }).to_string()
+                }
+                Err(e) => error(e),
+            },
             _ => error(format!(
-                "unknown request {req:?} (status | revoke DEVICE | rekey GROUP)"
+                "unknown request {req:?} (status | revoke DEVICE | rekey GROUP | log LEVEL)"
             )),
         }
     }
@@ -510,8 +653,32 @@ impl KeyServerDaemon {
                 serde_json::json!({"id": gid, "current": current, "staged": staged, "members": members})
             })
             .collect();
+        // Every device of the configuration, admitted or not, joined or not.
+        let devices: Vec<serde_json::Value> = self
+            .device_names
+            .iter()
+            .map(|(id, name)| {
+                let admitted = self.server.device(DeviceId(*id));
+                let joined: Vec<u32> = self
+                    .group_ids
+                    .iter()
+                    .copied()
+                    .filter(|g| self.server.membership(DeviceId(*id), *g).is_some())
+                    .collect();
+                serde_json::json!({
+                    "id": id,
+                    "name": name,
+                    "admitted": admitted.is_some(),
+                    "revoked": self.server.store().is_revoked(*id).unwrap_or(false),
+                    "role": admitted.map(|(_, role, _)| format!("{role:?}").to_lowercase()),
+                    "groups": admitted.map(|(_, _, gs)| gs.to_vec()).unwrap_or_default(),
+                    "joined": joined,
+                })
+            })
+            .collect();
         serde_json::json!({
             "groups": groups,
+            "devices": devices,
             "rejected": self.rejected,
             "replays": self.server.replays(),
             "challenges": self.server.challenges_issued(),

@@ -1,0 +1,136 @@
+//! AES-128-CCM as key distribution uses it (docs/key-distribution.md §4–§5): sealing key
+//! material (both modes), the PSK mode's message tags, and the associated data that binds a
+//! sealed secret to its bundle.
+//!
+//! ```text
+//! ciphertext||tag = AES-128-CCM(key, nonce, aad, postcard(KeyMaterial)), 16-byte tag, 13-byte nonce
+//! aad             = group_id[4] || device_id[4] || counter[8] || epoch[2] || suite[2]   (big endian)
+//! ```
+
+use aead::{AeadInOut, KeyInit, Nonce, Tag};
+use aes::Aes128;
+use ccm::Ccm;
+use ccm::consts::{U13, U16};
+use zeroize::Zeroizing;
+
+use super::error::Error;
+use super::message::{
+    KeyBundle, KeyMaterial, MAX_KEY_MATERIAL_LEN, MAX_SEALED_LEN, ServerHeader,
+    decode_key_material, encode_key_material,
+};
+use super::vocabulary::{DeviceId, TAG_LEN};
+
+/// AES-128-CCM with a 16-byte tag and a 13-byte nonce (L = 2).
+pub(crate) type KdCcm = Ccm<Aes128, U16, U13>;
+/// CCM nonce length used by key distribution.
+#[cfg_attr(not(feature = "psk"), allow(dead_code))]
+pub(crate) const CCM_NONCE_LEN: usize = 13;
+
+/// The associated data that binds a sealed secret to its bundle.
+fn secret_aad(group_id: u32, device: DeviceId, counter: u64, epoch: u16, suite: u16) -> [u8; 20] {
+    let mut aad = [0u8; 20];
+    let parts: [&[u8]; 5] = [
+        &group_id.to_be_bytes(),
+        &device.0.to_be_bytes(),
+        &counter.to_be_bytes(),
+        &epoch.to_be_bytes(),
+        &suite.to_be_bytes(),
+    ];
+    let mut at = 0usize;
+    for p in parts {
+        let end = at.saturating_add(p.len());
+        if let Some(dst) = aad.get_mut(at..end) {
+            dst.copy_from_slice(p);
+        }
+        at = end;
+    }
+    aad
+}
+
+/// The associated data of the secret sealed into the bundle with this header, epoch and suite.
+pub(crate) fn bundle_aad(header: &ServerHeader, epoch: u16, suite: u16) -> [u8; 20] {
+    secret_aad(
+        header.group_id,
+        header.device_id,
+        header.counter,
+        epoch,
+        suite,
+    )
+}
+
+/// The associated data of `bundle`'s sealed secret.
+pub(crate) fn aad_of(bundle: &KeyBundle) -> [u8; 20] {
+    bundle_aad(&bundle.header, bundle.epoch, bundle.suite)
+}
+
+/// CCM-encrypts `material` under `key_nonce` (16-byte key || 13-byte nonce).
+pub(crate) fn ccm_seal(
+    key_nonce: &[u8; 29],
+    aad: &[u8],
+    material: &KeyMaterial,
+) -> Result<heapless::Vec<u8, MAX_SEALED_LEN>, Error> {
+    let mut buf = Zeroizing::new([0u8; MAX_SEALED_LEN]);
+    let n = encode_key_material(
+        material,
+        buf.get_mut(..MAX_KEY_MATERIAL_LEN)
+            .ok_or(Error::BufferTooSmall)?,
+    )?;
+    let (key, nonce) = key_nonce.split_at(16);
+    let cipher = KdCcm::new_from_slice(key).map_err(|_| Error::AuthenticationFailed)?;
+    let nonce = Nonce::<KdCcm>::try_from(nonce).map_err(|_| Error::AuthenticationFailed)?;
+    let (pt, rest) = buf.split_at_mut(n);
+    let tag = cipher
+        .encrypt_inout_detached(&nonce, aad, pt.into())
+        .map_err(|_| Error::AuthenticationFailed)?;
+    rest.get_mut(..TAG_LEN)
+        .ok_or(Error::BufferTooSmall)?
+        .copy_from_slice(&tag);
+    let total = n.saturating_add(TAG_LEN);
+    heapless::Vec::from_slice(buf.get(..total).ok_or(Error::BufferTooSmall)?)
+        .map_err(|_| Error::BufferTooSmall)
+}
+
+/// CCM-decrypts a sealed secret and decodes the key material. The plaintext buffer is wiped.
+pub(crate) fn ccm_open(
+    key_nonce: &[u8; 29],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<KeyMaterial, Error> {
+    let split = ciphertext
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(Error::AuthenticationFailed)?;
+    let (ct, tag) = ciphertext
+        .split_at_checked(split)
+        .ok_or(Error::AuthenticationFailed)?;
+    let mut buf = Zeroizing::new([0u8; MAX_SEALED_LEN]);
+    let pt = buf.get_mut(..ct.len()).ok_or(Error::AuthenticationFailed)?;
+    pt.copy_from_slice(ct);
+    let (key, nonce) = key_nonce.split_at(16);
+    let cipher = KdCcm::new_from_slice(key).map_err(|_| Error::AuthenticationFailed)?;
+    let nonce = Nonce::<KdCcm>::try_from(nonce).map_err(|_| Error::AuthenticationFailed)?;
+    let tag = Tag::<KdCcm>::try_from(tag).map_err(|_| Error::AuthenticationFailed)?;
+    cipher
+        .decrypt_inout_detached(&nonce, aad, pt.into(), &tag)
+        .map_err(|_| Error::AuthenticationFailed)?;
+    decode_key_material(pt)
+}
+
+/// CCM with empty plaintext: a 16-byte tag over `aad` (the PSK mode's message protection).
+#[cfg(feature = "psk")]
+pub(crate) fn ccm_tag(
+    key: &[u8; 16],
+    nonce: &[u8; CCM_NONCE_LEN],
+    aad: &[u8],
+) -> Result<[u8; TAG_LEN], Error> {
+    let cipher = KdCcm::new_from_slice(key).map_err(|_| Error::AuthenticationFailed)?;
+    let nonce =
+        Nonce::<KdCcm>::try_from(nonce.as_slice()).map_err(|_| Error::AuthenticationFailed)?;
+    let mut empty = [0u8; 0];
+    let tag = cipher
+        .encrypt_inout_detached(&nonce, aad, empty.as_mut_slice().into())
+        .map_err(|_| Error::AuthenticationFailed)?;
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(&tag);
+    Ok(out)
+}
