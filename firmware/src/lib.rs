@@ -108,6 +108,31 @@ pub enum Failure {
     KeyDist,
 }
 
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Failure::Prf => "the PRF did not reproduce GnuTLS's key block",
+            Failure::KatOpen => "a captured record did not open to its plaintext",
+            Failure::KatReplay => "a second copy of a captured record was not refused as a replay",
+            Failure::KatReseal => "resealing did not reproduce a captured record",
+            Failure::KatTamperedAccepted => "a tampered record was accepted",
+            Failure::Keys => "a key schedule or key installation failed",
+            Failure::RoundTrip => "the seal/open round trip failed",
+            Failure::DropAccepted => "a replay or forgery was accepted, or counted wrongly",
+            Failure::Flash => "the flash store failed",
+            Failure::FlashBoot => "the flash store's boot path reported an unexpected state",
+            Failure::FlashResume => {
+                "after a reboot the sender did not resume above the numbers it used"
+            }
+            Failure::Signatures => "the signed-record round trip failed",
+            Failure::Net => "the smoltcp multicast round trip failed",
+            Failure::KeyDist => "joining through key distribution failed",
+        })
+    }
+}
+
+impl core::error::Error for Failure {}
+
 impl Failure {
     /// Exit code of the failure (the image prints it; 0 is success).
     pub const fn code(self) -> u8 {

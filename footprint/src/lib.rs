@@ -48,6 +48,23 @@ pub enum Failure {
     Rekey,
 }
 
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Failure::KatOpen => "a GnuTLS record was not opened to its plaintext",
+            Failure::KatTamperedAccepted => "a tampered GnuTLS record was accepted",
+            Failure::Keys => "keys could not be installed",
+            Failure::Seal => "sealing failed",
+            Failure::Open => "opening a fresh record failed or gave the wrong content",
+            Failure::Transcript => "the transcript could not be read",
+            Failure::Join => "the member refused a key-server message or did not join",
+            Failure::Rekey => "the member did not move to the rekeyed epoch",
+        })
+    }
+}
+
+impl core::error::Error for Failure {}
+
 /// The figures an image prints: `footprint-run stack=.. ram_group32=..`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Figures {

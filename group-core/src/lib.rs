@@ -12,11 +12,12 @@
 //! ```text
 //!  wire (bytes <-> structure)
 //!   ├─ suite (AEAD, keys, nonce)   replay (windows)   schedule / epochs (keys per epoch)
-//!   │                                                 sequence (send counters, persistence)
+//!   │  signature (ECDSA P-256)     policy (defaults)  sequence (send counters, persistence)
 //!   └─ record (seal / open one record)
 //!        └─ group (senders, policy, counters, events: the handle_* / poll_* surface)
-//!             └─ keydist (key-distribution messages; KeyServer and Member, which installs
-//!                         keys into its Group)
+//!             ├─ datagram (Group::open_datagram: every record of a datagram, in place)
+//!             └─ keydist (key-distribution messages and their protection; KeyServer, and
+//!                         Member, which installs the keys into the Group it holds)
 //! ```
 //!
 //! The types a user touches to seal, open and join are re-exported here, at the crate root

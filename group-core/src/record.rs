@@ -8,9 +8,7 @@
 //! aad      = epoch[2] || sid[1] || seq[5] || type[1] || version[2] || n[2]
 //! ```
 
-use core::fmt;
-
-use crate::sequence::{SequenceError, StoreError};
+pub use crate::group::{OpenError, SealError};
 use crate::suite::{EXPLICIT_NONCE_LEN, EpochCipher};
 use crate::wire::{
     self, ContentType, Epoch, HEADER_LEN, MAX_FRAGMENT_LEN, MAX_PLAINTEXT_LEN, ProtocolVersion,
@@ -27,144 +25,6 @@ pub enum NonceProfile {
     /// Accept whatever explicit nonce the record carries (the DTLS 1.2 rule; needed for wolfSSL,
     /// whose AES-CCM members count nonces from 0 each). Senders of this crate never do that.
     Compatibility,
-}
-
-/// Why a record was not delivered. Every variant maps to one drop counter.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// Not a well-formed record.
-    Malformed(wire::Error),
-    /// Not application data: parsed and reported, not processed.
-    UnsupportedContentType(ContentType),
-    /// The epoch is not held (never installed, retired, or past its grace period).
-    UnknownEpoch(Epoch),
-    /// The sender is not known and can't be admitted (strict admission, full table), or it is
-    /// refused in this epoch because its state was dropped here (evicted, reused as dead, or
-    /// removed) while it may have had records accepted in this epoch.
-    UnknownSender(SenderId),
-    /// Already received.
-    Replay,
-    /// Older than the replay window, or in an epoch older than the sender's.
-    TooOld,
-    /// Authentication failed (opaque).
-    AuthenticationFailed,
-    /// The record carries this node's own sender ID (own loopback or a sender-ID clash).
-    OwnSenderId,
-    /// Strict profile: the explicit nonce is not `epoch || sid || seq`.
-    NonceMismatch,
-    /// The record's plaintext would be longer than 2^14 bytes ([`MAX_PLAINTEXT_LEN`]; RFC 6347
-    /// §4.1 / RFC 5246 §6.2.1, alert `record_overflow`). Refused before decryption.
-    RecordOverflow,
-}
-
-impl fmt::Display for OpenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OpenError::Malformed(e) => write!(f, "malformed: {e}"),
-            OpenError::UnsupportedContentType(t) => write!(f, "unsupported content type {}", t.0),
-            OpenError::UnknownEpoch(e) => write!(f, "unknown epoch {}", e.0),
-            OpenError::UnknownSender(s) => write!(f, "unknown sender {}", s.0),
-            OpenError::Replay => f.write_str("replay"),
-            OpenError::TooOld => f.write_str("too old"),
-            OpenError::AuthenticationFailed => f.write_str("authentication failed"),
-            OpenError::OwnSenderId => f.write_str("own sender id"),
-            OpenError::NonceMismatch => f.write_str("explicit nonce mismatch"),
-            OpenError::RecordOverflow => f.write_str("record overflow: plaintext over 2^14 bytes"),
-        }
-    }
-}
-
-impl OpenError {
-    /// A stable snake_case name for logs, counters and the command-line tool.
-    pub const fn reason(&self) -> &'static str {
-        match self {
-            OpenError::Malformed(_) => "malformed",
-            OpenError::UnsupportedContentType(_) => "unsupported_content_type",
-            OpenError::UnknownEpoch(_) => "unknown_epoch",
-            OpenError::UnknownSender(_) => "unknown_sender",
-            OpenError::Replay => "replay",
-            OpenError::TooOld => "too_old",
-            OpenError::AuthenticationFailed => "authentication_failed",
-            OpenError::OwnSenderId => "own_sender_id",
-            OpenError::NonceMismatch => "nonce_mismatch",
-            OpenError::RecordOverflow => "record_overflow",
-        }
-    }
-}
-
-impl From<crate::replay::ReplayError> for OpenError {
-    fn from(e: crate::replay::ReplayError) -> Self {
-        match e {
-            crate::replay::ReplayError::Replay => OpenError::Replay,
-            crate::replay::ReplayError::TooOld => OpenError::TooOld,
-        }
-    }
-}
-
-impl From<wire::Error> for OpenError {
-    fn from(e: wire::Error) -> Self {
-        OpenError::Malformed(e)
-    }
-}
-
-/// Why a record could not be sealed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[non_exhaustive]
-pub enum SealError {
-    /// No current epoch to send in.
-    NoCurrentEpoch,
-    /// This node has no sender ID (a listener).
-    NotASender,
-    /// The output buffer can't hold the record.
-    BufferTooSmall,
-    /// The record would exceed the configured maximum fragment length
-    /// ([`GroupConfig::max_fragment_len`](crate::group::GroupConfig::max_fragment_len)).
-    PlaintextTooLarge,
-    /// The plaintext is longer than 2^14 bytes ([`MAX_PLAINTEXT_LEN`]), the DTLS 1.2 limit
-    /// (RFC 6347 §4.1, `record_overflow`). Nothing is sealed and no sequence number is used.
-    RecordOverflow,
-    /// The sequence state is missing or corrupt: wait for a new epoch or sender ID.
-    SequenceStateLost(StoreError),
-    /// Reserving sequence numbers in the store failed.
-    SequenceStore(StoreError),
-    /// The store holds a newer epoch or another sender ID for this epoch.
-    SequenceStale,
-    /// The epoch's sequence numbers are used up: rekey.
-    SequenceExhausted,
-    /// The AEAD refused the input.
-    Crypto,
-    /// The group requires signed records and no signing key is set.
-    NoSigningKey,
-}
-
-impl From<SequenceError> for SealError {
-    fn from(e: SequenceError) -> Self {
-        match e {
-            SequenceError::StateLost(s) => SealError::SequenceStateLost(s),
-            SequenceError::Store(s) => SealError::SequenceStore(s),
-            SequenceError::Stale => SealError::SequenceStale,
-            SequenceError::Exhausted => SealError::SequenceExhausted,
-        }
-    }
-}
-
-impl fmt::Display for SealError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SealError::NoCurrentEpoch => f.write_str("no current epoch"),
-            SealError::NotASender => f.write_str("no sender id"),
-            SealError::BufferTooSmall => f.write_str("buffer too small"),
-            SealError::PlaintextTooLarge => f.write_str("plaintext too large"),
-            SealError::RecordOverflow => f.write_str("record overflow: plaintext over 2^14 bytes"),
-            SealError::SequenceStateLost(e) => write!(f, "sequence state lost: {e}"),
-            SealError::SequenceStore(e) => write!(f, "sequence store: {e}"),
-            SealError::SequenceStale => f.write_str("sequence store holds a newer state"),
-            SealError::SequenceExhausted => f.write_str("sequence numbers exhausted"),
-            SealError::Crypto => f.write_str("aead refused input"),
-            SealError::NoSigningKey => f.write_str("signed group but no signing key"),
-        }
-    }
 }
 
 /// Offset of the plaintext in a record buffer for this cipher: header plus explicit nonce.
@@ -218,6 +78,19 @@ fn layout(cipher: &EpochCipher, plaintext_len: usize) -> Layout {
     }
 }
 
+/// The identity of a record: `epoch || sender ID || seq`, its DTLS 64-bit sequence number and
+/// (for the AES suites) its explicit nonce. A sender never seals two records with the same
+/// identity under one key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct RecordId {
+    /// Epoch.
+    pub epoch: Epoch,
+    /// Sender ID.
+    pub sender_id: SenderId,
+    /// Sequence number (at most 2^40 − 1).
+    pub seq: u64,
+}
+
 /// Seals a record in place. `buf[payload_offset(cipher)..][..plaintext_len]` holds the
 /// plaintext; the header, explicit nonce (`epoch || sid || seq`) and tag are written around it.
 /// Returns the record length. The caller guarantees `(epoch, sid, seq)` was never used before.
@@ -231,28 +104,22 @@ pub fn seal_in_place(
     buf: &mut [u8],
     plaintext_len: usize,
 ) -> Result<usize, SealError> {
-    seal_in_place_with_trailer(
-        cipher,
-        content_type,
+    let id = RecordId {
         epoch,
         sender_id,
         seq,
-        buf,
-        plaintext_len,
-        0,
-    )
+    };
+    seal_in_place_with_trailer(cipher, content_type, id, buf, plaintext_len, 0)
 }
 
 /// [`seal_in_place`] for a record that will carry a `trailer_len`-byte trailer after the tag
 /// (the signature of wire.md §5): the header's length covers the trailer, which the caller
-/// fills afterwards. Returns the record length without the trailer.
-#[allow(clippy::too_many_arguments)]
+/// fills afterwards. Returns the record length without the trailer. A sequence number above
+/// 2^40 − 1 is refused ([`SealError::Header`]).
 pub fn seal_in_place_with_trailer(
     cipher: &EpochCipher,
     content_type: ContentType,
-    epoch: Epoch,
-    sender_id: SenderId,
-    seq: u64,
+    id: RecordId,
     buf: &mut [u8],
     plaintext_len: usize,
     trailer_len: usize,
@@ -275,12 +142,12 @@ pub fn seal_in_place_with_trailer(
     let header = RecordHeader {
         content_type,
         version: ProtocolVersion::DTLS_1_2,
-        epoch,
-        sender_id,
-        seq,
+        epoch: id.epoch,
+        sender_id: id.sender_id,
+        seq: id.seq,
         length,
     };
-    header.emit(buf).map_err(|_| SealError::SequenceExhausted)?;
+    header.emit(buf).map_err(SealError::Header)?;
     let seq_bytes = header.sequence_bytes();
     let l = layout(cipher, plaintext_len);
     if let Some(e) = buf.get_mut(l.explicit) {
@@ -427,4 +294,31 @@ pub fn open_in_place<'a>(
     }
     let pt = decrypt(cipher, &parsed, record)?;
     Ok((parsed.header, pt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{EpochSecret, native_keys};
+    use crate::suite::Suite;
+    use crate::wire::MAX_SEQ;
+
+    #[test]
+    fn a_header_that_cannot_be_emitted_is_not_sequence_exhaustion() {
+        let keys = native_keys(7, Epoch(1), Suite::AES_128_CCM, &EpochSecret([1; 32])).unwrap();
+        let cipher = EpochCipher::new(&keys).unwrap();
+        let mut buf = [0u8; 64];
+        let id = RecordId {
+            epoch: Epoch(1),
+            sender_id: SenderId(1),
+            seq: MAX_SEQ + 1,
+        };
+        let ct = ContentType::APPLICATION_DATA;
+        assert_eq!(
+            seal_in_place_with_trailer(&cipher, ct, id, &mut buf, 1, 0),
+            Err(SealError::Header(wire::Error::SeqOutOfRange))
+        );
+        let id = RecordId { seq: MAX_SEQ, ..id };
+        assert!(seal_in_place_with_trailer(&cipher, ct, id, &mut buf, 1, 0).is_ok());
+    }
 }

@@ -15,6 +15,17 @@ pub enum ReplayError {
     TooOld,
 }
 
+impl core::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ReplayError::Replay => "replay",
+            ReplayError::TooOld => "older than the replay window",
+        })
+    }
+}
+
+impl core::error::Error for ReplayError {}
+
 /// How a fresh window treats sequence numbers below its first accepted record.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum WindowStart {

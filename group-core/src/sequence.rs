@@ -50,6 +50,8 @@ impl fmt::Display for StoreError {
     }
 }
 
+impl core::error::Error for StoreError {}
+
 /// Durable storage for a sender's sequence reservation.
 ///
 /// Contract:
@@ -150,6 +152,19 @@ pub enum SequenceError {
     /// The epoch's sequence numbers are used up (the last is [`LAST_SEQ`]): rekey.
     Exhausted,
 }
+
+impl fmt::Display for SequenceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SequenceError::StateLost(e) => write!(f, "sequence state lost: {e}"),
+            SequenceError::Store(e) => write!(f, "sequence reservation not saved: {e}"),
+            SequenceError::Stale => f.write_str("store holds a newer epoch or another sender ID"),
+            SequenceError::Exhausted => f.write_str("sequence numbers of the epoch used up"),
+        }
+    }
+}
+
+impl core::error::Error for SequenceError {}
 
 /// The sending side's sequence counter for one `(epoch, sid)`.
 #[derive(Clone, Debug, PartialEq, Eq)]

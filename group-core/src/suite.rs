@@ -158,6 +158,8 @@ impl fmt::Display for KeyError {
     }
 }
 
+impl core::error::Error for KeyError {}
+
 /// The write key and write IV of one epoch. Zeroized on drop; `Debug` prints only the suite.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct RecordKeys {
@@ -234,6 +236,14 @@ impl fmt::Debug for RecordKeys {
 /// Authentication failed, or the AEAD refused the input. Deliberately opaque.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct AeadError;
+
+impl fmt::Display for AeadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("authentication failed")
+    }
+}
+
+impl core::error::Error for AeadError {}
 
 #[allow(clippy::large_enum_variant)]
 enum Aead {

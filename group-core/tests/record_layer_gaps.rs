@@ -6,7 +6,7 @@ use group_core::counters::{Event, RekeyReason};
 use group_core::group::{
     Group, GroupConfig, SIGNATURE_LEN, default_confidentiality_limit, default_integrity_limit,
 };
-use group_core::record::{OpenError, SealError};
+use group_core::record::{OpenError, RecordId, SealError};
 use group_core::schedule::{EpochSecret, native_keys};
 use group_core::sequence::{MemorySequenceStore, SequenceStore};
 use group_core::suite::{RecordKeys, Suite};
@@ -607,9 +607,11 @@ fn protocol_fragment_maximum_on_parse_and_seal() {
         record::seal_in_place_with_trailer(
             &cipher,
             ContentType::APPLICATION_DATA,
-            Epoch(1),
-            SenderId(1),
-            0,
+            RecordId {
+                epoch: Epoch(1),
+                sender_id: SenderId(1),
+                seq: 0,
+            },
             buf,
             pt,
             trailer,

@@ -2,7 +2,7 @@
 //! private key can't produce a record others accept as S.
 
 use group_core::group::{Group, GroupConfig, SIGNATURE_LEN};
-use group_core::record::{self, OpenError, SealError};
+use group_core::record::{self, OpenError, RecordId, SealError};
 use group_core::schedule::{EpochSecret, native_keys};
 use group_core::sequence::MemorySequenceStore;
 use group_core::suite::{EpochCipher, RecordKeys, Suite};
@@ -71,9 +71,11 @@ fn signed_records_open_and_forgeries_are_refused() {
     let len = record::seal_in_place_with_trailer(
         &cipher,
         ContentType::APPLICATION_DATA,
-        Epoch(1),
-        SenderId(1),
-        77,
+        RecordId {
+            epoch: Epoch(1),
+            sender_id: SenderId(1),
+            seq: 77,
+        },
         &mut forged,
         3,
         SIGNATURE_LEN,

@@ -63,4 +63,7 @@ pub mod doc_tests {
     /// `contrib/wireshark/README.md`.
     #[doc = include_str!("../../contrib/wireshark/README.md")]
     pub struct Wireshark;
+    /// `contrib/systemd/README.md`.
+    #[doc = include_str!("../../contrib/systemd/README.md")]
+    pub struct Systemd;
 }

@@ -55,6 +55,27 @@ pub enum Failure {
     Counters,
 }
 
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Failure::KeySchedule => "a key schedule refused its input",
+            Failure::Install => "installing the epoch keys failed",
+            Failure::Seal => "sealing failed",
+            Failure::Wire => {
+                "the sealed bytes are not a well-formed record with the expected header"
+            }
+            Failure::Open => "the fresh record was not delivered, or delivered wrongly",
+            Failure::ReplayAccepted => "a replayed record was not dropped as a replay",
+            Failure::ForgeryAccepted => {
+                "a bit-flipped record was not dropped as an authentication failure"
+            }
+            Failure::Counters => "the counters do not match what happened",
+        })
+    }
+}
+
+impl core::error::Error for Failure {}
+
 impl Failure {
     /// Process exit status for this failure (0 is success).
     pub const fn code(self) -> i32 {

@@ -33,6 +33,19 @@ pub enum SimError {
     Reprogram,
 }
 
+impl core::fmt::Display for SimError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SimError::NotAligned => "not aligned to the flash's units",
+            SimError::OutOfBounds => "outside the flash",
+            SimError::PowerOff => "power is off",
+            SimError::Reprogram => "word programmed twice without an erase",
+        })
+    }
+}
+
+impl core::error::Error for SimError {}
+
 impl NorFlashError for SimError {
     fn kind(&self) -> NorFlashErrorKind {
         match self {

@@ -13,6 +13,8 @@
 //!   poll_timeout()  poll_event()
 //! ```
 
+mod bundle;
+
 use core::fmt;
 
 use p256::ecdsa::VerifyingKey;
@@ -23,21 +25,18 @@ use heapless::{Deque, Vec};
 use super::credential::MemberCredentials;
 use super::error::Error;
 use super::message::{
-    Ack, BundlePolicy, DeviceHeader, JoinChallenge, JoinRequest, KeyBundle, KeyMaterial, Leave,
-    Message, RekeyNeeded, RekeyReport, RemovedReason, WireAdmission, WireNonceProfile, parse,
+    Ack, DeviceHeader, JoinChallenge, JoinRequest, Leave, Message, RekeyNeeded, RekeyReport,
+    RemovedReason, parse,
 };
 use super::retry::Retry;
-use super::signed::parse_key;
 use super::vocabulary::{DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role};
 use crate::counters::{Event, RekeyReason};
-use crate::group::{Admission, Delivery, Group, GroupConfig};
-use crate::record::{NonceProfile, OpenError, SealError};
-use crate::replay::ReplayWindow;
-use crate::schedule::{EpochSecret, native_keys, wolfssl_keys};
+use crate::group::{Delivery, Group, GroupConfig};
+use crate::record::{OpenError, SealError};
 use crate::sequence::SequenceStore;
-use crate::suite::{RecordKeys, Suite};
 use crate::time::Instant;
-use crate::wire::{Epoch, MAX_FRAGMENT_LEN, SenderId};
+use crate::wire::{Epoch, SenderId};
+use bundle::SidSet;
 
 /// Queued member events.
 const EVENT_CAP: usize = 16;
@@ -138,29 +137,6 @@ struct Report {
     epoch: Epoch,
     reason: RekeyReport,
     retry: Retry,
-}
-
-/// 256-bit set of sender IDs.
-#[derive(Clone, Copy, Default)]
-struct SidSet([u32; 8]);
-
-impl SidSet {
-    fn contains(&self, sid: u8) -> bool {
-        let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
-        self.0.get(w).is_some_and(|v| v & (1u32 << b) != 0)
-    }
-    fn insert(&mut self, sid: u8) {
-        let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
-        if let Some(v) = self.0.get_mut(w) {
-            *v |= 1u32 << b;
-        }
-    }
-    fn remove(&mut self, sid: u8) {
-        let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
-        if let Some(v) = self.0.get_mut(w) {
-            *v &= !(1u32 << b);
-        }
-    }
 }
 
 /// A member of one group, with room for `SENDERS` sender states and `32 × WORDS`-record replay
@@ -396,178 +372,6 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             j.challenge = Some(c.challenge);
             j.retry = Retry::now(now);
         }
-        Ok(())
-    }
-
-    fn group_config(&self, b: &KeyBundle) -> GroupConfig {
-        let p = &b.policy;
-        let mut c = GroupConfig::new(self.config.group_id);
-        c.own_sender_id = b.sender_id.map(SenderId);
-        c.admission = match p.admission {
-            WireAdmission::TrustFirst => Admission::TrustFirst,
-            WireAdmission::Strict => Admission::Strict,
-        };
-        c.nonce_profile = match p.nonce_profile {
-            WireNonceProfile::Strict => NonceProfile::Strict,
-            WireNonceProfile::Compatibility => NonceProfile::Compatibility,
-        };
-        c.grace_ms = u64::from(p.grace_ms);
-        c.max_fragment_len = usize::from(p.max_fragment_len);
-        c.sequence_reserve_step = self.config.sequence_reserve_step;
-        c.sender_rekey_budget = self.config.sender_rekey_budget;
-        c.signatures_required = p.signatures_required;
-        c
-    }
-
-    fn check_policy(&self, p: &BundlePolicy) -> Result<(), Error> {
-        if u64::from(p.replay_window) > ReplayWindow::<WORDS>::SIZE
-            || usize::from(p.max_fragment_len) > MAX_FRAGMENT_LEN
-            || p.max_fragment_len < 64
-        {
-            return Err(Error::PolicyUnsupported);
-        }
-        if p.signatures_required && self.creds.device_key().is_none() {
-            return Err(Error::PolicyUnsupported);
-        }
-        Ok(())
-    }
-
-    fn open_material(&self, b: &KeyBundle) -> Result<KeyMaterial, Error> {
-        self.creds.credential().open_secret(b)
-    }
-
-    fn on_bundle(&mut self, now: Instant, b: &KeyBundle) -> Result<(), Error> {
-        // Freshness: a join response must echo the outstanding request's nonce.
-        match self.state {
-            MemberState::Joining => {
-                let want = self.join.and_then(|j| j.nonce);
-                if want.is_none() || b.echo != want {
-                    return Err(Error::NonceMismatch);
-                }
-            }
-            MemberState::Joined => {
-                let outstanding = self.join.and_then(|j| j.nonce);
-                if b.echo.is_some() && b.echo != self.last_join_nonce && b.echo != outstanding {
-                    return Err(Error::NonceMismatch);
-                }
-            }
-            _ => return Err(Error::NotJoined),
-        }
-        // Consistency and policy, all before anything changes.
-        let suite = Suite(b.suite);
-        if !suite.is_enabled() {
-            return Err(Error::UnsupportedSuite(b.suite));
-        }
-        if (self.config.role == Role::Sender) != b.sender_id.is_some() {
-            return Err(Error::InconsistentBundle);
-        }
-        self.check_policy(&b.policy)?;
-        if b.senders.len() > SENDERS {
-            return Err(Error::CapacityExceeded);
-        }
-        let mut keys_of: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS> = Vec::new();
-        for s in &b.senders {
-            let key = match (&s.public_key, b.policy.signatures_required) {
-                (Some(k), true) => Some(parse_key(&k.0)?),
-                (None, false) => None,
-                _ => return Err(Error::InconsistentBundle),
-            };
-            keys_of
-                .push((SenderId(s.sender_id), key))
-                .map_err(|_| Error::CapacityExceeded)?;
-        }
-        let answers_join = self
-            .join
-            .is_some_and(|j| j.nonce.is_some() && j.nonce == b.echo);
-        let recovering = answers_join && self.join.is_some_and(|j| j.lost);
-        let epoch = Epoch(b.epoch);
-        if recovering && self.recovery_floor.is_some_and(|f| epoch <= f) {
-            // Not a fresh epoch: restarting at 0 there could reuse a nonce.
-            return Err(Error::InconsistentBundle);
-        }
-        let material = self.open_material(b)?;
-        let keys: RecordKeys = match &material {
-            KeyMaterial::Native { secret } => {
-                native_keys(self.config.group_id, epoch, suite, &EpochSecret(*secret))?
-            }
-            KeyMaterial::WolfSsl {
-                pms,
-                client_random,
-                server_random,
-            } => wolfssl_keys(suite, &pms.0, client_random, server_random)?.keys,
-        };
-        drop(material);
-
-        // Install: into the present group if its configuration still fits, else a new one.
-        let config = self.group_config(b);
-        match self.group.as_mut() {
-            Some(g) if *g.config() == config => g.install_epoch(epoch, &keys)?,
-            _ => {
-                // First bundle, or the sender ID or policy changed: a new record layer.
-                let mut g = Group::<SENDERS, WORDS>::new(config);
-                g.install_epoch(epoch, &keys)?;
-                self.group = Some(g);
-                self.removed = SidSet::default();
-                self.deferred.clear();
-            }
-        }
-        let own = b.sender_id;
-        let group = self.group.as_mut().ok_or(Error::NotJoined)?;
-        if let (Some(_), Some(device_key)) = (own, self.creds.device_key())
-            && b.policy.signatures_required
-        {
-            group.set_signing_key(device_key.clone());
-        }
-        // Senders: drop the stale and the unlisted, then add the listed.
-        let mut known: Vec<SenderId, SENDERS> = Vec::new();
-        for s in group.senders() {
-            let _ = known.push(s.sender_id);
-        }
-        for sid in b.stale.iter().map(|s| SenderId(*s)).chain(known) {
-            if Some(sid.0) != own && !b.senders.iter().any(|s| s.sender_id == sid.0) {
-                group.remove_sender(sid);
-                self.removed.insert(sid.0);
-            }
-        }
-        self.deferred.clear();
-        for (sid, key) in keys_of {
-            if Some(sid.0) == own {
-                continue;
-            }
-            if self.removed.contains(sid.0) {
-                // Re-listed after removal: only once the epochs it used before are gone.
-                let _ = self.deferred.push((sid, key));
-                continue;
-            }
-            // Can't fail: the unlisted were removed and the list fits the table (checked).
-            let _ = match key {
-                Some(k) => group.set_sender_key(sid, k),
-                None => group.add_sender(sid),
-            };
-        }
-        // Bookkeeping: the bundle is accepted.
-        self.last_counter = b.header.counter;
-        if answers_join {
-            self.last_join_nonce = self.join.and_then(|j| j.nonce);
-            self.join = None;
-            if recovering {
-                self.recover_at = Some(epoch);
-            }
-        }
-        if self.report.is_some_and(|r| epoch > r.epoch) {
-            self.report = None;
-        }
-        self.state = MemberState::Joined;
-        self.lifetime_ms = b.lifetime_ms;
-        self.ack = Some((b.header.counter, b.epoch));
-        self.push_event(MemberEvent::BundleInstalled {
-            epoch,
-            sender_id: own.map(SenderId),
-            activate_in_ms: b.activate_in_ms,
-        });
-        let at = now.0.saturating_add(u64::from(b.activate_in_ms));
-        self.activation = Some((epoch, at));
-        self.handle_timeout(now);
         Ok(())
     }
 

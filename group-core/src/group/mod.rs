@@ -1,0 +1,169 @@
+//! A group context: epochs, sender states with their replay windows, own sending state,
+//! counters and events. The only `handle_*` / `poll_*` surface of the record layer.
+//!
+//! Receiving follows wire.md §2: parse → epoch held? → sender known or admissible? → replay
+//! pre-check → AEAD open → commit replay state → deliver. Any failure drops the record,
+//! counts it by reason and leaves all state as it was.
+//!
+//! One file per concern: `config` (the policy), `errors` ([`OpenError`], [`SealError`]),
+//! `senders` (sender states, admission, replay plans), `open` (receiving) and `seal`
+//! (sending); this file holds the context itself, its epochs and its events.
+
+mod config;
+mod errors;
+mod open;
+mod seal;
+mod senders;
+
+use heapless::{Deque, Vec};
+use p256::ecdsa::SigningKey;
+
+use crate::counters::{Counters, Event};
+use crate::epochs::EpochSet;
+use crate::replay::ReplayWindow;
+use crate::sequence::SequenceCounter;
+use crate::suite::{KeyError, RecordKeys};
+use crate::time::Instant;
+use crate::wire::Epoch;
+
+pub use crate::signature::SIGNATURE_LEN;
+pub use config::{Admission, GroupConfig, default_confidentiality_limit, default_integrity_limit};
+pub use errors::{OpenError, SealError};
+pub use open::Delivery;
+pub use senders::SenderInfo;
+use senders::{BlockedThrough, SenderState};
+
+/// Capacity of the event queue.
+pub const EVENT_QUEUE_LEN: usize = 8;
+
+/// A group context with room for `SENDERS` sender states and replay windows of `32 × WORDS`
+/// records (see [`ReplayWindow`]).
+pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
+    config: GroupConfig,
+    epochs: EpochSet,
+    senders: Vec<SenderState<WORDS>, SENDERS>,
+    /// Sender IDs whose state was dropped (evicted, reused as dead, or removed by the key
+    /// server), each refused in every epoch up to its own bound, whether or not a state for it
+    /// exists again (wire.md §3).
+    blocked: BlockedThrough,
+    tick: u64,
+    counters: Counters,
+    events: Deque<Event, EVENT_QUEUE_LEN>,
+    sending: Option<SequenceCounter>,
+    budget_event_for: Option<Epoch>,
+    exhausted_event_for: Option<Epoch>,
+    signing_key: Option<SigningKey>,
+}
+
+impl<const SENDERS: usize, const WORDS: usize> core::fmt::Debug for Group<SENDERS, WORDS> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Group")
+            .field("config", &self.config)
+            .field("epochs", &self.epochs)
+            .field("senders", &self.senders.len())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
+    /// A group with no keys yet.
+    pub fn new(config: GroupConfig) -> Self {
+        let _ = ReplayWindow::<WORDS>::SIZE;
+        Self {
+            config,
+            epochs: EpochSet::new(),
+            senders: Vec::new(),
+            blocked: BlockedThrough::default(),
+            tick: 0,
+            counters: Counters::default(),
+            events: Deque::new(),
+            sending: None,
+            budget_event_for: None,
+            exhausted_event_for: None,
+            signing_key: None,
+        }
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// Counters by outcome.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The epochs held.
+    pub fn epochs(&self) -> &EpochSet {
+        &self.epochs
+    }
+
+    /// The current epoch, if any.
+    pub fn current_epoch(&self) -> Option<Epoch> {
+        self.epochs.current().map(|c| c.epoch())
+    }
+
+    /// Next queued event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub(super) fn push_event(&mut self, e: Event) {
+        if self.events.push_back(e).is_err() {
+            self.counters.events_dropped = self.counters.events_dropped.saturating_add(1);
+        }
+    }
+
+    /// Stages `epoch` with `keys` (receivable at once; sent in after [`activate_epoch`]).
+    ///
+    /// [`activate_epoch`]: Self::activate_epoch
+    pub fn install_epoch(&mut self, epoch: Epoch, keys: &RecordKeys) -> Result<(), KeyError> {
+        self.epochs.install(epoch, keys)
+    }
+
+    /// Makes the staged `epoch` current: this node sends in it from now on; the old current
+    /// epoch stays receivable for the grace period.
+    pub fn activate_epoch(&mut self, epoch: Epoch, now: Instant) -> Result<(), KeyError> {
+        if let Some(dropped) = self.epochs.activate(epoch, now, self.config.grace_ms)? {
+            self.push_event(Event::EpochRetired { epoch: dropped });
+        }
+        Ok(())
+    }
+
+    /// Installs and activates `epoch` in one step (first keys, or a rekey with no staging).
+    pub fn install_and_activate(
+        &mut self,
+        epoch: Epoch,
+        keys: &RecordKeys,
+        now: Instant,
+    ) -> Result<(), KeyError> {
+        self.install_epoch(epoch, keys)?;
+        self.activate_epoch(epoch, now)
+    }
+
+    /// Drops the previous epoch if its grace period is over.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(epoch) = self.epochs.expire(now) {
+            self.push_event(Event::EpochRetired { epoch });
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.epochs.next_deadline()
+    }
+}
+
+/// Counts one record protected under `keys`; true when this crosses the confidentiality
+/// limit for the first time.
+pub(super) fn count_usage(keys: &mut crate::epochs::EpochKeys, limit: Option<u64>) -> bool {
+    keys.records = keys.records.saturating_add(1);
+    let limit = limit.unwrap_or_else(|| default_confidentiality_limit(keys.cipher().suite()));
+    if keys.records >= limit && !keys.usage_event_raised {
+        keys.usage_event_raised = true;
+        return true;
+    }
+    false
+}

@@ -1,0 +1,308 @@
+//! What a receiver keeps per sender: replay windows per epoch, the verifying key, admission
+//! and eviction, and the refusal bounds of dropped senders (wire.md §3).
+
+use p256::ecdsa::VerifyingKey;
+
+use super::{Admission, Group, OpenError};
+use crate::counters::Event;
+use crate::replay::{ReplayWindow, WindowStart};
+use crate::time::Instant;
+use crate::wire::{Epoch, SenderId};
+
+/// What a receiver knows of one sender, for status displays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SenderInfo {
+    /// Sender ID.
+    pub sender_id: SenderId,
+    /// The sender's current epoch and highest accepted seq in it, if any.
+    pub current: Option<(Epoch, Option<u64>)>,
+    /// The sender's previous epoch and highest accepted seq in it, if any.
+    pub previous: Option<(Epoch, Option<u64>)>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct SenderState<const WORDS: usize> {
+    sender_id: SenderId,
+    pub(super) key: Option<VerifyingKey>,
+    current: Option<(Epoch, ReplayWindow<WORDS>)>,
+    previous: Option<(Epoch, ReplayWindow<WORDS>)>,
+    last_active: u64,
+}
+
+/// Where a record's replay state is, decided before decryption and applied after.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Plan {
+    Current(usize),
+    Previous(usize),
+    NewEpoch(usize),
+    Create {
+        replace: Option<usize>,
+        evicts: bool,
+    },
+}
+
+/// Per sender ID, the newest epoch in which its records are refused (`Epoch(0)`: none; epoch 0
+/// is never held, so "epoch ≤ bound" refuses nothing then). 2 bytes × 256 sender IDs, fixed.
+///
+/// A bound is only ever raised, never cleared: it covers epochs up to the newest one in which
+/// the dropped state may have accepted records, and every epoch installed later is newer than
+/// that (epochs only move forward), so the bound stops mattering by itself once those epochs
+/// are no longer held, whoever lists the sender again in the meantime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct BlockedThrough([Epoch; 256]);
+
+impl Default for BlockedThrough {
+    fn default() -> Self {
+        Self([Epoch(0); 256])
+    }
+}
+
+impl BlockedThrough {
+    /// Whether `sid`'s records in `epoch` are refused.
+    fn refuses(&self, sid: SenderId, epoch: Epoch) -> bool {
+        self.0
+            .get(usize::from(sid.0))
+            .is_some_and(|bound| epoch <= *bound)
+    }
+
+    /// Refuses `sid` in every epoch up to `epoch` (keeping a higher bound it already has).
+    fn raise(&mut self, sid: SenderId, epoch: Epoch) {
+        if let Some(bound) = self.0.get_mut(usize::from(sid.0)) {
+            *bound = (*bound).max(epoch);
+        }
+    }
+}
+
+impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
+    /// Adds a sender the key server provided (required under [`Admission::Strict`]). Its windows
+    /// start empty: it begins each epoch at seq 0. A full table hands the sid back.
+    ///
+    /// A sender whose state was dropped here before (evicted from a full table, or removed) stays
+    /// refused in every epoch in which the dropped state may have accepted records: adding it
+    /// again only admits it in newer epochs (wire.md §3).
+    pub fn add_sender(&mut self, sid: SenderId) -> Result<(), SenderId> {
+        self.add_sender_state(sid).map(|_| ())
+    }
+
+    fn add_sender_state(&mut self, sid: SenderId) -> Result<usize, SenderId> {
+        if let Some(i) = self.position(sid) {
+            return Ok(i);
+        }
+        self.senders
+            .push(SenderState {
+                sender_id: sid,
+                key: None,
+                current: None,
+                previous: None,
+                last_active: self.tick,
+            })
+            .map_err(|s| s.sender_id)?;
+        Ok(self.senders.len().saturating_sub(1))
+    }
+
+    /// Sets the public key that verifies `sid`'s record signatures (adding the sender if
+    /// needed, as [`add_sender`](Self::add_sender)). A full table hands the sid back.
+    pub fn set_sender_key(&mut self, sid: SenderId, key: VerifyingKey) -> Result<(), SenderId> {
+        let i = self.add_sender_state(sid)?;
+        if let Some(s) = self.senders.get_mut(i) {
+            s.key = Some(key);
+        }
+        Ok(())
+    }
+
+    /// Removes a sender (revoked or stale): its records are refused in every epoch installed
+    /// now (the staged one too), also if it is added again later; only in a later epoch can it
+    /// be admitted again.
+    pub fn remove_sender(&mut self, sid: SenderId) {
+        if let Some(i) = self.position(sid) {
+            self.senders.swap_remove(i);
+        }
+        self.block(sid);
+    }
+
+    /// Refuses `sid` in every epoch installed so far (the staged one too).
+    fn block(&mut self, sid: SenderId) {
+        if let Some(h) = self.epochs.highest() {
+            self.blocked.raise(sid, h);
+        }
+    }
+
+    /// What this node knows of each sender.
+    pub fn senders(&self) -> impl Iterator<Item = SenderInfo> + '_ {
+        self.senders.iter().map(|s| SenderInfo {
+            sender_id: s.sender_id,
+            current: s.current.as_ref().map(|(e, w)| (*e, w.highest())),
+            previous: s.previous.as_ref().map(|(e, w)| (*e, w.highest())),
+        })
+    }
+
+    fn position(&self, sid: SenderId) -> Option<usize> {
+        self.senders.iter().position(|s| s.sender_id == sid)
+    }
+
+    fn window_start(&self) -> WindowStart {
+        match self.config.admission {
+            Admission::TrustFirst => WindowStart::TrustFirst,
+            Admission::Strict => WindowStart::Empty,
+        }
+    }
+
+    /// Decides where the replay state of `(sid, epoch, seq)` lives and pre-checks it.
+    pub(super) fn plan(
+        &self,
+        sid: SenderId,
+        epoch: Epoch,
+        seq: u64,
+        now: Instant,
+    ) -> Result<Plan, OpenError> {
+        // A sender whose state was dropped is refused in the epochs that state covered, also
+        // when it was listed (and a state made for it) again since.
+        if self.blocked.refuses(sid, epoch) {
+            return Err(OpenError::UnknownSender(sid));
+        }
+        if let Some(i) = self.position(sid) {
+            let s = self.senders.get(i).ok_or(OpenError::UnknownSender(sid))?;
+            return match (&s.current, &s.previous) {
+                (Some((ce, w)), _) if *ce == epoch => {
+                    w.check(seq)?;
+                    Ok(Plan::Current(i))
+                }
+                (Some((ce, _)), _) if epoch > *ce => Ok(Plan::NewEpoch(i)),
+                (Some(_), Some((pe, w))) if *pe == epoch => {
+                    w.check(seq)?;
+                    Ok(Plan::Previous(i))
+                }
+                (Some(_), _) => Err(OpenError::TooOld),
+                (None, _) => Ok(Plan::NewEpoch(i)),
+            };
+        }
+        if self.config.admission == Admission::Strict || self.config.signatures_required {
+            return Err(OpenError::UnknownSender(sid));
+        }
+        if !self.senders.is_full() {
+            return Ok(Plan::Create {
+                replace: None,
+                evicts: false,
+            });
+        }
+        // A state whose windows are all in epochs no longer held can be reused without an
+        // eviction; its sender is still refused up to its newest window's epoch when the slot is
+        // taken (see `commit`), since a staged epoch replaced before activation is newer than
+        // epochs still held. (A state with no window yet was provided by the key server: not
+        // dead.)
+        let dead = self.senders.iter().position(|s| {
+            s.current.is_some()
+                && [&s.current, &s.previous]
+                    .into_iter()
+                    .flatten()
+                    .all(|(e, _)| !self.epochs.holds(*e, now))
+        });
+        if let Some(i) = dead {
+            return Ok(Plan::Create {
+                replace: Some(i),
+                evicts: false,
+            });
+        }
+        let lru = self
+            .senders
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.last_active)
+            .map(|(i, _)| i)
+            .ok_or(OpenError::UnknownSender(sid))?;
+        Ok(Plan::Create {
+            replace: Some(lru),
+            evicts: true,
+        })
+    }
+
+    /// Applies a plan after the record authenticated.
+    pub(super) fn commit(&mut self, plan: Plan, sid: SenderId, epoch: Epoch, seq: u64) {
+        self.tick = self.tick.saturating_add(1);
+        let tick = self.tick;
+        let start = self.window_start();
+        let fresh = || {
+            let mut w = ReplayWindow::<WORDS>::new(start);
+            w.commit(seq);
+            (epoch, w)
+        };
+        match plan {
+            Plan::Current(i) | Plan::Previous(i) => {
+                if let Some(s) = self.senders.get_mut(i) {
+                    let window = match plan {
+                        Plan::Current(_) => &mut s.current,
+                        _ => &mut s.previous,
+                    };
+                    if let Some((_, w)) = window {
+                        w.commit(seq);
+                    }
+                    s.last_active = tick;
+                }
+            }
+            Plan::NewEpoch(i) => {
+                if let Some(s) = self.senders.get_mut(i) {
+                    // The sender moved on: its current window becomes its previous one.
+                    if let Some(old) = s.current.replace(fresh()) {
+                        s.previous = Some(old);
+                    }
+                    s.last_active = tick;
+                }
+            }
+            Plan::Create { replace, evicts } => {
+                let state = SenderState {
+                    sender_id: sid,
+                    key: None,
+                    current: Some(fresh()),
+                    previous: None,
+                    last_active: tick,
+                };
+                match replace.and_then(|i| self.senders.get_mut(i)) {
+                    Some(slot) => {
+                        let dropped = core::mem::replace(slot, state);
+                        let old = dropped.sender_id;
+                        if evicts {
+                            self.block(old);
+                            self.push_event(Event::SenderEvicted { sender_id: old });
+                        } else if let Some((newest, _)) = dropped.current {
+                            // A dead state: none of its epochs is held. Its sender may still
+                            // have records in held epochs older than its windows (dropped from
+                            // them as it moved on; refused `too_old` while the state lived),
+                            // when its newest epoch was a staged one replaced before activation.
+                            // Keep refusing it there, as the state did; no event, since this
+                            // refuses nothing it would have accepted.
+                            self.blocked.raise(old, newest);
+                        }
+                    }
+                    None => {
+                        let _ = self.senders.push(state);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_bounds_are_per_sender_id_and_only_rise() {
+        let mut b = BlockedThrough::default();
+        for sid in [0u8, 1, 31, 32, 33, 200, 255] {
+            assert!(!b.refuses(SenderId(sid), Epoch(1)));
+        }
+        b.raise(SenderId(33), Epoch(3));
+        b.raise(SenderId(200), Epoch(5));
+        b.raise(SenderId(255), Epoch(1));
+        b.raise(SenderId(200), Epoch(2)); // a lower bound never lowers a higher one
+        for (sid, through) in [(33u8, 3u16), (200, 5), (255, 1)] {
+            assert!(b.refuses(SenderId(sid), Epoch(1)));
+            assert!(b.refuses(SenderId(sid), Epoch(through)));
+            assert!(!b.refuses(SenderId(sid), Epoch(through + 1)));
+        }
+        for sid in [0u8, 1, 32, 34, 65, 199, 201, 254] {
+            assert!(!b.refuses(SenderId(sid), Epoch(1)), "sid {sid}");
+        }
+    }
+}

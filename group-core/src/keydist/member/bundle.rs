@@ -1,0 +1,269 @@
+//! Key bundles at the member: a bundle is checked (freshness, consistency, policy), its secret
+//! opened and its record keys derived, all before anything changes; then it is installed into
+//! the [`Group`] with its senders, and acknowledged.
+
+use heapless::Vec;
+use p256::ecdsa::VerifyingKey;
+
+use super::super::error::Error;
+use super::super::message::{
+    BundlePolicy, KeyBundle, KeyMaterial, WireAdmission, WireNonceProfile,
+};
+use super::super::signed::parse_key;
+use super::super::vocabulary::{MAX_SENDERS, Role};
+use super::{Member, MemberEvent, MemberState};
+use crate::group::{Admission, Group, GroupConfig};
+use crate::record::NonceProfile;
+use crate::replay::ReplayWindow;
+use crate::schedule::{EpochSecret, native_keys, wolfssl_keys};
+use crate::sequence::SequenceStore;
+use crate::suite::{RecordKeys, Suite};
+use crate::time::Instant;
+use crate::wire::{Epoch, MAX_FRAGMENT_LEN, SenderId};
+
+/// 256-bit set of sender IDs.
+#[derive(Clone, Copy, Default)]
+pub(super) struct SidSet([u32; 8]);
+
+impl SidSet {
+    pub(super) fn contains(&self, sid: u8) -> bool {
+        let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
+        self.0.get(w).is_some_and(|v| v & (1u32 << b) != 0)
+    }
+    pub(super) fn insert(&mut self, sid: u8) {
+        let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
+        if let Some(v) = self.0.get_mut(w) {
+            *v |= 1u32 << b;
+        }
+    }
+    pub(super) fn remove(&mut self, sid: u8) {
+        let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
+        if let Some(v) = self.0.get_mut(w) {
+            *v &= !(1u32 << b);
+        }
+    }
+}
+
+/// A bundle that passed every check, before its secret is opened.
+struct CheckedBundle {
+    suite: Suite,
+    epoch: Epoch,
+    /// The listed senders with their record-signing keys (in groups that require signatures).
+    senders: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS>,
+    /// It answers the outstanding join request.
+    answers_join: bool,
+    /// It answers a join that reported a lost sequence store.
+    recovering: bool,
+}
+
+/// A bundle ready to install: checked, and its record keys derived.
+struct BundlePlan {
+    checked: CheckedBundle,
+    keys: RecordKeys,
+}
+
+impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDERS, WORDS> {
+    fn group_config(&self, b: &KeyBundle) -> GroupConfig {
+        let p = &b.policy;
+        let mut c = GroupConfig::new(self.config.group_id);
+        c.own_sender_id = b.sender_id.map(SenderId);
+        c.admission = match p.admission {
+            WireAdmission::TrustFirst => Admission::TrustFirst,
+            WireAdmission::Strict => Admission::Strict,
+        };
+        c.nonce_profile = match p.nonce_profile {
+            WireNonceProfile::Strict => NonceProfile::Strict,
+            WireNonceProfile::Compatibility => NonceProfile::Compatibility,
+        };
+        c.grace_ms = u64::from(p.grace_ms);
+        c.max_fragment_len = usize::from(p.max_fragment_len);
+        c.sequence_reserve_step = self.config.sequence_reserve_step;
+        c.sender_rekey_budget = self.config.sender_rekey_budget;
+        c.signatures_required = p.signatures_required;
+        c
+    }
+
+    fn check_policy(&self, p: &BundlePolicy) -> Result<(), Error> {
+        if u64::from(p.replay_window) > ReplayWindow::<WORDS>::SIZE
+            || usize::from(p.max_fragment_len) > MAX_FRAGMENT_LEN
+            || p.max_fragment_len < 64
+        {
+            return Err(Error::PolicyUnsupported);
+        }
+        if p.signatures_required && self.creds.device_key().is_none() {
+            return Err(Error::PolicyUnsupported);
+        }
+        Ok(())
+    }
+
+    /// A key bundle from the key server (authenticated, addressed to this device, with a
+    /// counter above the last one accepted). Refusals change nothing.
+    pub(super) fn on_bundle(&mut self, now: Instant, b: &KeyBundle) -> Result<(), Error> {
+        let plan = self.plan_bundle(b)?;
+        self.apply_bundle(now, b, plan)
+    }
+
+    /// Checks a bundle: freshness, consistency and policy. Changes nothing.
+    fn validate_bundle(&self, b: &KeyBundle) -> Result<CheckedBundle, Error> {
+        // Freshness: a join response must echo the outstanding request's nonce.
+        match self.state {
+            MemberState::Joining => {
+                let want = self.join.and_then(|j| j.nonce);
+                if want.is_none() || b.echo != want {
+                    return Err(Error::NonceMismatch);
+                }
+            }
+            MemberState::Joined => {
+                let outstanding = self.join.and_then(|j| j.nonce);
+                if b.echo.is_some() && b.echo != self.last_join_nonce && b.echo != outstanding {
+                    return Err(Error::NonceMismatch);
+                }
+            }
+            _ => return Err(Error::NotJoined),
+        }
+        // Consistency and policy, all before anything changes.
+        let suite = Suite(b.suite);
+        if !suite.is_enabled() {
+            return Err(Error::UnsupportedSuite(b.suite));
+        }
+        if (self.config.role == Role::Sender) != b.sender_id.is_some() {
+            return Err(Error::InconsistentBundle);
+        }
+        self.check_policy(&b.policy)?;
+        if b.senders.len() > SENDERS {
+            return Err(Error::CapacityExceeded);
+        }
+        let mut senders: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS> = Vec::new();
+        for s in &b.senders {
+            let key = match (&s.public_key, b.policy.signatures_required) {
+                (Some(k), true) => Some(parse_key(&k.0)?),
+                (None, false) => None,
+                _ => return Err(Error::InconsistentBundle),
+            };
+            senders
+                .push((SenderId(s.sender_id), key))
+                .map_err(|_| Error::CapacityExceeded)?;
+        }
+        let answers_join = self
+            .join
+            .is_some_and(|j| j.nonce.is_some() && j.nonce == b.echo);
+        let recovering = answers_join && self.join.is_some_and(|j| j.lost);
+        let epoch = Epoch(b.epoch);
+        if recovering && self.recovery_floor.is_some_and(|f| epoch <= f) {
+            // Not a fresh epoch: restarting at 0 there could reuse a nonce.
+            return Err(Error::InconsistentBundle);
+        }
+        Ok(CheckedBundle {
+            suite,
+            epoch,
+            senders,
+            answers_join,
+            recovering,
+        })
+    }
+
+    /// Checks a bundle, opens its secret and derives its record keys. Changes nothing.
+    fn plan_bundle(&self, b: &KeyBundle) -> Result<BundlePlan, Error> {
+        let checked = self.validate_bundle(b)?;
+        let (suite, epoch) = (checked.suite, checked.epoch);
+        let material = self.creds.credential().open_secret(b)?;
+        let keys: RecordKeys = match &material {
+            KeyMaterial::Native { secret } => {
+                native_keys(self.config.group_id, epoch, suite, &EpochSecret(*secret))?
+            }
+            KeyMaterial::WolfSsl {
+                pms,
+                client_random,
+                server_random,
+            } => wolfssl_keys(suite, &pms.0, client_random, server_random)?.keys,
+        };
+        drop(material);
+        Ok(BundlePlan { checked, keys })
+    }
+
+    /// Installs a planned bundle: into the present group if its configuration still fits, else
+    /// a new one; then the senders, the bookkeeping, the acknowledgement and the activation.
+    fn apply_bundle(&mut self, now: Instant, b: &KeyBundle, plan: BundlePlan) -> Result<(), Error> {
+        let BundlePlan {
+            checked:
+                CheckedBundle {
+                    epoch,
+                    senders: keys_of,
+                    answers_join,
+                    recovering,
+                    ..
+                },
+            keys,
+        } = plan;
+        let config = self.group_config(b);
+        match self.group.as_mut() {
+            Some(g) if *g.config() == config => g.install_epoch(epoch, &keys)?,
+            _ => {
+                // First bundle, or the sender ID or policy changed: a new record layer.
+                let mut g = Group::<SENDERS, WORDS>::new(config);
+                g.install_epoch(epoch, &keys)?;
+                self.group = Some(g);
+                self.removed = SidSet::default();
+                self.deferred.clear();
+            }
+        }
+        let own = b.sender_id;
+        let group = self.group.as_mut().ok_or(Error::NotJoined)?;
+        if let (Some(_), Some(device_key)) = (own, self.creds.device_key())
+            && b.policy.signatures_required
+        {
+            group.set_signing_key(device_key.clone());
+        }
+        // Senders: drop the stale and the unlisted, then add the listed.
+        let mut known: Vec<SenderId, SENDERS> = Vec::new();
+        for s in group.senders() {
+            let _ = known.push(s.sender_id);
+        }
+        for sid in b.stale.iter().map(|s| SenderId(*s)).chain(known) {
+            if Some(sid.0) != own && !b.senders.iter().any(|s| s.sender_id == sid.0) {
+                group.remove_sender(sid);
+                self.removed.insert(sid.0);
+            }
+        }
+        self.deferred.clear();
+        for (sid, key) in keys_of {
+            if Some(sid.0) == own {
+                continue;
+            }
+            if self.removed.contains(sid.0) {
+                // Re-listed after removal: only once the epochs it used before are gone.
+                let _ = self.deferred.push((sid, key));
+                continue;
+            }
+            // Can't fail: the unlisted were removed and the list fits the table (checked).
+            let _ = match key {
+                Some(k) => group.set_sender_key(sid, k),
+                None => group.add_sender(sid),
+            };
+        }
+        // Bookkeeping: the bundle is accepted.
+        self.last_counter = b.header.counter;
+        if answers_join {
+            self.last_join_nonce = self.join.and_then(|j| j.nonce);
+            self.join = None;
+            if recovering {
+                self.recover_at = Some(epoch);
+            }
+        }
+        if self.report.is_some_and(|r| epoch > r.epoch) {
+            self.report = None;
+        }
+        self.state = MemberState::Joined;
+        self.lifetime_ms = b.lifetime_ms;
+        self.ack = Some((b.header.counter, b.epoch));
+        self.push_event(MemberEvent::BundleInstalled {
+            epoch,
+            sender_id: own.map(SenderId),
+            activate_in_ms: b.activate_in_ms,
+        });
+        let at = now.0.saturating_add(u64::from(b.activate_in_ms));
+        self.activation = Some((epoch, at));
+        self.handle_timeout(now);
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! Outbound messages: join challenges, removal notices and key bundles, each protected for
+//! its recipient; bundles are (re)transmitted with exponential backoff until acknowledged.
+
+use heapless::Vec;
+use rand_core::CryptoRng;
+
+use super::super::credential::{Credential, DeviceCredential};
+use super::super::error::Error;
+use super::super::message::{
+    JoinChallenge, KeyBundle, Message, MessageKind, Removed, RemovedReason, SenderEntry,
+    ServerHeader,
+};
+use super::super::store::ServerStore;
+use super::super::vocabulary::{DeviceId, MAX_SENDERS, NONCE_LEN};
+use super::KeyServer;
+use crate::time::Instant;
+
+/// A message for the driver to send to a device (its address is the driver's business: the
+/// source of that device's last [fresh](Received::Fresh) message; a
+/// [`JoinChallenge`](MessageKind::JoinChallenge) goes to the source of the join request it
+/// answers, see [`Received::Challenged`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Transmit {
+    /// The recipient.
+    pub device_id: DeviceId,
+    /// Bytes written at the start of the caller's buffer.
+    pub len: usize,
+    /// What it is.
+    pub kind: MessageKind,
+}
+
+/// A challenge waiting for [`KeyServer::poll_transmit`].
+pub(super) struct ChallengeOut {
+    pub(super) device: DeviceId,
+    pub(super) group_id: u32,
+    pub(super) echo: [u8; NONCE_LEN],
+    pub(super) nonce: [u8; NONCE_LEN],
+}
+
+/// A removal notice waiting for [`KeyServer::poll_transmit`].
+pub(super) struct Notice {
+    pub(super) device: DeviceId,
+    pub(super) group_id: u32,
+    pub(super) reason: RemovedReason,
+    pub(super) credential: DeviceCredential,
+}
+
+impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<St, D, G, B> {
+    /// The next message to send, written to `buf` (at least
+    /// [`MAX_MESSAGE_LEN`](super::super::MAX_MESSAGE_LEN) bytes). Join challenges first, then removal
+    /// notices, then due bundles (first transmissions and retransmissions with exponential
+    /// backoff). A store failure is returned and nothing is emitted.
+    pub fn poll_transmit<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, Error> {
+        while let Some(c) = self.challenges_out.pop_front() {
+            // A device revoked since is skipped.
+            let Some(credential) = self
+                .state
+                .device_index(c.device)
+                .and_then(|di| self.state.devices.get(di))
+                .map(|d| d.credential.clone())
+            else {
+                continue;
+            };
+            let msg = Message::JoinChallenge(JoinChallenge {
+                group_id: c.group_id,
+                device_id: c.device,
+                echo: c.echo,
+                challenge: c.nonce,
+            });
+            let len = self.protect_for(&credential, &msg, buf)?;
+            return Ok(Some(Transmit {
+                device_id: c.device,
+                len,
+                kind: MessageKind::JoinChallenge,
+            }));
+        }
+        if let Some(n) = self.notices.pop_front() {
+            let counter = match self.take_counter() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = self.notices.push_front(n);
+                    return Err(e);
+                }
+            };
+            let msg = Message::Removed(Removed {
+                header: ServerHeader {
+                    group_id: n.group_id,
+                    device_id: n.device,
+                    counter,
+                },
+                reason: n.reason,
+            });
+            let len = self.protect_for(&n.credential, &msg, buf)?;
+            return Ok(Some(Transmit {
+                device_id: n.device,
+                len,
+                kind: MessageKind::Removed,
+            }));
+        }
+        let Some((di, mi, gi)) = self.due(now) else {
+            return Ok(None);
+        };
+        // The epoch is handed out: persist that before the bundle exists.
+        let handed = self
+            .state
+            .groups
+            .get(gi)
+            .and_then(|g| g.newest())
+            .is_some_and(|e| e.handed_out);
+        if !handed {
+            let mut next = self.state.clone();
+            if let Some(g) = next.groups.get_mut(gi) {
+                if let Some(s) = g.staged.as_mut() {
+                    s.handed_out = true;
+                } else if let Some(c) = g.current.as_mut() {
+                    c.handed_out = true;
+                }
+            }
+            self.commit(next)?;
+        }
+        let counter = self.take_counter()?;
+        let (len, device_id) = self.build_bundle(di, mi, gi, counter, now, rng, buf)?;
+        if let Some(m) = self
+            .state
+            .devices
+            .get_mut(di)
+            .and_then(|d| d.memberships.get_mut(mi))
+        {
+            m.retx.backoff(now);
+        }
+        Ok(Some(Transmit {
+            device_id,
+            len,
+            kind: MessageKind::KeyBundle,
+        }))
+    }
+
+    /// The first membership due for a bundle: (device, membership, group) indices.
+    fn due(&self, now: Instant) -> Option<(usize, usize, usize)> {
+        for (di, d) in self.state.devices.iter().enumerate() {
+            for (mi, m) in d.memberships.iter().enumerate() {
+                let Some(gi) = self.state.group_index(m.group_id) else {
+                    continue;
+                };
+                let Some(g) = self.state.groups.get(gi) else {
+                    continue;
+                };
+                if g.is_pending(m) && m.retx.due(now) {
+                    return Some((di, mi, gi));
+                }
+            }
+        }
+        None
+    }
+
+    fn protect_for(
+        &self,
+        credential: &DeviceCredential,
+        msg: &Message,
+        buf: &mut [u8],
+    ) -> Result<usize, Error> {
+        Credential::for_device(&self.creds, credential)?.protect(msg, buf)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_bundle<R: CryptoRng + ?Sized>(
+        &self,
+        di: usize,
+        mi: usize,
+        gi: usize,
+        counter: u64,
+        now: Instant,
+        rng: &mut R,
+        buf: &mut [u8],
+    ) -> Result<(usize, DeviceId), Error> {
+        let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
+        let d = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
+        let m = d.memberships.get(mi).ok_or(Error::NotMember)?;
+        let e = g.newest().ok_or(Error::UnknownGroup)?;
+        let gid = g.spec.group_id;
+        let mut senders: Vec<SenderEntry, MAX_SENDERS> = Vec::new();
+        for od in &self.state.devices {
+            for om in od.memberships.iter().filter(|om| om.group_id == gid) {
+                let Some(sid) = om.sender_id else { continue };
+                let public_key = if g.spec.policy.signatures_required {
+                    od.credential.compressed_key().copied()
+                } else {
+                    None
+                };
+                senders
+                    .push(SenderEntry {
+                        sender_id: sid,
+                        public_key,
+                    })
+                    .map_err(|_| Error::CapacityExceeded)?;
+            }
+        }
+        senders.sort_unstable_by_key(|s| s.sender_id);
+        let header = ServerHeader {
+            group_id: gid,
+            device_id: d.id,
+            counter,
+        };
+        let sealed = Credential::for_device(&self.creds, &d.credential)?.seal_secret(
+            rng,
+            &header,
+            e.epoch,
+            g.spec.suite.0,
+            &e.material,
+        )?;
+        let activate_in = e.activate_at.saturating_sub(now.0);
+        let msg = Message::KeyBundle(KeyBundle {
+            header,
+            echo: m.join_nonce,
+            epoch: e.epoch,
+            suite: g.spec.suite.0,
+            sender_id: m.sender_id,
+            policy: g.spec.policy,
+            activate_in_ms: u32::try_from(activate_in).unwrap_or(u32::MAX),
+            lifetime_ms: g.spec.lifetime_ms,
+            senders,
+            stale: g.stale.clone(),
+            sealed,
+        });
+        let len = self.protect_for(&d.credential, &msg, buf)?;
+        Ok((len, d.id))
+    }
+}

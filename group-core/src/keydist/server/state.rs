@@ -1,0 +1,335 @@
+//! The key server's persistent state and its pure operations: groups with their epochs and
+//! sender IDs, admitted devices with their memberships. Every operation here works on a copy
+//! ([`ServerState`] is cloned, changed, saved, and only then made live by the key server), takes
+//! `now`, the next server counter and the caller's random generator as arguments, and does no
+//! I/O.
+//!
+//! Invariants kept here (checked by the crash tests):
+//! - an epoch number is created once per group and never again ([`ServerState::new_epoch`]);
+//! - a sender ID is never given to two devices under the same key material: fresh IDs are
+//!   handed out first; a released ID returns only in an epoch at least two above the newest
+//!   epoch its previous holder could know ([`GroupRec::alloc_sid`], [`GroupRec::release_sid`]).
+
+use heapless::Vec;
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+
+use super::super::credential::DeviceCredential;
+use super::super::error::Error;
+use super::super::message::{Bytes, KeyMaterial};
+use super::super::retry::Retry;
+use super::super::vocabulary::{DeviceId, MAX_STALE, NONCE_LEN, Role};
+use super::spec::{GroupSpec, KeySchedule};
+use crate::time::Instant;
+
+/// Format byte of the stored state.
+pub(super) const STATE_FORMAT: u8 = 1;
+/// Released sender IDs remembered for reuse.
+const RELEASED_CAP: usize = 32;
+
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct EpochRec {
+    pub(super) epoch: u16,
+    pub(super) material: KeyMaterial,
+    /// When it became (or becomes) current, on the server's clock.
+    pub(super) activate_at: u64,
+    /// Whether a bundle ever carried it (persisted before that bundle was emitted). A current
+    /// epoch nobody got can go to a joiner without breaking backward secrecy.
+    pub(super) handed_out: bool,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct GroupRec {
+    pub(super) spec: GroupSpec,
+    /// Highest epoch ever created (persisted before use).
+    pub(super) latest_epoch: u16,
+    pub(super) current: Option<EpochRec>,
+    pub(super) staged: Option<EpochRec>,
+    /// Bundles with a counter at or above this carry the group's present content.
+    pub(super) changed_at: u64,
+    /// Next never-used sender ID (1..=255; 256 = none left).
+    pub(super) next_fresh_sid: u16,
+    /// Released sender IDs with the newest epoch their holder could know.
+    pub(super) released: Vec<(u8, u16), RELEASED_CAP>,
+    /// Sender IDs released since the current epoch (RFC 9594 stale_node_ids).
+    pub(super) stale: Vec<u8, MAX_STALE>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct Membership {
+    pub(super) group_id: u32,
+    pub(super) role: Role,
+    pub(super) sender_id: Option<u8>,
+    /// Server counter when this membership began: device messages must refer to a counter at
+    /// or above it; every bundle of it has a counter at or above it.
+    pub(super) since: u64,
+    /// Highest bundle counter acknowledged (0: none). Not persisted on its own: after a crash
+    /// unacknowledged-looking bundles are simply sent again.
+    pub(super) acked: u64,
+    /// Epoch of that bundle.
+    pub(super) acked_epoch: u16,
+    /// Join nonce echoed until the first acknowledgement.
+    pub(super) join_nonce: Option<[u8; NONCE_LEN]>,
+    #[serde(skip)]
+    pub(super) retx: Retry,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct DeviceRec<const G: usize> {
+    pub(super) id: DeviceId,
+    pub(super) credential: DeviceCredential,
+    pub(super) role: Role,
+    pub(super) groups: Vec<u32, G>,
+    pub(super) last_join_nonce: Option<[u8; NONCE_LEN]>,
+    pub(super) memberships: Vec<Membership, G>,
+    /// Outstanding join challenges, at most one per group (the device may join only its
+    /// `groups`, at most `G`). Not persisted.
+    #[serde(skip)]
+    pub(super) challenges: Vec<Challenge, G>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct ServerState<const D: usize, const G: usize> {
+    pub(super) format: u8,
+    /// Every counter below this may have been used.
+    pub(super) counter_reserved: u64,
+    pub(super) groups: Vec<GroupRec, G>,
+    pub(super) devices: Vec<DeviceRec<G>, D>,
+}
+
+/// A challenge the key server issued and still accepts (in memory only: after a restart the
+/// device is simply challenged again).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Challenge {
+    pub(super) group_id: u32,
+    pub(super) nonce: [u8; NONCE_LEN],
+    pub(super) expires_at: u64,
+}
+
+impl EpochRec {
+    /// A new epoch with fresh key material for `schedule`, not handed out yet.
+    pub(super) fn fresh<R: CryptoRng + ?Sized>(
+        epoch: u16,
+        schedule: KeySchedule,
+        activate_at: u64,
+        rng: &mut R,
+    ) -> Self {
+        Self {
+            epoch,
+            material: fresh_material(schedule, rng),
+            activate_at,
+            handed_out: false,
+        }
+    }
+}
+
+fn fresh_material<R: CryptoRng + ?Sized>(schedule: KeySchedule, rng: &mut R) -> KeyMaterial {
+    match schedule {
+        KeySchedule::Native => {
+            let mut secret = [0u8; 32];
+            rng.fill_bytes(&mut secret);
+            KeyMaterial::Native { secret }
+        }
+        KeySchedule::WolfSsl => {
+            let mut m = KeyMaterial::WolfSsl {
+                pms: Bytes([0u8; 64]),
+                client_random: [0u8; 32],
+                server_random: [0u8; 32],
+            };
+            if let KeyMaterial::WolfSsl {
+                pms,
+                client_random,
+                server_random,
+            } = &mut m
+            {
+                rng.fill_bytes(&mut pms.0);
+                rng.fill_bytes(client_random);
+                rng.fill_bytes(server_random);
+            }
+            m
+        }
+    }
+}
+
+impl GroupRec {
+    /// A new group whose first epoch is current at once; `counter` is the next server counter.
+    pub(super) fn new<R: CryptoRng + ?Sized>(
+        spec: GroupSpec,
+        counter: u64,
+        now: Instant,
+        rng: &mut R,
+    ) -> Self {
+        Self {
+            spec,
+            latest_epoch: 1,
+            current: Some(EpochRec::fresh(1, spec.schedule, now.0, rng)),
+            staged: None,
+            changed_at: counter,
+            next_fresh_sid: 1,
+            released: Vec::new(),
+            stale: Vec::new(),
+        }
+    }
+
+    /// The newest epoch: the staged one, else the current one.
+    pub(super) fn newest(&self) -> Option<&EpochRec> {
+        self.staged.as_ref().or(self.current.as_ref())
+    }
+
+    /// Whether member `m` still has to acknowledge this group's present content.
+    pub(super) fn is_pending(&self, m: &Membership) -> bool {
+        m.acked < m.since.max(self.changed_at)
+    }
+
+    /// Allocates a sender ID usable in `epoch` and later.
+    pub(super) fn alloc_sid(&mut self, epoch: u16) -> Result<u8, Error> {
+        if let Ok(sid) = u8::try_from(self.next_fresh_sid) {
+            self.next_fresh_sid = self.next_fresh_sid.saturating_add(1);
+            return Ok(sid);
+        }
+        let i = self
+            .released
+            .iter()
+            .position(|(_, last)| u32::from(*last).saturating_add(2) <= u32::from(epoch))
+            .ok_or(Error::SenderIdsExhausted)?;
+        let (sid, _) = self.released.remove(i);
+        Ok(sid)
+    }
+
+    /// Releases `sid`, whose holder could know epochs up to `last_known`, and lists it as
+    /// stale. Call it after creating the epoch that announces the release: `new_epoch` clears
+    /// the stale list when nothing was staged, so a sid released before it would never be
+    /// announced (issue 10, finding 7).
+    pub(super) fn release_sid(&mut self, sid: u8, last_known: u16) {
+        // If the list is full the ID is simply never reused (the safe direction).
+        let _ = self.released.push((sid, last_known));
+        if !self.stale.contains(&sid) {
+            let _ = self.stale.push(sid);
+        }
+    }
+}
+
+impl<const D: usize, const G: usize> ServerState<D, G> {
+    /// The state of a commissioned, empty key server.
+    pub(super) fn empty() -> Self {
+        Self {
+            format: STATE_FORMAT,
+            counter_reserved: 1,
+            groups: Vec::new(),
+            devices: Vec::new(),
+        }
+    }
+
+    /// The index of group `group_id`.
+    pub(super) fn group_index(&self, group_id: u32) -> Option<usize> {
+        self.groups.iter().position(|g| g.spec.group_id == group_id)
+    }
+
+    /// The index of device `id`.
+    pub(super) fn device_index(&self, id: DeviceId) -> Option<usize> {
+        self.devices.iter().position(|d| d.id == id)
+    }
+
+    /// Creates a fresh staged epoch in group `gi`; `counter` is the next server counter.
+    /// Returns its number.
+    pub(super) fn new_epoch<R: CryptoRng + ?Sized>(
+        &mut self,
+        counter: u64,
+        gi: usize,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<u16, Error> {
+        let g = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
+        let epoch = g
+            .latest_epoch
+            .checked_add(1)
+            .ok_or(Error::EpochsExhausted)?;
+        let mut activate_at = now.0.saturating_add(u64::from(g.spec.activation_delay_ms));
+        match g.staged.take() {
+            // A staged epoch being replaced: switch no later than it would have.
+            Some(old) => activate_at = activate_at.min(old.activate_at),
+            None => g.stale.clear(),
+        }
+        g.staged = Some(EpochRec::fresh(epoch, g.spec.schedule, activate_at, rng));
+        g.latest_epoch = epoch;
+        g.changed_at = counter;
+        Ok(epoch)
+    }
+
+    /// An epoch a joiner may get: one nobody has received yet; or, unless `recovery`, the staged
+    /// epoch before its activation time (nobody sends in it before then: members activate at
+    /// reception + the remaining delay) or any epoch if `fresh_needed` is off. Otherwise a new
+    /// epoch is created. Returns (epoch, created).
+    pub(super) fn epoch_for_join<R: CryptoRng + ?Sized>(
+        &mut self,
+        counter: u64,
+        gi: usize,
+        now: Instant,
+        rng: &mut R,
+        fresh_needed: bool,
+        recovery: bool,
+    ) -> Result<(u16, bool), Error> {
+        let g = self.groups.get(gi).ok_or(Error::UnknownGroup)?;
+        let usable = |e: &EpochRec, staged: bool| {
+            !e.handed_out || (!recovery && (!fresh_needed || (staged && e.activate_at > now.0)))
+        };
+        let reuse = match (&g.staged, &g.current) {
+            (Some(st), _) => usable(st, true).then_some(st.epoch),
+            (None, Some(c)) => usable(c, false).then_some(c.epoch),
+            (None, None) => None,
+        };
+        if let Some(e) = reuse {
+            return Ok((e, false));
+        }
+        let e = self.new_epoch(counter, gi, now, rng)?;
+        Ok((e, true))
+    }
+
+    /// Removes device `di` from group `group_id`; rekeys the group (a fresh epoch secret even
+    /// if nobody is left: the removed device holds the old one). Returns the new epoch.
+    pub(super) fn remove_member<R: CryptoRng + ?Sized>(
+        &mut self,
+        counter: u64,
+        di: usize,
+        group_id: u32,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<Option<u16>, Error> {
+        let gi = self
+            .groups
+            .iter()
+            .position(|g| g.spec.group_id == group_id)
+            .ok_or(Error::UnknownGroup)?;
+        let dev = self.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
+        let mi = dev
+            .memberships
+            .iter()
+            .position(|m| m.group_id == group_id)
+            .ok_or(Error::NotMember)?;
+        let m = dev.memberships.swap_remove(mi);
+        // The newest epoch the removed device could know: the one before the new epoch.
+        let last_known = self.groups.get(gi).ok_or(Error::UnknownGroup)?.latest_epoch;
+        // A fresh epoch secret even if nobody is left: the removed device holds the old one.
+        // The epoch first, then the release: the bundles of this epoch announce the removal,
+        // so its stale list must name the released sid.
+        let epoch = self.new_epoch(counter, gi, now, rng)?;
+        if let Some(sid) = m.sender_id {
+            let g = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
+            g.release_sid(sid, last_known);
+        }
+        Ok(Some(epoch))
+    }
+
+    /// Makes every member of group `gi` due for a bundle now.
+    pub(super) fn mark_group_due(&mut self, gi: usize, now: Instant) {
+        let Some(g) = self.groups.get(gi) else {
+            return;
+        };
+        let gid = g.spec.group_id;
+        for d in self.devices.iter_mut() {
+            for m in d.memberships.iter_mut().filter(|m| m.group_id == gid) {
+                m.retx = Retry::now(now);
+            }
+        }
+    }
+}
