@@ -190,7 +190,7 @@ fn main() {
         if criterion_enabled() {
             criterion_group(&mut c, &format!("signed/{n}"), &mut v);
         }
-        report.paired(&format!("signed ccm open {n}"), &mut v, 16);
+        report.paired(&format!("signed ccm open {n}"), &mut v, 4);
     }
     for (window, mut v) in [
         (
