@@ -142,16 +142,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             .state
             .group_index(group_id)
             .ok_or(Error::UnknownGroup)?;
-        let mut next = self.state.clone();
-        let e = next.new_epoch(self.next_counter, gi, now, rng)?;
-        self.commit(next)?;
-        self.state.mark_group_due(gi, now);
-        self.push_event(ServerEvent::EpochCreated {
-            group_id,
-            epoch: e,
-            cause: RekeyCause::Operator,
-        });
-        Ok(e)
+        self.rekey_group(gi, now, rng, RekeyCause::Operator)
     }
 
     /// A group's current and staged epochs.

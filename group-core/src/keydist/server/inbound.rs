@@ -371,35 +371,27 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         j: &JoinRequest,
         plan: JoinPlan<D, G>,
     ) -> Result<(), Error> {
-        let JoinPlan {
-            next,
-            gi,
-            epoch,
-            created,
-            recovery,
-            sid_changed,
-            sender_id,
-        } = plan;
         let gid = j.header.group_id;
-        self.commit(next)?;
-        if created {
+        let gi = plan.gi;
+        self.commit(plan.next)?;
+        if plan.created {
             self.state.mark_group_due(gi, now);
             self.push_event(ServerEvent::EpochCreated {
                 group_id: gid,
-                epoch,
-                cause: if recovery {
+                epoch: plan.epoch,
+                cause: if plan.recovery {
                     RekeyCause::Recovery
                 } else {
                     RekeyCause::Join
                 },
             });
-        } else if sid_changed {
+        } else if plan.sid_changed {
             self.state.mark_group_due(gi, now);
         }
         self.push_event(ServerEvent::Joined {
             device: j.header.device_id,
             group_id: gid,
-            sender_id,
+            sender_id: plan.sender_id,
         });
         Ok(())
     }
@@ -503,15 +495,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         if g.staged.is_some() || g.current.as_ref().is_none_or(|c| c.epoch != r.epoch) {
             return Ok(false);
         }
-        let mut next = self.state.clone();
-        let e = next.new_epoch(self.next_counter, gi, now, rng)?;
-        self.commit(next)?;
-        self.state.mark_group_due(gi, now);
-        self.push_event(ServerEvent::EpochCreated {
-            group_id: gid,
-            epoch: e,
-            cause: RekeyCause::Report,
-        });
+        self.rekey_group(gi, now, rng, RekeyCause::Report)?;
         Ok(true)
     }
 }

@@ -47,12 +47,14 @@ use core::fmt;
 
 use heapless::Deque;
 use p256::ecdsa::VerifyingKey;
+use rand_core::CryptoRng;
 use zeroize::Zeroize;
 
 use super::credential::ServerCredentials;
 use super::error::Error;
 use super::store::ServerStore;
 use super::vocabulary::DeviceId;
+use crate::time::Instant;
 use outbound::{ChallengeOut, Notice};
 use state::{STATE_FORMAT, ServerState};
 
@@ -272,6 +274,32 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         result?;
         self.state = next;
         Ok(())
+    }
+
+    /// Creates a new epoch in group `gi` now (committed first), makes the group's members due
+    /// for it and reports it with `cause`. Returns the epoch.
+    fn rekey_group<R: CryptoRng + ?Sized>(
+        &mut self,
+        gi: usize,
+        now: Instant,
+        rng: &mut R,
+        cause: RekeyCause,
+    ) -> Result<u16, Error> {
+        let mut next = self.state.clone();
+        let epoch = next.new_epoch(self.next_counter, gi, now, rng)?;
+        let group_id = next
+            .groups
+            .get(gi)
+            .map(|g| g.spec.group_id)
+            .ok_or(Error::UnknownGroup)?;
+        self.commit(next)?;
+        self.state.mark_group_due(gi, now);
+        self.push_event(ServerEvent::EpochCreated {
+            group_id,
+            epoch,
+            cause,
+        });
+        Ok(epoch)
     }
 
     /// Takes the next server counter, reserving a block in the store first when needed.

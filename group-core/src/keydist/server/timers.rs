@@ -50,15 +50,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                     .as_ref()
                     .is_some_and(|c| now.0 >= c.activate_at.saturating_add(interval));
             if due {
-                let mut next = self.state.clone();
-                let e = next.new_epoch(self.next_counter, gi, now, rng)?;
-                self.commit(next)?;
-                self.state.mark_group_due(gi, now);
-                self.push_event(ServerEvent::EpochCreated {
-                    group_id: gid,
-                    epoch: e,
-                    cause: RekeyCause::Scheduled,
-                });
+                self.rekey_group(gi, now, rng, RekeyCause::Scheduled)?;
             }
         }
         Ok(())
