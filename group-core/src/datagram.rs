@@ -47,9 +47,8 @@
 use core::fmt;
 use core::iter::FusedIterator;
 
-use crate::group::{Delivery, Group};
+use crate::group::{Delivery, Group, OpenError};
 use crate::keydist::Member;
-use crate::record::OpenError;
 use crate::sequence::SequenceStore;
 use crate::time::Instant;
 use crate::wire::{self, RecordHeader};
