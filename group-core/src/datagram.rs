@@ -48,7 +48,9 @@ use core::fmt;
 use core::iter::FusedIterator;
 
 use crate::group::{Delivery, Group, OpenError};
+#[cfg(feature = "keydist-member")]
 use crate::keydist::Member;
+#[cfg(feature = "keydist-member")]
 use crate::sequence::SequenceStore;
 use crate::time::Instant;
 use crate::wire::{self, RecordHeader};
@@ -75,6 +77,7 @@ impl<const SENDERS: usize, const WORDS: usize> OpenRecord for Group<SENDERS, WOR
     }
 }
 
+#[cfg(feature = "keydist-member")]
 impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> OpenRecord
     for Member<S, SENDERS, WORDS>
 {
@@ -157,6 +160,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     }
 }
 
+#[cfg(feature = "keydist-member")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keydist-member")))]
 impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDERS, WORDS> {
     /// Opens every record of one received datagram in place through [`Member::open`]: the
     /// member's [`Group::open_datagram`] (before joining, every record is refused).

@@ -3,13 +3,26 @@
 //! The suite is not on the wire: it is part of the group's configuration (and of the
 //! key-distribution format). Keys live in [`RecordKeys`] (zeroized on drop, never printed);
 //! an [`EpochCipher`] is the keyed AEAD of one epoch, built once and reused for every record.
+//!
+//! Each suite is a cargo feature (`aes-ccm` for CCM_8 and CCM, `aes-gcm`, `chacha20`); keys
+//! for a suite that is not compiled in are refused with [`KeyError::SuiteNotEnabled`].
+
+// A build without any suite (key distribution or tooling only) has an empty `Aead`.
+#![cfg_attr(
+    not(any(feature = "aes-ccm", feature = "aes-gcm", feature = "chacha20")),
+    allow(unreachable_code, unused_variables, dead_code, unused_imports)
+)]
 
 use core::fmt;
 
 use aead::{AeadInOut, KeyInit, Nonce, Tag};
+#[cfg(feature = "aes-ccm")]
 use aes::Aes128;
+#[cfg(feature = "aes-gcm")]
 use aes_gcm::Aes128Gcm;
+#[cfg(feature = "aes-ccm")]
 use ccm::Ccm;
+#[cfg(feature = "aes-ccm")]
 use ccm::consts::{U8, U12, U16};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -28,11 +41,14 @@ pub const MAX_TAG_LEN: usize = 16;
 pub struct Suite(pub u16);
 
 impl Suite {
-    /// AES-128-CCM with an 8-byte tag (0xC0A8, RFC 6655; mandatory in RFC 7925).
+    /// AES-128-CCM with an 8-byte tag (0xC0A8, RFC 6655; mandatory in RFC 7925); needs the
+    /// `aes-ccm` feature.
     pub const AES_128_CCM_8: Self = Self(0xC0A8);
-    /// AES-128-CCM with a 16-byte tag (0xC0A4, RFC 6655); recommended for multicast.
+    /// AES-128-CCM with a 16-byte tag (0xC0A4, RFC 6655); recommended for multicast; needs the
+    /// `aes-ccm` feature.
     pub const AES_128_CCM: Self = Self(0xC0A4);
-    /// AES-128-GCM (0x00A8 code point as in wire.md, RFC 5288 record protection).
+    /// AES-128-GCM (0x00A8 code point as in wire.md, RFC 5288 record protection); needs the
+    /// `aes-gcm` feature.
     pub const AES_128_GCM: Self = Self(0x00A8);
     /// ChaCha20-Poly1305 (0xCCAB, RFC 7905 nonce); needs the `chacha20` feature.
     pub const CHACHA20_POLY1305: Self = Self(0xCCAB);
@@ -54,10 +70,9 @@ impl Suite {
 
     /// Whether this build can protect records with the suite.
     pub const fn is_enabled(self) -> bool {
-        matches!(
-            self,
-            Self::AES_128_CCM_8 | Self::AES_128_CCM | Self::AES_128_GCM
-        ) || (cfg!(feature = "chacha20") && matches!(self, Self::CHACHA20_POLY1305))
+        (cfg!(feature = "aes-ccm") && matches!(self, Self::AES_128_CCM_8 | Self::AES_128_CCM))
+            || (cfg!(feature = "aes-gcm") && matches!(self, Self::AES_128_GCM))
+            || (cfg!(feature = "chacha20") && matches!(self, Self::CHACHA20_POLY1305))
     }
 
     /// A short name (`ccm8`, `ccm`, `gcm`, `chacha20`), or `None` for an unknown suite.
@@ -130,7 +145,8 @@ impl SuiteParams {
 pub enum KeyError {
     /// The suite is unknown.
     UnknownSuite(Suite),
-    /// The suite is known but not compiled in (enable the `chacha20` feature).
+    /// The suite is known but not compiled in (enable its feature: `aes-ccm`, `aes-gcm`,
+    /// `chacha20`).
     SuiteNotEnabled(Suite),
     /// The key has the wrong length for the suite.
     BadKeyLength,
@@ -142,6 +158,9 @@ pub enum KeyError {
     EpochNotNewer,
     /// No staged epoch with that number to activate.
     NotStaged,
+    /// The group requires record signatures, and this build has no `record-signatures`
+    /// feature (its records would otherwise be accepted unsigned).
+    SignaturesNotEnabled,
 }
 
 impl fmt::Display for KeyError {
@@ -154,6 +173,9 @@ impl fmt::Display for KeyError {
             KeyError::EpochZero => f.write_str("epoch 0 can't carry keys"),
             KeyError::EpochNotNewer => f.write_str("epoch not newer than an installed epoch"),
             KeyError::NotStaged => f.write_str("no staged epoch with that number"),
+            KeyError::SignaturesNotEnabled => {
+                f.write_str("record signatures required but not enabled in this build")
+            }
         }
     }
 }
@@ -247,8 +269,11 @@ impl core::error::Error for AeadError {}
 
 #[allow(clippy::large_enum_variant)]
 enum Aead {
+    #[cfg(feature = "aes-ccm")]
     Ccm8(Ccm<Aes128, U8, U12>),
+    #[cfg(feature = "aes-ccm")]
     Ccm16(Ccm<Aes128, U16, U12>),
+    #[cfg(feature = "aes-gcm")]
     Gcm(Aes128Gcm),
     #[cfg(feature = "chacha20")]
     ChaCha(chacha20poly1305::ChaCha20Poly1305),
@@ -284,12 +309,15 @@ impl EpochCipher {
         let params = suite.params().ok_or(KeyError::UnknownSuite(suite))?;
         let key = keys.key();
         let aead = match suite {
+            #[cfg(feature = "aes-ccm")]
             Suite::AES_128_CCM_8 => {
                 Aead::Ccm8(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
             }
+            #[cfg(feature = "aes-ccm")]
             Suite::AES_128_CCM => {
                 Aead::Ccm16(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
             }
+            #[cfg(feature = "aes-gcm")]
             Suite::AES_128_GCM => {
                 Aead::Gcm(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
             }
@@ -361,12 +389,15 @@ impl EpochCipher {
             tag.copy_from_slice(&t);
             Ok(())
         }
-        match &self.aead {
-            Aead::Ccm8(a) => run(a, nonce, aad, buf, tag),
-            Aead::Ccm16(a) => run(a, nonce, aad, buf, tag),
-            Aead::Gcm(a) => run(a, nonce, aad, buf, tag),
+        match self.aead {
+            #[cfg(feature = "aes-ccm")]
+            Aead::Ccm8(ref a) => run(a, nonce, aad, buf, tag),
+            #[cfg(feature = "aes-ccm")]
+            Aead::Ccm16(ref a) => run(a, nonce, aad, buf, tag),
+            #[cfg(feature = "aes-gcm")]
+            Aead::Gcm(ref a) => run(a, nonce, aad, buf, tag),
             #[cfg(feature = "chacha20")]
-            Aead::ChaCha(a) => run(a, nonce, aad, buf, tag),
+            Aead::ChaCha(ref a) => run(a, nonce, aad, buf, tag),
         }
     }
 
@@ -390,12 +421,15 @@ impl EpochCipher {
             a.decrypt_inout_detached(&n, aad, buf.into(), &t)
                 .map_err(|_| AeadError)
         }
-        let result = match &self.aead {
-            Aead::Ccm8(a) => run(a, nonce, aad, buf, tag),
-            Aead::Ccm16(a) => run(a, nonce, aad, buf, tag),
-            Aead::Gcm(a) => run(a, nonce, aad, buf, tag),
+        let result: Result<(), AeadError> = match self.aead {
+            #[cfg(feature = "aes-ccm")]
+            Aead::Ccm8(ref a) => run(a, nonce, aad, buf, tag),
+            #[cfg(feature = "aes-ccm")]
+            Aead::Ccm16(ref a) => run(a, nonce, aad, buf, tag),
+            #[cfg(feature = "aes-gcm")]
+            Aead::Gcm(ref a) => run(a, nonce, aad, buf, tag),
             #[cfg(feature = "chacha20")]
-            Aead::ChaCha(a) => run(a, nonce, aad, buf, tag),
+            Aead::ChaCha(ref a) => run(a, nonce, aad, buf, tag),
         };
         if result.is_err() {
             buf.zeroize();
