@@ -1,4 +1,4 @@
-//! Cipher suites, record keys and the one nonce function (wire.md §1).
+//! Cipher suites, record keys and the one nonce function (wire-format.md §1, §2).
 //!
 //! The suite is not on the wire: it is part of the group's configuration (and of the
 //! key-distribution format). Keys live in [`RecordKeys`] (zeroized on drop, never printed);
@@ -15,17 +15,17 @@
 
 use core::fmt;
 
+#[cfg(any(feature = "aes-gcm", feature = "chacha20"))]
 use aead::{AeadInOut, KeyInit, Nonce, Tag};
-#[cfg(feature = "aes-ccm")]
-use aes::Aes128;
 #[cfg(feature = "aes-gcm")]
 use aes_gcm::Aes128Gcm;
-#[cfg(feature = "aes-ccm")]
-use ccm::Ccm;
-#[cfg(feature = "aes-ccm")]
-use ccm::consts::{U8, U12, U16};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+#[cfg(feature = "aes-ccm")]
+mod ccm;
+#[cfg(feature = "aes-ccm")]
+use ccm::AesCcm;
 
 /// Length of the explicit nonce carried by AES suites.
 pub const EXPLICIT_NONCE_LEN: usize = 8;
@@ -47,7 +47,7 @@ impl Suite {
     /// AES-128-CCM with a 16-byte tag (0xC0A4, RFC 6655); recommended for multicast; needs the
     /// `aes-ccm` feature.
     pub const AES_128_CCM: Self = Self(0xC0A4);
-    /// AES-128-GCM (0x00A8 code point as in wire.md, RFC 5288 record protection); needs the
+    /// AES-128-GCM (0x00A8 code point as in wire-format.md §2, RFC 5288 record protection); needs the
     /// `aes-gcm` feature.
     pub const AES_128_GCM: Self = Self(0x00A8);
     /// ChaCha20-Poly1305 (0xCCAB, RFC 7905 nonce); needs the `chacha20` feature.
@@ -269,10 +269,10 @@ impl core::error::Error for AeadError {}
 
 #[allow(clippy::large_enum_variant)]
 enum Aead {
+    /// AES-128-CCM_8 and AES-128-CCM: group-core's own CCM (`suite/ccm.rs`), whose speed does
+    /// not depend on the build's codegen units.
     #[cfg(feature = "aes-ccm")]
-    Ccm8(Ccm<Aes128, U8, U12>),
-    #[cfg(feature = "aes-ccm")]
-    Ccm16(Ccm<Aes128, U16, U12>),
+    Ccm(AesCcm),
     #[cfg(feature = "aes-gcm")]
     Gcm(Aes128Gcm),
     #[cfg(feature = "chacha20")]
@@ -310,12 +310,8 @@ impl EpochCipher {
         let key = keys.key();
         let aead = match suite {
             #[cfg(feature = "aes-ccm")]
-            Suite::AES_128_CCM_8 => {
-                Aead::Ccm8(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
-            }
-            #[cfg(feature = "aes-ccm")]
-            Suite::AES_128_CCM => {
-                Aead::Ccm16(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
+            Suite::AES_128_CCM_8 | Suite::AES_128_CCM => {
+                Aead::Ccm(AesCcm::new(key, params.tag_len).ok_or(KeyError::BadKeyLength)?)
             }
             #[cfg(feature = "aes-gcm")]
             Suite::AES_128_GCM => {
@@ -372,6 +368,7 @@ impl EpochCipher {
         buf: &mut [u8],
         tag: &mut [u8],
     ) -> Result<(), AeadError> {
+        #[cfg(any(feature = "aes-gcm", feature = "chacha20"))]
         fn run<A: AeadInOut>(
             a: &A,
             nonce: &[u8; 12],
@@ -391,9 +388,7 @@ impl EpochCipher {
         }
         match self.aead {
             #[cfg(feature = "aes-ccm")]
-            Aead::Ccm8(ref a) => run(a, nonce, aad, buf, tag),
-            #[cfg(feature = "aes-ccm")]
-            Aead::Ccm16(ref a) => run(a, nonce, aad, buf, tag),
+            Aead::Ccm(ref a) => a.seal_in_place(nonce, aad, buf, tag),
             #[cfg(feature = "aes-gcm")]
             Aead::Gcm(ref a) => run(a, nonce, aad, buf, tag),
             #[cfg(feature = "chacha20")]
@@ -409,6 +404,7 @@ impl EpochCipher {
         buf: &mut [u8],
         tag: &[u8],
     ) -> Result<(), AeadError> {
+        #[cfg(any(feature = "aes-gcm", feature = "chacha20"))]
         fn run<A: AeadInOut>(
             a: &A,
             nonce: &[u8; 12],
@@ -423,9 +419,7 @@ impl EpochCipher {
         }
         let result: Result<(), AeadError> = match self.aead {
             #[cfg(feature = "aes-ccm")]
-            Aead::Ccm8(ref a) => run(a, nonce, aad, buf, tag),
-            #[cfg(feature = "aes-ccm")]
-            Aead::Ccm16(ref a) => run(a, nonce, aad, buf, tag),
+            Aead::Ccm(ref a) => a.open_in_place(nonce, aad, buf, tag),
             #[cfg(feature = "aes-gcm")]
             Aead::Gcm(ref a) => run(a, nonce, aad, buf, tag),
             #[cfg(feature = "chacha20")]

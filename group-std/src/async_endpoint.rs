@@ -55,8 +55,15 @@ impl<S: SequenceStore, const N: usize, const W: usize> AsyncGroupEndpoint<S, N, 
         &mut self.group
     }
 
-    /// Seals `plaintext` as one record and sends it; returns the record.
+    /// Seals `plaintext` as one record and sends it; returns the record (a copy:
+    /// [`send_record`](Self::send_record) allocates nothing).
     pub async fn send(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendError> {
+        self.send_record(plaintext).await.map(<[u8]>::to_vec)
+    }
+
+    /// Seals `plaintext` as one record into the endpoint's own buffer and sends it; returns the
+    /// record, borrowed from that buffer (no allocation).
+    pub async fn send_record(&mut self, plaintext: &[u8]) -> Result<&[u8], SendError> {
         let len = self
             .group
             .seal(self.clock.now(), &mut self.store, plaintext, &mut self.buf)
@@ -66,7 +73,7 @@ impl<S: SequenceStore, const N: usize, const W: usize> AsyncGroupEndpoint<S, N, 
             .send_to(record, self.target)
             .await
             .map_err(SendError::Io)?;
-        Ok(record.to_vec())
+        Ok(record)
     }
 
     /// Waits for one datagram and returns where it came from and its records, opened one by

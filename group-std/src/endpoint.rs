@@ -153,8 +153,15 @@ impl<S: SequenceStore, const N: usize, const W: usize> GroupEndpoint<S, N, W> {
         &mut self.store
     }
 
-    /// Seals `plaintext` as one record and sends it as one datagram. Returns the sealed record.
+    /// Seals `plaintext` as one record and sends it as one datagram. Returns the sealed record
+    /// (a copy: [`send_record`](Self::send_record) allocates nothing).
     pub fn send(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendError> {
+        self.send_record(plaintext).map(<[u8]>::to_vec)
+    }
+
+    /// Seals `plaintext` as one record into the endpoint's own buffer and sends it as one
+    /// datagram; returns the sealed record, borrowed from that buffer (no allocation).
+    pub fn send_record(&mut self, plaintext: &[u8]) -> Result<&[u8], SendError> {
         let now = self.clock.now();
         let len = self
             .group
@@ -162,7 +169,7 @@ impl<S: SequenceStore, const N: usize, const W: usize> GroupEndpoint<S, N, W> {
             .map_err(SendError::Seal)?;
         let record = self.buf.get(..len).unwrap_or(&[]);
         self.socket.send(record).map_err(SendError::Io)?;
-        Ok(record.to_vec())
+        Ok(record)
     }
 
     /// Waits up to the socket's read timeout for one datagram and returns where it came from
