@@ -3,8 +3,10 @@
 #   1. feature audit: no dependency of group-core or group-embedded is built with `std`,
 #      `alloc` or `getrandom` (per package, never --workspace: features unify across a
 #      workspace);
-#   2. group-core (default and all features) and group-embedded build for a bare-metal
-#      Cortex-M4F target, thumbv7em-none-eabihf, which has no std at all;
+#   2. group-core (default and all features, and the feature sets a firmware picks: none,
+#      aes-ccm, + keydist-member with psk or signed, everything; also checked on the host)
+#      and group-embedded build for a bare-metal Cortex-M4F target, thumbv7em-none-eabihf,
+#      which has no std at all;
 #   3. link proof: nostd-check, a #![no_std] #![no_main] binary with panic = "abort" and no
 #      global allocator, links the record path (rustc would fail with "no global memory
 #      allocator found" if anything linked `alloc`) and runs the round trip (exit status 0).
@@ -32,10 +34,29 @@ for package in group-core group-embedded; do
     done
 done
 
+# The feature sets a firmware picks (docs/embedded.md): each must build on its own, for the
+# host (cargo check) and for the bare-metal target below.
+FEATURE_MATRIX=(
+    ""
+    "aes-ccm"
+    "aes-ccm,keydist-member,psk"
+    "aes-ccm,keydist-member,signed"
+    "aes-ccm,aes-gcm,chacha20,record-signatures,keydist-member,keydist-server,signed,psk"
+)
+echo "== nostd: feature matrix, host cargo check"
+for features in "${FEATURE_MATRIX[@]}"; do
+    echo "-- group-core --no-default-features --features '$features'"
+    cargo check -p group-core --no-default-features --features "$features"
+done
+
 if rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     echo "== nostd: build for $TARGET"
     cargo build -p group-core --target "$TARGET"
     cargo build -p group-core --all-features --target "$TARGET"
+    for features in "${FEATURE_MATRIX[@]}"; do
+        echo "-- group-core --no-default-features --features '$features' --target $TARGET"
+        cargo build -p group-core --no-default-features --features "$features" --target "$TARGET"
+    done
     cargo build -p group-embedded --target "$TARGET"
     cargo build -p group-embedded --all-features --target "$TARGET"
 else

@@ -16,6 +16,7 @@
 
 pub mod exit;
 pub mod kat;
+#[cfg(feature = "member")]
 pub mod member;
 pub mod record;
 pub mod rng;

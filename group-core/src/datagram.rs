@@ -48,8 +48,10 @@ use core::fmt;
 use core::iter::FusedIterator;
 
 use crate::group::{Delivery, Group};
+#[cfg(feature = "keydist-member")]
 use crate::keydist::Member;
 use crate::record::OpenError;
+#[cfg(feature = "keydist-member")]
 use crate::sequence::SequenceStore;
 use crate::time::Instant;
 use crate::wire::{self, RecordHeader};
@@ -76,6 +78,7 @@ impl<const SENDERS: usize, const WORDS: usize> OpenRecord for Group<SENDERS, WOR
     }
 }
 
+#[cfg(feature = "keydist-member")]
 impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> OpenRecord
     for Member<S, SENDERS, WORDS>
 {
@@ -158,6 +161,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     }
 }
 
+#[cfg(feature = "keydist-member")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keydist-member")))]
 impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDERS, WORDS> {
     /// Opens every record of one received datagram in place through [`Member::open`]: the
     /// member's [`Group::open_datagram`] (before joining, every record is refused).

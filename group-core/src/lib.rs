@@ -76,10 +76,21 @@
     )
 )]
 
+#[cfg(all(
+    feature = "keydist-member",
+    not(any(feature = "signed", feature = "psk"))
+))]
+compile_error!("the `keydist-member` feature needs a key-distribution mode: `signed` and/or `psk`");
+
 pub mod counters;
 pub mod datagram;
 pub mod epochs;
 pub mod group;
+#[cfg(any(feature = "keydist-member", feature = "keydist-server"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "keydist-member", feature = "keydist-server")))
+)]
 pub mod keydist;
 pub mod policy;
 pub mod record;
@@ -94,7 +105,10 @@ pub mod wire;
 // The front door: what a user touches to seal, open and join.
 pub use counters::{Counters, Event, RekeyReason};
 pub use group::{Admission, Delivery, Group, GroupConfig};
-pub use keydist::{DeviceId, Member, MemberConfig, MemberCredentials, MemberEvent, Role};
+#[cfg(any(feature = "keydist-member", feature = "keydist-server"))]
+pub use keydist::{DeviceId, Role};
+#[cfg(feature = "keydist-member")]
+pub use keydist::{Member, MemberConfig, MemberCredentials, MemberEvent};
 pub use record::{NonceProfile, OpenError, SealError};
 pub use schedule::{EpochSecret, WolfSslDerivation, native_keys, tls12_prf_sha256, wolfssl_keys};
 pub use sequence::{MemorySequenceStore, SequenceStore, StoreError, StoredSequence};

@@ -43,11 +43,39 @@ pub enum WindowStart {
 ///
 /// Bit `s mod (32 × WORDS)` of the bitmap records whether `s` was seen, for `s` in
 /// `(top - size, top]`.
+///
+/// Stored compactly for firmware (issue 12): the bitmap as bytes, the highest accepted sequence
+/// number in 5 bytes (sequence numbers are 40 bits, [`MAX_SEQ`]) and one state byte, so the
+/// window has alignment 1 and `4 × WORDS + 6` bytes (14 for the default), and an
+/// `Option<(Epoch, ReplayWindow)>` 16.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplayWindow<const WORDS: usize = 2> {
-    top: Option<u64>,
-    start: WindowStart,
-    bitmap: [u32; WORDS],
+    bitmap: [[u8; 4]; WORDS],
+    /// The highest accepted sequence number, little-endian; meaningful only in `Seen`.
+    top: [u8; 5],
+    state: State,
+}
+
+/// Whether a window has accepted a record yet, and if not how it will start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Nothing accepted yet; [`WindowStart::Empty`].
+    FreshEmpty,
+    /// Nothing accepted yet; [`WindowStart::TrustFirst`].
+    FreshTrustFirst,
+    /// `top` holds the highest accepted sequence number.
+    Seen,
+}
+
+/// `seq` (at most [`MAX_SEQ`], 40 bits) as 5 little-endian bytes.
+fn pack(seq: u64) -> [u8; 5] {
+    let [a, b, c, d, e, ..] = seq.to_le_bytes();
+    [a, b, c, d, e]
+}
+
+fn unpack(top: [u8; 5]) -> u64 {
+    let [a, b, c, d, e] = top;
+    u64::from_le_bytes([a, b, c, d, e, 0, 0, 0])
 }
 
 impl<const WORDS: usize> ReplayWindow<WORDS> {
@@ -64,39 +92,58 @@ impl<const WORDS: usize> ReplayWindow<WORDS> {
     pub const fn new(start: WindowStart) -> Self {
         let _ = Self::SIZE;
         Self {
-            top: None,
-            start,
-            bitmap: [0; WORDS],
+            bitmap: [[0; 4]; WORDS],
+            top: [0; 5],
+            state: match start {
+                WindowStart::Empty => State::FreshEmpty,
+                WindowStart::TrustFirst => State::FreshTrustFirst,
+            },
         }
     }
 
     /// The highest accepted sequence number, if any.
     pub fn highest(&self) -> Option<u64> {
-        self.top
+        match self.state {
+            State::Seen => Some(unpack(self.top)),
+            State::FreshEmpty | State::FreshTrustFirst => None,
+        }
     }
 
-    fn bit(seq: u64) -> (usize, u32) {
+    /// Byte index and mask of `seq`'s bit.
+    fn bit(seq: u64) -> (usize, u8) {
         // SIZE is a non-zero constant (checked at compile time), so these can't fail.
         let pos = seq.checked_rem(Self::SIZE).unwrap_or(0);
-        let word = usize::try_from(pos.checked_div(32).unwrap_or(0)).unwrap_or(0);
-        (word, 1u32.checked_shl((pos & 31) as u32).unwrap_or(0))
+        let byte = usize::try_from(pos.checked_div(8).unwrap_or(0)).unwrap_or(0);
+        (byte, 1u8.checked_shl((pos & 7) as u32).unwrap_or(0))
+    }
+
+    fn byte(&self, i: usize) -> Option<&u8> {
+        self.bitmap
+            .get(i.checked_div(4).unwrap_or(0))
+            .and_then(|w| w.get(i & 3))
+    }
+
+    fn byte_mut(&mut self, i: usize) -> Option<&mut u8> {
+        self.bitmap
+            .get_mut(i.checked_div(4).unwrap_or(0))
+            .and_then(|w| w.get_mut(i & 3))
     }
 
     fn is_set(&self, seq: u64) -> bool {
-        let (w, mask) = Self::bit(seq);
-        self.bitmap.get(w).is_some_and(|v| v & mask != 0)
+        let (b, mask) = Self::bit(seq);
+        self.byte(b).is_some_and(|v| v & mask != 0)
     }
 
     fn set(&mut self, seq: u64) {
-        let (w, mask) = Self::bit(seq);
-        if let Some(v) = self.bitmap.get_mut(w) {
+        let (b, mask) = Self::bit(seq);
+        if let Some(v) = self.byte_mut(b) {
             *v |= mask;
         }
     }
 
     fn clear(&mut self, seq: u64) {
-        let (w, mask) = Self::bit(seq);
-        if let Some(v) = self.bitmap.get_mut(w) {
+        let (b, mask) = Self::bit(seq);
+        if let Some(v) = self.byte_mut(b) {
             *v &= !mask;
         }
     }
@@ -106,7 +153,7 @@ impl<const WORDS: usize> ReplayWindow<WORDS> {
         if seq > MAX_SEQ {
             return Err(ReplayError::TooOld);
         }
-        let Some(top) = self.top else {
+        let Some(top) = self.highest() else {
             return Ok(());
         };
         if seq > top {
@@ -129,34 +176,38 @@ impl<const WORDS: usize> ReplayWindow<WORDS> {
         if self.check(seq).is_err() {
             return;
         }
-        match self.top {
-            None => {
-                self.top = Some(seq);
-                match self.start {
-                    // Everything in (seq - size, seq] counts as seen.
-                    WindowStart::TrustFirst => self.bitmap = [u32::MAX; WORDS],
-                    WindowStart::Empty => {
-                        self.bitmap = [0; WORDS];
-                        self.set(seq);
-                    }
-                }
+        match self.state {
+            State::FreshTrustFirst => {
+                // Everything in (seq - size, seq] counts as seen.
+                self.bitmap = [[u8::MAX; 4]; WORDS];
             }
-            Some(top) if seq > top => {
-                let advance = seq.saturating_sub(top);
-                if advance >= Self::SIZE {
-                    self.bitmap = [0; WORDS];
-                } else {
-                    let mut s = top;
-                    while s < seq {
-                        s = s.saturating_add(1);
-                        self.clear(s);
-                    }
-                }
-                self.top = Some(seq);
+            State::FreshEmpty => {
+                self.bitmap = [[0; 4]; WORDS];
                 self.set(seq);
             }
-            Some(_) => self.set(seq),
+            State::Seen => {
+                let top = unpack(self.top);
+                if seq > top {
+                    let advance = seq.saturating_sub(top);
+                    if advance >= Self::SIZE {
+                        self.bitmap = [[0; 4]; WORDS];
+                    } else {
+                        let mut s = top;
+                        while s < seq {
+                            s = s.saturating_add(1);
+                            self.clear(s);
+                        }
+                    }
+                } else {
+                    self.set(seq);
+                    return;
+                }
+                self.set(seq);
+            }
         }
+        // check() refused anything above MAX_SEQ, so seq fits in 5 bytes.
+        self.top = pack(seq);
+        self.state = State::Seen;
     }
 }
 
@@ -177,6 +228,18 @@ mod tests {
         w.commit(102);
         assert_eq!(w.check(101), Ok(()));
         assert_eq!(w.check(100), Err(ReplayError::Replay));
+    }
+
+    #[test]
+    fn compact_on_every_target() {
+        use crate::wire::Epoch;
+        use core::mem::size_of;
+        assert_eq!(size_of::<ReplayWindow<2>>(), 14);
+        assert_eq!(size_of::<Option<(Epoch, ReplayWindow<2>)>>(), 16);
+        assert_eq!(size_of::<ReplayWindow<32>>(), 134);
+        let mut w = ReplayWindow::<2>::new(WindowStart::Empty);
+        w.commit(MAX_SEQ - 1);
+        assert_eq!(w.highest(), Some(MAX_SEQ - 1));
     }
 
     #[test]

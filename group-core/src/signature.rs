@@ -6,16 +6,20 @@
 //! parts. Signing always emits the low-S form (`s <= n/2`); verification refuses the high-S
 //! form, so a valid signature can't be re-encoded into a second valid one.
 
+#[cfg(any(feature = "record-signatures", feature = "signed"))]
 use p256::ecdsa::signature::{MultipartSigner, MultipartVerifier};
+#[cfg(any(feature = "record-signatures", feature = "signed"))]
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 
 /// Length of an ECDSA P-256 signature (`r || s`).
 pub const SIGNATURE_LEN: usize = 64;
 
 /// Signing or verification failed (opaque: a crypto failure carries no detail).
+#[cfg(any(feature = "record-signatures", feature = "signed"))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct SignatureError;
 
+#[cfg(any(feature = "record-signatures", feature = "signed"))]
 /// Signs the concatenation of `parts` with `key`; the signature is in low-S form.
 pub(crate) fn sign(
     key: &SigningKey,
@@ -28,6 +32,7 @@ pub(crate) fn sign(
     Ok(out)
 }
 
+#[cfg(any(feature = "record-signatures", feature = "signed"))]
 /// Verifies `signature` (`r || s`) by `key` over the concatenation of `parts`. A high-S
 /// signature is refused.
 pub(crate) fn verify(
@@ -43,7 +48,7 @@ pub(crate) fn verify(
         .map_err(|_| SignatureError)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "record-signatures"))]
 mod tests {
     use super::*;
     use p256::ecdsa::signature::{Signer, Verifier};

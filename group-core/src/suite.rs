@@ -3,15 +3,27 @@
 //! The suite is not on the wire: it is part of the group's configuration (and of the
 //! key-distribution format). Keys live in [`RecordKeys`] (zeroized on drop, never printed);
 //! an [`EpochCipher`] is the keyed AEAD of one epoch, built once and reused for every record.
+//!
+//! Each suite is a cargo feature (`aes-ccm` for CCM_8 and CCM, `aes-gcm`, `chacha20`); keys
+//! for a suite that is not compiled in are refused with [`KeyError::SuiteNotEnabled`].
+
+// A build without any suite (key distribution or tooling only) has an empty `Aead`.
+#![cfg_attr(
+    not(any(feature = "aes-ccm", feature = "aes-gcm", feature = "chacha20")),
+    allow(unreachable_code, unused_variables, dead_code, unused_imports)
+)]
 
 use core::fmt;
 
 use aead::{AeadInOut, KeyInit, Nonce, Tag};
+#[cfg(feature = "aes-gcm")]
 use aes_gcm::Aes128Gcm;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+#[cfg(feature = "aes-ccm")]
 mod ccm;
+#[cfg(feature = "aes-ccm")]
 use ccm::AesCcm;
 
 /// Length of the explicit nonce carried by AES suites.
@@ -28,11 +40,14 @@ pub const MAX_TAG_LEN: usize = 16;
 pub struct Suite(pub u16);
 
 impl Suite {
-    /// AES-128-CCM with an 8-byte tag (0xC0A8, RFC 6655; mandatory in RFC 7925).
+    /// AES-128-CCM with an 8-byte tag (0xC0A8, RFC 6655; mandatory in RFC 7925); needs the
+    /// `aes-ccm` feature.
     pub const AES_128_CCM_8: Self = Self(0xC0A8);
-    /// AES-128-CCM with a 16-byte tag (0xC0A4, RFC 6655); recommended for multicast.
+    /// AES-128-CCM with a 16-byte tag (0xC0A4, RFC 6655); recommended for multicast; needs the
+    /// `aes-ccm` feature.
     pub const AES_128_CCM: Self = Self(0xC0A4);
-    /// AES-128-GCM (0x00A8 code point as in wire.md, RFC 5288 record protection).
+    /// AES-128-GCM (0x00A8 code point as in wire.md, RFC 5288 record protection); needs the
+    /// `aes-gcm` feature.
     pub const AES_128_GCM: Self = Self(0x00A8);
     /// ChaCha20-Poly1305 (0xCCAB, RFC 7905 nonce); needs the `chacha20` feature.
     pub const CHACHA20_POLY1305: Self = Self(0xCCAB);
@@ -54,10 +69,9 @@ impl Suite {
 
     /// Whether this build can protect records with the suite.
     pub const fn is_enabled(self) -> bool {
-        matches!(
-            self,
-            Self::AES_128_CCM_8 | Self::AES_128_CCM | Self::AES_128_GCM
-        ) || (cfg!(feature = "chacha20") && matches!(self, Self::CHACHA20_POLY1305))
+        (cfg!(feature = "aes-ccm") && matches!(self, Self::AES_128_CCM_8 | Self::AES_128_CCM))
+            || (cfg!(feature = "aes-gcm") && matches!(self, Self::AES_128_GCM))
+            || (cfg!(feature = "chacha20") && matches!(self, Self::CHACHA20_POLY1305))
     }
 
     /// A short name (`ccm8`, `ccm`, `gcm`, `chacha20`), or `None` for an unknown suite.
@@ -130,7 +144,8 @@ impl SuiteParams {
 pub enum KeyError {
     /// The suite is unknown.
     UnknownSuite(Suite),
-    /// The suite is known but not compiled in (enable the `chacha20` feature).
+    /// The suite is known but not compiled in (enable its feature: `aes-ccm`, `aes-gcm`,
+    /// `chacha20`).
     SuiteNotEnabled(Suite),
     /// The key has the wrong length for the suite.
     BadKeyLength,
@@ -142,6 +157,9 @@ pub enum KeyError {
     EpochNotNewer,
     /// No staged epoch with that number to activate.
     NotStaged,
+    /// The group requires record signatures, and this build has no `record-signatures`
+    /// feature (its records would otherwise be accepted unsigned).
+    SignaturesNotEnabled,
 }
 
 impl fmt::Display for KeyError {
@@ -154,6 +172,9 @@ impl fmt::Display for KeyError {
             KeyError::EpochZero => f.write_str("epoch 0 can't carry keys"),
             KeyError::EpochNotNewer => f.write_str("epoch not newer than an installed epoch"),
             KeyError::NotStaged => f.write_str("no staged epoch with that number"),
+            KeyError::SignaturesNotEnabled => {
+                f.write_str("record signatures required but not enabled in this build")
+            }
         }
     }
 }
@@ -249,7 +270,9 @@ impl core::error::Error for AeadError {}
 enum Aead {
     /// AES-128-CCM_8 and AES-128-CCM: group-core's own CCM (`suite/ccm.rs`), whose speed does
     /// not depend on the build's codegen units.
+    #[cfg(feature = "aes-ccm")]
     Ccm(AesCcm),
+    #[cfg(feature = "aes-gcm")]
     Gcm(Aes128Gcm),
     #[cfg(feature = "chacha20")]
     ChaCha(chacha20poly1305::ChaCha20Poly1305),
@@ -285,9 +308,11 @@ impl EpochCipher {
         let params = suite.params().ok_or(KeyError::UnknownSuite(suite))?;
         let key = keys.key();
         let aead = match suite {
+            #[cfg(feature = "aes-ccm")]
             Suite::AES_128_CCM_8 | Suite::AES_128_CCM => {
                 Aead::Ccm(AesCcm::new(key, params.tag_len).ok_or(KeyError::BadKeyLength)?)
             }
+            #[cfg(feature = "aes-gcm")]
             Suite::AES_128_GCM => {
                 Aead::Gcm(KeyInit::new_from_slice(key).map_err(|_| KeyError::BadKeyLength)?)
             }
@@ -359,11 +384,13 @@ impl EpochCipher {
             tag.copy_from_slice(&t);
             Ok(())
         }
-        match &self.aead {
-            Aead::Ccm(a) => a.seal_in_place(nonce, aad, buf, tag),
-            Aead::Gcm(a) => run(a, nonce, aad, buf, tag),
+        match self.aead {
+            #[cfg(feature = "aes-ccm")]
+            Aead::Ccm(ref a) => a.seal_in_place(nonce, aad, buf, tag),
+            #[cfg(feature = "aes-gcm")]
+            Aead::Gcm(ref a) => run(a, nonce, aad, buf, tag),
             #[cfg(feature = "chacha20")]
-            Aead::ChaCha(a) => run(a, nonce, aad, buf, tag),
+            Aead::ChaCha(ref a) => run(a, nonce, aad, buf, tag),
         }
     }
 
@@ -387,11 +414,13 @@ impl EpochCipher {
             a.decrypt_inout_detached(&n, aad, buf.into(), &t)
                 .map_err(|_| AeadError)
         }
-        let result = match &self.aead {
-            Aead::Ccm(a) => a.open_in_place(nonce, aad, buf, tag),
-            Aead::Gcm(a) => run(a, nonce, aad, buf, tag),
+        let result: Result<(), AeadError> = match self.aead {
+            #[cfg(feature = "aes-ccm")]
+            Aead::Ccm(ref a) => a.open_in_place(nonce, aad, buf, tag),
+            #[cfg(feature = "aes-gcm")]
+            Aead::Gcm(ref a) => run(a, nonce, aad, buf, tag),
             #[cfg(feature = "chacha20")]
-            Aead::ChaCha(a) => run(a, nonce, aad, buf, tag),
+            Aead::ChaCha(ref a) => run(a, nonce, aad, buf, tag),
         };
         if result.is_err() {
             buf.zeroize();

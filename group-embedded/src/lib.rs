@@ -18,7 +18,7 @@
 //!   caller-owned buffers. `hub`: an in-memory Ethernet hub device for tests and simulations.
 //! - `member` (feature `smoltcp`): `MemberSocket`, a key-distribution member on smoltcp: its
 //!   join, acks and reports go to the key server over unicast UDP, its group records over the
-//!   group socket.
+//!   same socket type as `GroupSocket` (`net::RecordSocket`, generic over what it drives).
 //! - `embassy` (feature `embassy`): `AsyncGroupSocket`, the same socket on embassy-net with
 //!   async `send` / `recv`, sharing `net::GroupEndpoint` with the poll-style socket.
 //!

@@ -16,6 +16,7 @@ mod seal;
 mod senders;
 
 use heapless::{Deque, Vec};
+#[cfg(feature = "record-signatures")]
 use p256::ecdsa::SigningKey;
 
 use crate::counters::{Counters, Event};
@@ -52,6 +53,7 @@ pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
     sending: Option<SequenceCounter>,
     budget_event_for: Option<Epoch>,
     exhausted_event_for: Option<Epoch>,
+    #[cfg(feature = "record-signatures")]
     signing_key: Option<SigningKey>,
 }
 
@@ -81,6 +83,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             sending: None,
             budget_event_for: None,
             exhausted_event_for: None,
+            #[cfg(feature = "record-signatures")]
             signing_key: None,
         }
     }
@@ -120,6 +123,9 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     ///
     /// [`activate_epoch`]: Self::activate_epoch
     pub fn install_epoch(&mut self, epoch: Epoch, keys: &RecordKeys) -> Result<(), KeyError> {
+        if self.config.signatures_required && !cfg!(feature = "record-signatures") {
+            return Err(KeyError::SignaturesNotEnabled);
+        }
         self.epochs.install(epoch, keys)
     }
 

@@ -1,11 +1,16 @@
 //! Receiving: one record in, a delivery or a counted drop out (wire.md §2).
 
+#[cfg(feature = "record-signatures")]
 use p256::ecdsa::VerifyingKey;
 
+#[cfg(feature = "record-signatures")]
+use super::SIGNATURE_LEN;
+#[cfg(feature = "record-signatures")]
 use super::senders::Plan;
-use super::{Group, OpenError, SIGNATURE_LEN, count_usage, default_integrity_limit};
+use super::{Group, OpenError, count_usage, default_integrity_limit};
 use crate::counters::{Event, RekeyReason};
 use crate::record;
+#[cfg(feature = "record-signatures")]
 use crate::signature;
 use crate::time::Instant;
 use crate::wire::{self, ContentType, Epoch, RecordHeader, SenderId};
@@ -98,6 +103,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         } else {
             Some(self.plan(sid, epoch, seq, now)?)
         };
+        #[cfg(feature = "record-signatures")]
         if self.config.signatures_required {
             let key = match plan {
                 None => self.signing_key.as_ref().map(|k| *k.verifying_key()),
@@ -155,6 +161,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 
 /// Verifies the signature trailer of `record` (the last 64 bytes) over everything before it.
 /// High-S signatures are refused, so a signature can't be re-encoded into a second valid one.
+#[cfg(feature = "record-signatures")]
 fn verify_signature(key: &VerifyingKey, record: &[u8]) -> Result<(), OpenError> {
     let split = record
         .len()

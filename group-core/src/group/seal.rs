@@ -1,17 +1,21 @@
 //! Sending: this node's records, its sequence numbers and its rekey events.
 
+#[cfg(feature = "record-signatures")]
 use p256::ecdsa::SigningKey;
 
 use super::{Group, SIGNATURE_LEN, SealError, count_usage};
 use crate::counters::{Event, RekeyReason};
 use crate::record::{self, RecordId};
 use crate::sequence::{SequenceCounter, SequenceStore};
+#[cfg(feature = "record-signatures")]
 use crate::signature;
 use crate::time::Instant;
 use crate::wire::{self, ContentType, Epoch, MAX_PLAINTEXT_LEN};
 
 impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     /// Sets this node's record-signing key (needed to send in a group that requires signatures).
+    #[cfg(feature = "record-signatures")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "record-signatures")))]
     pub fn set_signing_key(&mut self, key: SigningKey) {
         self.signing_key = Some(key);
     }
@@ -87,7 +91,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     }
 
     pub(super) fn trailer_len(&self) -> usize {
-        if self.config.signatures_required {
+        if cfg!(feature = "record-signatures") && self.config.signatures_required {
             SIGNATURE_LEN
         } else {
             0
@@ -109,7 +113,14 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         let sid = self.config.own_sender_id.ok_or(SealError::NotASender)?;
         let epoch = self.current_epoch().ok_or(SealError::NoCurrentEpoch)?;
         let trailer = self.trailer_len();
+        #[cfg(feature = "record-signatures")]
         if trailer > 0 && self.signing_key.is_none() {
+            return Err(SealError::NoSigningKey);
+        }
+        // Without the feature no epoch can be installed in a group that requires signatures
+        // (`install_epoch`); refuse here too rather than send unsigned.
+        #[cfg(not(feature = "record-signatures"))]
+        if self.config.signatures_required {
             return Err(SealError::NoSigningKey);
         }
         self.check_plaintext_len(plaintext_len)?;
@@ -159,6 +170,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             sender_id: sid,
             seq,
         };
+        #[cfg_attr(not(feature = "record-signatures"), allow(unused_mut))]
         let mut len = record::seal_in_place_with_trailer(
             current.cipher(),
             ContentType::APPLICATION_DATA,
@@ -167,6 +179,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             plaintext_len,
             trailer,
         )?;
+        #[cfg(feature = "record-signatures")]
         if let Some(key) = self.signing_key.as_ref().filter(|_| trailer > 0) {
             let (signed, rest) = buf
                 .split_at_mut_checked(len)

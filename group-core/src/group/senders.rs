@@ -1,6 +1,7 @@
 //! What a receiver keeps per sender: replay windows per epoch, the verifying key, admission
 //! and eviction, and the refusal bounds of dropped senders (wire.md §3).
 
+#[cfg(feature = "record-signatures")]
 use p256::ecdsa::VerifyingKey;
 
 use super::{Admission, Group, OpenError};
@@ -23,6 +24,7 @@ pub struct SenderInfo {
 #[derive(Clone, Debug)]
 pub(super) struct SenderState<const WORDS: usize> {
     sender_id: SenderId,
+    #[cfg(feature = "record-signatures")]
     pub(super) key: Option<VerifyingKey>,
     current: Option<(Epoch, ReplayWindow<WORDS>)>,
     previous: Option<(Epoch, ReplayWindow<WORDS>)>,
@@ -91,6 +93,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         self.senders
             .push(SenderState {
                 sender_id: sid,
+                #[cfg(feature = "record-signatures")]
                 key: None,
                 current: None,
                 previous: None,
@@ -102,6 +105,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 
     /// Sets the public key that verifies `sid`'s record signatures (adding the sender if
     /// needed, as [`add_sender`](Self::add_sender)). A full table hands the sid back.
+    #[cfg(feature = "record-signatures")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "record-signatures")))]
     pub fn set_sender_key(&mut self, sid: SenderId, key: VerifyingKey) -> Result<(), SenderId> {
         let i = self.add_sender_state(sid)?;
         if let Some(s) = self.senders.get_mut(i) {
@@ -251,6 +256,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             Plan::Create { replace, evicts } => {
                 let state = SenderState {
                     sender_id: sid,
+                    #[cfg(feature = "record-signatures")]
                     key: None,
                     current: Some(fresh()),
                     previous: None,

@@ -8,25 +8,39 @@
 
 use core::fmt;
 
-use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::ecdsa::SigningKey;
+#[cfg(feature = "signed")]
+use p256::ecdsa::VerifyingKey;
+#[cfg(feature = "keydist-server")]
 use rand_core::CryptoRng;
+#[cfg(feature = "keydist-server")]
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
-use super::message::{
-    CompressedKey, KeyBundle, KeyMaterial, Message, ProtectedMessage, PublicKeyBytes, SealedSecret,
-    ServerHeader,
-};
+#[cfg(feature = "keydist-server")]
+use super::message::CompressedKey;
+#[cfg(feature = "keydist-member")]
+use super::message::KeyBundle;
+#[cfg(feature = "keydist-member")]
+use super::message::PublicKeyBytes;
+use super::message::{KeyMaterial, Message, ProtectedMessage};
+#[cfg(feature = "keydist-server")]
+use super::message::{SealedSecret, ServerHeader};
 #[cfg(feature = "psk")]
 use super::psk::{self, Psk};
-use super::signed::{self, compressed, parse_key};
+#[cfg(feature = "keydist-server")]
+use super::signed::parse_key;
+#[cfg(feature = "signed")]
+use super::signed::{self, compressed};
 
+#[cfg(feature = "keydist-server")]
 /// The key server's own credentials (not part of the stored state: provision them like a
 /// device key, e.g. from a key file or secure element).
 pub struct ServerCredentials {
     signing_key: SigningKey,
 }
 
+#[cfg(feature = "keydist-server")]
 impl ServerCredentials {
     /// The key server's static P-256 key pair (signs every server message).
     pub fn new(signing_key: SigningKey) -> Self {
@@ -39,12 +53,14 @@ impl ServerCredentials {
     }
 }
 
+#[cfg(feature = "keydist-server")]
 impl fmt::Debug for ServerCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerCredentials").finish_non_exhaustive()
     }
 }
 
+#[cfg(feature = "keydist-server")]
 /// How an admitted device authenticates.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeviceCredential {
@@ -55,6 +71,7 @@ pub enum DeviceCredential {
     Psk(Psk),
 }
 
+#[cfg(feature = "keydist-server")]
 impl DeviceCredential {
     /// A device identified by its P-256 public key.
     pub fn public_key(key: &VerifyingKey) -> Self {
@@ -105,6 +122,7 @@ impl DeviceCredential {
     }
 }
 
+#[cfg(feature = "keydist-server")]
 impl fmt::Debug for DeviceCredential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -115,10 +133,13 @@ impl fmt::Debug for DeviceCredential {
     }
 }
 
+#[cfg(feature = "keydist-member")]
 /// How this device authenticates to the key server and the key server to it.
 pub enum MemberCredentials {
     /// Signed mode: the device's static P-256 key pair (also its record-signing key in groups
-    /// that require signatures) and the key server's public key.
+    /// that require signatures) and the key server's public key (feature `signed`).
+    #[cfg(feature = "signed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signed")))]
     Signed {
         /// The device's key.
         device_key: SigningKey,
@@ -130,8 +151,11 @@ pub enum MemberCredentials {
     Psk(Psk),
 }
 
+#[cfg(feature = "keydist-member")]
 impl MemberCredentials {
     /// Signed-mode credentials.
+    #[cfg(feature = "signed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signed")))]
     pub fn signed(device_key: SigningKey, server_key: VerifyingKey) -> Self {
         Self::Signed {
             device_key,
@@ -143,6 +167,7 @@ impl MemberCredentials {
     /// require signatures.
     pub(crate) fn device_key(&self) -> Option<&SigningKey> {
         match self {
+            #[cfg(feature = "signed")]
             Self::Signed { device_key, .. } => Some(device_key),
             #[cfg(feature = "psk")]
             Self::Psk(_) => None,
@@ -152,17 +177,19 @@ impl MemberCredentials {
     /// The public key a join request carries: the device's (signed mode) or none (PSK).
     pub(crate) fn public_key_bytes(&self) -> Result<PublicKeyBytes, Error> {
         match self.device_key() {
+            #[cfg(feature = "signed")]
             Some(device_key) => {
                 let c = compressed(device_key.verifying_key())?;
                 PublicKeyBytes::from_slice(&c).map_err(|_| Error::BadPublicKey)
             }
-            None => Ok(PublicKeyBytes::new()),
+            _ => Ok(PublicKeyBytes::new()),
         }
     }
 
     /// The device's side of its pairing with the key server.
     pub(crate) fn credential(&self) -> Credential<'_> {
         match self {
+            #[cfg(feature = "signed")]
             Self::Signed {
                 device_key,
                 server_key,
@@ -176,9 +203,11 @@ impl MemberCredentials {
     }
 }
 
+#[cfg(feature = "keydist-member")]
 impl fmt::Debug for MemberCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(feature = "signed")]
             Self::Signed { server_key, .. } => f
                 .debug_struct("Signed")
                 .field("server_key", server_key)
@@ -193,6 +222,7 @@ impl fmt::Debug for MemberCredentials {
 pub(crate) enum Credential<'a> {
     /// Signed mode: this side signs with `own` and opens secrets sealed to it; `peer` is the
     /// other side's public key (verifies its messages, receives sealed secrets).
+    #[cfg(feature = "signed")]
     Signed {
         /// This side's key pair.
         own: &'a SigningKey,
@@ -206,6 +236,7 @@ pub(crate) enum Credential<'a> {
 
 impl<'a> Credential<'a> {
     /// The key server's side of its pairing with `device`.
+    #[cfg(feature = "keydist-server")]
     pub(crate) fn for_device(
         server: &'a ServerCredentials,
         device: &'a DeviceCredential,
@@ -223,6 +254,7 @@ impl<'a> Credential<'a> {
     /// Encodes and protects `message` for the peer; returns the length written to `out`.
     pub(crate) fn protect(&self, message: &Message, out: &mut [u8]) -> Result<usize, Error> {
         match self {
+            #[cfg(feature = "signed")]
             Self::Signed { own, peer } => signed::encode_signed(message, own, peer, out),
             #[cfg(feature = "psk")]
             Self::Psk(psk) => psk::encode_psk(message, psk, out),
@@ -233,6 +265,7 @@ impl<'a> Credential<'a> {
     /// the peer, for this side.
     pub(crate) fn check(&self, pm: &ProtectedMessage<'_>) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "signed")]
             Self::Signed { own, peer } => signed::check(pm, peer, own.verifying_key()),
             #[cfg(feature = "psk")]
             Self::Psk(psk) => psk::check(pm, psk),
@@ -241,6 +274,7 @@ impl<'a> Credential<'a> {
 
     /// Seals key material for the peer (a device) in the bundle with this header, epoch and
     /// suite.
+    #[cfg(feature = "keydist-server")]
     pub(crate) fn seal_secret<R: CryptoRng + ?Sized>(
         &self,
         rng: &mut R,
@@ -250,6 +284,7 @@ impl<'a> Credential<'a> {
         material: &KeyMaterial,
     ) -> Result<SealedSecret, Error> {
         match self {
+            #[cfg(feature = "signed")]
             Self::Signed { peer, .. } => {
                 signed::seal_secret(rng, peer, header, epoch, suite, material)
             }
@@ -259,8 +294,10 @@ impl<'a> Credential<'a> {
     }
 
     /// Opens the key material of a bundle addressed to this side (a device).
+    #[cfg(feature = "keydist-member")]
     pub(crate) fn open_secret(&self, bundle: &KeyBundle) -> Result<KeyMaterial, Error> {
         match self {
+            #[cfg(feature = "signed")]
             Self::Signed { own, .. } => signed::open_bundle_secret(own, bundle),
             #[cfg(feature = "psk")]
             Self::Psk(psk) => psk::open_bundle_secret_psk(psk, bundle),

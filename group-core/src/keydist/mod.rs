@@ -1,5 +1,9 @@
 //! Key distribution (wire.md §7): how members get, rotate and lose group keys.
 //!
+//! Compiled in with the `keydist-member` and/or `keydist-server` features; the modes are the
+//! `signed` and `psk` features (the key server always has the signed mode: `keydist-server`
+//! enables `signed`).
+//!
 //! Sans-IO and allocation-free like the rest of the core: bytes, `now` and the caller's
 //! [`CryptoRng`](rand_core::CryptoRng) come in; messages to send, deadlines and events go out.
 //! The full specification, with every field, the flows and golden vectors, is
@@ -90,19 +94,27 @@
 
 mod credential;
 mod error;
+#[cfg(feature = "keydist-member")]
 mod member;
 mod message;
 #[cfg(feature = "psk")]
 mod psk;
 mod retry;
 mod sealing;
+#[cfg(feature = "keydist-server")]
 mod server;
+#[cfg(any(feature = "signed", feature = "record-signatures"))]
 mod signed;
+#[cfg(feature = "keydist-server")]
 mod store;
 mod vocabulary;
 
-pub use credential::{DeviceCredential, MemberCredentials, ServerCredentials};
+#[cfg(feature = "keydist-member")]
+pub use credential::MemberCredentials;
+#[cfg(feature = "keydist-server")]
+pub use credential::{DeviceCredential, ServerCredentials};
 pub use error::Error;
+#[cfg(feature = "keydist-member")]
 pub use member::{Member, MemberConfig, MemberEvent, MemberState};
 pub use message::{
     Ack, BundlePolicy, Bytes, CompressedKey, DeviceHeader, JoinChallenge, JoinRequest, KeyBundle,
@@ -112,12 +124,15 @@ pub use message::{
 };
 #[cfg(feature = "psk")]
 pub use psk::{Psk, encode_psk, open_bundle_secret_psk, seal_secret_psk, verify_psk};
+#[cfg(feature = "keydist-server")]
 pub use server::{
     CHALLENGE_TTL_MS, GroupSpec, KeySchedule, KeyServer, Received, ServerEvent, Transmit,
 };
+#[cfg(feature = "signed")]
 pub use signed::{
     SEAL_SALT, SIGN_LABEL, encode_signed, open_bundle_secret, seal_secret, verify_signed,
 };
+#[cfg(feature = "keydist-server")]
 pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, ServerStore};
 pub use vocabulary::{
     DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Mode, NONCE_LEN, Role, TAG_LEN,

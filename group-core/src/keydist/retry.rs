@@ -46,6 +46,7 @@ impl Retry {
     }
 
     /// Back to the first timeout for the next transmission (keeping when it is due).
+    #[cfg(feature = "keydist-server")]
     pub(crate) fn reset_timeout(&mut self) {
         self.rto = INITIAL_RTO_MS;
     }

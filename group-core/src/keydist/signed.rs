@@ -17,34 +17,53 @@
 //!   aad       = group_id[4] || device_id[4] || counter[8] || epoch[2] || suite[2]   (big endian)
 //! ```
 
+#[cfg(feature = "signed")]
 use hkdf::Hkdf;
-use p256::ecdsa::{SigningKey, VerifyingKey};
+#[cfg(feature = "signed")]
+use p256::ecdsa::SigningKey;
+use p256::ecdsa::VerifyingKey;
+#[cfg(feature = "signed")]
 use p256::elliptic_curve::Generate;
+#[cfg(feature = "signed")]
 use p256::{PublicKey, ecdh};
+#[cfg(feature = "signed")]
 use rand_core::CryptoRng;
+#[cfg(feature = "signed")]
 use sha2::Sha256;
+#[cfg(feature = "signed")]
 use zeroize::Zeroizing;
 
 use super::error::Error;
+#[cfg(feature = "signed")]
 use super::message::{
     COMPRESSED_KEY_LEN, CompressedKey, KeyBundle, KeyMaterial, Message, ProtectedMessage,
     SealedSecret, ServerHeader, encode_protected, parse,
 };
+#[cfg(feature = "signed")]
 use super::sealing::{aad_of, bundle_aad, ccm_open, ccm_seal};
+#[cfg(feature = "signed")]
 use super::vocabulary::{Direction, Mode};
+#[cfg(feature = "signed")]
 use crate::signature::{self, SIGNATURE_LEN};
 
+#[cfg(feature = "signed")]
 /// Domain-separation label at the start of every signed input.
 pub const SIGN_LABEL: &[u8] = b"dtls-group kd v1";
+#[cfg(feature = "signed")]
 /// HKDF salt of the ECDH sealing of bundle secrets.
 pub const SEAL_SALT: &[u8] = b"dtls-group kd v1 seal";
 
+#[cfg(feature = "signed")]
 /// The compressed SEC1 encoding of a public key.
 pub(crate) fn compressed(key: &VerifyingKey) -> Result<[u8; COMPRESSED_KEY_LEN], Error> {
     let point = key.to_sec1_point(true);
     point.as_bytes().try_into().map_err(|_| Error::BadPublicKey)
 }
 
+#[cfg(any(
+    feature = "keydist-server",
+    all(feature = "keydist-member", feature = "record-signatures")
+))]
 /// Parses a SEC1 public key (33 or 65 bytes).
 pub(crate) fn parse_key(bytes: &[u8]) -> Result<VerifyingKey, Error> {
     if bytes.len() != 33 && bytes.len() != 65 {
@@ -53,6 +72,7 @@ pub(crate) fn parse_key(bytes: &[u8]) -> Result<VerifyingKey, Error> {
     VerifyingKey::from_sec1_bytes(bytes).map_err(|_| Error::BadPublicKey)
 }
 
+#[cfg(feature = "signed")]
 /// Signs `protected` (`version || mode || body`) for `direction`, bound to `peer`.
 pub(crate) fn sign(
     key: &SigningKey,
@@ -65,6 +85,7 @@ pub(crate) fn sign(
     signature::sign(key, &[SIGN_LABEL, &dir, &peer, protected]).map_err(|_| Error::BadSignature)
 }
 
+#[cfg(feature = "signed")]
 /// Verifies a signature trailer; high-S signatures are refused (no malleability).
 pub(crate) fn verify(
     key: &VerifyingKey,
@@ -79,6 +100,7 @@ pub(crate) fn verify(
         .map_err(|_| Error::BadSignature)
 }
 
+#[cfg(feature = "signed")]
 /// Encodes `message` in signed mode: `version || mode || body || signature`, the signature by
 /// `key` bound to `peer` (the recipient device's key for server messages, the key server's
 /// key for device messages). Returns the length written to `out`.
@@ -94,6 +116,7 @@ pub fn encode_signed(
     })
 }
 
+#[cfg(feature = "signed")]
 /// Checks the trailer of a parsed message: signed mode, then the signature by `key` (the
 /// sender's), bound to `peer` (the receiver's own key).
 pub(crate) fn check(
@@ -107,6 +130,7 @@ pub(crate) fn check(
     verify(key, pm.message.direction(), peer, pm.protected, pm.trailer)
 }
 
+#[cfg(feature = "signed")]
 /// Parses `bytes` and verifies its signature by `key`, bound to `peer`.
 pub fn verify_signed<'a>(
     bytes: &'a [u8],
@@ -118,6 +142,7 @@ pub fn verify_signed<'a>(
     Ok(pm)
 }
 
+#[cfg(feature = "signed")]
 /// Derives the CCM key and nonce of an ECDH-sealed secret.
 fn ecdh_key_nonce(
     shared: &ecdh::SharedSecret,
@@ -131,6 +156,7 @@ fn ecdh_key_nonce(
     Ok(okm)
 }
 
+#[cfg(feature = "signed")]
 /// Seals `material` to `recipient` with a fresh ephemeral key (ECDH-ES).
 pub(crate) fn seal_ecdh<R: CryptoRng + ?Sized>(
     rng: &mut R,
@@ -151,6 +177,7 @@ pub(crate) fn seal_ecdh<R: CryptoRng + ?Sized>(
     })
 }
 
+#[cfg(feature = "signed")]
 /// Opens a secret sealed to `own` (the device's static key).
 pub(crate) fn open_ecdh(
     own: &SigningKey,
@@ -164,6 +191,7 @@ pub(crate) fn open_ecdh(
     ccm_open(&key_nonce, aad, &sealed.ciphertext)
 }
 
+#[cfg(feature = "signed")]
 /// Seals key material to `recipient` for the bundle with this header, epoch and suite
 /// (ephemeral-static ECDH, HKDF-SHA256, AES-128-CCM).
 pub fn seal_secret<R: rand_core::CryptoRng + ?Sized>(
@@ -178,6 +206,7 @@ pub fn seal_secret<R: rand_core::CryptoRng + ?Sized>(
     seal_ecdh(rng, recipient, &aad, material)
 }
 
+#[cfg(feature = "signed")]
 /// Decrypts the key material of a bundle addressed to the holder of `device_key` (signed
 /// mode), without any other check: for diagnostics, test taps and golden vectors. Members use
 /// [`Member::handle_message`](super::Member::handle_message), which verifies everything first.

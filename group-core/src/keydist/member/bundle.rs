@@ -3,15 +3,13 @@
 //! the [`Group`] with its senders, and acknowledged.
 
 use heapless::Vec;
-use p256::ecdsa::VerifyingKey;
 
 use super::super::error::Error;
 use super::super::message::{
     BundlePolicy, KeyBundle, KeyMaterial, WireAdmission, WireNonceProfile,
 };
-use super::super::signed::parse_key;
 use super::super::vocabulary::{MAX_SENDERS, Role};
-use super::{Member, MemberEvent, MemberState};
+use super::{Member, MemberEvent, MemberState, SenderKey, add_listed, sender_key};
 use crate::group::{Admission, Group, GroupConfig};
 use crate::record::NonceProfile;
 use crate::replay::ReplayWindow;
@@ -49,7 +47,7 @@ struct CheckedBundle {
     suite: Suite,
     epoch: Epoch,
     /// The listed senders with their record-signing keys (in groups that require signatures).
-    senders: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS>,
+    senders: Vec<(SenderId, Option<SenderKey>), MAX_SENDERS>,
     /// It answers the outstanding join request.
     answers_join: bool,
     /// It answers a join that reported a lost sequence store.
@@ -90,7 +88,11 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         {
             return Err(Error::PolicyUnsupported);
         }
-        if p.signatures_required && self.creds.device_key().is_none() {
+        // Without the `record-signatures` feature a signed group is refused here, before
+        // anything changes (never joined unsigned).
+        if p.signatures_required
+            && (!cfg!(feature = "record-signatures") || self.creds.device_key().is_none())
+        {
             return Err(Error::PolicyUnsupported);
         }
         Ok(())
@@ -133,10 +135,10 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         if b.senders.len() > SENDERS {
             return Err(Error::CapacityExceeded);
         }
-        let mut senders: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS> = Vec::new();
+        let mut senders: Vec<(SenderId, Option<SenderKey>), MAX_SENDERS> = Vec::new();
         for s in &b.senders {
             let key = match (&s.public_key, b.policy.signatures_required) {
-                (Some(k), true) => Some(parse_key(&k.0)?),
+                (Some(k), true) => Some(sender_key(&k.0)?),
                 (None, false) => None,
                 _ => return Err(Error::InconsistentBundle),
             };
@@ -209,6 +211,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         }
         let own = b.sender_id;
         let group = self.group.as_mut().ok_or(Error::NotJoined)?;
+        #[cfg(feature = "record-signatures")]
         if let (Some(_), Some(device_key)) = (own, self.creds.device_key())
             && b.policy.signatures_required
         {
@@ -236,10 +239,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
                 continue;
             }
             // Can't fail: the unlisted were removed and the list fits the table (checked).
-            let _ = match key {
-                Some(k) => group.set_sender_key(sid, k),
-                None => group.add_sender(sid),
-            };
+            let _ = add_listed(group, sid, key);
         }
         // Bookkeeping: the bundle is accepted.
         self.last_counter = b.header.counter;

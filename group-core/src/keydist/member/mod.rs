@@ -17,6 +17,7 @@ mod bundle;
 
 use core::fmt;
 
+#[cfg(feature = "record-signatures")]
 use p256::ecdsa::VerifyingKey;
 use rand_core::CryptoRng;
 
@@ -29,6 +30,8 @@ use super::message::{
     RemovedReason, parse,
 };
 use super::retry::Retry;
+#[cfg(feature = "record-signatures")]
+use super::signed::parse_key;
 use super::vocabulary::{DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role};
 use crate::counters::{Event, RekeyReason};
 use crate::group::{Delivery, Group, GroupConfig};
@@ -156,7 +159,7 @@ pub struct Member<S: SequenceStore, const SENDERS: usize = 16, const WORDS: usiz
     /// Epoch staged and when (member clock) to activate it.
     activation: Option<(Epoch, u64)>,
     /// Senders re-listed after this member removed them: added at activation of the epoch.
-    deferred: Vec<(SenderId, Option<VerifyingKey>), MAX_SENDERS>,
+    deferred: Vec<(SenderId, Option<SenderKey>), MAX_SENDERS>,
     removed: SidSet,
     /// Restart sending at 0 when this epoch is activated (it was issued after a state loss).
     recover_at: Option<Epoch>,
@@ -385,10 +388,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         }
         // The previous-but-one epoch is gone now: re-listed senders are safe to add.
         for (sid, key) in core::mem::take(&mut self.deferred) {
-            let _ = match key {
-                Some(k) => group.set_sender_key(sid, k),
-                None => group.add_sender(sid),
-            };
+            let _ = add_listed(group, sid, key);
             self.removed.remove(sid.0);
         }
         self.try_recover();
@@ -612,5 +612,37 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
                 Err(OpenError::UnknownEpoch(Epoch(0)))
             }
         }
+    }
+}
+
+/// A listed sender's record-verifying key (present iff the group requires signatures); without
+/// the `record-signatures` feature there is none (a signed group is refused by `check_policy`).
+#[cfg(feature = "record-signatures")]
+type SenderKey = VerifyingKey;
+#[cfg(not(feature = "record-signatures"))]
+type SenderKey = core::convert::Infallible;
+
+/// Parses a listed sender's record-verifying key.
+#[cfg(feature = "record-signatures")]
+fn sender_key(bytes: &[u8]) -> Result<SenderKey, Error> {
+    parse_key(bytes)
+}
+#[cfg(not(feature = "record-signatures"))]
+fn sender_key(_bytes: &[u8]) -> Result<SenderKey, Error> {
+    Err(Error::PolicyUnsupported)
+}
+
+/// Adds a listed sender to `group`, with its verifying key if it has one.
+fn add_listed<const SENDERS: usize, const WORDS: usize>(
+    group: &mut Group<SENDERS, WORDS>,
+    sid: SenderId,
+    key: Option<SenderKey>,
+) -> Result<(), SenderId> {
+    match key {
+        #[cfg(feature = "record-signatures")]
+        Some(k) => group.set_sender_key(sid, k),
+        #[cfg(not(feature = "record-signatures"))]
+        Some(never) => match never {},
+        None => group.add_sender(sid),
     }
 }
