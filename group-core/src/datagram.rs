@@ -1,4 +1,4 @@
-//! Walking a received datagram: the one rule every driver follows (wire.md §1).
+//! Walking a received datagram: the one rule every driver follows (wire-format.md §1).
 //!
 //! A datagram may carry several records back to back. [`Group::open_datagram`] (and
 //! [`Member::open_datagram`] for a key-distribution member) returns [`Records`], an iterator

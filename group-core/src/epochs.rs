@@ -1,4 +1,4 @@
-//! The epochs a group holds (wire.md §4): previous (until its grace deadline), current, and a
+//! The epochs a group holds (wire-format.md §5): previous (until its grace deadline), current, and a
 //! staged next. Epochs only move forward: none is reused and none wraps.
 
 use crate::suite::{EpochCipher, KeyError, RecordKeys};

@@ -15,7 +15,7 @@ pub const DEFAULT_REKEY_ON_JOIN: bool = true;
 /// Smallest replay window (records) the key server asks members to keep per sender.
 pub const DEFAULT_REPLAY_WINDOW: u16 = 64;
 
-/// K: sequence numbers reserved per store write (wire.md §6).
+/// K: sequence numbers reserved per store write (wire-format.md §7).
 pub const DEFAULT_SEQUENCE_RESERVE_STEP: u64 = 1000;
 
 /// Own sequence number at which a sender asks for a rekey

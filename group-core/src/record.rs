@@ -1,4 +1,4 @@
-//! Seal and open one record with an epoch's keys (wire.md §1): stateless, in place, over the
+//! Seal and open one record with an epoch's keys (wire-format.md §1): stateless, in place, over the
 //! caller's buffer. Replay and sender state live in [`crate::group`].
 //!
 //! ```text
@@ -113,7 +113,7 @@ pub fn seal_in_place(
 }
 
 /// [`seal_in_place`] for a record that will carry a `trailer_len`-byte trailer after the tag
-/// (the signature of wire.md §5): the header's length covers the trailer, which the caller
+/// (the signature of wire-format.md §8): the header's length covers the trailer, which the caller
 /// fills afterwards. Returns the record length without the trailer. A sequence number above
 /// 2^40 − 1 is refused ([`SealError::Header`]).
 pub fn seal_in_place_with_trailer(

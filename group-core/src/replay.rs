@@ -1,4 +1,4 @@
-//! Sliding anti-replay window, one per (sender, epoch) (wire.md §3, RFC 6347 §4.1.2.6,
+//! Sliding anti-replay window, one per (sender, epoch) (wire-format.md §6, RFC 6347 §4.1.2.6,
 //! RFC 4303 §3.4.3).
 //!
 //! The window is split into [`ReplayWindow::check`], which reads only, and

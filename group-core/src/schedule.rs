@@ -1,4 +1,4 @@
-//! Key schedules (wire.md §4): from key-server material to [`RecordKeys`].
+//! Key schedules (wire-format.md §9): from key-server material to [`RecordKeys`].
 //!
 //! - [`native_keys`]: HKDF-SHA256 (RFC 5869) from a 32-byte epoch secret, bound to the group,
 //!   epoch and suite.

@@ -1,4 +1,4 @@
-//! Sending sequence numbers and their persistence contract (wire.md §6).
+//! Sending sequence numbers and their persistence contract (wire-format.md §7).
 //!
 //! A sender never uses `(key, epoch, sid, seq)` twice, across crashes too. Before it uses a
 //! sequence number it must have durably reserved it: the [`SequenceStore`] holds a high-water
@@ -11,7 +11,7 @@ use core::fmt;
 
 use crate::wire::{Epoch, MAX_SEQ, SenderId};
 
-/// The last sequence number a sender of this crate uses in an epoch: 2^40 - 2. wire.md §4 has
+/// The last sequence number a sender of this crate uses in an epoch: 2^40 - 2. wire-format.md §7 has
 /// senders stop *before* 2^40 - 1 (the largest value the header can carry, which receivers
 /// still accept from other implementations), so the counter can never reach the wrap point.
 pub const LAST_SEQ: u64 = MAX_SEQ - 1;

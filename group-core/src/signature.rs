@@ -1,5 +1,5 @@
 //! ECDSA P-256 signatures with low S: the one place that signs and verifies, for signed records
-//! (wire.md §5, [`Group`](crate::group::Group)) and signed key-distribution messages
+//! (wire-format.md §8, [`Group`](crate::group::Group)) and signed key-distribution messages
 //! ([`keydist`](crate::keydist)).
 //!
 //! A signature is `r || s` (32 bytes each, [`SIGNATURE_LEN`]) over SHA-256 of the concatenated

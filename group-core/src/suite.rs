@@ -1,4 +1,4 @@
-//! Cipher suites, record keys and the one nonce function (wire.md §1).
+//! Cipher suites, record keys and the one nonce function (wire-format.md §1, §2).
 //!
 //! The suite is not on the wire: it is part of the group's configuration (and of the
 //! key-distribution format). Keys live in [`RecordKeys`] (zeroized on drop, never printed);
@@ -15,6 +15,7 @@
 
 use core::fmt;
 
+#[cfg(any(feature = "aes-gcm", feature = "chacha20"))]
 use aead::{AeadInOut, KeyInit, Nonce, Tag};
 #[cfg(feature = "aes-gcm")]
 use aes_gcm::Aes128Gcm;
@@ -46,7 +47,7 @@ impl Suite {
     /// AES-128-CCM with a 16-byte tag (0xC0A4, RFC 6655); recommended for multicast; needs the
     /// `aes-ccm` feature.
     pub const AES_128_CCM: Self = Self(0xC0A4);
-    /// AES-128-GCM (0x00A8 code point as in wire.md, RFC 5288 record protection); needs the
+    /// AES-128-GCM (0x00A8 code point as in wire-format.md §2, RFC 5288 record protection); needs the
     /// `aes-gcm` feature.
     pub const AES_128_GCM: Self = Self(0x00A8);
     /// ChaCha20-Poly1305 (0xCCAB, RFC 7905 nonce); needs the `chacha20` feature.
@@ -367,6 +368,7 @@ impl EpochCipher {
         buf: &mut [u8],
         tag: &mut [u8],
     ) -> Result<(), AeadError> {
+        #[cfg(any(feature = "aes-gcm", feature = "chacha20"))]
         fn run<A: AeadInOut>(
             a: &A,
             nonce: &[u8; 12],
@@ -402,6 +404,7 @@ impl EpochCipher {
         buf: &mut [u8],
         tag: &[u8],
     ) -> Result<(), AeadError> {
+        #[cfg(any(feature = "aes-gcm", feature = "chacha20"))]
         fn run<A: AeadInOut>(
             a: &A,
             nonce: &[u8; 12],

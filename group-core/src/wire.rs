@@ -1,4 +1,4 @@
-//! Record wire format (wire.md §1): bytes ↔ structure, no crypto, no state.
+//! Record wire format (wire-format.md §1): bytes ↔ structure, no crypto, no state.
 //!
 //! Two views of a record, in the style of smoltcp:
 //! - [`Record`]: a zero-copy view over a caller's buffer. [`Record::new_checked`] validates the
@@ -104,6 +104,8 @@ impl fmt::Display for Error {
         }
     }
 }
+
+impl core::error::Error for Error {}
 
 /// The plain representation of a record header.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -249,7 +251,7 @@ impl<T: AsRef<[u8]>> Record<T> {
 }
 
 /// Splits the first record off a datagram: returns `(record, rest)`, where `record` holds exactly
-/// one header and its fragment. A receiver accepts several records in one datagram (wire.md §1).
+/// one header and its fragment. A receiver accepts several records in one datagram (wire-format.md §1).
 pub fn split_record(datagram: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     let header = RecordHeader::parse(datagram)?;
     datagram

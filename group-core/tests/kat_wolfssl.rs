@@ -481,7 +481,7 @@ const KNOWN_DIVERGENCES: &[(&str, Option<OpenError>, &str)] = &[
         Some(OpenError::TooOld),
         "wolfSSL accepts the epoch before its current one for any peer; our sender state keeps a \
          previous-epoch window only for a sender seen moving from that epoch to the current one \
-         (wire.md §4), and sender 7 was first seen in epoch 5 (fixture expectation: observe)",
+         (wire-format.md §5), and sender 7 was first seen in epoch 5 (fixture expectation: observe)",
     ),
     (
         "late_e1",

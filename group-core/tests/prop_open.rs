@@ -1,4 +1,4 @@
-//! Property tests of the receive path, [`Group::open`] (wire.md §2): hostile input is dropped,
+//! Property tests of the receive path, [`Group::open`] (wire-format.md §4): hostile input is dropped,
 //! counted once, and changes nothing.
 //!
 //! A receiver (own sender ID 9) holds three epochs: previous (1, in its grace period), current
@@ -131,7 +131,7 @@ struct SenderModel {
     previous: Option<WindowModel>,
 }
 
-/// What the receiver should do with an untouched pool record (wire.md §2-§4).
+/// What the receiver should do with an untouched pool record (wire-format.md §4–§6).
 #[derive(Debug)]
 struct Model {
     strict: bool,

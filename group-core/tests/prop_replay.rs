@@ -1,4 +1,4 @@
-//! Property tests: [`ReplayWindow`] against a reference model (wire.md §3).
+//! Property tests: [`ReplayWindow`] against a reference model (wire-format.md §6).
 //!
 //! The model is a set of the sequence numbers accepted so far plus the window rule:
 //! - `s > MAX_SEQ` is refused (`TooOld`);

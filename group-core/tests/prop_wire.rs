@@ -1,4 +1,4 @@
-//! Property tests of the record wire format (wire.md §1).
+//! Property tests of the record wire format (wire-format.md §1).
 //!
 //! - Every header with a 40-bit seq encodes to 13 bytes that decode back to it, byte for byte
 //!   at the documented offsets; `parse` accepts it exactly when the version is DTLS 1.2 and the

@@ -1,4 +1,4 @@
-//! Source authentication (wire.md §5): a member holding the group key but not sender S's
+//! Source authentication (wire-format.md §8): a member holding the group key but not sender S's
 //! private key can't produce a record others accept as S.
 
 use group_core::group::{Group, GroupConfig, SIGNATURE_LEN};

@@ -7,7 +7,7 @@
 //! reboot with their sequence store intact.
 //!
 //! Every listener is shadowed by a reference model of what it must do with each intact
-//! datagram (wire.md §2–§4, trust-first admission):
+//! datagram (wire-format.md §4–§6, trust-first admission):
 //! - epoch not held at arrival (never installed, or past its grace period) → `UnknownEpoch`;
 //! - first record of a sender in an epoch newer than what the listener knows of it → delivered,
 //!   and the sender's window opens there (lower numbers count as seen);

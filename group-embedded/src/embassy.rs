@@ -60,6 +60,8 @@ impl fmt::Display for JoinError {
     }
 }
 
+impl core::error::Error for JoinError {}
+
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -69,11 +71,15 @@ impl fmt::Display for SendError {
     }
 }
 
+impl core::error::Error for SendError {}
+
 impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("datagram larger than the buffer")
     }
 }
+
+impl core::error::Error for RecvError {}
 
 /// A group member on an embassy-net stack: a [`GroupEndpoint`] and a UDP socket.
 pub struct AsyncGroupSocket<'d, S, const SENDERS: usize = 16, const WORDS: usize = 2> {

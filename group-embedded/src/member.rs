@@ -44,6 +44,8 @@ impl fmt::Display for KeyDistError {
     }
 }
 
+impl core::error::Error for KeyDistError {}
+
 /// Counters of the key-distribution link. All saturate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -83,6 +83,8 @@ impl fmt::Display for JoinError {
     }
 }
 
+impl core::error::Error for JoinError {}
+
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -94,6 +96,8 @@ impl fmt::Display for SendError {
     }
 }
 
+impl core::error::Error for SendError {}
+
 impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -102,6 +106,8 @@ impl fmt::Display for RecvError {
         }
     }
 }
+
+impl core::error::Error for RecvError {}
 
 /// The adapter's own counters of group traffic (the core's are in [`GroupSocket::counters`]).
 /// All saturate.

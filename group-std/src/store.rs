@@ -7,7 +7,7 @@
 //! directory is fsynced: a crash leaves the old or the new state. A missing file is
 //! [`StoreError::Missing`] — commission the store first with [`FileSequenceStore::commission`]
 //! — and a file that fails its check is [`StoreError::Corrupt`]: either way the sender refuses
-//! to send until the key server gives it a new epoch or sender ID (wire.md §6).
+//! to send until the key server gives it a new epoch or sender ID (wire-format.md §7).
 //!
 //! One process per store: two senders on one file would reserve overlapping ranges under the
 //! same epoch and sender ID (nonce reuse). [`FileSequenceStore::open`] and

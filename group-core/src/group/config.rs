@@ -48,7 +48,7 @@ pub struct GroupConfig {
     /// Raise [`Event::IntegrityLimitReached`](crate::counters::Event::IntegrityLimitReached) when
     /// failures under one key reach this; `None` picks the suite's figure.
     pub integrity_limit: Option<u64>,
-    /// Source authentication (wire.md §5): every record carries a 64-byte ECDSA P-256
+    /// Source authentication (wire-format.md §8): every record carries a 64-byte ECDSA P-256
     /// signature after the tag, verified with the sender's key before decryption. Senders
     /// without a key ([`Group::set_sender_key`](super::Group::set_sender_key)) are refused.
     pub signatures_required: bool,

@@ -55,6 +55,8 @@ impl fmt::Display for OpenError {
     }
 }
 
+impl core::error::Error for OpenError {}
+
 impl OpenError {
     /// A stable snake_case name for logs, counters and the command-line tool.
     pub const fn reason(&self) -> &'static str {
@@ -151,3 +153,5 @@ impl fmt::Display for SealError {
         }
     }
 }
+
+impl core::error::Error for SealError {}

@@ -1,7 +1,7 @@
 //! A group context: epochs, sender states with their replay windows, own sending state,
 //! counters and events. The only `handle_*` / `poll_*` surface of the record layer.
 //!
-//! Receiving follows wire.md §2: parse → epoch held? → sender known or admissible? → replay
+//! Receiving follows wire-format.md §4: parse → epoch held? → sender known or admissible? → replay
 //! pre-check → AEAD open → commit replay state → deliver. Any failure drops the record,
 //! counts it by reason and leaves all state as it was.
 //!
@@ -45,7 +45,7 @@ pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
     senders: Vec<SenderState<WORDS>, SENDERS>,
     /// Sender IDs whose state was dropped (evicted, reused as dead, or removed by the key
     /// server), each refused in every epoch up to its own bound, whether or not a state for it
-    /// exists again (wire.md §3).
+    /// exists again (wire-format.md §6).
     blocked: BlockedThrough,
     tick: u64,
     counters: Counters,

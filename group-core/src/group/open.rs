@@ -1,4 +1,4 @@
-//! Receiving: one record in, a delivery or a counted drop out (wire.md §2).
+//! Receiving: one record in, a delivery or a counted drop out (wire-format.md §4).
 
 #[cfg(feature = "record-signatures")]
 use p256::ecdsa::VerifyingKey;

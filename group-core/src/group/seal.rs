@@ -35,7 +35,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     }
 
     /// Seals `plaintext` as the next record of this node into `out`; returns its length.
-    /// Reserves sequence numbers in `store` ahead of use (wire.md §6).
+    /// Reserves sequence numbers in `store` ahead of use (wire-format.md §7).
     pub fn seal<S: SequenceStore>(
         &mut self,
         now: Instant,

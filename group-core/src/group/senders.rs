@@ -1,5 +1,5 @@
 //! What a receiver keeps per sender: replay windows per epoch, the verifying key, admission
-//! and eviction, and the refusal bounds of dropped senders (wire.md §3).
+//! and eviction, and the refusal bounds of dropped senders (wire-format.md §6).
 
 #[cfg(feature = "record-signatures")]
 use p256::ecdsa::VerifyingKey;
@@ -81,7 +81,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     ///
     /// A sender whose state was dropped here before (evicted from a full table, or removed) stays
     /// refused in every epoch in which the dropped state may have accepted records: adding it
-    /// again only admits it in newer epochs (wire.md §3).
+    /// again only admits it in newer epochs (wire-format.md §6).
     pub fn add_sender(&mut self, sid: SenderId) -> Result<(), SenderId> {
         self.add_sender_state(sid).map(|_| ())
     }

@@ -155,7 +155,7 @@ pub struct JoinChallenge {
 /// Unknown-sender policy, as carried in a bundle.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum WireAdmission {
-    /// Accept a sender's first authenticated record (wire.md §3).
+    /// Accept a sender's first authenticated record (wire-format.md §6).
     TrustFirst,
     /// Accept only the senders the bundle lists.
     Strict,
@@ -179,7 +179,7 @@ pub struct BundlePolicy {
     pub admission: WireAdmission,
     /// Explicit-nonce policy.
     pub nonce_profile: WireNonceProfile,
-    /// Every record carries an ECDSA P-256 signature (wire.md §5).
+    /// Every record carries an ECDSA P-256 signature (wire-format.md §8).
     pub signatures_required: bool,
     /// How long the previous epoch stays receivable after a switch (ms).
     pub grace_ms: u32,
@@ -534,7 +534,7 @@ pub(crate) fn map_postcard(e: postcard::Error) -> Error {
 /// `Debug` prints nothing secret.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyMaterial {
-    /// 0: a 32-byte epoch secret for the native HKDF schedule (wire.md §4).
+    /// 0: a 32-byte epoch secret for the native HKDF schedule (wire-format.md §9).
     Native {
         /// The epoch secret.
         secret: [u8; 32],

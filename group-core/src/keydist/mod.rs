@@ -1,4 +1,4 @@
-//! Key distribution (wire.md §7): how members get, rotate and lose group keys.
+//! Key distribution (key-distribution.md): how members get, rotate and lose group keys.
 //!
 //! Compiled in with the `keydist-member` and/or `keydist-server` features; the modes are the
 //! `signed` and `psk` features (the key server always has the signed mode: `keydist-server`

@@ -82,7 +82,7 @@ pub fn run(cmd: &KeysCommand, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     Ok(EXIT_OK)
 }
 
-/// `keys native`: HKDF-SHA256 schedule (wire.md §4).
+/// `keys native`: HKDF-SHA256 schedule (wire-format.md §9).
 fn native(a: &NativeArgs, out: &mut dyn Stdout) -> Result<RecordKeys, BadInput> {
     let epoch = nonzero_epoch(a.epoch)?;
     let bytes = read_secret(

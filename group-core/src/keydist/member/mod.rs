@@ -54,7 +54,7 @@ pub struct MemberConfig {
     pub group_id: u32,
     /// The role to ask for.
     pub role: Role,
-    /// K: sequence numbers reserved per store write (wire.md §6).
+    /// K: sequence numbers reserved per store write (wire-format.md §7).
     pub sequence_reserve_step: u64,
     /// Per-sender budget that raises a rekey report.
     pub sender_rekey_budget: u64,

@@ -94,7 +94,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
 
     /// Revokes a device: removes it from every group (each remaining group is rekeyed with a
     /// fresh epoch secret), forgets its credential (it can't rejoin), and queues a best-effort
-    /// [`Removed`] notice per group.
+    /// [`Removed`](crate::keydist::Removed) notice per group.
     pub fn revoke_device<R: CryptoRng + ?Sized>(
         &mut self,
         id: DeviceId,

@@ -31,7 +31,7 @@ pub enum Received {
     /// [`KeyServer::replays`]. The driver must not take the source address from it.
     Unproven(DeviceId),
     /// A join request that covers no outstanding challenge (a first request, or a replay): a
-    /// [`JoinChallenge`] is queued for the device and nothing else changed. The driver sends
+    /// [`JoinChallenge`](crate::keydist::JoinChallenge) is queued for the device and nothing else changed. The driver sends
     /// that challenge to the source of this datagram, without recording it as the device's
     /// address (only the answer proves where the device is).
     Challenged(DeviceId),

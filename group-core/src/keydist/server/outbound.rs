@@ -16,9 +16,9 @@ use super::KeyServer;
 use crate::time::Instant;
 
 /// A message for the driver to send to a device (its address is the driver's business: the
-/// source of that device's last [fresh](Received::Fresh) message; a
+/// source of that device's last [fresh](crate::keydist::Received::Fresh) message; a
 /// [`JoinChallenge`](MessageKind::JoinChallenge) goes to the source of the join request it
-/// answers, see [`Received::Challenged`]).
+/// answers, see [`Received::Challenged`](crate::keydist::Received::Challenged)).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Transmit {
     /// The recipient.

@@ -10,7 +10,7 @@ use crate::policy::{
 use crate::suite::Suite;
 use crate::wire::MAX_FRAGMENT_LEN;
 
-/// Which key schedule a group's members use (wire.md §4).
+/// Which key schedule a group's members use (wire-format.md §9).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum KeySchedule {
     /// HKDF-SHA256 from a 32-byte epoch secret.
@@ -78,7 +78,7 @@ impl GroupSpec {
         }
     }
 
-    /// Requires signed records (wire.md §5).
+    /// Requires signed records (wire-format.md §8).
     pub const fn with_signatures(mut self) -> Self {
         self.policy.signatures_required = true;
         self
