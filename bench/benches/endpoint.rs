@@ -43,7 +43,7 @@ use group_std::net::{MulticastConfig, MulticastSocket};
 
 const GROUP_ID: u32 = 14;
 const SIZES: [usize; 2] = [100, 1000];
-const CHUNK: u64 = 2000;
+const CHUNK: u64 = 500;
 /// Bound on one timed chunk.
 const CHUNK_BOUND: Duration = Duration::from_secs(10);
 
@@ -150,7 +150,7 @@ fn blocking(port: u16, suite: Suite, len: usize) -> Variant<'static> {
             n,
             &tx,
             |t| {
-                let _ = t.0.send(&t.1);
+                let _ = t.0.send_record(&t.1);
             },
             || match rx.recv_datagram() {
                 Ok(Some((_, records))) => records.filter(|r| r.is_ok()).count() as u64,
@@ -204,7 +204,7 @@ fn tokio_variant(port: u16, suite: Suite, len: usize) -> Variant<'static> {
             |t| {
                 let Tx(rt, ep, payload) = t;
                 rt.block_on(async {
-                    let _ = ep.send(payload).await;
+                    let _ = ep.send_record(payload).await;
                 });
             },
             || {

@@ -140,11 +140,12 @@ impl World {
             )
             .unwrap();
         work.time += t.elapsed();
-        let member = Mem::new(
+        let mut member = Mem::new(
             MemberConfig::new(id, GROUP_ID, Role::Listener),
             MemberCredentials::signed(key, *self.server_key.verifying_key()),
             MemorySequenceStore::commissioned(),
         );
+        member.join(Now(self.now)).unwrap();
         self.members.push((id, member));
         let w = self.settle();
         work.time += w.time;

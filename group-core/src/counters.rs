@@ -1,6 +1,6 @@
 //! Drop counters and events: the public face of a group that fails silently otherwise.
 
-use crate::record::OpenError;
+use crate::group::errors::OpenError;
 use crate::wire::{Epoch, SenderId};
 
 /// Records accepted, sealed, and dropped by reason. All counters saturate.

@@ -47,10 +47,9 @@
 use core::fmt;
 use core::iter::FusedIterator;
 
-use crate::group::{Delivery, Group};
+use crate::group::{Delivery, Group, OpenError};
 #[cfg(feature = "keydist-member")]
 use crate::keydist::Member;
-use crate::record::OpenError;
 #[cfg(feature = "keydist-member")]
 use crate::sequence::SequenceStore;
 use crate::time::Instant;

@@ -8,7 +8,7 @@
 //! aad      = epoch[2] || sid[1] || seq[5] || type[1] || version[2] || n[2]
 //! ```
 
-pub use crate::group::{OpenError, SealError};
+pub use crate::group::errors::{OpenError, SealError};
 use crate::suite::{EXPLICIT_NONCE_LEN, EpochCipher};
 use crate::wire::{
     self, ContentType, Epoch, HEADER_LEN, MAX_FRAGMENT_LEN, MAX_PLAINTEXT_LEN, ProtocolVersion,

@@ -10,7 +10,7 @@
 //! (sending); this file holds the context itself, its epochs and its events.
 
 mod config;
-mod errors;
+pub(crate) mod errors;
 mod open;
 mod seal;
 mod senders;
