@@ -296,7 +296,11 @@ fn ten_thousand_devices_in_a_thousand_groups_join_through_the_daemon() {
     let (ks, took) = start_ks(false);
     let t = Instant::now();
     let late = member(10_000);
-    late.wait_for("its key bundle after the restart", installed, Duration::from_secs(60));
+    late.wait_for(
+        "its key bundle after the restart",
+        installed,
+        Duration::from_secs(60),
+    );
     eprintln!(
         "restart from {DEVICES} devices' state: serving after {took:?}, first join answered {:?} later (debug build)",
         t.elapsed()

@@ -166,9 +166,9 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
 
     /// Members of a group (device, sender ID).
     pub fn members(&self, group_id: u32) -> impl Iterator<Item = (DeviceId, Option<u8>)> + '_ {
-        self.tables.members(group_id).filter_map(move |d| {
-            d.membership(group_id).map(|m| (d.id, m.sender_id))
-        })
+        self.tables
+            .members(group_id)
+            .filter_map(move |d| d.membership(group_id).map(|m| (d.id, m.sender_id)))
     }
 
     /// Whether a device still has to acknowledge the group's present content.

@@ -21,8 +21,7 @@ pub fn migrate_v1<const D: usize, const G: usize>(
     blob: &[u8],
     out: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let state: LegacyState<D, G> =
-        postcard::from_bytes(blob).map_err(|_| StoreError::Corrupt)?;
+    let state: LegacyState<D, G> = postcard::from_bytes(blob).map_err(|_| StoreError::Corrupt)?;
     if state.format != LEGACY_FORMAT {
         return Err(StoreError::Corrupt);
     }

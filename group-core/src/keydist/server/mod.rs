@@ -226,7 +226,11 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G> + Default, const B: usi
 
 impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
     /// [`open`](Self::open) into the given (empty) tables.
-    pub fn open_with(creds: ServerCredentials, mut store: St, mut tables: T) -> Result<Self, Error> {
+    pub fn open_with(
+        creds: ServerCredentials,
+        mut store: St,
+        mut tables: T,
+    ) -> Result<Self, Error> {
         let mut meta: Option<Meta> = None;
         let mut fault = LoadFault::None;
         let written = store.load(&mut |table, key, bytes| {
@@ -480,9 +484,9 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         cause: RekeyCause,
     ) -> Result<u16, Error> {
         let mut txn = Txn::new();
-        let epoch = txn
-            .group_mut(&self.tables, group_id)?
-            .new_epoch(self.next_counter, now, rng)?;
+        let epoch =
+            txn.group_mut(&self.tables, group_id)?
+                .new_epoch(self.next_counter, now, rng)?;
         self.commit(txn)?;
         self.mark_group_due(group_id, now);
         self.push_event(ServerEvent::EpochCreated {

@@ -6,7 +6,7 @@
 //! no I/O.
 //!
 //! Invariants kept here (checked by the crash tests):
-//! - an epoch number is created once per group and never again ([`ServerState::new_epoch`]);
+//! - an epoch number is created once per group and never again ([`GroupRec::new_epoch`]);
 //! - a sender ID is never given to two devices under the same key material: fresh IDs are
 //!   handed out first; a released ID returns only in an epoch at least two above the newest
 //!   epoch its previous holder could know ([`GroupRec::alloc_sid`], [`GroupRec::release_sid`]).
@@ -256,7 +256,9 @@ impl GroupRec {
             .latest_epoch
             .checked_add(1)
             .ok_or(Error::EpochsExhausted)?;
-        let mut activate_at = now.0.saturating_add(u64::from(self.spec.activation_delay_ms));
+        let mut activate_at = now
+            .0
+            .saturating_add(u64::from(self.spec.activation_delay_ms));
         match self.staged.take() {
             // A staged epoch being replaced: switch no later than it would have.
             Some(old) => activate_at = activate_at.min(old.activate_at),

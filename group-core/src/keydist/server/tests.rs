@@ -6,9 +6,9 @@ use p256::ecdsa::SigningKey;
 
 use super::state::GroupRec;
 use super::*;
-use crate::keydist::store::{Row, Table};
 use crate::keydist::credential::DeviceCredential;
 use crate::keydist::store::MemoryServerStore;
+use crate::keydist::store::{Row, Table};
 use crate::keydist::vocabulary::Role;
 use crate::sequence::StoreError;
 use crate::suite::Suite;
@@ -228,9 +228,7 @@ fn each_change_commits_only_its_rows() {
         fn commit(&mut self, rows: &[Row<'_>]) -> Result<(), StoreError> {
             self.last.clear();
             for r in rows {
-                self.last
-                    .push((r.table, r.key, r.value.is_some()))
-                    .unwrap();
+                self.last.push((r.table, r.key, r.value.is_some())).unwrap();
             }
             self.inner.commit(rows)
         }
@@ -253,7 +251,8 @@ fn each_change_commits_only_its_rows() {
     s.create_group(GroupSpec::new(2, Suite::AES_128_CCM), Instant(0), &mut rng)
         .unwrap();
     assert_eq!(s.store().last.as_slice(), &[(Table::Groups, 2, true)]);
-    let cred = DeviceCredential::public_key(SigningKey::from_slice(&[9; 32]).unwrap().verifying_key());
+    let cred =
+        DeviceCredential::public_key(SigningKey::from_slice(&[9; 32]).unwrap().verifying_key());
     s.admit_device(DeviceId(5), cred, Role::Sender, &[1, 2])
         .unwrap();
     assert_eq!(s.store().last.as_slice(), &[(Table::Devices, 5, true)]);

@@ -19,7 +19,11 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
     ) -> Result<(), Error> {
         // Each round settles one group's timer (an activation, or a rotation that stages an
         // epoch activating later); bounded in case a clock makes a timer come again at once.
-        let bound = self.tables.group_count().saturating_mul(2).saturating_add(1);
+        let bound = self
+            .tables
+            .group_count()
+            .saturating_mul(2)
+            .saturating_add(1);
         for _ in 0..bound {
             let Some(gid) = self.tables.due_group(now.0) else {
                 break;
