@@ -134,7 +134,7 @@ pub use signed::{
     SEAL_SALT, SIGN_LABEL, encode_signed, open_bundle_secret, seal_secret, verify_signed,
 };
 #[cfg(feature = "keydist-server")]
-pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, Row, ServerStore, Table};
+pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table};
 pub use vocabulary::{
     DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Mode, NONCE_LEN, Role, TAG_LEN,
     VERSION,

@@ -62,6 +62,9 @@ pub struct Row<'a> {
     pub value: Option<&'a [u8]>,
 }
 
+/// What [`ServerStore::load`] hands each stored row to: (table, key, value).
+pub type RowVisitor<'a> = dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError> + 'a;
+
 /// Durable storage for the key server's records ([`Table`]).
 ///
 /// Contract (as [`SequenceStore`](crate::sequence::SequenceStore)'s):
@@ -76,19 +79,13 @@ pub struct Row<'a> {
 /// The rows hold epoch secrets and PSKs: keep them where only the key server can read them.
 pub trait ServerStore {
     /// Hands every stored row to `visit`; `Ok(false)`: commissioned empty, never written.
-    fn load(
-        &mut self,
-        visit: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
-    ) -> Result<bool, StoreError>;
+    fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError>;
     /// Durably applies `rows` in one transaction.
     fn commit(&mut self, rows: &[Row<'_>]) -> Result<(), StoreError>;
 }
 
 impl<S: ServerStore + ?Sized> ServerStore for &mut S {
-    fn load(
-        &mut self,
-        visit: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
-    ) -> Result<bool, StoreError> {
+    fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
         (**self).load(visit)
     }
     fn commit(&mut self, rows: &[Row<'_>]) -> Result<(), StoreError> {
@@ -186,22 +183,21 @@ impl MemoryServerStore {
     /// Removes row (`table`, `key`) from `data`, if there.
     fn remove(data: &mut Vec<u8, MEMORY_STORE_CAPACITY>, table: u8, key: u32) {
         let found = rows(data).find_map(|r| match r {
-            Ok((start, t, k, v)) if t == table && k == key => Some((start, ROW_HEADER + v.len())),
+            Ok((start, t, k, v)) if t == table && k == key => {
+                Some((start, ROW_HEADER.saturating_add(v.len())))
+            }
             _ => None,
         });
         if let Some((start, len)) = found {
             let end = start.saturating_add(len).min(data.len());
             data.copy_within(end.., start);
-            data.truncate(data.len().saturating_sub(end - start));
+            data.truncate(data.len().saturating_sub(end.saturating_sub(start)));
         }
     }
 }
 
 impl ServerStore for MemoryServerStore {
-    fn load(
-        &mut self,
-        visit: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
-    ) -> Result<bool, StoreError> {
+    fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
         let Some(d) = &self.data else {
             return Ok(false);
         };

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use group_core::keydist::{Row, ServerStore, Table};
+use group_core::keydist::{Row, RowVisitor, ServerStore, Table};
 use group_core::sequence::StoreError;
 
 /// Rows in a map; a commit applies all of its rows. Counts commits and rows written.
@@ -38,10 +38,7 @@ impl MemRowStore {
 }
 
 impl ServerStore for MemRowStore {
-    fn load(
-        &mut self,
-        visit: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
-    ) -> Result<bool, StoreError> {
+    fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
         for ((t, k), v) in &self.rows {
             visit(*t, *k, v)?;
         }

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use group_core::keydist::{Row, ServerStore, Table, migrate_v1};
+use group_core::keydist::{Row, RowVisitor, ServerStore, Table, migrate_v1};
 use group_core::sequence::StoreError;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -240,10 +240,7 @@ fn migrate(db: &Database) -> Result<bool, String> {
 }
 
 impl ServerStore for RedbServerStore {
-    fn load(
-        &mut self,
-        visit: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
-    ) -> Result<bool, StoreError> {
+    fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
         let tx = self.db.begin_read().map_err(|_| StoreError::Io)?;
         let commissioned = match tx.open_table(COMMISSIONED) {
             Ok(t) => t.get("at").map_err(|_| StoreError::Corrupt)?.is_some(),

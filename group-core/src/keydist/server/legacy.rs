@@ -5,7 +5,7 @@ use heapless::Vec;
 use zeroize::Zeroize;
 
 use super::state::{LEGACY_FORMAT, LegacyState, Meta, STATE_FORMAT};
-use crate::keydist::store::Table;
+use crate::keydist::store::{RowVisitor, Table};
 use crate::sequence::StoreError;
 
 /// The largest record migrated (a device or a group of format 1 is far smaller).
@@ -19,7 +19,7 @@ const RECORD_BUF: usize = 4096;
 /// Decoding needs the whole old state in memory (as the old server did); it runs once.
 pub fn migrate_v1<const D: usize, const G: usize>(
     blob: &[u8],
-    out: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
+    out: &mut RowVisitor<'_>,
 ) -> Result<(), StoreError> {
     let state: LegacyState<D, G> = postcard::from_bytes(blob).map_err(|_| StoreError::Corrupt)?;
     if state.format != LEGACY_FORMAT {

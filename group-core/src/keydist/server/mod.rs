@@ -402,7 +402,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
 
     /// Encodes `txn`'s rows into the scratch buffer and commits them to the store.
     fn write_rows(&mut self, txn: &Txn<G>) -> Result<(), Error> {
-        let mut spans: Vec<(Table, u32, Option<(usize, usize)>), TXN_ROWS> = Vec::new();
+        let mut spans: Vec<Span, TXN_ROWS> = Vec::new();
         let mut at = 0usize;
         let result = (|| {
             let scratch = &mut self.scratch;
@@ -509,6 +509,10 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         Ok(c)
     }
 }
+
+/// A row of a transaction being written: table, key, and where its value is in the scratch
+/// buffer (`None`: deleted).
+type Span = (Table, u32, Option<(usize, usize)>);
 
 /// Encodes `value` into `scratch` from `at`; returns its length.
 fn encode<V: serde::Serialize>(

@@ -8,7 +8,7 @@ use super::state::GroupRec;
 use super::*;
 use crate::keydist::credential::DeviceCredential;
 use crate::keydist::store::MemoryServerStore;
-use crate::keydist::store::{Row, Table};
+use crate::keydist::store::{Row, RowVisitor, Table};
 use crate::keydist::vocabulary::Role;
 use crate::sequence::StoreError;
 use crate::suite::Suite;
@@ -171,10 +171,7 @@ fn failed_saves_change_nothing() {
 fn lost_or_corrupt_state_is_refused() {
     struct Lost;
     impl ServerStore for Lost {
-        fn load(
-            &mut self,
-            _: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
-        ) -> Result<bool, StoreError> {
+        fn load(&mut self, _: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
             Err(StoreError::Missing)
         }
         fn commit(&mut self, _: &[Row<'_>]) -> Result<(), StoreError> {
@@ -184,10 +181,7 @@ fn lost_or_corrupt_state_is_refused() {
     /// Rows that do not decode, or rows without the server's own row.
     struct Garbage(bool);
     impl ServerStore for Garbage {
-        fn load(
-            &mut self,
-            visit: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
-        ) -> Result<bool, StoreError> {
+        fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
             if self.0 {
                 visit(Table::Groups, 1, &[1, 0xff, 0xff])?;
             }
@@ -219,10 +213,7 @@ fn each_change_commits_only_its_rows() {
         last: Vec<(Table, u32, bool), 8>,
     }
     impl ServerStore for Log {
-        fn load(
-            &mut self,
-            visit: &mut dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError>,
-        ) -> Result<bool, StoreError> {
+        fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
             self.inner.load(visit)
         }
         fn commit(&mut self, rows: &[Row<'_>]) -> Result<(), StoreError> {
