@@ -301,8 +301,96 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// Start-up at scale: a redb state of `devices` devices in `devices / 10` groups, every device
+/// admitted (none joined), written with the daemon's store; then the time to open it (redb
+/// store and key server: every record read and indexed) and to answer a first join (challenge,
+/// then the bundle), with the key server's calls timed.
+fn startup(report: &mut Report, devices: u32) {
+    use group_std::keyserver::{RedbServerStore, ServerType};
+    let dir = std::env::temp_dir().join(format!("keyserver-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ks.redb");
+    let server_key = SigningKey::from_slice(&[0x33; 32]).unwrap();
+    let mut rng = Rng(ChaCha20Rng::seed_from_u64(16));
+    let groups = devices.div_ceil(10);
+    {
+        let store = RedbServerStore::create_new(&path).unwrap();
+        store.defer_durability();
+        let mut s: ServerType =
+            KeyServer::open(ServerCredentials::new(server_key.clone()), store).unwrap();
+        for g in 1..=groups {
+            s.create_group(GroupSpec::new(g, Suite::AES_128_CCM), Now(1_000), &mut rng)
+                .unwrap();
+        }
+        for id in 1..=devices {
+            s.admit_device(
+                DeviceId(id),
+                DeviceCredential::public_key(device_key(id).verifying_key()),
+                Role::Listener,
+                &[(id - 1) % groups + 1],
+            )
+            .unwrap();
+        }
+        s.store().make_durable().unwrap();
+    }
+    let t = Instant::now();
+    let store = RedbServerStore::open(&path).unwrap();
+    let mut s: ServerType =
+        KeyServer::open(ServerCredentials::new(server_key.clone()), store).unwrap();
+    let opened = t.elapsed();
+    assert_eq!(s.device_count(), devices as usize);
+    let id = DeviceId(devices);
+    let mut m = Mem::new(
+        MemberConfig::new(id, (devices - 1) % groups + 1, Role::Listener),
+        MemberCredentials::signed(device_key(id.0), *server_key.verifying_key()),
+        MemorySequenceStore::commissioned(),
+    );
+    let now = Now(2_000);
+    m.join(now).unwrap();
+    let mut buf = [0u8; 1500];
+    let mut server_time = Duration::ZERO;
+    let t_join = Instant::now();
+    for _ in 0..4 {
+        while let Some(n) = m.poll_transmit(now, &mut rng, &mut buf).unwrap() {
+            let t = Instant::now();
+            s.handle_message(now, &mut rng, &buf[..n]).unwrap();
+            server_time += t.elapsed();
+        }
+        loop {
+            let t = Instant::now();
+            let out = s.poll_transmit(now, &mut rng, &mut buf).unwrap();
+            server_time += t.elapsed();
+            let Some(tx) = out else { break };
+            let _ = m.handle_message(now, &buf[..tx.len]);
+        }
+        if m.is_joined() {
+            break;
+        }
+    }
+    let join_wall = t_join.elapsed();
+    assert!(m.is_joined(), "the first join was not answered");
+    println!(
+        "| startup | {devices} | {groups} groups | open the state, then a first join | open {} + first join {} (key server) = {} | join with the member's side: {} |",
+        group_bench::fmt_ns(opened.as_secs_f64() * 1e9),
+        group_bench::fmt_ns(server_time.as_secs_f64() * 1e9),
+        group_bench::fmt_ns((opened + server_time).as_secs_f64() * 1e9),
+        group_bench::fmt_ns(join_wall.as_secs_f64() * 1e9),
+    );
+    report.note(serde_json::json!({
+        "view": "startup", "devices": devices, "groups": groups,
+        "open_ns": opened.as_secs_f64() * 1e9, "first_join_server_ns": server_time.as_secs_f64() * 1e9,
+        "first_join_wall_ns": join_wall.as_secs_f64() * 1e9,
+    }));
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let mut report = Report::new("keyserver");
+    for devices in [1_000u32, 10_000] {
+        startup(&mut report, devices);
+    }
     println!(
         "| view | devices | group size | operation | server time (median) | messages | bytes | bundles | raw crypto x bundles | ratio (median, range) | rounds |"
     );
