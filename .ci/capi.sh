@@ -61,4 +61,10 @@ run_program() { # name source...
 }
 
 run_program test_group group-ffi/c/tests/test_group.c
+
+log "docs/c-api.md: the example, extracted from the doc"
+sed -n '/<!-- c-api-example:begin -->/,/<!-- c-api-example:end -->/p' docs/c-api.md |
+    sed '1,2d;$d' | sed '$d' > "$OUT/example.c"
+test -s "$OUT/example.c"
+run_program example "$OUT/example.c"
 log "ok"
