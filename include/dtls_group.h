@@ -22,10 +22,11 @@
 #endif
 
 /**
- * Bytes of a `dg_group` in every configuration of this library (an upper bound, checked at
- * compile time; `dg_group_size()` gives this build's exact figure).
+ * Bytes of a `dg_group` in every configuration of this library's features (an upper bound,
+ * checked by the C tests; `dg_group_size()` gives this build's exact figure, and
+ * `dg_group_init` refuses memory smaller than that with `DG_ERR_CONTEXT_TOO_SMALL`).
  */
-#define DG_GROUP_SIZE 8192
+#define DG_GROUP_SIZE 6144
 
 /**
  * Alignment of a `dg_group` in every configuration of this library (`dg_group_align()` gives
