@@ -2,7 +2,9 @@
 # The C API (issue 13): the header is current, then the host C test programs, compiled with
 # gcc -std=c99 -Wall -Wextra -Werror against the staticlib (include/dtls_group.h), run plainly,
 # under valgrind (no error, no leak) and built with -fsanitize=address,undefined; the example
-# of docs/c-api.md, extracted from the doc, compiles and runs. Then the C firmware: the
+# of docs/c-api.md, extracted from the doc, compiles and runs; its light example compiles and
+# links; the live tests (group-ffi/c/tests/live.sh: a C program with `dtls-group listen` / `send`
+# and a C member with a real `dtls-group keyserver`, on loopback multicast). Then the C firmware: the
 # thumbv7em staticlib (size profile, AES-CCM only) linked into group-ffi/c/firmware/main.c by
 # Debian's arm-none-eabi-gcc and newlib, run under qemu-system-arm -M mps2-an386 (the GnuTLS
 # CCM_8 known answers and a seal/open round trip; a deliberately broken build must fail), its
@@ -78,6 +80,20 @@ sed -n '/<!-- c-api-example:begin -->/,/<!-- c-api-example:end -->/p' docs/c-api
     sed '1,2d;$d' | sed '$d' > "$OUT/example.c"
 test -s "$OUT/example.c"
 run_program example "$OUT/example.c"
+
+log "docs/c-api.md: the light example (joins a key server), extracted, compiled and linked"
+sed -n '/<!-- c-api-light:begin -->/,/<!-- c-api-light:end -->/p' docs/c-api.md |
+    sed '1,2d;$d' | sed '$d' > "$OUT/light.c"
+test -s "$OUT/light.c"
+printf '#include "dtls_group.h"\nint group_socket(void);\nint run_light(const uint8_t *, const uint8_t *);\nint group_socket(void) { return -1; }\nint main(int argc, char **argv) { (void)argv; return argc > 99 ? run_light(0, 0) : 0; }\n' > "$OUT/light_main.c"
+gcc "${CFLAGS[@]}" "$OUT/light.c" "$OUT/light_main.c" "$LIB" "${SYSLIBS[@]}" -o "$OUT/light"
+"$OUT/light"
+
+log "live: the C API against dtls-group listen / send and a real key server (loopback multicast)"
+cargo build -p group-std --bin dtls-group
+gcc "${CFLAGS[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all \
+    group-ffi/c/tests/test_live.c "$LIB" "${SYSLIBS[@]}" -o "$OUT/test_live"
+group-ffi/c/tests/live.sh "$OUT/test_live" "$TDIR/debug/dtls-group" "$OUT/live"
 
 log "c-firmware: thumbv7em staticlib (profile firmware, --no-default-features --features aes-ccm)"
 # shellcheck source=.ci/embedded-tools.sh

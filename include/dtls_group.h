@@ -35,6 +35,79 @@
 #define DG_GROUP_ALIGN 16
 
 /**
+ * Bytes of a `dg_member` in every configuration of this library (an upper bound, checked by
+ * the C tests; `dg_member_size()` gives this build's figure, and `dg_member_init_*` refuse
+ * less memory with `DG_ERR_CONTEXT_TOO_SMALL`).
+ */
+#define DG_MEMBER_SIZE 6144
+
+/**
+ * Alignment of a `dg_member` (`dg_member_align()` gives this build's figure).
+ */
+#define DG_MEMBER_ALIGN 16
+
+/**
+ * Role: receives only.
+ */
+#define DG_ROLE_LISTENER 0
+
+/**
+ * Role: sends and receives (gets a sender ID from the key server; needs a sequence store).
+ */
+#define DG_ROLE_SENDER 1
+
+/**
+ * Member event: none queued.
+ */
+#define DG_MEMBER_EVENT_NONE 0
+
+/**
+ * Member event: a bundle was installed (`epoch`, `sender_id` if `has_sender_id`,
+ * `activate_in_ms`).
+ */
+#define DG_MEMBER_EVENT_BUNDLE_INSTALLED 1
+
+/**
+ * Member event: `epoch` became the one this node sends in.
+ */
+#define DG_MEMBER_EVENT_EPOCH_ACTIVATED 2
+
+/**
+ * Member event: sending restarted at 0 in `epoch` after the sequence store was lost.
+ */
+#define DG_MEMBER_EVENT_RECOVERED 3
+
+/**
+ * Member event: the key server removed this device (`removed_reason`); keys are gone.
+ */
+#define DG_MEMBER_EVENT_REMOVED 4
+
+/**
+ * Member event: `epoch`'s keys expired without a new bundle.
+ */
+#define DG_MEMBER_EVENT_KEYS_EXPIRED 5
+
+/**
+ * Member event: an event of the record layer (`group`).
+ */
+#define DG_MEMBER_EVENT_GROUP 6
+
+/**
+ * Member event: one this header does not know.
+ */
+#define DG_MEMBER_EVENT_OTHER 255
+
+/**
+ * Removal reason: the device asked to leave.
+ */
+#define DG_REMOVED_LEFT 1
+
+/**
+ * Removal reason: the operator revoked it.
+ */
+#define DG_REMOVED_REVOKED 2
+
+/**
  * A callback returned the stored state (`load`) or made it durable (`save`).
  */
 #define DG_STORE_OK 0
@@ -170,7 +243,7 @@
  * What a `dg_` function returns: `DG_OK` (0) or why it did nothing. The values are stable
  * (new ones are only added); [`dg_error_name`] names each. Ranges: 1-19 misuse of the API,
  * 20-39 key material, 40-59 a record not delivered (each counted, see `dg_counters`), 60-79 a
- * record not sealed.
+ * record not sealed, 80-99 key distribution.
  */
 enum dg_error
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -332,6 +405,41 @@ enum dg_error
    * Another reason a record was not sealed.
    */
   DG_ERR_SEAL = 68,
+  /**
+   * Key distribution: the message does not decode (truncated, malformed, non-canonical,
+   * unknown version or mode).
+   */
+  DG_ERR_KD_MALFORMED = 80,
+  /**
+   * Key distribution: the signature or PSK tag does not verify, or the protection mode is
+   * not the agreed one.
+   */
+  DG_ERR_KD_AUTHENTICATION = 81,
+  /**
+   * Key distribution: replayed, stale, or not an answer to the outstanding request.
+   */
+  DG_ERR_KD_REPLAYED = 82,
+  /**
+   * Key distribution: for another device or group, or a kind a device never accepts.
+   */
+  DG_ERR_KD_NOT_FOR_US = 83,
+  /**
+   * Key distribution: the key server refuses this device (unknown, not admitted, not a
+   * member), or a bundle arrived while not joining.
+   */
+  DG_ERR_KD_REFUSED = 84,
+  /**
+   * Key distribution: the bundle can't be used (suite, policy, inconsistent, keys refused).
+   */
+  DG_ERR_KD_BUNDLE = 85,
+  /**
+   * Key distribution: another error.
+   */
+  DG_ERR_KD_OTHER = 86,
+  /**
+   * The random number callback failed: nothing was sent.
+   */
+  DG_ERR_RNG = 87,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -537,6 +645,94 @@ typedef struct dg_event {
    */
   uint64_t value;
 } dg_event;
+
+/**
+ * Fills `len` bytes at `buf` with cryptographically secure random bytes (a hardware TRNG, the
+ * OS); returns 0 on success, anything else on failure.
+ */
+typedef int32_t (*dg_rng_fn)(void *user, uint8_t *buf, size_t len);
+
+/**
+ * What a member is: its device, group and role, its sequence store (senders) and its random
+ * number generator. Fill with `dg_member_config_init`.
+ */
+typedef struct dg_member_config {
+  /**
+   * This device's ID at the key server.
+   */
+  uint32_t device_id;
+  /**
+   * The group to join.
+   */
+  uint32_t group_id;
+  /**
+   * `DG_ROLE_LISTENER` or `DG_ROLE_SENDER`.
+   */
+  uint8_t role;
+  /**
+   * Sequence store `load` (required for a sender).
+   */
+  dg_sequence_load_fn load;
+  /**
+   * Sequence store `save` (required for a sender).
+   */
+  dg_sequence_save_fn save;
+  /**
+   * Passed to `load` and `save`.
+   */
+  void *store_user;
+  /**
+   * Random bytes (required).
+   */
+  dg_rng_fn rng;
+  /**
+   * Passed to `rng`.
+   */
+  void *rng_user;
+} dg_member_config;
+
+/**
+ * Memory for one key-distribution member. Declare one (or allocate `dg_member_size()` bytes
+ * aligned to `dg_member_align()`), then `dg_member_init_psk` or `dg_member_init_signed` it.
+ * Never copy it.
+ */
+typedef struct DG_ALIGNED(16) dg_member {
+  uint8_t _opaque[DG_MEMBER_SIZE];
+} dg_member;
+
+/**
+ * Something a member's application may act on (`dg_member_poll_event`).
+ */
+typedef struct dg_member_event {
+  /**
+   * `DG_MEMBER_EVENT_*`.
+   */
+  uint8_t kind;
+  /**
+   * 1 when `sender_id` is set (`DG_MEMBER_EVENT_BUNDLE_INSTALLED` for a sender).
+   */
+  uint8_t has_sender_id;
+  /**
+   * This node's sender ID in the bundle.
+   */
+  uint8_t sender_id;
+  /**
+   * `DG_REMOVED_*` for `DG_MEMBER_EVENT_REMOVED`.
+   */
+  uint8_t removed_reason;
+  /**
+   * The epoch concerned.
+   */
+  uint16_t epoch;
+  /**
+   * Milliseconds until an installed bundle's epoch becomes the one to send in.
+   */
+  uint32_t activate_in_ms;
+  /**
+   * The record layer's event, for `DG_MEMBER_EVENT_GROUP`.
+   */
+  struct dg_event group;
+} dg_member_event;
 
 #ifdef __cplusplus
 extern "C" {
@@ -751,6 +947,176 @@ dg_error dg_group_handle_timeout(struct dg_group *ctx, uint64_t now_ms);
  * `ctx` as for every function; `epoch` points to a writable `uint16_t`.
  */
 dg_error dg_group_current_epoch(struct dg_group *ctx, uint16_t *epoch);
+
+/**
+ * The exact size of a member context in this build (at most `DG_MEMBER_SIZE`).
+ */
+size_t dg_member_size(void);
+
+/**
+ * The alignment a member context needs in this build (at most `DG_MEMBER_ALIGN`).
+ */
+size_t dg_member_align(void);
+
+/**
+ * Fills `*cfg` with a listener `device_id` of group `group_id`, without callbacks.
+ *
+ * # Safety
+ * `cfg` is null (refused) or points to a writable `dg_member_config`.
+ */
+dg_error dg_member_config_init(struct dg_member_config *cfg, uint32_t device_id, uint32_t group_id);
+
+/**
+ * Initialises a member in PSK mode: `psk` is the device's 16-byte pre-shared key (the key
+ * server holds the same).
+ *
+ * # Safety
+ * `ctx` is null or points to `ctx_size` bytes the caller owns for the life of the context;
+ * `cfg` is null or points to a readable `dg_member_config` whose callbacks stay valid as long
+ * as the context; `psk` is null or points to `psk_len` readable bytes.
+ */
+dg_error dg_member_init_psk(struct dg_member *ctx,
+                            size_t ctx_size,
+                            const struct dg_member_config *cfg,
+                            const uint8_t *psk,
+                            size_t psk_len);
+
+/**
+ * Initialises a member in signed mode: `device_key` is the device's 32-byte P-256 private
+ * scalar (`dtls-group keygen`'s `.key`), `server_key` the key server's SEC1 public key (33 or
+ * 65 bytes, its `.pub`). `DG_ERR_NOT_ENABLED` without the `member-signed` feature.
+ *
+ * # Safety
+ * As `dg_member_init_psk`; `device_key` and `server_key` are null or point to
+ * `device_key_len` / `server_key_len` readable bytes.
+ */
+dg_error dg_member_init_signed(struct dg_member *ctx,
+                               size_t ctx_size,
+                               const struct dg_member_config *cfg,
+                               const uint8_t *device_key,
+                               size_t device_key_len,
+                               const uint8_t *server_key,
+                               size_t server_key_len);
+
+/**
+ * Wipes the member (keys zeroized) and marks it uninitialised.
+ *
+ * # Safety
+ * `ctx` is null or points to memory given to `dg_member_init_*` (or at least 8 bytes).
+ */
+dg_error dg_member_deinit(struct dg_member *ctx);
+
+/**
+ * Starts joining (or rejoining): the join request comes out of `dg_member_poll_transmit`.
+ *
+ * # Safety
+ * `ctx` as for every function.
+ */
+dg_error dg_member_join(struct dg_member *ctx, uint64_t now_ms);
+
+/**
+ * Asks to leave the group (the request comes out of `dg_member_poll_transmit`); keys are
+ * dropped at once.
+ *
+ * # Safety
+ * `ctx` as for every function.
+ */
+dg_error dg_member_leave(struct dg_member *ctx, uint64_t now_ms);
+
+/**
+ * Handles one datagram from the key server (challenge, bundle, rekey, removal). A refused
+ * message changes nothing; the error says why (`DG_ERR_KD_*`).
+ *
+ * # Safety
+ * `ctx` as for every function; `data` is null or points to `len` readable bytes.
+ */
+dg_error dg_member_handle_datagram(struct dg_member *ctx,
+                                   uint64_t now_ms,
+                                   const uint8_t *data,
+                                   size_t len);
+
+/**
+ * Writes the next datagram for the key server into `buf` (`cap` bytes; 1 500 suffice) and its
+ * length to `*len`, or 0 when there is nothing to send now. Call it after every other call
+ * and when `dg_member_poll_timeout`'s deadline passes, until it gives 0.
+ *
+ * # Safety
+ * `ctx` as for every function; `buf` is null or points to `cap` writable bytes; `len` to a
+ * writable `size_t`.
+ */
+dg_error dg_member_poll_transmit(struct dg_member *ctx,
+                                 uint64_t now_ms,
+                                 uint8_t *buf,
+                                 size_t cap,
+                                 size_t *len);
+
+/**
+ * Writes when `dg_member_handle_timeout` next has work (retransmissions, activations, grace
+ * periods) to `*deadline_ms`, or `UINT64_MAX`.
+ *
+ * # Safety
+ * `ctx` as for every function; `deadline_ms` points to a writable `uint64_t`.
+ */
+dg_error dg_member_poll_timeout(struct dg_member *ctx, uint64_t *deadline_ms);
+
+/**
+ * Does the timed work due at `now_ms`.
+ *
+ * # Safety
+ * `ctx` as for every function.
+ */
+dg_error dg_member_handle_timeout(struct dg_member *ctx, uint64_t now_ms);
+
+/**
+ * Takes the next member event into `*event` (`DG_MEMBER_EVENT_NONE` when none).
+ *
+ * # Safety
+ * `ctx` as for every function; `event` points to a writable `dg_member_event`.
+ */
+dg_error dg_member_poll_event(struct dg_member *ctx, struct dg_member_event *event);
+
+/**
+ * Writes the epoch this member sends in to `*epoch`; `DG_ERR_NOT_JOINED` before its first
+ * bundle (or after removal).
+ *
+ * # Safety
+ * `ctx` as for every function; `epoch` points to a writable `uint16_t`.
+ */
+dg_error dg_member_current_epoch(struct dg_member *ctx, uint16_t *epoch);
+
+/**
+ * Seals `plaintext` as this member's next record (see `dg_group_seal`).
+ *
+ * # Safety
+ * As `dg_group_seal`, with a member context.
+ */
+dg_error dg_member_seal(struct dg_member *ctx,
+                        uint64_t now_ms,
+                        const uint8_t *plaintext,
+                        size_t plaintext_len,
+                        uint8_t *buf,
+                        size_t cap,
+                        size_t *len);
+
+/**
+ * Opens one record in place (see `dg_group_open`); `DG_ERR_NOT_JOINED` without keys.
+ *
+ * # Safety
+ * As `dg_group_open`, with a member context.
+ */
+dg_error dg_member_open(struct dg_member *ctx,
+                        uint64_t now_ms,
+                        uint8_t *buf,
+                        size_t len,
+                        struct dg_delivery *delivery);
+
+/**
+ * Copies the record layer's counters into `*counters` (all zero before the first bundle).
+ *
+ * # Safety
+ * `ctx` as for every function; `counters` points to a writable `dg_counters`.
+ */
+dg_error dg_member_counters(struct dg_member *ctx, struct dg_counters *counters);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -9,7 +9,7 @@ use group_core::suite::KeyError;
 /// What a `dg_` function returns: `DG_OK` (0) or why it did nothing. The values are stable
 /// (new ones are only added); [`dg_error_name`] names each. Ranges: 1-19 misuse of the API,
 /// 20-39 key material, 40-59 a record not delivered (each counted, see `dg_counters`), 60-79 a
-/// record not sealed.
+/// record not sealed, 80-99 key distribution.
 #[repr(i32)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum dg_error {
@@ -92,12 +92,31 @@ pub enum dg_error {
     DG_ERR_CRYPTO = 67,
     /// Another reason a record was not sealed.
     DG_ERR_SEAL = 68,
+    /// Key distribution: the message does not decode (truncated, malformed, non-canonical,
+    /// unknown version or mode).
+    DG_ERR_KD_MALFORMED = 80,
+    /// Key distribution: the signature or PSK tag does not verify, or the protection mode is
+    /// not the agreed one.
+    DG_ERR_KD_AUTHENTICATION = 81,
+    /// Key distribution: replayed, stale, or not an answer to the outstanding request.
+    DG_ERR_KD_REPLAYED = 82,
+    /// Key distribution: for another device or group, or a kind a device never accepts.
+    DG_ERR_KD_NOT_FOR_US = 83,
+    /// Key distribution: the key server refuses this device (unknown, not admitted, not a
+    /// member), or a bundle arrived while not joining.
+    DG_ERR_KD_REFUSED = 84,
+    /// Key distribution: the bundle can't be used (suite, policy, inconsistent, keys refused).
+    DG_ERR_KD_BUNDLE = 85,
+    /// Key distribution: another error.
+    DG_ERR_KD_OTHER = 86,
+    /// The random number callback failed: nothing was sent.
+    DG_ERR_RNG = 87,
 }
 
 use dg_error::*;
 
 /// Every value, for the name table and its tests.
-const ALL: [dg_error; 38] = [
+const ALL: [dg_error; 46] = [
     DG_OK,
     DG_ERR_NULL_POINTER,
     DG_ERR_CONTEXT_TOO_SMALL,
@@ -136,6 +155,14 @@ const ALL: [dg_error; 38] = [
     DG_ERR_SEQUENCE_EXHAUSTED,
     DG_ERR_CRYPTO,
     DG_ERR_SEAL,
+    DG_ERR_KD_MALFORMED,
+    DG_ERR_KD_AUTHENTICATION,
+    DG_ERR_KD_REPLAYED,
+    DG_ERR_KD_NOT_FOR_US,
+    DG_ERR_KD_REFUSED,
+    DG_ERR_KD_BUNDLE,
+    DG_ERR_KD_OTHER,
+    DG_ERR_RNG,
 ];
 
 /// The name of an error value as a static, NUL-terminated string (`"DG_ERR_REPLAY"`), or
@@ -190,6 +217,14 @@ const fn c_name(e: dg_error) -> &'static core::ffi::CStr {
         DG_ERR_SEQUENCE_EXHAUSTED => c"DG_ERR_SEQUENCE_EXHAUSTED",
         DG_ERR_CRYPTO => c"DG_ERR_CRYPTO",
         DG_ERR_SEAL => c"DG_ERR_SEAL",
+        DG_ERR_KD_MALFORMED => c"DG_ERR_KD_MALFORMED",
+        DG_ERR_KD_AUTHENTICATION => c"DG_ERR_KD_AUTHENTICATION",
+        DG_ERR_KD_REPLAYED => c"DG_ERR_KD_REPLAYED",
+        DG_ERR_KD_NOT_FOR_US => c"DG_ERR_KD_NOT_FOR_US",
+        DG_ERR_KD_REFUSED => c"DG_ERR_KD_REFUSED",
+        DG_ERR_KD_BUNDLE => c"DG_ERR_KD_BUNDLE",
+        DG_ERR_KD_OTHER => c"DG_ERR_KD_OTHER",
+        DG_ERR_RNG => c"DG_ERR_RNG",
     }
 }
 
@@ -248,6 +283,33 @@ impl From<SealError> for dg_error {
     }
 }
 
+impl From<group_core::keydist::Error> for dg_error {
+    fn from(e: group_core::keydist::Error) -> Self {
+        use group_core::keydist::Error as E;
+        match e {
+            E::Truncated
+            | E::Malformed
+            | E::TrailingBytes
+            | E::NonCanonical
+            | E::UnsupportedVersion(_)
+            | E::UnsupportedMode(_) => DG_ERR_KD_MALFORMED,
+            E::ModeMismatch | E::BadSignature | E::AuthenticationFailed => DG_ERR_KD_AUTHENTICATION,
+            E::Replayed | E::Stale | E::NonceMismatch => DG_ERR_KD_REPLAYED,
+            E::WrongDevice | E::WrongGroup | E::UnexpectedKind => DG_ERR_KD_NOT_FOR_US,
+            E::NotJoined | E::UnknownDevice | E::NotAdmitted | E::NotMember | E::UnknownGroup => {
+                DG_ERR_KD_REFUSED
+            }
+            E::BadPublicKey
+            | E::UnsupportedSuite(_)
+            | E::PolicyUnsupported
+            | E::InconsistentBundle
+            | E::Key(_)
+            | E::Seal(_) => DG_ERR_KD_BUNDLE,
+            _ => DG_ERR_KD_OTHER,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,7 +326,7 @@ mod tests {
         let mut values: std::vec::Vec<i32> = ALL.iter().map(|e| *e as i32).collect();
         values.sort_unstable();
         values.dedup();
-        assert_eq!(values.len(), 38);
+        assert_eq!(values.len(), 46);
         // SAFETY: as above.
         let unknown = unsafe { core::ffi::CStr::from_ptr(dg_error_name(1000)) };
         assert_eq!(unknown.to_str().unwrap(), "DG_ERR_UNKNOWN");

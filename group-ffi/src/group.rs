@@ -52,7 +52,7 @@ impl Magic for GroupState {
 ///
 /// # Safety
 /// `p` is null or points to `len` readable bytes that stay valid and unchanged for `'a`.
-unsafe fn bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8], dg_error> {
+pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8], dg_error> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -70,7 +70,7 @@ unsafe fn bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8], dg_error> {
 ///
 /// # Safety
 /// `p` is null or points to `len` writable bytes no one else accesses during `'a`.
-unsafe fn bytes_mut<'a>(p: *mut u8, len: usize) -> Result<&'a mut [u8], dg_error> {
+pub(crate) unsafe fn bytes_mut<'a>(p: *mut u8, len: usize) -> Result<&'a mut [u8], dg_error> {
     if len == 0 {
         return Ok(&mut []);
     }
@@ -88,7 +88,7 @@ unsafe fn bytes_mut<'a>(p: *mut u8, len: usize) -> Result<&'a mut [u8], dg_error
 ///
 /// # Safety
 /// `p` is null or points to a writable `T`.
-unsafe fn out<'a, T>(p: *mut T) -> Result<&'a mut T, dg_error> {
+pub(crate) unsafe fn out<'a, T>(p: *mut T) -> Result<&'a mut T, dg_error> {
     // SAFETY: `as_mut` checks null; a non-null `p` is a writable, aligned `T` per the contract.
     unsafe { p.as_mut() }.ok_or(DG_ERR_NULL_POINTER)
 }
@@ -234,9 +234,9 @@ pub unsafe extern "C" fn dg_group_set_sequence_store(
     save: dg_sequence_save_fn,
     user: *mut c_void,
 ) -> dg_error {
-    let (Some(load), Some(save)) = (load, save) else {
+    if load.is_none() || save.is_none() {
         return DG_ERR_NULL_POINTER;
-    };
+    }
     // SAFETY: forwarded context contract.
     unsafe {
         with_state(ctx, |s| {

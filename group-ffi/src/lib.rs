@@ -42,12 +42,14 @@ extern crate std;
 mod context;
 mod error;
 mod group;
+mod member;
 mod store;
 mod types;
 
 pub use context::{DG_GROUP_ALIGN, DG_GROUP_SIZE, dg_group, dg_group_align, dg_group_size};
 pub use error::{dg_error, dg_error_name};
 pub use group::*;
+pub use member::*;
 pub use store::{
     DG_STORE_CORRUPT, DG_STORE_EMPTY, DG_STORE_IO, DG_STORE_MISSING, DG_STORE_OK,
     dg_sequence_load_fn, dg_sequence_save_fn, dg_sequence_state,

@@ -41,11 +41,11 @@ pub type dg_sequence_load_fn =
 pub type dg_sequence_save_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, state: *const dg_sequence_state) -> i32>;
 
-/// The callbacks of one context.
+/// The callbacks of one context (none: a listener's store, which refuses with `Io`).
 #[derive(Clone, Copy)]
 pub(crate) struct CallbackStore {
-    pub(crate) load: unsafe extern "C" fn(*mut c_void, *mut dg_sequence_state) -> i32,
-    pub(crate) save: unsafe extern "C" fn(*mut c_void, *const dg_sequence_state) -> i32,
+    pub(crate) load: dg_sequence_load_fn,
+    pub(crate) save: dg_sequence_save_fn,
     pub(crate) user: *mut c_void,
 }
 
@@ -59,12 +59,15 @@ fn status(code: i32) -> StoreError {
 
 impl SequenceStore for CallbackStore {
     fn load(&mut self) -> Result<Option<StoredSequence>, StoreError> {
+        let Some(load) = self.load else {
+            return Err(StoreError::Io);
+        };
         let mut state = dg_sequence_state::default();
-        // SAFETY: `load` is a function pointer the caller registered with
-        // `dg_group_set_sequence_store` for this context, documented to take the user pointer
+        // SAFETY: `load` is a function pointer the caller registered for this context
+        // (`dg_group_set_sequence_store` or the member's configuration), documented to take the user pointer
         // given with it and a pointer to one writable `dg_sequence_state`; `state` is a live,
         // initialised local that outlives the call. The result is read as a plain integer.
-        let rc = unsafe { (self.load)(self.user, &mut state) };
+        let rc = unsafe { load(self.user, &mut state) };
         match rc {
             DG_STORE_OK => Ok(Some(StoredSequence {
                 epoch: Epoch(state.epoch),
@@ -77,6 +80,9 @@ impl SequenceStore for CallbackStore {
     }
 
     fn save(&mut self, state: &StoredSequence) -> Result<(), StoreError> {
+        let Some(save) = self.save else {
+            return Err(StoreError::Io);
+        };
         let c = dg_sequence_state {
             epoch: state.epoch.0,
             sender_id: state.sender_id.0,
@@ -84,7 +90,7 @@ impl SequenceStore for CallbackStore {
         };
         // SAFETY: as in `load`: a registered callback, given its user pointer and a pointer to
         // a live local it may only read.
-        let rc = unsafe { (self.save)(self.user, &c) };
+        let rc = unsafe { save(self.user, &c) };
         if rc == DG_STORE_OK {
             Ok(())
         } else {

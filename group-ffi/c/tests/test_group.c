@@ -410,6 +410,82 @@ static void test_events_and_strict(void) {
     CHECK_RC(dg_group_deinit(&light), DG_OK);
 }
 
+/* The member without a key server: contexts, credentials, the RNG callback, refusals. */
+static int rng_fails;
+static int32_t test_rng(void *user, uint8_t *buf, size_t len) {
+    (void)user;
+    if (rng_fails) return -1;
+    for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)(i * 7 + 1);
+    return 0;
+}
+
+static void test_member_offline(void) {
+    static dg_member mb;
+    static union {
+        dg_member m;
+        uint8_t bytes[sizeof(dg_member) + 16];
+    } raw;
+    static const uint8_t psk[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    dg_member_config cfg;
+    uint8_t buf[1500];
+    size_t len = 0;
+    uint16_t epoch = 0;
+    dg_delivery d;
+    dg_counters c;
+    dg_member_event ev;
+
+    CHECK(dg_member_size() <= DG_MEMBER_SIZE && dg_member_align() <= DG_MEMBER_ALIGN);
+    CHECK_RC(dg_member_config_init(&cfg, 5, 1), DG_OK);
+    /* No RNG, a sender without a store, a bad role, short / unaligned / null contexts. */
+    CHECK_RC(dg_member_init_psk(&mb, sizeof mb, &cfg, psk, 16), DG_ERR_NULL_POINTER);
+    cfg.rng = test_rng;
+    cfg.role = DG_ROLE_SENDER;
+    CHECK_RC(dg_member_init_psk(&mb, sizeof mb, &cfg, psk, 16), DG_ERR_NO_SEQUENCE_STORE);
+    cfg.role = 7;
+    CHECK_RC(dg_member_init_psk(&mb, sizeof mb, &cfg, psk, 16), DG_ERR_INVALID_ARGUMENT);
+    cfg.role = DG_ROLE_LISTENER;
+    CHECK_RC(dg_member_init_psk(&mb, sizeof mb, &cfg, psk, 15), DG_ERR_BAD_KEY_LENGTH);
+    CHECK_RC(dg_member_init_psk(&mb, dg_member_size() - 1, &cfg, psk, 16), DG_ERR_CONTEXT_TOO_SMALL);
+    CHECK_RC(dg_member_init_psk((dg_member *)(void *)(raw.bytes + 4), sizeof mb, &cfg, psk, 16),
+             DG_ERR_CONTEXT_UNALIGNED);
+    CHECK_RC(dg_member_init_psk(NULL, sizeof mb, &cfg, psk, 16), DG_ERR_NULL_POINTER);
+    memset(&raw, 0x5A, sizeof raw);
+    CHECK_RC(dg_member_join(&raw.m, 0), DG_ERR_NOT_INITIALISED);
+    /* Signed mode: a bad device key and a bad server key are refused. */
+    memset(buf, 0, 65);
+    CHECK_RC(dg_member_init_signed(&mb, sizeof mb, &cfg, buf, 32, buf, 33), DG_ERR_BAD_KEY_LENGTH);
+    /* A listener in PSK mode: joining produces a request; garbage from the "server" is
+     * refused; records before the first bundle are refused as not joined. */
+    CHECK_RC(dg_member_init_psk(&mb, sizeof mb, &cfg, psk, 16), DG_OK);
+    CHECK_RC(dg_member_current_epoch(&mb, &epoch), DG_ERR_NOT_JOINED);
+    CHECK_RC(dg_member_join(&mb, 0), DG_OK);
+    rng_fails = 1;
+    CHECK_RC(dg_member_poll_transmit(&mb, 0, buf, sizeof buf, &len), DG_ERR_RNG);
+    CHECK(len == 0);
+    rng_fails = 0;
+    CHECK_RC(dg_member_poll_transmit(&mb, 0, buf, sizeof buf, &len), DG_OK);
+    CHECK(len > 0);
+    CHECK_RC(dg_member_poll_transmit(&mb, 0, buf, sizeof buf, &len), DG_OK);
+    CHECK(len == 0); /* nothing more until the retransmission timer */
+    memset(buf, 0xEE, 40);
+    CHECK(dg_member_handle_datagram(&mb, 1, buf, 40) >= DG_ERR_KD_MALFORMED);
+    CHECK_RC(dg_member_handle_datagram(&mb, 1, buf, 0), DG_ERR_KD_MALFORMED);
+    memset(buf, 0x17, 64);
+    CHECK_RC(dg_member_open(&mb, 1, buf, 64, &d), DG_ERR_NOT_JOINED);
+    CHECK_RC(dg_member_counters(&mb, &c), DG_OK);
+    CHECK_RC(dg_member_seal(&mb, 1, (const uint8_t *)"x", 1, buf, sizeof buf, &len), DG_ERR_NO_CURRENT_EPOCH);
+    CHECK_RC(dg_member_poll_event(&mb, &ev), DG_OK);
+    CHECK(ev.kind == DG_MEMBER_EVENT_NONE);
+    uint64_t deadline = 0;
+    CHECK_RC(dg_member_poll_timeout(&mb, &deadline), DG_OK);
+    CHECK(deadline != UINT64_MAX); /* the join request's retransmission */
+    CHECK_RC(dg_member_handle_timeout(&mb, deadline), DG_OK);
+    CHECK_RC(dg_member_poll_transmit(&mb, deadline, buf, sizeof buf, &len), DG_OK);
+    CHECK(len > 0); /* sent again */
+    CHECK_RC(dg_member_deinit(&mb), DG_OK);
+    CHECK_RC(dg_member_join(&mb, 0), DG_ERR_NOT_INITIALISED);
+}
+
 int main(void) {
     static const uint16_t suites[] = {DG_SUITE_AES_128_CCM_8, DG_SUITE_AES_128_CCM,
                                       DG_SUITE_AES_128_GCM, DG_SUITE_CHACHA20_POLY1305};
@@ -421,7 +497,8 @@ int main(void) {
     test_wolfssl_kat();
     test_reboot();
     test_events_and_strict();
-    printf("test_group: %d checks, %d failures (dg_group_size %zu, align %zu)\n", checks,
-           failures, dg_group_size(), dg_group_align());
+    test_member_offline();
+    printf("test_group: %d checks, %d failures (dg_group_size %zu, dg_member_size %zu, align %zu)\n", checks,
+           failures, dg_group_size(), dg_member_size(), dg_group_align());
     return failures == 0 ? 0 : 1;
 }
