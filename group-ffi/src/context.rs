@@ -77,6 +77,25 @@ fn locate<T>(ctx: *mut u8) -> Result<*mut Checked<T>, dg_error> {
 /// `ctx` is null or points to `size` bytes the caller owns and does not use otherwise while
 /// the context lives.
 pub(crate) unsafe fn init<T: Magic>(ctx: *mut u8, size: usize, value: T) -> dg_error {
+    let fill = |slot: *mut T| {
+        // SAFETY: `init_in_place` hands a slot valid for writes of a `T`.
+        unsafe { slot.write(value) }
+    };
+    // SAFETY: forwarded contract; `fill` writes a whole `T`.
+    unsafe { init_in_place(ctx, size, fill) }
+}
+
+/// As [`init`], but `fill` writes the context's state directly into the caller's memory, so
+/// that a large state is not built on the stack and then moved (the C firmware's deepest
+/// stack use was `dg_group_init` building its group by value).
+///
+/// # Safety
+/// As [`init`]; `fill` must initialise every field of the `T` it is given.
+pub(crate) unsafe fn init_in_place<T: Magic>(
+    ctx: *mut u8,
+    size: usize,
+    fill: impl FnOnce(*mut T),
+) -> dg_error {
     let at = match locate::<T>(ctx) {
         Ok(at) => at,
         Err(e) => return e,
@@ -86,15 +105,16 @@ pub(crate) unsafe fn init<T: Magic>(ctx: *mut u8, size: usize, value: T) -> dg_e
     }
     // SAFETY: `ctx` is non-null, aligned for `Checked<T>` and, by the caller's contract, points
     // to at least `size >= size_of::<Checked<T>>()` bytes it owns. A context initialised here
-    // before (its marker matches) is dropped in place so that its keys are zeroized.
+    // before (its marker matches) is dropped in place so that its keys are zeroized, and marked
+    // dead before the new state is written; the marker is set only once `fill` has written a
+    // whole `T` (its contract), so the context is never live while partly written.
     unsafe {
         if is_live(at) {
             ptr::drop_in_place(at);
         }
-        at.write(Checked {
-            marker: marker(at),
-            inner: value,
-        });
+        ptr::write_volatile(at.cast::<u64>(), 0);
+        fill(&raw mut (*at).inner);
+        ptr::write_volatile(at.cast::<u64>(), marker(at));
     }
     DG_OK
 }

@@ -119,7 +119,15 @@ fn checked_suite(code: u16) -> Result<Suite, dg_error> {
     Ok(suite)
 }
 
-fn build(cfg: &dg_group_config) -> Result<GroupState, dg_error> {
+/// A checked configuration: what `dg_group_init` writes into the context.
+struct Plan {
+    group_id: u32,
+    suite: Suite,
+    window: u16,
+    config: GroupConfig,
+}
+
+fn plan(cfg: &dg_group_config) -> Result<Plan, dg_error> {
     let suite = checked_suite(cfg.suite)?;
     let mut config = GroupConfig::new(cfg.group_id).with_grace_ms(cfg.grace_ms);
     config = match cfg.admission {
@@ -137,18 +145,34 @@ fn build(cfg: &dg_group_config) -> Result<GroupState, dg_error> {
         1 => config.with_sender_id(SenderId(cfg.sender_id)),
         _ => return Err(DG_ERR_INVALID_ARGUMENT),
     };
-    let group = match cfg.replay_window {
-        64 => Windows::W64(Group::new(config)),
-        128 => Windows::W128(Group::new(config)),
-        256 => Windows::W256(Group::new(config)),
-        _ => return Err(DG_ERR_INVALID_ARGUMENT),
-    };
-    Ok(GroupState {
+    if !matches!(cfg.replay_window, 64 | 128 | 256) {
+        return Err(DG_ERR_INVALID_ARGUMENT);
+    }
+    Ok(Plan {
         group_id: cfg.group_id,
         suite,
-        store: None,
-        group,
+        window: cfg.replay_window,
+        config,
     })
+}
+
+/// Writes the state of `plan` into `slot`, field by field.
+///
+/// # Safety
+/// `slot` is valid for writes of a `GroupState`.
+unsafe fn fill(slot: *mut GroupState, plan: Plan) {
+    // SAFETY: `slot` is valid for writes per the contract; every field is written once.
+    unsafe {
+        (&raw mut (*slot).group_id).write(plan.group_id);
+        (&raw mut (*slot).suite).write(plan.suite);
+        (&raw mut (*slot).store).write(None);
+        let group = &raw mut (*slot).group;
+        match plan.window {
+            128 => group.write(Windows::W128(Group::new(plan.config))),
+            256 => group.write(Windows::W256(Group::new(plan.config))),
+            _ => group.write(Windows::W64(Group::new(plan.config))),
+        }
+    }
 }
 
 /// Fills `*cfg` with the defaults for group `group_id`: a listener, suite AES-128-CCM_8,
@@ -202,12 +226,17 @@ pub unsafe extern "C" fn dg_group_init(
     if ctx.is_null() {
         return DG_ERR_NULL_POINTER;
     }
-    let state = match build(cfg) {
-        Ok(s) => s,
+    let plan = match plan(cfg) {
+        Ok(p) => p,
         Err(e) => return e,
     };
-    // SAFETY: forwarded contract: `ctx_size` bytes of caller memory at `ctx`.
-    unsafe { context::init(ctx.cast(), ctx_size, state) }
+    let write = |slot: *mut GroupState| {
+        // SAFETY: `init_in_place` hands a slot valid for writes of a `GroupState`.
+        unsafe { fill(slot, plan) }
+    };
+    // SAFETY: forwarded contract: `ctx_size` bytes of caller memory at `ctx`; `fill` writes
+    // every field of the state.
+    unsafe { context::init_in_place(ctx.cast(), ctx_size, write) }
 }
 
 /// Wipes the context (keys zeroized) and marks it uninitialised.

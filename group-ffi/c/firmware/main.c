@@ -153,17 +153,37 @@ static unsigned long checksum(void) {
 }
 #define dg_group_size() ((size_t)0)
 #else
+static unsigned long stack_init, stack_kat, stack_round_trip;
+static void init_only(void) {
+    dg_group_config cfg;
+    dg_group_config_init(&cfg, 7);
+    cfg.replay_window = 256; /* the largest context */
+    CHECK(dg_group_init(&light, sizeof light, &cfg) == DG_OK);
+    CHECK(dg_group_deinit(&light) == DG_OK);
+}
+/* Each phase measured on a freshly painted stack. */
 static void work(void) {
+    paint();
+    init_only();
+    stack_init = stack_used();
+    paint();
     known_answers();
+    stack_kat = stack_used();
+    paint();
     round_trip();
+    stack_round_trip = stack_used();
 }
 #endif
 
 int main(void) {
-    paint();
+    unsigned long peak;
 #ifndef DG_BASELINE
     work();
+    peak = stack_init > stack_kat ? stack_init : stack_kat;
+    peak = peak > stack_round_trip ? peak : stack_round_trip;
 #else
+    paint();
+    peak = stack_used();
     put("c-firmware-baseline: known-answer data checksum ");
     put_u(checksum());
     put("\n");
@@ -171,10 +191,23 @@ int main(void) {
 #ifdef DG_FORCE_FAILURE /* CI builds this once to see a broken image fail */
     failures++;
 #endif
+#ifdef DG_BASELINE
+    put("c-firmware-baseline ");
+#else
     put("c-firmware ");
+#endif
     put(failures ? "FAILED" : "ok");
     put(" stack=");
-    put_u(stack_used());
+    put_u(peak);
+#ifndef DG_BASELINE
+    put(" (init ");
+    put_u(stack_init);
+    put(", known answers ");
+    put_u(stack_kat);
+    put(", round trip ");
+    put_u(stack_round_trip);
+    put(")");
+#endif
     put(" ram_group32=");
     put_u((unsigned long)dg_group_size());
     put("\n");
