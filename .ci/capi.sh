@@ -75,6 +75,11 @@ run_program() { # name source...
 
 run_program test_group group-ffi/c/tests/test_group.c
 
+log "test_group against the shared library (cdylib)"
+gcc "${CFLAGS[@]}" group-ffi/c/tests/test_group.c -L"$TDIR/debug" -ldtls_group -o "$OUT/test_group_shared"
+ldd "$OUT/test_group_shared" | grep -q "libdtls_group.so"
+LD_LIBRARY_PATH="$TDIR/debug" "$OUT/test_group_shared" | tail -n 1
+
 log "docs/c-api.md: the example, extracted from the doc"
 sed -n '/<!-- c-api-example:begin -->/,/<!-- c-api-example:end -->/p' docs/c-api.md |
     sed '1,2d;$d' | sed '$d' > "$OUT/example.c"
