@@ -4,10 +4,10 @@
 //! before issue 16 is converted on first start and keeps everything it held. Loopback only;
 //! every process and wait is bounded.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use group_core::keydist::{DeviceCredential, DeviceId, KeyServer, Role, ServerCredentials};
@@ -16,14 +16,7 @@ use group_std::keyserver::{RedbServerStore, ServerType};
 use p256::ecdsa::SigningKey;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dtls-group");
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dtls-group-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{BIN, Proc, free_udp_port, fresh_dir, path_in};
 
 /// The fixture's device keys (keyserver_v1.gen.rs.txt).
 fn fixture_key(id: u32) -> SigningKey {
@@ -36,7 +29,7 @@ fn fixture_key(id: u32) -> SigningKey {
 
 #[test]
 fn a_single_blob_state_is_converted_on_first_start() {
-    let dir = temp_dir("migrate");
+    let dir = fresh_dir("migrate");
     let p = dir.join("ks.redb");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keyserver_v1.redb");
     std::fs::copy(&fixture, &p).unwrap();
@@ -104,64 +97,6 @@ fn a_single_blob_state_is_converted_on_first_start() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-struct Proc {
-    name: String,
-    child: Child,
-    lines: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, args: &[String]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("DTLS_GROUP_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        Self {
-            name: name.into(),
-            child,
-            lines,
-        }
-    }
-
-    fn has(&self, pred: impl Fn(&Value) -> bool) -> bool {
-        self.lines.lock().unwrap().iter().any(pred)
-    }
-
-    fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.has(&pred) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out waiting for {what}; output: {:?}",
-                self.name,
-                self.lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn installed(v: &Value) -> bool {
     v["event"] == "bundle_installed"
 }
@@ -176,9 +111,9 @@ fn group_of(id: u32) -> u32 {
 
 #[test]
 fn ten_thousand_devices_in_a_thousand_groups_join_through_the_daemon() {
-    let dir = temp_dir("scale");
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    let port = 42_000 + std::process::id() % 10_000;
+    let dir = fresh_dir("scale");
+    let p = |n: &str| path_in(&dir, n);
+    let port = free_udp_port();
     let mcast_port = 30_000 + std::process::id() % 20_000;
     let keygen = |n: &str| {
         let out = Command::new(BIN)
@@ -241,7 +176,7 @@ fn ten_thousand_devices_in_a_thousand_groups_join_through_the_daemon() {
     let start_ks = |init: bool| -> (Proc, Duration) {
         let _ = std::fs::remove_file(&ctrl);
         let t = Instant::now();
-        let ks = Proc::spawn("keyserver", &ks_args(init));
+        let ks = Proc::spawn("keyserver", &ks_args(init), false);
         let deadline = t + Duration::from_secs(120);
         // The control socket is bound before the state is opened: wait for an answer.
         loop {
@@ -282,7 +217,7 @@ fn ten_thousand_devices_in_a_thousand_groups_join_through_the_daemon() {
             "--timeout".into(),
             "60".into(),
         ];
-        Proc::spawn(&format!("dev-{id}"), &a)
+        Proc::spawn(&format!("dev-{id}"), &a, false)
     };
     let (ks, took) = start_ks(true);
     eprintln!("admitted {DEVICES} devices into {GROUPS} groups and serving after {took:?}");
