@@ -137,6 +137,7 @@ const KIND_FACTORY: u8 = 2;
 const CRC_AT: usize = 24;
 
 /// Why a store could not be set up or commissioned.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum SetupError {
@@ -147,7 +148,7 @@ pub enum SetupError {
     /// a reservation): commissioning it again would let the sender reuse sequence numbers.
     AlreadyCommissioned,
     /// The flash refused an operation, or a write did not read back as written.
-    Flash(NorFlashErrorKind),
+    Flash(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] NorFlashErrorKind),
 }
 
 impl fmt::Display for SetupError {
@@ -165,6 +166,7 @@ impl fmt::Display for SetupError {
 impl core::error::Error for SetupError {}
 
 /// How a store's state was lost (see [`StoreState::Lost`]).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Loss {
@@ -177,7 +179,7 @@ pub enum Loss {
     /// Two different valid records with the same generation: which one is newer is unknown.
     Ambiguous,
     /// The flash returned an error while the region was read.
-    Flash(NorFlashErrorKind),
+    Flash(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] NorFlashErrorKind),
 }
 
 impl Loss {
@@ -203,6 +205,7 @@ impl fmt::Display for Loss {
 }
 
 /// What a store's region holds, as [`FlashSequenceStore::open`] found it.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum StoreState {
     /// The factory record and no reservation: a device that never reserved a sequence number.
@@ -233,6 +236,7 @@ impl StoreState {
 }
 
 /// Counts of what the store did, for diagnostics. All saturate.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[non_exhaustive]
 pub struct FlashStats {

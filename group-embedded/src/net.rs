@@ -38,18 +38,20 @@ pub fn core_instant(t: smoltcp::time::Instant) -> Instant {
 }
 
 /// Why joining failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum JoinError {
     /// The handle is not a UDP socket of this socket set.
     NoSocket,
     /// The UDP socket refused to bind to the group's port.
-    Bind(udp::BindError),
+    Bind(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] udp::BindError),
     /// The interface refused the group (not a multicast address, or its group table is full).
-    Join(MulticastError),
+    Join(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] MulticastError),
 }
 
 /// Why a send failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum SendError {
@@ -60,10 +62,11 @@ pub enum SendError {
     /// The core refused to seal (no epoch, not a sender, sequence state lost, ...).
     Seal(SealError),
     /// The record was sealed (its sequence number is spent) but the UDP socket refused it.
-    Socket(udp::SendError),
+    Socket(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] udp::SendError),
 }
 
 /// Why a receive failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum RecvError {
@@ -111,6 +114,7 @@ impl core::error::Error for RecvError {}
 
 /// The adapter's own counters of group traffic (the core's are in [`GroupSocket::counters`]).
 /// All saturate.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SocketStats {
