@@ -60,6 +60,11 @@ impl Default for BlockedThrough {
 }
 
 impl BlockedThrough {
+    /// Refuses nothing any more (a new group's list).
+    pub(super) fn clear(&mut self) {
+        self.0.fill(Epoch(0));
+    }
+
     /// Whether `sid`'s records in `epoch` are refused.
     fn refuses(&self, sid: SenderId, epoch: Epoch) -> bool {
         self.0
