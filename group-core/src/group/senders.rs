@@ -120,7 +120,25 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         if at > self.senders.len() {
             return Err(state);
         }
-        self.senders.insert(at, state)
+        self.senders.push(state)?;
+        // Into place by adjacent swaps (rare: a new sender), not `insert`, whose `memmove`
+        // would be 1.5 KB of a firmware's flash.
+        if let Some(tail) = self.senders.get_mut(at..) {
+            for j in (1..tail.len()).rev() {
+                tail.swap(j - 1, j);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the state at `i` out of the table, keeping the others in order (by adjacent swaps,
+    /// as [`insert_sorted`](Self::insert_sorted)).
+    fn remove_at(&mut self, i: usize) -> Option<SenderState<WORDS>> {
+        let tail = self.senders.get_mut(i..)?;
+        for j in 1..tail.len() {
+            tail.swap(j - 1, j);
+        }
+        self.senders.pop()
     }
 
     /// Sets the public key that verifies `sid`'s record signatures (adding the sender if
@@ -140,7 +158,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     /// be admitted again.
     pub fn remove_sender(&mut self, sid: SenderId) {
         if let Some(i) = self.position(sid) {
-            self.senders.remove(i);
+            self.remove_at(i);
         }
         self.block(sid);
     }
@@ -303,12 +321,10 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                     previous: None,
                     last_active: tick,
                 };
-                // The slot taken keeps its place in the table only if it is where `sid` sorts;
-                // otherwise its state is taken out and the new one inserted in order.
-                let replace = replace.filter(|i| *i < self.senders.len());
-                match replace {
-                    Some(i) => {
-                        let dropped = self.senders.remove(i);
+                // The slot's state is taken out (the others keep their order) and the new one
+                // inserted where `sid` sorts.
+                match replace.and_then(|i| self.remove_at(i)) {
+                    Some(dropped) => {
                         if let Err(at) = self.find(sid) {
                             let _ = self.insert_sorted(at, state);
                         }
