@@ -123,10 +123,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         self.senders.push(state)?;
         // Into place by adjacent swaps (rare: a new sender), not `insert`, whose `memmove`
         // would be 1.5 KB of a firmware's flash.
-        if let Some(tail) = self.senders.get_mut(at..) {
-            for j in (1..tail.len()).rev() {
-                tail.swap(j - 1, j);
-            }
+        for j in (at..self.senders.len()).rev().skip(1) {
+            self.swap_with_next(j);
         }
         Ok(())
     }
@@ -134,11 +132,26 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     /// Takes the state at `i` out of the table, keeping the others in order (by adjacent swaps,
     /// as [`insert_sorted`](Self::insert_sorted)).
     fn remove_at(&mut self, i: usize) -> Option<SenderState<WORDS>> {
-        let tail = self.senders.get_mut(i..)?;
-        for j in 1..tail.len() {
-            tail.swap(j - 1, j);
+        if i >= self.senders.len() {
+            return None;
+        }
+        for j in i..self.senders.len().saturating_sub(1) {
+            self.swap_with_next(j);
         }
         self.senders.pop()
+    }
+
+    /// Swaps the states at `j` and `j + 1` field by field (`slice::swap` of a whole state calls
+    /// `memmove` on thumbv7em).
+    fn swap_with_next(&mut self, j: usize) {
+        if let Some([a, b, ..]) = self.senders.get_mut(j..) {
+            core::mem::swap(&mut a.sender_id, &mut b.sender_id);
+            #[cfg(feature = "record-signatures")]
+            core::mem::swap(&mut a.key, &mut b.key);
+            core::mem::swap(&mut a.current, &mut b.current);
+            core::mem::swap(&mut a.previous, &mut b.previous);
+            core::mem::swap(&mut a.last_active, &mut b.last_active);
+        }
     }
 
     /// Sets the public key that verifies `sid`'s record signatures (adding the sender if
