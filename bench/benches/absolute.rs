@@ -35,22 +35,12 @@ use criterion::Criterion;
 use openssl::cipher::Cipher;
 use openssl::cipher_ctx::CipherCtx;
 
-use group_bench::{Report, Variant, criterion_enabled, criterion_group};
-use group_core::group::{Group, GroupConfig};
-use group_core::schedule::{EpochSecret, native_keys};
-use group_core::sequence::MemorySequenceStore;
+use group_bench::pair::{NOW, Pair, keys};
+use group_bench::{Report, Variant};
 use group_core::suite::{RecordKeys, Suite};
-use group_core::time::Instant as Now;
-use group_core::wire::{Epoch, SenderId};
 
 const SIZES: [usize; 2] = [64, 1400];
-const GROUP_ID: u32 = 7;
-const NOW: Now = Now(0);
 const CHUNK: u64 = 64;
-
-fn keys(suite: Suite) -> RecordKeys {
-    native_keys(GROUP_ID, Epoch(1), suite, &EpochSecret([0x42; 32])).unwrap()
-}
 
 /// A record AAD as the record layer builds it (epoch 1, sid 1, seq 5, type 23, DTLS 1.2, n).
 fn aad(n: usize) -> [u8; 13] {
@@ -228,40 +218,6 @@ impl Raw {
             Raw::Ccm16(a) => run(a, nonce, aad, buf, tag),
             Raw::Gcm(a) => run(a, nonce, aad, buf, tag),
         }
-    }
-}
-
-/// A sender and a receiver in epoch 1.
-struct Pair {
-    switch: Group,
-    light: Group,
-    store: MemorySequenceStore,
-    plaintext: Vec<u8>,
-    rec_len: usize,
-}
-
-impl Pair {
-    fn new(suite: Suite, n: usize) -> Self {
-        let k = keys(suite);
-        let mut switch: Group = Group::new(GroupConfig::new(GROUP_ID).with_sender_id(SenderId(1)));
-        let mut light: Group = Group::new(GroupConfig::new(GROUP_ID));
-        switch.install_and_activate(Epoch(1), &k, NOW).unwrap();
-        light.install_and_activate(Epoch(1), &k, NOW).unwrap();
-        let rec_len = switch.record_len(n).unwrap();
-        Self {
-            switch,
-            light,
-            store: MemorySequenceStore::commissioned(),
-            plaintext: (0..n).map(|i| i as u8).collect(),
-            rec_len,
-        }
-    }
-
-    fn next_record(&mut self, out: &mut Vec<u8>) {
-        out.resize(self.rec_len, 0);
-        self.switch
-            .seal(NOW, &mut self.store, &self.plaintext, out)
-            .unwrap();
     }
 }
 
@@ -456,12 +412,7 @@ fn main() {
     ] {
         for n in SIZES {
             let (mut seal, mut open) = variants(suite, n);
-            if criterion_enabled() {
-                criterion_group(&mut c, &format!("{name}/seal/{n}"), &mut seal);
-                criterion_group(&mut c, &format!("{name}/open/{n}"), &mut open);
-            }
-            report.paired(&format!("{name} seal {n}"), &mut seal, CHUNK);
-            report.paired(&format!("{name} open {n}"), &mut open, CHUNK);
+            report.seal_and_open(&mut c, (name, n), &mut seal, &mut open, CHUNK);
         }
     }
     report.finish();

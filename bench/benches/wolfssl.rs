@@ -21,16 +21,10 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 
-use group_bench::{Report, Variant, criterion_enabled, criterion_group, target_dir};
-use group_core::group::{Group, GroupConfig};
-use group_core::schedule::{EpochSecret, native_keys};
-use group_core::sequence::MemorySequenceStore;
+use group_bench::pair::{NOW, Pair};
+use group_bench::{Report, Variant, target_dir};
 use group_core::suite::Suite;
-use group_core::time::Instant as Now;
-use group_core::wire::{Epoch, SenderId};
 
-const GROUP_ID: u32 = 7;
-const NOW: Now = Now(0);
 const SIZES: [usize; 2] = [64, 1000];
 const CHUNK: u64 = 512;
 
@@ -87,32 +81,6 @@ fn wolfssl_run(harness: &PathBuf, suite: &str, size: usize, mode: &str, n: u64) 
         left -= ops;
     }
     total
-}
-
-struct Pair {
-    switch: Group,
-    light: Group,
-    store: MemorySequenceStore,
-    plaintext: Vec<u8>,
-    rec_len: usize,
-}
-
-impl Pair {
-    fn new(suite: Suite, n: usize) -> Self {
-        let k = native_keys(GROUP_ID, Epoch(1), suite, &EpochSecret([0x42; 32])).unwrap();
-        let mut switch: Group = Group::new(GroupConfig::new(GROUP_ID).with_sender_id(SenderId(1)));
-        let mut light: Group = Group::new(GroupConfig::new(GROUP_ID));
-        switch.install_and_activate(Epoch(1), &k, NOW).unwrap();
-        light.install_and_activate(Epoch(1), &k, NOW).unwrap();
-        let rec_len = switch.record_len(n).unwrap();
-        Self {
-            switch,
-            light,
-            store: MemorySequenceStore::commissioned(),
-            plaintext: (0..n).map(|i| i as u8).collect(),
-            rec_len,
-        }
-    }
 }
 
 fn main() {
@@ -176,12 +144,7 @@ fn main() {
                     })
                 },
             ];
-            if criterion_enabled() {
-                criterion_group(&mut c, &format!("{name}/seal/{n}"), &mut seal);
-                criterion_group(&mut c, &format!("{name}/open/{n}"), &mut open);
-            }
-            report.paired(&format!("{name} seal {n}"), &mut seal, CHUNK);
-            report.paired(&format!("{name} open {n}"), &mut open, CHUNK);
+            report.seal_and_open(&mut c, (name, n), &mut seal, &mut open, CHUNK);
         }
     }
     report.finish();

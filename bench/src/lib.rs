@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 
+pub mod pair;
+
 /// One thing to measure: a name and a closure timing `n` operations.
 pub struct Variant<'a> {
     /// Short name (column header, criterion benchmark name).
@@ -170,6 +172,25 @@ impl Report {
             lines: Vec::new(),
             table: String::new(),
         }
+    }
+
+    /// Measures the seal and the open variants of suite `name` at `n` bytes: criterion's
+    /// groups `NAME/seal/N` and `NAME/open/N` (when enabled), then the paired comparisons
+    /// `NAME seal N` and `NAME open N`.
+    pub fn seal_and_open(
+        &mut self,
+        c: &mut Criterion,
+        (name, n): (&str, usize),
+        seal: &mut [Variant<'_>],
+        open: &mut [Variant<'_>],
+        chunk: u64,
+    ) {
+        if criterion_enabled() {
+            criterion_group(c, &format!("{name}/seal/{n}"), seal);
+            criterion_group(c, &format!("{name}/open/{n}"), open);
+        }
+        self.paired(&format!("{name} seal {n}"), seal, chunk);
+        self.paired(&format!("{name} open {n}"), open, chunk);
     }
 
     /// Measures `variants` (paired) for the comparison `case` (e.g. `ccm8 seal 64`), prints a

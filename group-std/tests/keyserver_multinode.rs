@@ -3,89 +3,16 @@
 //! is revoked, the group is rekeyed and it stops receiving; a new light joins mid-way and
 //! receives from then on. Loopback only; every process and wait is bounded.
 
+mod common;
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dtls-group");
-
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, args: &[String], stdin: bool) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("DTLS_GROUP_LOG", "warn")
-            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Self {
-            name: name.into(),
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    fn has(&self, pred: impl Fn(&Value) -> bool) -> bool {
-        self.lines.lock().unwrap().iter().any(pred)
-    }
-
-    fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.has(&pred) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out waiting for {what}; output: {:?}",
-                self.name,
-                self.lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn send(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{}", hex::encode(text)).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn received(&self, text: &str) -> bool {
-        let h = hex::encode(text);
-        self.has(|v| v["plaintext"] == h.as_str())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{BIN, Proc};
 
 fn admin(ctrl: &Path, req: &[&str]) -> Value {
     let out = Command::new(BIN)

@@ -8,107 +8,25 @@
 //! wait has a deadline. Without the Prometheus binaries the tests fail, unless
 //! `DTLS_GROUP_SKIP_PROMETHEUS=1` asks to skip them (they then say so).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dtls-group");
+mod common;
 
-/// Whether `tool` can be run; if not, either skip (`DTLS_GROUP_SKIP_PROMETHEUS=1`, returns
-/// false) or fail with how to get it.
+use common::{BIN, Proc, free_tcp_port, free_udp_port};
+
+/// Whether `tool` (of the Debian package `prometheus`) can be run, or the test is skipped.
 fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("DTLS_GROUP_SKIP_PROMETHEUS").as_deref() == Ok("1") {
-        println!("SKIPPED: {tool} is not installed and DTLS_GROUP_SKIP_PROMETHEUS=1");
-        return false;
-    }
-    panic!(
-        "{tool} is not installed: `apt-get install prometheus` (Debian), or set \
-         DTLS_GROUP_SKIP_PROMETHEUS=1 to skip this test"
-    );
-}
-
-/// A free TCP port on 127.0.0.1 (bound, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::have_tool(tool, "prometheus", "DTLS_GROUP_SKIP_PROMETHEUS")
 }
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<std::process::ChildStdin>,
-    lines: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, program: &str, args: &[String], stdin: bool) -> Self {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("DTLS_GROUP_LOG", "warn")
-            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Self {
-            name: name.into(),
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.lines.lock().unwrap().iter().any(&pred) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out waiting for {what}; output: {:?}",
-                self.name,
-                self.lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// GETs `/metrics` until it answers 200 (the node may still be starting).
@@ -225,7 +143,7 @@ impl Installation {
             "--metrics".into(),
             metrics.to_string(),
         ];
-        Proc::spawn("keyserver", BIN, &args, false)
+        Proc::spawn_program("keyserver", BIN, &args, false)
     }
 
     fn member(&self, id: u32, name: &str, role: &str, metrics: Option<SocketAddr>) -> Proc {
@@ -259,23 +177,15 @@ impl Installation {
         if let Some(m) = metrics {
             a.extend(["--metrics".into(), m.to_string()]);
         }
-        Proc::spawn(name, BIN, &a, role == "sender")
+        Proc::spawn_program(name, BIN, &a, role == "sender")
     }
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A key server, a light and a switch: the switch sends three commands, the light receives
 /// them. Returns the processes and the two metrics addresses once the light has all three.
 fn lighting(inst: &Installation) -> (Vec<Proc>, SocketAddr, SocketAddr) {
-    let ks_metrics = loopback(free_port());
-    let light_metrics = loopback(free_port());
+    let ks_metrics = loopback(free_tcp_port());
+    let light_metrics = loopback(free_tcp_port());
     let ks = inst.keyserver(ks_metrics);
     let light = inst.member(2, "light", "listener", Some(light_metrics));
     light.wait_for(
@@ -406,7 +316,7 @@ fn listen_page_passes_promtool_and_counts_drops() {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    let metrics = loopback(free_port());
+    let metrics = loopback(free_tcp_port());
     let args: Vec<String> = [
         "listen",
         "--group",
@@ -427,7 +337,7 @@ fn listen_page_passes_promtool_and_counts_drops() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let listen = Proc::spawn("listen", BIN, &args, false);
+    let listen = Proc::spawn_program("listen", BIN, &args, false);
     let _ = scrape(metrics); // up
     let send = |key: &str, sid: &str, store: &str, msgs: &[&str]| {
         let out = Command::new(BIN)
@@ -531,14 +441,14 @@ fn prometheus_scrapes_a_key_server_and_a_member() {
         ),
     )
     .unwrap();
-    let prom_addr = loopback(free_port());
+    let prom_addr = loopback(free_tcp_port());
     let args: Vec<String> = vec![
         format!("--config.file={}", config.display()),
         format!("--storage.tsdb.path={}", prom_dir.join("data").display()),
         format!("--web.listen-address={prom_addr}"),
         "--log.level=warn".into(),
     ];
-    let prom = Proc::spawn("prometheus", "prometheus", &args, false);
+    let prom = Proc::spawn_program("prometheus", "prometheus", &args, false);
     wait_http(prom_addr, "/-/ready", Duration::from_secs(30));
     println!("prometheus ready on {prom_addr}");
     let deadline = Instant::now() + Duration::from_secs(40);

@@ -10,36 +10,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dtls-group");
+mod common;
+
+use common::BIN;
 
 #[test]
 fn refused_joins_are_explained_by_key_server_and_member() {
-    let dir = std::env::temp_dir().join(format!("dtls-group-why-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    for n in ["server", "light", "other"] {
-        let out = Command::new(BIN)
-            .args(["keygen", "--out", &p(n)])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dir = common::fresh_dir("why");
+    let p = |n: &str| common::path_in(&dir, n);
+    common::keygen_all(&dir, &["server", "light", "other"]);
+    let port = common::free_udp_port();
     let group = format!("239.255.54.1:{}", 30_000 + std::process::id() % 20_000);
-    std::fs::write(
-        dir.join("ks.toml"),
-        format!(
-            "listen = \"127.0.0.1:{port}\"\nstate = \"ks.redb\"\nserver_key = \"server.key\"\n\n\
-             [[group]]\nid = 1\nsuite = \"ccm\"\nmulticast = \"{group}\"\n\n\
-             [[device]]\nid = 2\nname = \"light\"\npublic_key = \"light.pub\"\nrole = \"listener\"\ngroups = [1]\n"
-        ),
-    )
-    .unwrap();
+    common::write_light_config(&dir, port, &group);
     let ks = Command::new(BIN)
         .args([
             "keyserver",
@@ -145,25 +127,10 @@ fn refused_joins_are_explained_by_key_server_and_member() {
 /// warns about lines that are not hex.
 #[test]
 fn check_timeouts_device_list_and_stdin_warnings() {
-    let dir = std::env::temp_dir().join(format!("dtls-group-why2-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    for n in ["server", "switch", "light"] {
-        assert!(
-            Command::new(BIN)
-                .args(["keygen", "--out", &p(n)])
-                .output()
-                .unwrap()
-                .status
-                .success()
-        );
-    }
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dir = common::fresh_dir("why2");
+    let p = |n: &str| common::path_in(&dir, n);
+    common::keygen_all(&dir, &["server", "switch", "light"]);
+    let port = common::free_udp_port();
     let group = format!("239.255.54.2:{}", 30_000 + std::process::id() % 20_000);
     let config = |light_key: &str| {
         format!(

@@ -8,7 +8,9 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dtls-group");
+mod common;
+
+use common::BIN;
 
 fn term(child: &Child) {
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
@@ -36,35 +38,12 @@ fn next_notification(socket: &UnixDatagram) -> String {
 
 #[test]
 fn key_server_and_member_notify_readiness_and_stop_cleanly_on_sigterm() {
-    let dir = std::env::temp_dir().join(format!("dtls-group-service-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    for n in ["server", "light"] {
-        assert!(
-            Command::new(BIN)
-                .args(["keygen", "--out", &p(n)])
-                .output()
-                .unwrap()
-                .status
-                .success()
-        );
-    }
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dir = common::fresh_dir("service");
+    let p = |n: &str| common::path_in(&dir, n);
+    common::keygen_all(&dir, &["server", "light"]);
+    let port = common::free_udp_port();
     let group = format!("239.255.55.1:{}", 30_000 + std::process::id() % 20_000);
-    std::fs::write(
-        dir.join("ks.toml"),
-        format!(
-            "listen = \"127.0.0.1:{port}\"\nstate = \"ks.redb\"\nserver_key = \"server.key\"\n\n\
-             [[group]]\nid = 1\nsuite = \"ccm\"\nmulticast = \"{group}\"\n\n\
-             [[device]]\nid = 2\nname = \"light\"\npublic_key = \"light.pub\"\nrole = \"listener\"\ngroups = [1]\n"
-        ),
-    )
-    .unwrap();
+    common::write_light_config(&dir, port, &group);
     let notify_path = dir.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     let ctrl = dir.join("ks.sock");

@@ -13,10 +13,9 @@
 //! killed at the end; every wait has a deadline. Without tshark the test fails, unless
 //! `DTLS_GROUP_SKIP_TSHARK=1` asks to skip it (it then says so).
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,31 +24,16 @@ use group_core::keydist::Message;
 use group_std::net::{MulticastConfig, MulticastSocket};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dtls-group");
+mod common;
+
+use common::{BIN, Proc};
+
+/// How long a wait for a member's output lasts.
+const WAIT: Duration = Duration::from_secs(30);
 const LUA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../contrib/wireshark/dtls-group.lua"
 );
-
-fn have_tshark() -> bool {
-    let found = Command::new("tshark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("DTLS_GROUP_SKIP_TSHARK").as_deref() == Ok("1") {
-        println!("SKIPPED: tshark is not installed and DTLS_GROUP_SKIP_TSHARK=1");
-        return false;
-    }
-    panic!(
-        "tshark is not installed: `apt-get install tshark` (Debian), or set \
-         DTLS_GROUP_SKIP_TSHARK=1 to skip this test"
-    );
-}
 
 /// One captured datagram.
 #[derive(Clone, Debug)]
@@ -175,64 +159,6 @@ fn relay(ks: SocketAddrV4, log: Log, stop: Arc<AtomicBool>) -> SocketAddrV4 {
         }
     });
     me
-}
-
-struct Proc {
-    name: String,
-    child: Child,
-    lines: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, args: &[String]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("DTLS_GROUP_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        Self {
-            name: name.into(),
-            child,
-            lines,
-        }
-    }
-
-    fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.lines.lock().unwrap().iter().any(&pred) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out waiting for {what}; output: {:?}",
-                self.name,
-                self.lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A free UDP port below the ephemeral range (so below every relay's port): Wireshark's UDP
@@ -365,7 +291,7 @@ fn truthy(v: &str) -> bool {
 
 #[test]
 fn tshark_shows_records_and_key_distribution_as_sent() {
-    if !have_tshark() {
+    if !common::have_tool("tshark", "tshark", "DTLS_GROUP_SKIP_TSHARK") {
         return;
     }
     let dir: PathBuf =
@@ -408,6 +334,7 @@ fn tshark_shows_records_and_key_distribution_as_sent() {
             "60",
         ]
         .map(String::from),
+        false,
     );
     let member = |id: u32, name: &str, role: &str, extra: &[&str]| {
         let via = relay(ks, log.clone(), stop.clone());
@@ -433,10 +360,10 @@ fn tshark_shows_records_and_key_distribution_as_sent() {
         .map(String::from)
         .to_vec();
         a.extend(extra.iter().map(|s| s.to_string()));
-        Proc::spawn(name, &a)
+        Proc::spawn(name, &a, false)
     };
     let light = member(2, "light", "listener", &[]);
-    light.wait_for("its first epoch", |v| v["event"] == "epoch_activated");
+    light.wait_for("its first epoch", |v| v["event"] == "epoch_activated", WAIT);
     let switch = member(
         1,
         "switch",
@@ -454,9 +381,11 @@ fn tshark_shows_records_and_key_distribution_as_sent() {
         ],
     );
     let off = hex::encode("off");
-    light.wait_for("the switch's second record", |v| {
-        v["plaintext"] == off.as_str()
-    });
+    light.wait_for(
+        "the switch's second record",
+        |v| v["plaintext"] == off.as_str(),
+        WAIT,
+    );
     // Static-key records from `dtls-group send` on the same group.
     for (n, v) in [
         ("k", "0f0e0d0c0b0a09080706050403020100"),

@@ -220,6 +220,18 @@ pub fn key_error(e: KeyError, suite: Suite) -> BadInput {
     }
 }
 
+/// The output line of a delivered record (`listen` and `member`):
+/// `{"sender_id":S,"epoch":E,"seq":Q,"plaintext":"HEX"}`.
+pub fn delivered_line(r: &crate::endpoint::Received) -> String {
+    format!(
+        "{{\"sender_id\":{},\"epoch\":{},\"seq\":{},\"plaintext\":\"{}\"}}",
+        r.sender_id.0,
+        r.epoch.0,
+        r.seq,
+        hex::encode(&r.plaintext)
+    )
+}
+
 /// Refuses epoch 0 (the unprotected epoch, which never carries keys).
 pub fn nonzero_epoch(epoch: u16) -> Result<Epoch, BadInput> {
     if epoch == 0 {

@@ -461,13 +461,7 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
         }
         for r in polled.delivered {
             delivered = delivered.saturating_add(1);
-            out.line(format!(
-                "{{\"sender_id\":{},\"epoch\":{},\"seq\":{},\"plaintext\":\"{}\"}}",
-                r.sender_id.0,
-                r.epoch.0,
-                r.seq,
-                hex::encode(&r.plaintext)
-            ));
+            out.line(super::common::delivered_line(&r));
         }
         while let Ok(m) = rx.try_recv() {
             queue.push_back(m);

@@ -263,13 +263,7 @@ pub fn listen(args: &ListenArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             .map_err(|e| BadInput::new(format!("receive: {e}")))?;
         for r in got {
             delivered = delivered.saturating_add(1);
-            out.line(format!(
-                "{{\"sender_id\":{},\"epoch\":{},\"seq\":{},\"plaintext\":\"{}\"}}",
-                r.sender_id.0,
-                r.epoch.0,
-                r.seq,
-                hex::encode(&r.plaintext)
-            ));
+            out.line(super::common::delivered_line(&r));
         }
     }
     out.line(json_counters(ep.group()));

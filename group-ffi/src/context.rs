@@ -1,0 +1,180 @@
+//! Contexts in caller memory: size, alignment and an initialisation marker bound to the
+//! context's address, checked on every call.
+
+use core::mem::{align_of, size_of};
+use core::ptr;
+
+use crate::dg_error::{self, *};
+use crate::group::GroupState;
+
+/// Bytes of a `dg_group` in every configuration of this library's features (an upper bound,
+/// checked by the C tests; `dg_group_size()` gives this build's exact figure, and
+/// `dg_group_init` refuses memory smaller than that with `DG_ERR_CONTEXT_TOO_SMALL`).
+pub const DG_GROUP_SIZE: usize = 6144;
+/// Alignment of a `dg_group` in every configuration of this library (`dg_group_align()` gives
+/// this build's figure).
+pub const DG_GROUP_ALIGN: usize = 16;
+
+/// Memory for one group context. Declare one (static, on the stack, or allocate
+/// `dg_group_size()` bytes aligned to `dg_group_align()`), then `dg_group_init` it. Its
+/// content is private; never copy it (a copy is refused: it would repeat sequence numbers).
+#[repr(C, align(16))]
+pub struct dg_group {
+    _opaque: [u8; DG_GROUP_SIZE],
+}
+
+// The size bound is checked by the C tests (group-ffi/c/tests/test_group.c, built against
+// `cargo build -p group-ffi`, the feature set C programs link), not at compile time: in a build of the
+// whole workspace, cargo unifies group-core's features with other crates' (record signatures
+// add a signing key and a key per sender), and such a build of this crate, which no C program
+// links, may exceed the bound; `dg_group_init` still refuses too little memory at run time.
+const _: () = assert!(align_of::<Checked<GroupState>>() <= DG_GROUP_ALIGN);
+const _: () = assert!(align_of::<dg_group>() == DG_GROUP_ALIGN);
+
+/// The exact size of a group context in this build (at most `DG_GROUP_SIZE`).
+#[unsafe(no_mangle)]
+pub extern "C" fn dg_group_size() -> usize {
+    size_of::<Checked<GroupState>>()
+}
+
+/// The alignment a group context needs in this build (at most `DG_GROUP_ALIGN`).
+#[unsafe(no_mangle)]
+pub extern "C" fn dg_group_align() -> usize {
+    align_of::<Checked<GroupState>>()
+}
+
+/// A context's state behind its marker (the marker is the first field).
+#[repr(C)]
+pub(crate) struct Checked<T> {
+    marker: u64,
+    pub(crate) inner: T,
+}
+
+/// One magic number per context type.
+pub(crate) trait Magic {
+    const MAGIC: u64;
+}
+
+fn marker<T: Magic>(at: *const Checked<T>) -> u64 {
+    T::MAGIC ^ (at as usize as u64)
+}
+
+/// The context pointer, checked for null and alignment.
+fn locate<T>(ctx: *mut u8) -> Result<*mut Checked<T>, dg_error> {
+    if ctx.is_null() {
+        return Err(DG_ERR_NULL_POINTER);
+    }
+    if !(ctx as usize).is_multiple_of(align_of::<Checked<T>>()) {
+        return Err(DG_ERR_CONTEXT_UNALIGNED);
+    }
+    Ok(ctx.cast())
+}
+
+/// Writes `value` as the context at `ctx` (`size` bytes of caller memory), dropping (and so
+/// zeroizing) a context that was initialised there before.
+///
+/// # Safety
+/// `ctx` is null or points to `size` bytes the caller owns and does not use otherwise while
+/// the context lives.
+pub(crate) unsafe fn init<T: Magic>(ctx: *mut u8, size: usize, value: T) -> dg_error {
+    let fill = |slot: *mut T| {
+        // SAFETY: `init_in_place` hands a slot valid for writes of a `T`.
+        unsafe { slot.write(value) }
+    };
+    // SAFETY: forwarded contract; `fill` writes a whole `T`.
+    unsafe { init_in_place(ctx, size, fill) }
+}
+
+/// As [`init`], but `fill` writes the context's state directly into the caller's memory, so
+/// that a large state is not built on the stack and then moved (the C firmware's deepest
+/// stack use was `dg_group_init` building its group by value).
+///
+/// # Safety
+/// As [`init`]; `fill` must initialise every field of the `T` it is given.
+pub(crate) unsafe fn init_in_place<T: Magic>(
+    ctx: *mut u8,
+    size: usize,
+    fill: impl FnOnce(*mut T),
+) -> dg_error {
+    let at = match locate::<T>(ctx) {
+        Ok(at) => at,
+        Err(e) => return e,
+    };
+    if size < size_of::<Checked<T>>() {
+        return DG_ERR_CONTEXT_TOO_SMALL;
+    }
+    // SAFETY: `ctx` is non-null, aligned for `Checked<T>` and, by the caller's contract, points
+    // to at least `size >= size_of::<Checked<T>>()` bytes it owns. A context initialised here
+    // before (its marker matches) is dropped in place so that its keys are zeroized, and marked
+    // dead before the new state is written; the marker is set only once `fill` has written a
+    // whole `T` (its contract), so the context is never live while partly written.
+    unsafe {
+        if is_live(at) {
+            ptr::drop_in_place(at);
+        }
+        ptr::write_volatile(at.cast::<u64>(), 0);
+        fill(&raw mut (*at).inner);
+        ptr::write_volatile(at.cast::<u64>(), marker(at));
+    }
+    DG_OK
+}
+
+/// Reads the marker word as plain bytes (memory the C caller never wrote holds whatever it
+/// held; it is never interpreted as a Rust value other than an integer).
+///
+/// # Safety
+/// `at` is non-null, aligned, and points to at least 8 readable bytes.
+unsafe fn is_live<T: Magic>(at: *const Checked<T>) -> bool {
+    // SAFETY: per the contract, 8 readable, aligned bytes; volatile so that the check is not
+    // reasoned away.
+    let word = unsafe { ptr::read_volatile(at.cast::<u64>()) };
+    word == marker(at)
+}
+
+/// The live context at `ctx`.
+///
+/// # Safety
+/// `ctx` is null or points to memory the caller gave to `init` (or at least
+/// `size_of::<Checked<T>>()` readable bytes of its own), and no other reference to that
+/// context is live (one context, one thread; no re-entry from callbacks).
+pub(crate) unsafe fn get<'a, T: Magic>(ctx: *mut u8) -> Result<&'a mut T, dg_error> {
+    let at = locate::<T>(ctx)?;
+    // SAFETY: `at` is non-null and aligned; the caller's memory holds at least a marker word.
+    if !unsafe { is_live(at) } {
+        return Err(DG_ERR_NOT_INITIALISED);
+    }
+    // SAFETY: the marker matches this address, so `init` wrote a `Checked<T>` here and no
+    // `deinit` followed; the caller guarantees exclusive access for the call.
+    Ok(unsafe { &mut (*at).inner })
+}
+
+/// Drops the context at `ctx` (zeroizing its keys) and clears its marker.
+///
+/// # Safety
+/// As [`get`].
+pub(crate) unsafe fn deinit<T: Magic>(ctx: *mut u8) -> dg_error {
+    let at = match locate::<T>(ctx) {
+        Ok(at) => at,
+        Err(e) => return e,
+    };
+    // SAFETY: as in `get`: non-null, aligned, at least a marker word; a matching marker means a
+    // live `Checked<T>` written by `init`, which is dropped once and then marked dead.
+    unsafe {
+        if !is_live(at) {
+            return DG_ERR_NOT_INITIALISED;
+        }
+        ptr::drop_in_place(&mut (*at).inner);
+        ptr::write_volatile(at.cast::<u64>(), 0);
+    }
+    DG_OK
+}
+
+#[cfg(test)]
+mod tests {
+    /// A context is at least its marker and at most what a workspace-unified build needs.
+    #[test]
+    fn size_and_align_are_plausible() {
+        assert!(super::dg_group_size() >= 8 && super::dg_group_size() <= 4 * super::DG_GROUP_SIZE);
+        assert!(super::dg_group_align() <= super::DG_GROUP_ALIGN);
+    }
+}
