@@ -4,6 +4,7 @@ use crate::group::errors::OpenError;
 use crate::wire::{Epoch, SenderId};
 
 /// Records accepted, sealed, and dropped by reason. All counters saturate.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Counters {
@@ -43,6 +44,7 @@ pub struct Counters {
 impl Counters {
     /// Counts one dropped record.
     pub fn count_drop(&mut self, e: &OpenError) {
+        crate::log::record_dropped(e);
         let c = match e {
             OpenError::Malformed(_) => &mut self.malformed,
             OpenError::UnsupportedContentType(_) => &mut self.unsupported_content_type,
@@ -96,6 +98,7 @@ impl Counters {
 }
 
 /// Why a rekey is needed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum RekeyReason {
     /// This node's sequence number passed the per-sender budget.
@@ -108,6 +111,7 @@ pub enum RekeyReason {
 }
 
 /// Something the application or the key-distribution client should act on.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Event {

@@ -92,6 +92,7 @@ pub mod group;
     doc(cfg(any(feature = "keydist-member", feature = "keydist-server")))
 )]
 pub mod keydist;
+mod log;
 pub mod policy;
 pub mod record;
 pub mod replay;

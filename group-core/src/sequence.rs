@@ -18,6 +18,7 @@ pub const LAST_SEQ: u64 = MAX_SEQ - 1;
 
 /// What a [`SequenceStore`] holds: every sequence number below `reserved_until` in
 /// `(epoch, sender_id)` may have been used; none at or above it has.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct StoredSequence {
     /// Epoch of the reservation.
@@ -29,6 +30,7 @@ pub struct StoredSequence {
 }
 
 /// Why a store could not load or save.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -138,6 +140,7 @@ impl SequenceStore for MemorySequenceStore {
 }
 
 /// Why a sender can't produce a sequence number.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum SequenceError {

@@ -37,6 +37,7 @@ pub const MAX_IV_LEN: usize = 12;
 pub const MAX_TAG_LEN: usize = 16;
 
 /// A cipher suite code point (TLS registry values; open: unknown values can be carried).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Suite(pub u16);
 
@@ -140,6 +141,7 @@ impl SuiteParams {
 }
 
 /// Why key material was refused.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum KeyError {

@@ -28,6 +28,7 @@ pub const MAX_PLAINTEXT_LEN: usize = 1 << 14;
 pub const MAX_SEQ: u64 = (1 << 40) - 1;
 
 /// Record content type (an open code point: unknown values are carried, not rejected at parse).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContentType(pub u8);
 
@@ -55,6 +56,7 @@ impl fmt::Debug for ContentType {
 }
 
 /// Record protocol version (open code point).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct ProtocolVersion(pub u16);
 
@@ -64,14 +66,17 @@ impl ProtocolVersion {
 }
 
 /// Group key generation (DTLS epoch). Epoch 0 is the unprotected epoch and is never accepted.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct Epoch(pub u16);
 
 /// Sender ID: unique in the group for the lifetime of a group key (assigned by the key server).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct SenderId(pub u8);
 
 /// Why bytes are not a well-formed record.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Error {

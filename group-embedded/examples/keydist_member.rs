@@ -40,9 +40,9 @@ use group_embedded::group_core::wire::Record;
 use group_embedded::group_core::{Instant, SenderId, Suite};
 use group_embedded::hub::Hub;
 use group_embedded::smoltcp;
-use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
+use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::socket::udp;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint};
 use std::collections::HashMap;
 
 mod firmware {
@@ -55,12 +55,12 @@ mod firmware {
     use group_embedded::group_core::rand_core::CryptoRng;
     use group_embedded::group_core::{Instant, Member, MemberConfig, MemberCredentials, SenderId};
     use group_embedded::member::{KeyDistError, MemberSocket};
-    use group_embedded::net::{JoinError, RecvError, SendError};
+    use group_embedded::net::{JoinError, RecvError, SendError, ethernet_interface};
     use group_embedded::smoltcp;
-    use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
+    use smoltcp::iface::{Interface, SocketSet, SocketStorage};
     use smoltcp::phy::Device;
     use smoltcp::socket::udp;
-    use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+    use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint};
 
     /// The group this device joins, and where.
     pub const GROUP_ID: u32 = 7;
@@ -245,14 +245,9 @@ mod firmware {
             credentials: MemberCredentials,
         ) -> Result<Self, DeviceError> {
             let (net_now, now) = instants(ms);
-            let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-            config.random_seed = u64::from(mac[5]);
-            let mut iface = Interface::new(config, device, net_now);
-            let mut added = false;
-            iface.update_ip_addrs(|addrs| added = addrs.push(IpCidr::new(ip, 24)).is_ok());
-            if !added {
-                return Err(DeviceError::Address);
-            }
+            let mut iface =
+                ethernet_interface(device, mac, IpCidr::new(ip, 24), u64::from(mac[5]), net_now)
+                    .ok_or(DeviceError::Address)?;
             let Buffers {
                 meta,
                 payload,
@@ -384,14 +379,14 @@ fn run(dir: &Path) -> Result<SenderId, Box<dyn std::error::Error>> {
         .map_err(|e| format!("key server: {e}"))?;
     let mut server_storage = [SocketStorage::EMPTY; 2];
     let mut server_sockets = SocketSet::new(&mut server_storage[..]);
-    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress([
-        2, 0, 0, 0, 0, 1,
-    ])));
-    config.random_seed = 1;
-    let mut server_iface = Interface::new(config, &mut hub.port(0), smoltcp::time::Instant::ZERO);
-    server_iface.update_ip_addrs(|a| {
-        let _ = a.push(IpCidr::new(firmware::SERVER.addr, 24));
-    });
+    let mut server_iface = group_embedded::net::ethernet_interface(
+        &mut hub.port(0),
+        [2, 0, 0, 0, 0, 1],
+        IpCidr::new(firmware::SERVER.addr, 24),
+        1,
+        smoltcp::time::Instant::ZERO,
+    )
+    .ok_or("key server: no room for its address")?;
     let udp_socket = || {
         udp::Socket::new(
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0u8; 4096]),

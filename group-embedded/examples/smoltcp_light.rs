@@ -37,12 +37,12 @@ mod firmware {
         Epoch, EpochSecret, Group, GroupConfig, Instant, KeyError, SealError, SenderId,
         SequenceStore, Suite, native_keys,
     };
-    use group_embedded::net::{GroupSocket, JoinError, RecvError, SendError};
+    use group_embedded::net::{GroupSocket, JoinError, RecvError, SendError, ethernet_interface};
     use group_embedded::smoltcp;
-    use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
+    use smoltcp::iface::{Interface, SocketSet, SocketStorage};
     use smoltcp::phy::Device;
     use smoltcp::socket::udp;
-    use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+    use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint};
 
     /// The lighting group: its ID, its multicast address and port, its suite, its epoch.
     pub const GROUP_ID: u32 = 7;
@@ -195,14 +195,9 @@ mod firmware {
             store: S,
         ) -> Result<Self, DeviceError> {
             let (net_now, now) = clock.instants();
-            let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-            config.random_seed = u64::from(mac[5]);
-            let mut iface = Interface::new(config, device, net_now);
-            let mut added = false;
-            iface.update_ip_addrs(|addrs| added = addrs.push(IpCidr::new(ip, 24)).is_ok());
-            if !added {
-                return Err(DeviceError::Address);
-            }
+            let mut iface =
+                ethernet_interface(device, mac, IpCidr::new(ip, 24), u64::from(mac[5]), net_now)
+                    .ok_or(DeviceError::Address)?;
 
             let Buffers {
                 rx_meta,

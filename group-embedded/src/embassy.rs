@@ -24,26 +24,29 @@ pub fn now() -> Instant {
 }
 
 /// Why joining failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum JoinError {
     /// The UDP socket refused to bind to the group's port.
-    Bind(udp::BindError),
+    Bind(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] udp::BindError),
     /// The stack refused the group (not a multicast address, or its group table is full).
-    Join(MulticastError),
+    Join(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] MulticastError),
 }
 
 /// Why a send failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum SendError {
     /// The core refused to seal (no epoch, not a sender, sequence state lost, ...).
     Seal(SealError),
     /// The record was sealed (its sequence number is spent) but the socket refused it.
-    Socket(udp::SendError),
+    Socket(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] udp::SendError),
 }
 
 /// Why a receive failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum RecvError {

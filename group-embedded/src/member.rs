@@ -26,6 +26,7 @@ use crate::net::{
 };
 
 /// Why exchanging key-distribution messages failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum KeyDistError {
@@ -47,6 +48,7 @@ impl fmt::Display for KeyDistError {
 impl core::error::Error for KeyDistError {}
 
 /// Counters of the key-distribution link. All saturate.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyDistStats {

@@ -28,9 +28,30 @@ use group_core::keydist::Member;
 use group_core::record::{OpenError, SealError};
 use group_core::sequence::SequenceStore;
 use group_core::time::Instant;
-use smoltcp::iface::{Interface, MulticastError, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, MulticastError, SocketHandle, SocketSet};
+use smoltcp::phy::Device;
 use smoltcp::socket::{AnySocket, udp};
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+
+/// An Ethernet interface with one IP address, as a device's boot code sets it up before its
+/// group socket: hardware address `mac`, `address` (with its prefix), `random_seed` for
+/// smoltcp's ephemeral ports and identifiers (give each device a different one, from its RNG
+/// or its unique ID). `None` if the interface has no room for the address (smoltcp's address
+/// list is full, which a new interface never is).
+pub fn ethernet_interface<D: Device + ?Sized>(
+    device: &mut D,
+    mac: [u8; 6],
+    address: IpCidr,
+    random_seed: u64,
+    now: smoltcp::time::Instant,
+) -> Option<Interface> {
+    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    config.random_seed = random_seed;
+    let mut iface = Interface::new(config, device, now);
+    let mut added = false;
+    iface.update_ip_addrs(|addrs| added = addrs.push(address).is_ok());
+    added.then_some(iface)
+}
 
 /// Converts a smoltcp timestamp to the core's millisecond clock (negative times are 0).
 pub fn core_instant(t: smoltcp::time::Instant) -> Instant {
@@ -38,18 +59,20 @@ pub fn core_instant(t: smoltcp::time::Instant) -> Instant {
 }
 
 /// Why joining failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum JoinError {
     /// The handle is not a UDP socket of this socket set.
     NoSocket,
     /// The UDP socket refused to bind to the group's port.
-    Bind(udp::BindError),
+    Bind(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] udp::BindError),
     /// The interface refused the group (not a multicast address, or its group table is full).
-    Join(MulticastError),
+    Join(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] MulticastError),
 }
 
 /// Why a send failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum SendError {
@@ -60,10 +83,11 @@ pub enum SendError {
     /// The core refused to seal (no epoch, not a sender, sequence state lost, ...).
     Seal(SealError),
     /// The record was sealed (its sequence number is spent) but the UDP socket refused it.
-    Socket(udp::SendError),
+    Socket(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] udp::SendError),
 }
 
 /// Why a receive failed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum RecvError {
@@ -111,6 +135,7 @@ impl core::error::Error for RecvError {}
 
 /// The adapter's own counters of group traffic (the core's are in [`GroupSocket::counters`]).
 /// All saturate.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SocketStats {

@@ -9,6 +9,7 @@ use crate::sequence::{SequenceError, StoreError};
 use crate::wire::{self, ContentType, Epoch, SenderId};
 
 /// Why a record was not delivered. Every variant maps to one drop counter.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum OpenError {
@@ -97,6 +98,7 @@ impl From<wire::Error> for OpenError {
 }
 
 /// Why a record could not be sealed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum SealError {

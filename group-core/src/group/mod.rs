@@ -114,6 +114,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     }
 
     pub(super) fn push_event(&mut self, e: Event) {
+        crate::log::event(&e);
         if self.events.push_back(e).is_err() {
             self.counters.events_dropped = self.counters.events_dropped.saturating_add(1);
         }
@@ -126,13 +127,17 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         if self.config.signatures_required && !cfg!(feature = "record-signatures") {
             return Err(KeyError::SignaturesNotEnabled);
         }
-        self.epochs.install(epoch, keys)
+        self.epochs.install(epoch, keys)?;
+        crate::log::epoch_installed(epoch);
+        Ok(())
     }
 
     /// Makes the staged `epoch` current: this node sends in it from now on; the old current
     /// epoch stays receivable for the grace period.
     pub fn activate_epoch(&mut self, epoch: Epoch, now: Instant) -> Result<(), KeyError> {
-        if let Some(dropped) = self.epochs.activate(epoch, now, self.config.grace_ms)? {
+        let retired = self.epochs.activate(epoch, now, self.config.grace_ms)?;
+        crate::log::epoch_activated(epoch);
+        if let Some(dropped) = retired {
             self.push_event(Event::EpochRetired { epoch: dropped });
         }
         Ok(())

@@ -8,6 +8,7 @@ use crate::suite::KeyError;
 
 /// Why a key-distribution message or operation was refused. Nothing changed when one of these
 /// is returned: messages are authenticated and checked before any state is committed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Error {

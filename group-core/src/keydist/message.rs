@@ -280,6 +280,7 @@ pub struct RekeyNeeded {
 }
 
 /// Why a device was removed.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum RemovedReason {
     /// It asked to leave.

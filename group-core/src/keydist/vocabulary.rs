@@ -28,6 +28,7 @@ pub const MAX_MESSAGE_LEN: usize = 1200;
 pub const TAG_LEN: usize = 16;
 
 /// How a message is protected: the second byte of every message.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum Mode {
@@ -57,6 +58,7 @@ impl Mode {
 }
 
 /// Which way a message goes (domain separation of signatures and PSK keys).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum Direction {
@@ -70,9 +72,11 @@ pub enum Direction {
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DeviceId(pub u32);
 
 /// What a device may do in a group.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Role {
     /// Receives only; gets no sender ID.

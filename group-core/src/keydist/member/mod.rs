@@ -75,6 +75,7 @@ impl MemberConfig {
 }
 
 /// Where a member is.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum MemberState {
     /// Not joined and not joining.
@@ -90,6 +91,7 @@ pub enum MemberState {
 }
 
 /// Something the application may act on.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum MemberEvent {

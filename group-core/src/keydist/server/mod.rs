@@ -75,6 +75,7 @@ const CHALLENGE_OUT_CAP: usize = 16;
 pub const CHALLENGE_TTL_MS: u64 = 60_000;
 
 /// Why the server created an epoch.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum RekeyCause {
     /// The group was created.
@@ -94,6 +95,7 @@ pub enum RekeyCause {
 }
 
 /// Something that happened at the key server.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum ServerEvent {
