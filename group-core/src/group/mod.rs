@@ -47,8 +47,7 @@ pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
     /// server), each refused in every epoch up to its own bound, whether or not a state for it
     /// exists again (wire-format.md §6).
     blocked: BlockedThrough,
-    /// The eviction order's clock (see `senders::next_tick`).
-    tick: u16,
+    tick: u64,
     counters: Counters,
     events: Deque<Event, EVENT_QUEUE_LEN>,
     sending: Option<SequenceCounter>,
