@@ -1,21 +1,22 @@
-//! Key server at scale (issue 14): the key server's own time (and the bytes it sends) to admit
-//! one device into a group, and to remove one member from a group, beside the raw per-member
-//! public-key crypto times the number of key bundles it sent.
+//! Key server at scale (issues 14 and 16): the key server's own time (and the bytes it sends)
+//! to admit one device and let it join, and to remove one member, beside the raw per-member
+//! public-key crypto times the number of members it served.
 //!
-//! Sizes: groups of 8, 32 and 63 members, what the key server supports today (the daemon's
-//! `KeyServer<_, 64, 8, 16384>`: 64 devices, 8 groups; issue 16 lifts that, and 1,000 / 10,000
-//! members wait for it).
+//! Two views, each at 10, 100, 1,000 and 10,000 devices:
+//! - **group**: one group of N members. A removal rekeys it (a bundle to each of the N - 1
+//!   others, each acknowledged); a join with rekey on join does the same for N. The anchor is
+//!   the raw per-member crypto of one bundle and its acknowledgement (an ephemeral P-256 key,
+//!   ECDH with the member's key, an ECDSA signature of the bundle, and the verification of the
+//!   member's signed acknowledgement, with `p256` directly) times the bundles sent.
+//! - **building**: N devices in groups of 10 (N / 10 groups, every device joined); the same
+//!   operations in one group of 10. The server time should not depend on N.
 //!
-//! Everything runs in memory and synchronously: a `KeyServer` with a `MemoryServerStore`, one
-//! `Member` per device (signed mode, AES-128-CCM group, default policy: rekey on join), messages
-//! handed over directly. Only the key server's calls are timed (`handle_message`,
-//! `handle_timeout`, `poll_transmit`, `revoke_device`, `admit_device`); the devices' work is not.
-//! One round: remove a member (a group of N becomes N - 1: a new epoch, a bundle to each of the
-//! N - 1 others), then admit a new device and let it join (N - 1 becomes N again: challenge,
-//! then with rekey on join a bundle to each of the N), and time the anchor: the raw per-member
-//! crypto of one bundle (an ephemeral P-256 key, ECDH with the member's key, and an ECDSA
-//! signature of the message, with `p256` directly) repeated N times. The ratios are server time
-//! / (raw per-bundle crypto x bundles sent), per round; medians over rounds.
+//! Everything runs in memory and synchronously: the daemon's key server type (unbounded
+//! `StdTables`, devices in up to 32 groups) over an in-memory row store (`MemRowStore`: the
+//! rows a redb commit would write, without the disk), one `Member` per device (signed mode,
+//! AES-128-CCM, rekey on join), messages handed over directly. Only the key server's calls are
+//! timed (`handle_message`, `handle_timeout`, `poll_transmit`, `revoke_device`,
+//! `admit_device`). Ratios are server time / anchor, per round; medians over rounds.
 //!
 //! Run: `cargo bench -p group-bench --bench keyserver` (`BENCH_PAIRED_SECS` bounds the rounds
 //! per size, default 2 s, at least 3 rounds).
@@ -31,18 +32,24 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 use group_bench::{Report, paired_budget};
+use std::collections::HashMap;
+
 use group_core::keydist::{
     DeviceCredential, DeviceId, GroupSpec, KeyServer, Member, MemberConfig, MemberCredentials,
-    MemoryServerStore, Message, Role, ServerCredentials, parse,
+    Message, Role, ServerCredentials, parse,
 };
 use group_core::sequence::MemorySequenceStore;
 use group_core::suite::Suite;
 use group_core::time::Instant as Now;
+use group_std::keyserver::{DEVICE_GROUPS, MemRowStore, StdTables};
 
-type Srv = KeyServer<MemoryServerStore, 64, 8, 16384>;
+type Srv = KeyServer<MemRowStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
 type Mem = Member<MemorySequenceStore>;
 
-const GROUP_ID: u32 = 21;
+/// The group the operations are measured in.
+const GROUP_ID: u32 = 1;
+/// The activation delay of every group (ms).
+const DELAY_MS: u64 = 2_000;
 
 /// A seeded ChaCha20 RNG behind rand_core 0.10's traits.
 struct Rng(ChaCha20Rng);
@@ -80,52 +87,73 @@ struct Work {
     bundles: u64,
 }
 
+impl Work {
+    fn add(&mut self, o: Work) {
+        self.time += o.time;
+        self.messages += o.messages;
+        self.bytes += o.bytes;
+        self.bundles += o.bundles;
+    }
+}
+
 struct World {
     now: u64,
     rng: Rng,
     server_key: SigningKey,
     server: Srv,
-    members: Vec<(DeviceId, Mem)>,
+    /// The members of the measured group, oldest first.
+    order: Vec<DeviceId>,
+    /// Every member.
+    members: HashMap<DeviceId, Mem>,
     next_id: u32,
 }
 
 impl World {
-    fn new(n: usize) -> Self {
+    /// `devices` devices in groups of `group_size` (one group if they are equal), all joined.
+    fn new(devices: usize, group_size: usize) -> Self {
         let server_key = SigningKey::from_slice(&[0x33; 32]).unwrap();
         let mut rng = Rng(ChaCha20Rng::seed_from_u64(14));
         let mut server = Srv::open(
             ServerCredentials::new(server_key.clone()),
-            MemoryServerStore::new(),
+            MemRowStore::new(),
         )
         .unwrap();
-        server
-            .create_group(
-                GroupSpec::new(GROUP_ID, Suite::AES_128_CCM),
-                Now(1_000),
-                &mut rng,
-            )
-            .unwrap();
+        let groups = devices.div_ceil(group_size);
+        for g in 1..=groups as u32 {
+            server
+                .create_group(
+                    GroupSpec::new(g, Suite::AES_128_CCM).with_activation_delay_ms(DELAY_MS as u32),
+                    Now(1_000),
+                    &mut rng,
+                )
+                .unwrap();
+        }
         let mut w = Self {
             now: 1_000,
             rng,
             server_key,
             server,
-            members: Vec::new(),
+            order: Vec::new(),
+            members: HashMap::new(),
             next_id: 1,
         };
-        for _ in 0..n {
-            w.join_new();
+        // Joins share the epoch staged by the first one while the clock stands still: the
+        // set-up costs a bundle per device, not per device and member.
+        // Every member stays: a later rekey of its group reaches it and it acknowledges.
+        for i in 0..devices {
+            let g = (i / group_size) as u32 + 1;
+            w.join_new(g);
         }
         w.settle();
         assert!(
-            w.members.iter().all(|(_, m)| m.is_joined()),
+            w.members.values().all(|m| m.is_joined()),
             "not every member joined"
         );
         w
     }
 
-    /// Admits a new device and runs its join; returns the key server's work.
-    fn join_new(&mut self) -> Work {
+    /// Admits a new device into group `g` and runs its join; returns the key server's work.
+    fn join_new(&mut self, g: u32) -> Work {
         let id = DeviceId(self.next_id);
         self.next_id += 1;
         let key = device_key(id.0);
@@ -136,118 +164,112 @@ impl World {
                 id,
                 DeviceCredential::public_key(key.verifying_key()),
                 Role::Listener,
-                &[GROUP_ID],
+                &[g],
             )
             .unwrap();
         work.time += t.elapsed();
         let mut member = Mem::new(
-            MemberConfig::new(id, GROUP_ID, Role::Listener),
+            MemberConfig::new(id, g, Role::Listener),
             MemberCredentials::signed(key, *self.server_key.verifying_key()),
             MemorySequenceStore::commissioned(),
         );
         member.join(Now(self.now)).unwrap();
-        self.members.push((id, member));
-        let w = self.settle();
-        work.time += w.time;
-        work.messages += w.messages;
-        work.bytes += w.bytes;
-        work.bundles += w.bundles;
+        self.members.insert(id, member);
+        if g == GROUP_ID {
+            self.order.push(id);
+        }
+        work.add(self.exchange(id));
         work
     }
 
-    /// Removes the oldest member; returns the key server's work until every other member has
-    /// its new keys.
+    /// Removes the oldest member of the measured group; returns the key server's work until
+    /// every other member has its new keys.
     fn remove_one(&mut self) -> Work {
-        let (id, _) = self.members.remove(0);
+        let id = self.order.remove(0);
+        self.members.remove(&id);
         let mut work = Work::default();
         let now = Now(self.now);
         let t = Instant::now();
         self.server.revoke_device(id, now, &mut self.rng).unwrap();
         work.time += t.elapsed();
-        let w = self.settle();
-        work.time += w.time;
-        work.messages += w.messages;
-        work.bytes += w.bytes;
-        work.bundles += w.bundles;
+        work.add(self.settle());
         work
     }
 
-    /// Delivers messages both ways and advances the clock until nothing moves (bounded).
-    fn settle(&mut self) -> Work {
+    /// Delivers what member `id` sends and what the server sends back, until both are quiet.
+    fn exchange(&mut self, id: DeviceId) -> Work {
         let mut work = Work::default();
         let mut buf = [0u8; 1500];
-        let mut quiet = 0;
-        for _ in 0..2_000 {
-            let now = Now(self.now);
-            let mut moved = false;
-            // Devices to the key server.
-            for (_, m) in self.members.iter_mut() {
-                m.handle_timeout(now);
-                while let Some(n) = m.poll_transmit(now, &mut self.rng, &mut buf).unwrap() {
-                    moved = true;
+        let now = Now(self.now);
+        let Some(m) = self.members.get_mut(&id) else {
+            return work;
+        };
+        while let Some(n) = m.poll_transmit(now, &mut self.rng, &mut buf).unwrap() {
+            let t = Instant::now();
+            let r = self.server.handle_message(now, &mut self.rng, &buf[..n]);
+            work.time += t.elapsed();
+            r.unwrap();
+        }
+        work.add(self.drain());
+        work
+    }
+
+    /// The key server's output, delivered, and the members' answers, until nothing moves.
+    fn drain(&mut self) -> Work {
+        let mut work = Work::default();
+        let mut buf = [0u8; 1500];
+        let mut reply = [0u8; 1500];
+        let now = Now(self.now);
+        loop {
+            let t = Instant::now();
+            let out = self
+                .server
+                .poll_transmit(now, &mut self.rng, &mut buf)
+                .unwrap();
+            work.time += t.elapsed();
+            let Some(tx) = out else { break };
+            let bytes = &buf[..tx.len];
+            work.messages += 1;
+            work.bytes += tx.len as u64;
+            if matches!(parse(bytes).map(|p| p.message), Ok(Message::KeyBundle(_))) {
+                work.bundles += 1;
+            }
+            if let Some(m) = self.members.get_mut(&tx.device_id) {
+                let _ = m.handle_message(now, bytes);
+                while let Some(n) = m.poll_transmit(now, &mut self.rng, &mut reply).unwrap() {
                     let t = Instant::now();
-                    let r = self.server.handle_message(now, &mut self.rng, &buf[..n]);
+                    let r = self.server.handle_message(now, &mut self.rng, &reply[..n]);
                     work.time += t.elapsed();
                     r.unwrap();
                 }
                 while m.poll_event().is_some() {}
             }
-            // The key server's timers and output, to the devices.
-            let t = Instant::now();
-            self.server.handle_timeout(now, &mut self.rng).unwrap();
-            work.time += t.elapsed();
-            loop {
-                let t = Instant::now();
-                let out = self
-                    .server
-                    .poll_transmit(now, &mut self.rng, &mut buf)
-                    .unwrap();
-                work.time += t.elapsed();
-                let Some(tx) = out else { break };
-                moved = true;
-                let bytes = &buf[..tx.len];
-                work.messages += 1;
-                work.bytes += tx.len as u64;
-                if matches!(parse(bytes).map(|p| p.message), Ok(Message::KeyBundle(_))) {
-                    work.bundles += 1;
-                }
-                if let Some((_, m)) = self.members.iter_mut().find(|(d, _)| *d == tx.device_id) {
-                    let _ = m.handle_message(now, bytes);
-                }
-            }
-            while self.server.poll_event().is_some() {}
-            if moved {
-                quiet = 0;
-            } else {
-                quiet += 1;
-                let all_current = self.members.iter().all(|(_, m)| m.is_joined());
-                if quiet > 3
-                    && all_current
-                    && self
-                        .server
-                        .poll_timeout()
-                        .is_none_or(|t| t.0 > self.now + 60_000)
-                {
-                    break;
-                }
-            }
-            // Advance to the next deadline (at most 1 s at a time, at least 10 ms).
-            let next = self
-                .members
-                .iter()
-                .filter_map(|(_, m)| m.poll_timeout())
-                .chain(self.server.poll_timeout())
-                .map(|t| t.0)
-                .min()
-                .unwrap_or(self.now + 1_000);
-            self.now = next.clamp(self.now + 10, self.now + 1_000);
         }
+        while self.server.poll_event().is_some() {}
+        work
+    }
+
+    /// Drains, then lets staged epochs activate (the clock moves past the activation delay),
+    /// so that the next join needs a fresh epoch.
+    fn settle(&mut self) -> Work {
+        let mut work = self.drain();
+        self.now += DELAY_MS + 1;
+        let now = Now(self.now);
+        for m in self.members.values_mut() {
+            m.handle_timeout(now);
+            while m.poll_event().is_some() {}
+        }
+        let t = Instant::now();
+        self.server.handle_timeout(now, &mut self.rng).unwrap();
+        work.time += t.elapsed();
+        work.add(self.drain());
         work
     }
 }
 
-/// The raw per-bundle public-key crypto, `count` times: an ephemeral key, ECDH with the
-/// member's static key, and an ECDSA signature over a message of a bundle's size.
+/// The raw per-member public-key crypto, `count` times: an ephemeral key, ECDH with the
+/// member's static key, an ECDSA signature over a message of a bundle's size, and the
+/// verification of a signed acknowledgement.
 fn raw_crypto(
     rng: &mut Rng,
     server: &SigningKey,
@@ -255,6 +277,10 @@ fn raw_crypto(
     count: usize,
 ) -> Duration {
     let msg = [0x42u8; 200];
+    let ack = [0x24u8; 40];
+    let member_key = device_key(1);
+    let ack_sig: Signature = member_key.sign(&ack);
+    let ack_key = *member_key.verifying_key();
     let t = Instant::now();
     for i in 0..count {
         let recipient = p256::PublicKey::from(&members[i % members.len()]);
@@ -264,6 +290,8 @@ fn raw_crypto(
         std::hint::black_box((eph_pub, shared.raw_secret_bytes()[0]));
         let sig: Signature = server.sign(&msg);
         std::hint::black_box(sig);
+        use p256::ecdsa::signature::Verifier;
+        std::hint::black_box(ack_key.verify(&ack, &ack_sig).is_ok());
     }
     t.elapsed()
 }
@@ -273,61 +301,164 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// Start-up at scale: a redb state of `devices` devices in `devices / 10` groups, every device
+/// admitted (none joined), written with the daemon's store; then the time to open it (redb
+/// store and key server: every record read and indexed) and to answer a first join (challenge,
+/// then the bundle), with the key server's calls timed.
+fn startup(report: &mut Report, devices: u32) {
+    use group_std::keyserver::{RedbServerStore, ServerType};
+    let dir = std::env::temp_dir().join(format!("keyserver-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ks.redb");
+    let server_key = SigningKey::from_slice(&[0x33; 32]).unwrap();
+    let mut rng = Rng(ChaCha20Rng::seed_from_u64(16));
+    let groups = devices.div_ceil(10);
+    {
+        let store = RedbServerStore::create_new(&path).unwrap();
+        store.defer_durability();
+        let mut s: ServerType =
+            KeyServer::open(ServerCredentials::new(server_key.clone()), store).unwrap();
+        for g in 1..=groups {
+            s.create_group(GroupSpec::new(g, Suite::AES_128_CCM), Now(1_000), &mut rng)
+                .unwrap();
+        }
+        for id in 1..=devices {
+            s.admit_device(
+                DeviceId(id),
+                DeviceCredential::public_key(device_key(id).verifying_key()),
+                Role::Listener,
+                &[(id - 1) % groups + 1],
+            )
+            .unwrap();
+        }
+        s.store().make_durable().unwrap();
+    }
+    let t = Instant::now();
+    let store = RedbServerStore::open(&path).unwrap();
+    let mut s: ServerType =
+        KeyServer::open(ServerCredentials::new(server_key.clone()), store).unwrap();
+    let opened = t.elapsed();
+    assert_eq!(s.device_count(), devices as usize);
+    let id = DeviceId(devices);
+    let mut m = Mem::new(
+        MemberConfig::new(id, (devices - 1) % groups + 1, Role::Listener),
+        MemberCredentials::signed(device_key(id.0), *server_key.verifying_key()),
+        MemorySequenceStore::commissioned(),
+    );
+    let now = Now(2_000);
+    m.join(now).unwrap();
+    let mut buf = [0u8; 1500];
+    let mut server_time = Duration::ZERO;
+    let t_join = Instant::now();
+    for _ in 0..4 {
+        while let Some(n) = m.poll_transmit(now, &mut rng, &mut buf).unwrap() {
+            let t = Instant::now();
+            s.handle_message(now, &mut rng, &buf[..n]).unwrap();
+            server_time += t.elapsed();
+        }
+        loop {
+            let t = Instant::now();
+            let out = s.poll_transmit(now, &mut rng, &mut buf).unwrap();
+            server_time += t.elapsed();
+            let Some(tx) = out else { break };
+            let _ = m.handle_message(now, &buf[..tx.len]);
+        }
+        if m.is_joined() {
+            break;
+        }
+    }
+    let join_wall = t_join.elapsed();
+    assert!(m.is_joined(), "the first join was not answered");
+    println!(
+        "| startup | {devices} | {groups} groups | open the state, then a first join | open {} + first join {} (key server) = {} | join with the member's side: {} |",
+        group_bench::fmt_ns(opened.as_secs_f64() * 1e9),
+        group_bench::fmt_ns(server_time.as_secs_f64() * 1e9),
+        group_bench::fmt_ns((opened + server_time).as_secs_f64() * 1e9),
+        group_bench::fmt_ns(join_wall.as_secs_f64() * 1e9),
+    );
+    report.note(serde_json::json!({
+        "view": "startup", "devices": devices, "groups": groups,
+        "open_ns": opened.as_secs_f64() * 1e9, "first_join_server_ns": server_time.as_secs_f64() * 1e9,
+        "first_join_wall_ns": join_wall.as_secs_f64() * 1e9,
+    }));
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let mut report = Report::new("keyserver");
+    for devices in [1_000u32, 10_000] {
+        startup(&mut report, devices);
+    }
     println!(
-        "| group size | operation | server time (median) | messages | bytes | bundles | raw crypto x bundles | ratio (median, range) | rounds |"
+        "| view | devices | group size | operation | server time (median) | messages | bytes | bundles | raw crypto x bundles | ratio (median, range) | rounds |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     let budget = paired_budget().max(Duration::from_millis(1));
-    for n in [8usize, 32, 63] {
-        let t0 = Instant::now();
-        let mut world = World::new(n);
-        let setup = t0.elapsed();
-        let members: Vec<VerifyingKey> = (1..=64).map(|i| *device_key(i).verifying_key()).collect();
-        let mut rng = Rng(ChaCha20Rng::seed_from_u64(99));
-        let server = SigningKey::from_slice(&[0x33; 32]).unwrap();
-        let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Work)> = vec![
-            ("remove one", Vec::new(), Vec::new(), Work::default()),
-            ("admit one", Vec::new(), Vec::new(), Work::default()),
-        ];
-        let start = Instant::now();
-        let mut rounds = 0;
-        while rounds < 3 || start.elapsed() < budget {
-            for (i, row) in rows.iter_mut().enumerate() {
-                let w = if i == 0 {
-                    world.remove_one()
-                } else {
-                    world.join_new()
-                };
-                let raw = raw_crypto(&mut rng, &server, &members, w.bundles.max(1) as usize);
-                row.1.push(w.time.as_secs_f64() * 1e9);
-                row.2.push(w.time.as_secs_f64() / raw.as_secs_f64());
-                row.3 = w;
+    let sizes: Vec<usize> = std::env::var("KEYSERVER_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10, 100, 1_000, 10_000]);
+    let members: Vec<VerifyingKey> = (1..=64).map(|i| *device_key(i).verifying_key()).collect();
+    let server = SigningKey::from_slice(&[0x33; 32]).unwrap();
+    for view in ["group", "building"] {
+        for &n in &sizes {
+            let group_size = if view == "group" { n } else { 10.min(n) };
+            let t0 = Instant::now();
+            let mut world = World::new(n, group_size);
+            let setup = t0.elapsed();
+            let mut rng = Rng(ChaCha20Rng::seed_from_u64(99));
+            let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Work)> = vec![
+                ("remove one", Vec::new(), Vec::new(), Work::default()),
+                (
+                    "admit and join one",
+                    Vec::new(),
+                    Vec::new(),
+                    Work::default(),
+                ),
+            ];
+            let start = Instant::now();
+            let mut rounds = 0;
+            while rounds < 3 || start.elapsed() < budget {
+                for (i, row) in rows.iter_mut().enumerate() {
+                    let w = if i == 0 {
+                        world.remove_one()
+                    } else {
+                        let mut w = world.join_new(GROUP_ID);
+                        w.add(world.settle());
+                        w
+                    };
+                    let raw = raw_crypto(&mut rng, &server, &members, w.bundles.max(1) as usize);
+                    row.1.push(w.time.as_secs_f64() * 1e9);
+                    row.2.push(w.time.as_secs_f64() / raw.as_secs_f64());
+                    row.3 = w;
+                }
+                rounds += 1;
+                if rounds >= 200 {
+                    break;
+                }
             }
-            rounds += 1;
-            if rounds >= 200 {
-                break;
+            for (op, times, ratios, w) in rows.iter_mut() {
+                let t = median(times);
+                let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+                let hi = ratios.iter().cloned().fold(0.0, f64::max);
+                let r = median(ratios);
+                println!(
+                    "| {view} | {n} | {group_size} | {op} | {} | {} | {} | {} | {} | {r:.3} ({lo:.3}..{hi:.3}) | {rounds} |",
+                    group_bench::fmt_ns(t),
+                    w.messages,
+                    w.bytes,
+                    w.bundles,
+                    group_bench::fmt_ns(t / r),
+                );
+                report.note(serde_json::json!({
+                    "view": view, "devices": n, "group_size": group_size, "op": op,
+                    "server_ns": t, "messages": w.messages, "bytes": w.bytes,
+                    "bundles": w.bundles, "ratio_to_raw": r, "ratio_min": lo, "ratio_max": hi,
+                    "rounds": rounds, "setup_ms": setup.as_millis() as u64,
+                }));
             }
-        }
-        for (op, times, ratios, w) in rows.iter_mut() {
-            let t = median(times);
-            let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
-            let hi = ratios.iter().cloned().fold(0.0, f64::max);
-            let r = median(ratios);
-            println!(
-                "| {n} | {op} | {} | {} | {} | {} | {} | {r:.3} ({lo:.3}..{hi:.3}) | {rounds} |",
-                group_bench::fmt_ns(t),
-                w.messages,
-                w.bytes,
-                w.bundles,
-                group_bench::fmt_ns(t / r),
-            );
-            report.note(serde_json::json!({
-                "size": n, "op": op, "server_ns": t, "messages": w.messages, "bytes": w.bytes,
-                "bundles": w.bundles, "ratio_to_raw": r, "ratio_min": lo, "ratio_max": hi,
-                "rounds": rounds, "setup_ms": setup.as_millis() as u64,
-            }));
         }
     }
     report.finish();

@@ -257,15 +257,15 @@ fn the_bundle_announcing_a_removal_lists_the_removed_sender_id_as_stale() {
 #[test]
 fn join_challenges_are_bounded_reissued_and_used_once() {
     use group_core::keydist::{
-        CHALLENGE_TTL_MS, DeviceCredential, KeyServer, Member, MemberConfig, MemberCredentials,
-        MemoryServerStore, MessageKind, Received, ServerCredentials,
+        CHALLENGE_TTL_MS, DeviceCredential, HeaplessTables, KeyServer, Member, MemberConfig,
+        MemberCredentials, MemoryServerStore, MessageKind, Received, ServerCredentials,
     };
     use group_core::sequence::MemorySequenceStore;
     use group_core::time::Instant;
     use keydist_support::{TestRng, key};
 
     let server_key = key(0xEE);
-    let mut server: KeyServer<MemoryServerStore, 8, 2> = KeyServer::open(
+    let mut server: KeyServer<MemoryServerStore, 2, HeaplessTables<8, 2>> = KeyServer::open(
         ServerCredentials::new(server_key.clone()),
         MemoryServerStore::new(),
     )
@@ -297,15 +297,16 @@ fn join_challenges_are_bounded_reissued_and_used_once() {
         joins.push((m, buf[..n].to_vec()));
     }
     let mut buf = [0u8; 1500];
-    let mut challenge_of =
-        |server: &mut KeyServer<MemoryServerStore, 8, 2>, rng: &mut TestRng, now: Instant| {
-            let t = server.poll_transmit(now, rng, &mut buf).unwrap().unwrap();
-            assert_eq!(t.kind, MessageKind::JoinChallenge);
-            let Message::JoinChallenge(c) = parse(&buf[..t.len]).unwrap().message else {
-                panic!()
-            };
-            (buf[..t.len].to_vec(), c.challenge)
+    let mut challenge_of = |server: &mut KeyServer<MemoryServerStore, 2, HeaplessTables<8, 2>>,
+                            rng: &mut TestRng,
+                            now: Instant| {
+        let t = server.poll_transmit(now, rng, &mut buf).unwrap().unwrap();
+        assert_eq!(t.kind, MessageKind::JoinChallenge);
+        let Message::JoinChallenge(c) = parse(&buf[..t.len]).unwrap().message else {
+            panic!()
         };
+        (buf[..t.len].to_vec(), c.challenge)
+    };
     // Every device's request replayed 50 times: one challenge each, the same nonce each time.
     let mut first = Vec::new();
     for (_, j) in &joins {

@@ -126,14 +126,15 @@ pub use message::{
 pub use psk::{Psk, encode_psk, open_bundle_secret_psk, seal_secret_psk, verify_psk};
 #[cfg(feature = "keydist-server")]
 pub use server::{
-    CHALLENGE_TTL_MS, GroupSpec, KeySchedule, KeyServer, Received, ServerEvent, Transmit,
+    CHALLENGE_TTL_MS, DeviceRec, GroupRec, GroupSpec, HeaplessTables, KeySchedule, KeyServer,
+    Received, ServerEvent, ServerTables, Transmit, migrate_v1,
 };
 #[cfg(feature = "signed")]
 pub use signed::{
     SEAL_SALT, SIGN_LABEL, encode_signed, open_bundle_secret, seal_secret, verify_signed,
 };
 #[cfg(feature = "keydist-server")]
-pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, ServerStore};
+pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table};
 pub use vocabulary::{
     DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Mode, NONCE_LEN, Role, TAG_LEN,
     VERSION,

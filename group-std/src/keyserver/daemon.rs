@@ -7,20 +7,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use group_core::keydist::{
     DeviceCredential, DeviceId, Error, KeyServer, MessageKind, Received, ServerCredentials,
-    ServerEvent, Transmit,
+    ServerEvent, ServerTables, Transmit,
 };
 use group_core::time::Instant;
 
 use super::config::KeyServerConfig;
 use super::store::RedbServerStore;
+use super::tables::StdTables;
 use crate::control::ControlServer;
 use crate::keyfile::{self, OsRng};
 use crate::metrics::{
     BundleContent, Exposition, GroupView, KeyServerMetrics, MetricsServer, ServerTotals,
 };
 
-/// The key server type the daemon runs: 64 devices, 8 groups.
-pub type ServerType = KeyServer<RedbServerStore, 64, 8, 16384>;
+/// How many groups a device may be in (the one fixed capacity of the daemon's key server; the
+/// number of devices and groups is bounded only by memory).
+pub const DEVICE_GROUPS: usize = 32;
+
+/// The key server type the daemon runs: records in redb, unbounded tables in memory, devices
+/// in up to [`DEVICE_GROUPS`] groups, a 64 KB buffer for one transaction's rows.
+pub type ServerType = KeyServer<RedbServerStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
 
 /// Wall-clock milliseconds: the server persists activation and rotation times, so its clock
 /// must survive restarts.
@@ -172,6 +178,8 @@ fn open_and_apply(
         .map_err(|e| other(format!("state {}: {e}", state.display())))?;
     let mut rng = keyfile::os_rng();
     let now = wall_now();
+    // The configuration is applied before anything leaves: one disk flush at the end.
+    server.store().defer_durability();
     for (gid, spec) in specs {
         match server.create_group(spec, now, &mut rng) {
             Ok(()) => tracing::info!(group = gid, "group created"),
@@ -214,6 +222,7 @@ fn open_and_apply(
             Err(e) => return Err(other(format!("device {}: {e}", d.id))),
         }
     }
+    server.store().make_durable()?;
     let addrs: HashMap<DeviceId, SocketAddr> = server
         .store()
         .addresses()?
@@ -379,23 +388,23 @@ impl KeyServerDaemon {
 
     /// The metrics page.
     pub fn metrics_page(&self) -> String {
+        // Configured devices per group, in one pass over the devices.
+        let mut per_group: HashMap<u32, usize> = HashMap::new();
+        for d in &self.device_ids {
+            if let Some((_, _, gs)) = self.server.device(DeviceId(*d)) {
+                for g in gs {
+                    *per_group.entry(*g).or_default() += 1;
+                }
+            }
+        }
         let groups: Vec<GroupView> = self
             .group_ids
             .iter()
             .map(|gid| {
                 let (current, staged) = self.server.epochs(*gid).unwrap_or((None, None));
-                let devices = self
-                    .device_ids
-                    .iter()
-                    .filter(|d| {
-                        self.server
-                            .device(DeviceId(**d))
-                            .is_some_and(|(_, _, gs)| gs.contains(gid))
-                    })
-                    .count();
                 GroupView {
                     id: *gid,
-                    devices,
+                    devices: per_group.get(gid).copied().unwrap_or(0),
                     members: self.server.members(*gid).count(),
                     pending: self
                         .server
@@ -659,12 +668,13 @@ impl KeyServerDaemon {
             .iter()
             .map(|(id, name)| {
                 let admitted = self.server.device(DeviceId(*id));
-                let joined: Vec<u32> = self
-                    .group_ids
-                    .iter()
-                    .copied()
-                    .filter(|g| self.server.membership(DeviceId(*id), *g).is_some())
-                    .collect();
+                let mut joined: Vec<u32> = self
+                    .server
+                    .tables()
+                    .device(DeviceId(*id))
+                    .map(|d| d.member_of().collect())
+                    .unwrap_or_default();
+                joined.sort_unstable();
                 serde_json::json!({
                     "id": id,
                     "name": name,

@@ -1,13 +1,18 @@
 //! The key server daemon: the core's [`KeyServer`] state machine over UDP unicast, with its
-//! state in a redb database (crash-safe: every state change is a committed transaction
+//! records in a redb database (one table per record kind, [`StdTables`] in memory: no
+//! capacity; crash-safe: every state change is a committed transaction
 //! before any message that depends on it leaves), configured from a TOML file.
 
 mod config;
 mod daemon;
+mod mem_store;
 mod store;
+mod tables;
 
 pub use config::{DeviceConfig, GroupConfigFile, KeyServerConfig};
-pub use daemon::{KeyServerDaemon, ServerType};
+pub use daemon::{DEVICE_GROUPS, KeyServerDaemon, ServerType};
+pub use mem_store::MemRowStore;
 pub use store::RedbServerStore;
+pub use tables::StdTables;
 
 pub use group_core::keydist::KeyServer;

@@ -1,15 +1,29 @@
-//! [`ServerStore`] in a redb database: one table, one row holding the key server's state.
-//! A save is one write transaction committed with redb's default (immediate) durability, so a
-//! crash at any point leaves the previous or the new state, never a mix.
+//! [`ServerStore`] in a redb database: one table per record kind ([`Table`]: counters, groups,
+//! devices), one row per record. A commit is one write transaction touching only the rows the
+//! key server changed, committed with redb's default (immediate) durability, so a crash at any
+//! point leaves the previous or the new state, never a mix.
+//!
+//! A database in the single-blob format of before issue 16 (table `keyserver_state`, one row,
+//! format 1) is converted on open, in one write transaction: the records are written and the
+//! old table deleted together.
 
 use std::path::Path;
 
-use group_core::keydist::ServerStore;
+use group_core::keydist::{Row, RowVisitor, ServerStore, Table, migrate_v1};
 use group_core::sequence::StoreError;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+/// The single-blob state of format 1 (before issue 16), migrated on open.
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("keyserver_state");
 const KEY: &str = "state";
+/// Capacities of the daemon that wrote format 1 (`KeyServer<_, 64, 8, 16384>`).
+const V1_DEVICES: usize = 64;
+const V1_GROUPS: usize = 8;
+
+/// The redb table of a record kind.
+fn table(t: Table) -> TableDefinition<'static, u32, &'static [u8]> {
+    TableDefinition::new(t.name())
+}
 /// Written once when the state is created: an empty state is only legitimate with it.
 const COMMISSIONED: TableDefinition<&str, u64> = TableDefinition::new("commissioned");
 /// Last authenticated UDP address of each device, so a restarted server can reach members.
@@ -20,6 +34,8 @@ const REVOKED: TableDefinition<u32, u64> = TableDefinition::new("revoked_devices
 /// The key server's state in a redb file.
 pub struct RedbServerStore {
     db: Database,
+    /// Commits are not made durable one by one ([`defer_durability`](Self::defer_durability)).
+    deferred: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for RedbServerStore {
@@ -57,7 +73,18 @@ impl RedbServerStore {
             ));
         }
         let db = Database::create(path).map_err(|e| db_error(path, e))?;
-        Ok(Self { db })
+        if migrate(&db).map_err(|e| {
+            std::io::Error::other(format!("state {}: migrating: {e}", path.display()))
+        })? {
+            tracing::info!(
+                state = %path.display(),
+                "key-server state converted from the single-blob format (1) to records"
+            );
+        }
+        Ok(Self {
+            db,
+            deferred: std::cell::Cell::new(false),
+        })
     }
 
     /// Creates a new, commissioned, empty state database; refuses if the file exists.
@@ -80,11 +107,32 @@ impl RedbServerStore {
             t.insert("at", 1).map_err(std::io::Error::other)?;
         }
         tx.commit().map_err(std::io::Error::other)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            deferred: std::cell::Cell::new(false),
+        })
     }
 }
 
 impl RedbServerStore {
+    /// From now on commits are atomic but not durable one by one, until
+    /// [`make_durable`](Self::make_durable) (redb's `Durability::None`: a crash loses them
+    /// together, back to the last durable commit). The daemon uses it only while it applies
+    /// its configuration at startup, before anything leaves: admitting 10,000 devices then
+    /// costs one disk flush, not 10,000, and a crash in between loses only admissions nobody
+    /// has heard of.
+    pub fn defer_durability(&self) {
+        self.deferred.set(true);
+    }
+
+    /// Makes every commit so far durable (one empty durable transaction) and commits durably
+    /// from now on.
+    pub fn make_durable(&self) -> std::io::Result<()> {
+        self.deferred.set(false);
+        let tx = self.db.begin_write().map_err(std::io::Error::other)?;
+        tx.commit().map_err(std::io::Error::other)
+    }
+
     fn put<K: redb::Key + 'static, V: redb::Value + 'static>(
         &self,
         table: TableDefinition<K, V>,
@@ -148,35 +196,99 @@ impl RedbServerStore {
     }
 }
 
+/// Converts a single-blob state (format 1) to records in one write transaction. Returns whether
+/// there was one.
+fn migrate(db: &Database) -> Result<bool, String> {
+    let blob = {
+        let tx = db.begin_read().map_err(|e| e.to_string())?;
+        let t = match tx.open_table(STATE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        };
+        match t.get(KEY).map_err(|e| e.to_string())? {
+            Some(v) => v.value().to_vec(),
+            None => return Ok(false),
+        }
+    };
+    let tx = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut tables = Table::ALL
+            .iter()
+            .map(|t| tx.open_table(table(*t)).map(|o| (*t, o)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        if tables
+            .iter()
+            .any(|(_, t)| t.first().ok().flatten().is_some())
+        {
+            return Err("both the single-blob state and records are present".into());
+        }
+        migrate_v1::<V1_DEVICES, V1_GROUPS>(&blob, &mut |kind, key, value| {
+            let (_, t) = tables
+                .iter_mut()
+                .find(|(k, _)| *k == kind)
+                .ok_or(StoreError::Io)?;
+            t.insert(key, value).map_err(|_| StoreError::Io)?;
+            Ok(())
+        })
+        .map_err(|e| format!("the single-blob state does not decode ({e:?})"))?;
+    }
+    tx.delete_table(STATE).map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
 impl ServerStore for RedbServerStore {
-    fn load(&mut self, buf: &mut [u8]) -> Result<Option<usize>, StoreError> {
+    fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
         let tx = self.db.begin_read().map_err(|_| StoreError::Io)?;
         let commissioned = match tx.open_table(COMMISSIONED) {
             Ok(t) => t.get("at").map_err(|_| StoreError::Corrupt)?.is_some(),
             Err(redb::TableError::TableDoesNotExist(_)) => false,
             Err(_) => return Err(StoreError::Io),
         };
-        let table = match tx.open_table(STATE) {
-            Ok(t) => t,
+        let mut written = false;
+        for kind in Table::ALL {
+            let t = match tx.open_table(table(kind)) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(_) => return Err(StoreError::Io),
+            };
+            for row in t.iter().map_err(|_| StoreError::Io)? {
+                let (k, v) = row.map_err(|_| StoreError::Corrupt)?;
+                written = true;
+                visit(kind, k.value(), v.value())?;
+            }
+        }
+        match (written, commissioned) {
+            (true, _) => Ok(true),
             // Never written: fine only for a database made by `create_new`.
-            Err(redb::TableError::TableDoesNotExist(_)) if commissioned => return Ok(None),
-            Err(redb::TableError::TableDoesNotExist(_)) => return Err(StoreError::Missing),
-            Err(_) => return Err(StoreError::Io),
-        };
-        let Some(v) = table.get(KEY).map_err(|_| StoreError::Corrupt)? else {
-            return Err(StoreError::Missing);
-        };
-        let bytes = v.value();
-        let dst = buf.get_mut(..bytes.len()).ok_or(StoreError::Corrupt)?;
-        dst.copy_from_slice(bytes);
-        Ok(Some(bytes.len()))
+            (false, true) => Ok(false),
+            (false, false) => Err(StoreError::Missing),
+        }
     }
 
-    fn save(&mut self, state: &[u8]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|_| StoreError::Io)?;
-        {
-            let mut table = tx.open_table(STATE).map_err(|_| StoreError::Io)?;
-            table.insert(KEY, state).map_err(|_| StoreError::Io)?;
+    fn commit(&mut self, rows: &[Row<'_>]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(|_| StoreError::Io)?;
+        if self.deferred.get() {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|_| StoreError::Io)?;
+        }
+        for kind in Table::ALL {
+            if !rows.iter().any(|r| r.table == kind) {
+                continue;
+            }
+            let mut t = tx.open_table(table(kind)).map_err(|_| StoreError::Io)?;
+            for r in rows.iter().filter(|r| r.table == kind) {
+                match r.value {
+                    Some(v) => {
+                        t.insert(r.key, v).map_err(|_| StoreError::Io)?;
+                    }
+                    None => {
+                        t.remove(r.key).map_err(|_| StoreError::Io)?;
+                    }
+                }
+            }
         }
         tx.commit().map_err(|_| StoreError::Io)
     }
@@ -197,21 +309,48 @@ mod tests {
             "missing file must not open"
         );
         let mut s = RedbServerStore::create_new(&p).unwrap();
-        let mut buf = [0u8; 64];
-        assert_eq!(s.load(&mut buf), Ok(None));
-        s.save(b"state-1").unwrap();
-        s.save(b"state-2").unwrap();
+        let mut rows = Vec::new();
+        let mut all = |s: &mut RedbServerStore| {
+            rows.clear();
+            let r = s.load(&mut |t, k, v| {
+                rows.push((t, k, v.to_vec()));
+                Ok(())
+            });
+            (r, rows.clone())
+        };
+        assert_eq!(all(&mut s), (Ok(false), vec![]));
+        let row = |table, key, value| Row { table, key, value };
+        s.commit(&[
+            row(Table::Counters, 0, Some(&b"c1"[..])),
+            row(Table::Groups, 7, Some(b"g7")),
+            row(Table::Devices, 1, Some(b"d1")),
+        ])
+        .unwrap();
+        s.commit(&[
+            row(Table::Devices, 1, None),
+            row(Table::Devices, 2, Some(b"d2")),
+        ])
+        .unwrap();
         drop(s);
         assert!(RedbServerStore::create_new(&p).is_err(), "must not reset");
         let mut s = RedbServerStore::open(&p).unwrap();
-        assert_eq!(s.load(&mut buf), Ok(Some(7)));
-        assert_eq!(&buf[..7], b"state-2");
+        assert_eq!(
+            all(&mut s),
+            (
+                Ok(true),
+                vec![
+                    (Table::Counters, 0, b"c1".to_vec()),
+                    (Table::Groups, 7, b"g7".to_vec()),
+                    (Table::Devices, 2, b"d2".to_vec())
+                ]
+            )
+        );
         drop(s);
         // A database that is not ours (no commissioning mark) is not an empty state.
         let other = dir.join("other.redb");
         drop(Database::create(&other).unwrap());
         let mut s = RedbServerStore::open(&other).unwrap();
-        assert_eq!(s.load(&mut buf), Err(StoreError::Missing));
+        assert_eq!(all(&mut s).0, Err(StoreError::Missing));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

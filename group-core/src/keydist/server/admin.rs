@@ -11,11 +11,13 @@ use super::super::store::ServerStore;
 use super::super::vocabulary::{DeviceId, Role};
 use super::outbound::Notice;
 use super::spec::GroupSpec;
-use super::state::{DeviceRec, GroupRec};
+use super::state::{DeviceRec, GroupRec, remove_member};
+use super::tables::ServerTables;
+use super::txn::Txn;
 use super::{KeyServer, RekeyCause, ServerEvent};
 use crate::time::Instant;
 
-impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<St, D, G, B> {
+impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
     /// Creates a group with a first epoch (current at once; nobody has it yet).
     pub fn create_group<R: CryptoRng + ?Sized>(
         &mut self,
@@ -23,7 +25,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         now: Instant,
         rng: &mut R,
     ) -> Result<(), Error> {
-        if self.state.group_index(spec.group_id).is_some() {
+        if self.tables.group(spec.group_id).is_some() {
             return Err(Error::AlreadyExists);
         }
         if !spec.suite.is_enabled() {
@@ -31,18 +33,15 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         }
         if spec.policy.signatures_required
             && self
-                .state
-                .devices
-                .iter()
+                .tables
+                .devices()
                 .any(|d| d.credential.is_psk() && d.groups.contains(&spec.group_id))
         {
             return Err(Error::PskWithSignatures);
         }
-        let mut next = self.state.clone();
-        next.groups
-            .push(GroupRec::new(spec, self.next_counter, now, rng))
-            .map_err(|_| Error::CapacityExceeded)?;
-        self.commit(next)?;
+        let mut txn = Txn::new();
+        txn.insert_group(GroupRec::new(spec, self.next_counter, now, rng))?;
+        self.commit(txn)?;
         self.push_event(ServerEvent::EpochCreated {
             group_id: spec.group_id,
             epoch: 1,
@@ -60,36 +59,35 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         role: Role,
         groups: &[u32],
     ) -> Result<(), Error> {
-        if self.state.device_index(id).is_some() {
+        if self.tables.device(id).is_some() {
             return Err(Error::AlreadyExists);
         }
         credential.validate()?;
         let mut list = Vec::new();
         for g in groups {
-            let gi = self.state.group_index(*g).ok_or(Error::UnknownGroup)?;
             let signed = self
-                .state
-                .groups
-                .get(gi)
-                .is_some_and(|g| g.spec.policy.signatures_required);
+                .tables
+                .group(*g)
+                .ok_or(Error::UnknownGroup)?
+                .spec
+                .policy
+                .signatures_required;
             if signed && credential.is_psk() {
                 return Err(Error::PskWithSignatures);
             }
             list.push(*g).map_err(|_| Error::CapacityExceeded)?;
         }
-        let mut next = self.state.clone();
-        next.devices
-            .push(DeviceRec {
-                id,
-                credential,
-                role,
-                groups: list,
-                last_join_nonce: None,
-                memberships: Vec::new(),
-                challenges: Vec::new(),
-            })
-            .map_err(|_| Error::CapacityExceeded)?;
-        self.commit(next)
+        let mut txn = Txn::new();
+        txn.insert_device(DeviceRec {
+            id,
+            credential,
+            role,
+            groups: list,
+            last_join_nonce: None,
+            memberships: Vec::new(),
+            challenges: Vec::new(),
+        })?;
+        self.commit(txn)
     }
 
     /// Revokes a device: removes it from every group (each remaining group is rekeyed with a
@@ -101,17 +99,17 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         now: Instant,
         rng: &mut R,
     ) -> Result<(), Error> {
-        let di = self.state.device_index(id).ok_or(Error::UnknownDevice)?;
-        let mut next = self.state.clone();
-        let dev = next.devices.get(di).cloned().ok_or(Error::UnknownDevice)?;
+        let dev = self.tables.device(id).ok_or(Error::UnknownDevice)?.clone();
+        let mut staged = dev.clone();
+        let mut txn = Txn::new();
         let mut created: Vec<(u32, u16), G> = Vec::new();
         for m in &dev.memberships {
-            if let Some(e) = next.remove_member(self.next_counter, di, m.group_id, now, rng)? {
-                let _ = created.push((m.group_id, e));
-            }
+            let g = txn.group_mut(&self.tables, m.group_id)?;
+            let e = remove_member(self.next_counter, &mut staged, g, now, rng)?;
+            let _ = created.push((m.group_id, e));
         }
-        next.devices.swap_remove(di);
-        self.commit(next)?;
+        txn.remove_device(id);
+        self.commit(txn)?;
         for m in &dev.memberships {
             let _ = self.notices.push_back(Notice {
                 device: id,
@@ -138,16 +136,15 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         now: Instant,
         rng: &mut R,
     ) -> Result<u16, Error> {
-        let gi = self
-            .state
-            .group_index(group_id)
-            .ok_or(Error::UnknownGroup)?;
-        self.rekey_group(gi, now, rng, RekeyCause::Operator)
+        if self.tables.group(group_id).is_none() {
+            return Err(Error::UnknownGroup);
+        }
+        self.rekey_group(group_id, now, rng, RekeyCause::Operator)
     }
 
     /// A group's current and staged epochs.
     pub fn epochs(&self, group_id: u32) -> Option<(Option<u16>, Option<u16>)> {
-        let g = self.state.groups.get(self.state.group_index(group_id)?)?;
+        let g = self.tables.group(group_id)?;
         Some((
             g.current.as_ref().map(|e| e.epoch),
             g.staged.as_ref().map(|e| e.epoch),
@@ -156,60 +153,46 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
 
     /// The highest epoch a group ever had.
     pub fn latest_epoch(&self, group_id: u32) -> Option<u16> {
-        let g = self.state.groups.get(self.state.group_index(group_id)?)?;
-        Some(g.latest_epoch)
+        Some(self.tables.group(group_id)?.latest_epoch)
     }
 
     /// A device's membership in a group: its sender ID (if a sender).
     pub fn membership(&self, device: DeviceId, group_id: u32) -> Option<Option<u8>> {
-        let d = self.state.devices.get(self.state.device_index(device)?)?;
-        d.memberships
-            .iter()
-            .find(|m| m.group_id == group_id)
+        self.tables
+            .device(device)?
+            .membership(group_id)
             .map(|m| m.sender_id)
     }
 
     /// Members of a group (device, sender ID).
     pub fn members(&self, group_id: u32) -> impl Iterator<Item = (DeviceId, Option<u8>)> + '_ {
-        self.state.devices.iter().flat_map(move |d| {
-            d.memberships
-                .iter()
-                .filter(move |m| m.group_id == group_id)
-                .map(move |m| (d.id, m.sender_id))
-        })
+        self.tables
+            .members(group_id)
+            .filter_map(move |d| d.membership(group_id).map(|m| (d.id, m.sender_id)))
     }
 
     /// Whether a device still has to acknowledge the group's present content.
     pub fn is_pending(&self, device: DeviceId, group_id: u32) -> bool {
-        let Some(g) = self
-            .state
-            .group_index(group_id)
-            .and_then(|i| self.state.groups.get(i))
-        else {
+        let Some(g) = self.tables.group(group_id) else {
             return false;
         };
-        self.state
-            .device_index(device)
-            .and_then(|i| self.state.devices.get(i))
-            .and_then(|d| d.memberships.iter().find(|m| m.group_id == group_id))
+        self.tables
+            .device(device)
+            .and_then(|d| d.membership(group_id))
             .is_some_and(|m| g.is_pending(m))
     }
 
     /// The spec a group was created with (the running state's, whatever a configuration
     /// file says now).
     pub fn group_spec(&self, group_id: u32) -> Option<&GroupSpec> {
-        self.state
-            .group_index(group_id)
-            .and_then(|gi| self.state.groups.get(gi))
-            .map(|g| &g.spec)
+        self.tables.group(group_id).map(|g| &g.spec)
     }
 
     /// What the server holds for an admitted device: its credential, its role and the groups
     /// it may join.
     pub fn device(&self, id: DeviceId) -> Option<(&DeviceCredential, Role, &[u32])> {
-        self.state
-            .device_index(id)
-            .and_then(|di| self.state.devices.get(di))
+        self.tables
+            .device(id)
             .map(|d| (&d.credential, d.role, d.groups.as_slice()))
     }
 }

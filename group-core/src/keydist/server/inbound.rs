@@ -11,7 +11,9 @@ use super::super::retry::Retry;
 use super::super::store::ServerStore;
 use super::super::vocabulary::{DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role};
 use super::outbound::{ChallengeOut, Notice};
-use super::state::{Challenge, Membership, ServerState};
+use super::state::{Challenge, Membership, remove_member};
+use super::tables::ServerTables;
+use super::txn::Txn;
 use super::{CHALLENGE_TTL_MS, KeyServer, RekeyCause, ServerEvent};
 use crate::time::Instant;
 
@@ -53,27 +55,25 @@ impl Received {
 
 /// What a join request may do, decided before anything changes.
 enum JoinVerdict {
-    /// A retransmission of the request that made membership `mi` (its bundle was lost).
-    Retransmission(usize),
+    /// A retransmission of the request that made the current membership (its bundle was
+    /// lost).
+    Retransmission,
     /// It covers no outstanding challenge: it gets one, and nothing else changes.
     Unchallenged,
     /// It covers an outstanding challenge: the device joins.
     Admit(JoinAdmit),
 }
 
-/// An admitted join: the group, the membership it replaces, and what its epoch must be.
+/// An admitted join: what its epoch must be.
 #[derive(Clone, Copy)]
 struct JoinAdmit {
-    gi: usize,
-    existing: Option<usize>,
     fresh_needed: bool,
     recovery: bool,
 }
 
-/// A join planned on a copy of the state (`next`), to be committed.
-struct JoinPlan<const D: usize, const G: usize> {
-    next: ServerState<D, G>,
-    gi: usize,
+/// A join planned on staged records (`txn`), to be committed.
+struct JoinPlan<const G: usize> {
+    txn: Txn<G>,
     epoch: u16,
     created: bool,
     recovery: bool,
@@ -81,7 +81,7 @@ struct JoinPlan<const D: usize, const G: usize> {
     sender_id: Option<u8>,
 }
 
-impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<St, D, G, B> {
+impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
     /// Handles one datagram from a device. Returns the authenticated device and whether the
     /// message proved freshness ([`Received`]): the driver notes the device's address only on
     /// [`Received::Fresh`]. Every refusal is a typed error and changes nothing.
@@ -96,17 +96,16 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             return Err(Error::UnexpectedKind);
         }
         let id = pm.message.device_id();
-        let di = self.state.device_index(id).ok_or(Error::UnknownDevice)?;
-        let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
+        let dev = self.tables.device(id).ok_or(Error::UnknownDevice)?;
         Credential::for_device(&self.creds, &dev.credential)?.check(&pm)?;
         let fresh = match pm.message {
-            Message::JoinRequest(j) => match self.on_join(now, rng, di, &j)? {
+            Message::JoinRequest(j) => match self.on_join(now, rng, id, &j)? {
                 Some(fresh) => fresh,
                 None => return Ok(Received::Challenged(id)),
             },
-            Message::Ack(a) => self.on_ack(di, &a)?,
-            Message::Leave(l) => self.on_leave(now, rng, di, &l)?,
-            Message::RekeyNeeded(r) => self.on_rekey_needed(now, rng, di, &r)?,
+            Message::Ack(a) => self.on_ack(id, &a)?,
+            Message::Leave(l) => self.on_leave(now, rng, id, &l)?,
+            Message::RekeyNeeded(r) => self.on_rekey_needed(now, rng, id, &r)?,
             Message::KeyBundle(_) | Message::Removed(_) | Message::JoinChallenge(_) => {
                 return Err(Error::UnexpectedKind);
             }
@@ -119,7 +118,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         }
     }
 
-    /// Queues a challenge for device `di`'s join request (nonce `echo`) to group `gid`: the
+    /// Queues a challenge for device `id`'s join request (nonce `echo`) to group `gid`: the
     /// outstanding one if there is one, else a fresh nonce from `rng`. Changes nothing but the
     /// in-memory challenge table and queue.
     ///
@@ -131,32 +130,36 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         &mut self,
         now: Instant,
         rng: &mut R,
-        di: usize,
+        id: DeviceId,
         gid: u32,
         echo: [u8; NONCE_LEN],
     ) -> Result<(), Error> {
         if self.challenges_out.is_full() {
             return Err(Error::CapacityExceeded);
         }
-        let dev = self.state.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
-        dev.challenges.retain(|c| c.expires_at > now.0);
-        let nonce = match dev.challenges.iter().find(|c| c.group_id == gid) {
-            Some(c) => c.nonce,
-            None => {
-                let mut nonce = [0u8; NONCE_LEN];
-                rng.fill_bytes(&mut nonce);
-                dev.challenges
-                    .push(Challenge {
-                        group_id: gid,
-                        nonce,
-                        expires_at: now.0.saturating_add(CHALLENGE_TTL_MS),
-                    })
-                    .map_err(|_| Error::CapacityExceeded)?;
-                nonce
-            }
-        };
+        let nonce = self
+            .tables
+            .update_device(id, |dev| {
+                dev.challenges.retain(|c| c.expires_at > now.0);
+                match dev.challenges.iter().find(|c| c.group_id == gid) {
+                    Some(c) => Ok::<_, Error>(c.nonce),
+                    None => {
+                        let mut nonce = [0u8; NONCE_LEN];
+                        rng.fill_bytes(&mut nonce);
+                        dev.challenges
+                            .push(Challenge {
+                                group_id: gid,
+                                nonce,
+                                expires_at: now.0.saturating_add(CHALLENGE_TTL_MS),
+                            })
+                            .map_err(|_| Error::CapacityExceeded)?;
+                        Ok(nonce)
+                    }
+                }
+            })
+            .ok_or(Error::UnknownDevice)??;
         let out = ChallengeOut {
-            device: dev.id,
+            device: id,
             group_id: gid,
             echo,
             nonce,
@@ -169,18 +172,13 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
     }
 
     /// Checks that a device message refers to the device's current membership in the group.
-    fn check_fresh(&self, di: usize, group_id: u32, counter: u64) -> Result<usize, Error> {
-        let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
-        let mi = dev
-            .memberships
-            .iter()
-            .position(|m| m.group_id == group_id)
-            .ok_or(Error::NotMember)?;
-        let m = dev.memberships.get(mi).ok_or(Error::NotMember)?;
+    fn check_fresh(&self, id: DeviceId, group_id: u32, counter: u64) -> Result<(), Error> {
+        let dev = self.tables.device(id).ok_or(Error::UnknownDevice)?;
+        let m = dev.membership(group_id).ok_or(Error::NotMember)?;
         if counter < m.since || counter >= self.next_counter {
             return Err(Error::Stale);
         }
-        Ok(mi)
+        Ok(())
     }
 
     /// A join request. `None`: challenged (nothing changed); `Some(fresh)` otherwise.
@@ -188,27 +186,25 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         &mut self,
         now: Instant,
         rng: &mut R,
-        di: usize,
+        id: DeviceId,
         j: &JoinRequest,
     ) -> Result<Option<bool>, Error> {
-        match self.validate_join(now, di, j)? {
-            JoinVerdict::Retransmission(mi) => {
-                if let Some(m) = self
-                    .state
-                    .devices
-                    .get_mut(di)
-                    .and_then(|d| d.memberships.get_mut(mi))
-                {
-                    m.retx = Retry::now(now);
-                }
+        let gid = j.header.group_id;
+        match self.validate_join(now, id, j)? {
+            JoinVerdict::Retransmission => {
+                self.tables.update_device(id, |d| {
+                    if let Some(m) = d.membership_mut(gid) {
+                        m.retx = Retry::now(now);
+                    }
+                });
                 Ok(Some(false))
             }
             JoinVerdict::Unchallenged => {
-                self.challenge(now, rng, di, j.header.group_id, j.header.nonce)?;
+                self.challenge(now, rng, id, gid, j.header.nonce)?;
                 Ok(None)
             }
             JoinVerdict::Admit(admit) => {
-                let plan = self.plan_join(now, rng, di, j, admit)?;
+                let plan = self.plan_join(now, rng, id, j, admit)?;
                 self.apply_join(now, j, plan)?;
                 Ok(Some(true))
             }
@@ -220,13 +216,12 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
     fn validate_join(
         &self,
         now: Instant,
-        di: usize,
+        id: DeviceId,
         j: &JoinRequest,
     ) -> Result<JoinVerdict, Error> {
         let gid = j.header.group_id;
-        let gi = self.state.group_index(gid).ok_or(Error::UnknownGroup)?;
-        let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
-        let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
+        let g = self.tables.group(gid).ok_or(Error::UnknownGroup)?;
+        let dev = self.tables.device(id).ok_or(Error::UnknownDevice)?;
         // The key on file must be the one in the request (signed mode), or none (PSK).
         dev.credential.check_claimed_key(&j.public_key)?;
         if !dev.groups.contains(&gid) || !dev.role.allows(j.role) {
@@ -238,13 +233,11 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         if j.header.counter >= self.next_counter {
             return Err(Error::Stale);
         }
-        let existing = dev.memberships.iter().position(|m| m.group_id == gid);
+        let existing = dev.membership(gid);
         // A retransmission of the request that made the current membership (its bundle was
         // lost): send the bundle again, change nothing else.
-        if dev.last_join_nonce == Some(j.header.nonce)
-            && let Some(mi) = existing
-        {
-            return Ok(JoinVerdict::Retransmission(mi));
+        if dev.last_join_nonce == Some(j.header.nonce) && existing.is_some() {
+            return Ok(JoinVerdict::Retransmission);
         }
         // Freshness (finding 1): a signature proves who wrote a request, not when. Only a
         // request covering an outstanding challenge of ours may change anything; any other
@@ -262,47 +255,41 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         // may already have sent in: its sequence store may have been lost and re-created
         // empty (indistinguishable from a new device's), and it would start again at 0 under
         // the same (key, epoch, sid). Give it an epoch nobody has received.
-        let rejoining_sender = j.role == Role::Sender
-            && existing
-                .and_then(|mi| dev.memberships.get(mi))
-                .is_some_and(|m| m.sender_id.is_some());
+        let rejoining_sender =
+            j.role == Role::Sender && existing.is_some_and(|m| m.sender_id.is_some());
         Ok(JoinVerdict::Admit(JoinAdmit {
-            gi,
-            existing,
             fresh_needed: g.spec.rekey_on_join || recovery || rejoining_sender,
             recovery,
         }))
     }
 
-    /// Plans an admitted join on a copy of the state: the epoch (created if needed), the sender
+    /// Plans an admitted join on staged records: the epoch (created if needed), the sender
     /// ID, the membership. Changes nothing live.
     fn plan_join<R: CryptoRng + ?Sized>(
         &self,
         now: Instant,
         rng: &mut R,
-        di: usize,
+        id: DeviceId,
         j: &JoinRequest,
         admit: JoinAdmit,
-    ) -> Result<JoinPlan<D, G>, Error> {
+    ) -> Result<JoinPlan<G>, Error> {
         let JoinAdmit {
-            gi,
-            existing,
             fresh_needed,
             recovery,
         } = admit;
         let gid = j.header.group_id;
         let counter = self.next_counter;
-        let mut next = self.state.clone();
-        let (epoch, created) =
-            next.epoch_for_join(counter, gi, now, rng, fresh_needed, recovery)?;
+        // Senders of the group now (the joiner's own sender ID counts only if it keeps one).
+        let senders = self
+            .tables
+            .members(gid)
+            .filter(|d| d.membership(gid).is_some_and(|m| m.sender_id.is_some()))
+            .count();
+        let mut txn = Txn::new();
+        let (dev, g) = txn.device_and_group_mut(&self.tables, id, gid)?;
+        let (epoch, created) = g.epoch_for_join(counter, now, rng, fresh_needed, recovery)?;
         // Sender ID: kept on a rejoin in the same role, otherwise allocated (and released).
-        let old = existing.and_then(|mi| {
-            next.devices
-                .get(di)
-                .and_then(|d| d.memberships.get(mi))
-                .map(|m| (m.role, m.sender_id))
-        });
-        let g = next.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
+        let old = dev.membership(gid).map(|m| (m.role, m.sender_id));
         let sender_id = match (old, j.role) {
             (Some((Role::Sender, Some(sid))), Role::Sender) => Some(sid),
             (old, role) => {
@@ -323,16 +310,9 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         if sid_changed {
             g.changed_at = counter;
         }
-        let senders = next
-            .devices
-            .iter()
-            .flat_map(|d| d.memberships.iter())
-            .filter(|m| m.group_id == gid && m.sender_id.is_some())
-            .count();
         if sender_id.is_some() && old.is_none_or(|(_, s)| s.is_none()) && senders >= MAX_SENDERS {
             return Err(Error::CapacityExceeded);
         }
-        let dev = next.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
         // The challenge is used up (with the commit: a failed save keeps it).
         dev.challenges.retain(|c| c.group_id != gid);
         let membership = Membership {
@@ -345,7 +325,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             join_nonce: Some(j.header.nonce),
             retx: Retry::now(now),
         };
-        match existing.and_then(|mi| dev.memberships.get_mut(mi)) {
+        match dev.membership_mut(gid) {
             Some(m) => *m = membership,
             None => dev
                 .memberships
@@ -354,8 +334,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         }
         dev.last_join_nonce = Some(j.header.nonce);
         Ok(JoinPlan {
-            next,
-            gi,
+            txn,
             epoch,
             created,
             recovery,
@@ -369,13 +348,12 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         &mut self,
         now: Instant,
         j: &JoinRequest,
-        plan: JoinPlan<D, G>,
+        plan: JoinPlan<G>,
     ) -> Result<(), Error> {
         let gid = j.header.group_id;
-        let gi = plan.gi;
-        self.commit(plan.next)?;
+        self.commit(plan.txn)?;
         if plan.created {
-            self.state.mark_group_due(gi, now);
+            self.mark_group_due(gid, now);
             self.push_event(ServerEvent::EpochCreated {
                 group_id: gid,
                 epoch: plan.epoch,
@@ -386,7 +364,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                 },
             });
         } else if plan.sid_changed {
-            self.state.mark_group_due(gi, now);
+            self.mark_group_due(gid, now);
         }
         self.push_event(ServerEvent::Joined {
             device: j.header.device_id,
@@ -400,19 +378,29 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
     /// counter above the last acknowledged one and at or above the first counter of this run:
     /// the acknowledged state is not persisted, so older counters prove nothing after a
     /// restart).
-    fn on_ack(&mut self, di: usize, a: &Ack) -> Result<bool, Error> {
+    fn on_ack(&mut self, id: DeviceId, a: &Ack) -> Result<bool, Error> {
         let gid = a.header.group_id;
-        let mi = self.check_fresh(di, gid, a.header.counter)?;
-        let dev = self.state.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
-        let id = dev.id;
-        let m = dev.memberships.get_mut(mi).ok_or(Error::NotMember)?;
-        let fresh = a.header.counter > m.acked && a.header.counter >= self.boot_counter;
-        if a.header.counter > m.acked {
-            // Not persisted by itself: losing it only causes a retransmission after a crash.
-            m.acked = a.header.counter;
-            m.acked_epoch = a.epoch;
-            m.join_nonce = None;
-            m.retx.reset_timeout();
+        self.check_fresh(id, gid, a.header.counter)?;
+        let boot = self.boot_counter;
+        let (fresh, newer) = self
+            .tables
+            .update_device(id, |dev| {
+                let m = dev.membership_mut(gid)?;
+                let fresh = a.header.counter > m.acked && a.header.counter >= boot;
+                let newer = a.header.counter > m.acked;
+                if newer {
+                    // Not persisted by itself: losing it only causes a retransmission after a
+                    // crash.
+                    m.acked = a.header.counter;
+                    m.acked_epoch = a.epoch;
+                    m.join_nonce = None;
+                    m.retx.reset_timeout();
+                }
+                Some((fresh, newer))
+            })
+            .flatten()
+            .ok_or(Error::NotMember)?;
+        if newer {
             self.push_event(ServerEvent::Acked {
                 device: id,
                 group_id: gid,
@@ -427,13 +415,15 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         &mut self,
         now: Instant,
         rng: &mut R,
-        di: usize,
+        id: DeviceId,
         l: &Leave,
     ) -> Result<bool, Error> {
         let gid = l.header.group_id;
-        let gi = self.state.group_index(gid).ok_or(Error::UnknownGroup)?;
-        let dev = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
-        if !dev.memberships.iter().any(|m| m.group_id == gid) {
+        if self.tables.group(gid).is_none() {
+            return Err(Error::UnknownGroup);
+        }
+        let dev = self.tables.device(id).ok_or(Error::UnknownDevice)?;
+        if dev.membership(gid).is_none() {
             // Already out (the confirmation was lost, or this is a replay): confirm again.
             // Harmless: a device accepts `Removed` only while joined or leaving, and a device
             // that is a member again is handled above by the freshness check.
@@ -451,30 +441,28 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                 .map_err(|_| Error::CapacityExceeded)?;
             return Ok(false);
         }
-        self.check_fresh(di, gid, l.header.counter)?;
-        let mut next = self.state.clone();
-        let epoch = next.remove_member(self.next_counter, di, gid, now, rng)?;
-        let dev = next.devices.get(di).ok_or(Error::UnknownDevice)?;
+        self.check_fresh(id, gid, l.header.counter)?;
+        let mut txn = Txn::new();
+        let (dev, g) = txn.device_and_group_mut(&self.tables, id, gid)?;
+        let epoch = remove_member(self.next_counter, dev, g, now, rng)?;
         let notice = Notice {
             device: dev.id,
             group_id: gid,
             reason: RemovedReason::Left,
             credential: dev.credential.clone(),
         };
-        self.commit(next)?;
+        self.commit(txn)?;
         let _ = self.notices.push_back(notice);
-        self.state.mark_group_due(gi, now);
+        self.mark_group_due(gid, now);
         self.push_event(ServerEvent::Left {
             device: l.header.device_id,
             group_id: gid,
         });
-        if let Some(e) = epoch {
-            self.push_event(ServerEvent::EpochCreated {
-                group_id: gid,
-                epoch: e,
-                cause: RekeyCause::Removal,
-            });
-        }
+        self.push_event(ServerEvent::EpochCreated {
+            group_id: gid,
+            epoch,
+            cause: RekeyCause::Removal,
+        });
         Ok(true)
     }
 
@@ -484,18 +472,17 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         &mut self,
         now: Instant,
         rng: &mut R,
-        di: usize,
+        id: DeviceId,
         r: &RekeyNeeded,
     ) -> Result<bool, Error> {
         let gid = r.header.group_id;
-        self.check_fresh(di, gid, r.header.counter)?;
-        let gi = self.state.group_index(gid).ok_or(Error::UnknownGroup)?;
-        let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
+        self.check_fresh(id, gid, r.header.counter)?;
+        let g = self.tables.group(gid).ok_or(Error::UnknownGroup)?;
         // Only a report on the newest epoch matters; a newer one is on its way otherwise.
         if g.staged.is_some() || g.current.as_ref().is_none_or(|c| c.epoch != r.epoch) {
             return Ok(false);
         }
-        self.rekey_group(gi, now, rng, RekeyCause::Report)?;
+        self.rekey_group(gid, now, rng, RekeyCause::Report)?;
         Ok(true)
     }
 }

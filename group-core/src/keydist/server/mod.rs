@@ -1,10 +1,14 @@
 //! The key server: a sans-IO state machine (docs/key-distribution.md §6).
 //!
 //! It holds groups (ID, suite, policy, epochs), admitted devices (credential, role, groups) and
-//! memberships (sender ID, acknowledgement state). Every change goes through a
-//! [`ServerStore`] *before* any message that depends on it is emitted: operations work on a
-//! copy of the state, the copy is saved, and only then does it replace the live state. A save
-//! that fails leaves the server exactly as it was.
+//! memberships (sender ID, acknowledgement state) as records in [`ServerTables`]. Every change
+//! goes through a [`ServerStore`] *before* any message that depends on it is emitted: an
+//! operation stages copies of the records it changes (a transaction: at most one device, the
+//! groups it touches, the counter reservation), the store commits exactly those rows in one
+//! transaction, and only then do they replace the live records. A commit that fails leaves the
+//! server exactly as it was. An operation's cost does not depend on how many devices and
+//! groups the server holds (with indexed tables, as group-std's), only on what it touches
+//! (and on the members of the group it rekeys).
 //!
 //! Invariants (checked by the crash tests):
 //! - an epoch number is created once per group and never again, across crashes (the highest
@@ -27,7 +31,10 @@
 //!
 //! ```text
 //!   spec      GroupSpec, KeySchedule: a group as the key server runs it
-//!   state     ServerState and its pure operations (epochs, sender IDs, memberships), on a copy
+//!   state     the records (GroupRec, DeviceRec, Meta) and their pure operations
+//!   tables    ServerTables (live records, by ID) and HeaplessTables (fixed capacity)
+//!   txn       Txn: the staged records of one operation
+//!   legacy    migrate_v1: the single-blob state of format 1 as records
 //!   admin     operator requests: create_group, admit_device, revoke_device, rekey; queries
 //!   inbound   handle_message: join (validate, plan, apply), ack, leave, rekey report
 //!   timers    handle_timeout, poll_timeout: activation and scheduled rotation
@@ -36,31 +43,40 @@
 
 mod admin;
 mod inbound;
+mod legacy;
 mod outbound;
 mod spec;
 mod state;
+mod tables;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod txn;
 
 use core::fmt;
 
-use heapless::Deque;
+use heapless::{Deque, Vec};
 use p256::ecdsa::VerifyingKey;
 use rand_core::CryptoRng;
 use zeroize::Zeroize;
 
 use super::credential::ServerCredentials;
 use super::error::Error;
-use super::store::ServerStore;
+use super::retry::Retry;
+use super::store::{Row, ServerStore, Table};
 use super::vocabulary::DeviceId;
+use crate::sequence::StoreError;
 use crate::time::Instant;
 use outbound::{ChallengeOut, Notice};
-use state::{STATE_FORMAT, ServerState};
+use state::{Meta, STATE_FORMAT};
+use txn::{DeviceChange, Txn};
 
 pub use inbound::Received;
+pub use legacy::migrate_v1;
 pub use outbound::Transmit;
 pub use spec::{GroupSpec, KeySchedule};
+pub use state::{DeviceRec, GroupRec};
+pub use tables::{HeaplessTables, ServerTables};
 
 /// Server counters reserved per store write.
 const COUNTER_STEP: u64 = 64;
@@ -68,6 +84,9 @@ const COUNTER_STEP: u64 = 64;
 const NOTICE_CAP: usize = 8;
 /// Queued events.
 const EVENT_CAP: usize = 32;
+/// Most rows one transaction writes (a revocation: the device and each of its groups, and the
+/// counters): a configuration with more than 64 groups per device is refused at commit.
+const TXN_ROWS: usize = 66;
 /// Queued join challenges (a full queue refuses further unchallenged joins until it drains).
 const CHALLENGE_OUT_CAP: usize = 16;
 /// How long a join challenge stays valid (ms on the server's clock). The device answers at
@@ -147,19 +166,25 @@ pub enum ServerEvent {
     },
 }
 
-/// The key server, for up to `DEVICES` devices and `GROUPS` groups, serializing its state into
-/// a `BUF`-byte buffer.
+/// The key server. Its live records are in `T` ([`ServerTables`]): by default
+/// [`HeaplessTables`]`<32, 4>` (32 devices, 4 groups, no allocation); group-std's daemon uses
+/// unbounded tables. A device may be in up to `G` groups. Each transaction's rows are encoded
+/// into a `B`-byte buffer (one device and up to `G` groups must fit).
 pub struct KeyServer<
     St: ServerStore,
-    const DEVICES: usize = 32,
-    const GROUPS: usize = 4,
-    const BUF: usize = 16384,
+    const G: usize = 4,
+    T: ServerTables<G> = HeaplessTables<32, G>,
+    const B: usize = 16384,
 > {
     creds: ServerCredentials,
     store: St,
-    state: ServerState<DEVICES, GROUPS>,
+    tables: T,
+    /// Every counter below this may have been used (persisted).
+    counter_reserved: u64,
+    /// Whether the store holds the server's own row (written with the first commit).
+    meta_written: bool,
     next_counter: u64,
-    scratch: [u8; BUF],
+    scratch: [u8; B],
     notices: Deque<Notice, NOTICE_CAP>,
     events: Deque<ServerEvent, EVENT_CAP>,
     events_dropped: u64,
@@ -170,44 +195,106 @@ pub struct KeyServer<
     challenges_issued: u64,
 }
 
-impl<St: ServerStore, const D: usize, const G: usize, const B: usize> fmt::Debug
-    for KeyServer<St, D, G, B>
+impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> fmt::Debug
+    for KeyServer<St, G, T, B>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyServer")
-            .field("groups", &self.state.groups.len())
-            .field("devices", &self.state.devices.len())
+            .field("groups", &self.tables.group_count())
+            .field("devices", &self.tables.device_count())
             .field("next_counter", &self.next_counter)
             .finish_non_exhaustive()
     }
 }
 
-impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<St, D, G, B> {
+/// Why a load stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LoadFault {
+    None,
+    Corrupt,
+    Full,
+}
+
+impl<St: ServerStore, const G: usize, T: ServerTables<G> + Default, const B: usize>
+    KeyServer<St, G, T, B>
+{
     /// Starts the key server from its store: a commissioned empty store gives an empty server;
-    /// stored state is resumed; a store that lost its state, or state that does not decode, is
-    /// refused (starting empty would reuse epochs and sender IDs).
-    pub fn open(creds: ServerCredentials, mut store: St) -> Result<Self, Error> {
-        let mut scratch = [0u8; B];
-        let state = match store.load(&mut scratch)? {
-            None => ServerState::empty(),
-            Some(n) => {
-                let bytes = scratch.get(..n).ok_or(Error::StateCorrupt)?;
-                let decoded = postcard::from_bytes::<ServerState<D, G>>(bytes);
-                scratch.zeroize();
-                let s = decoded.map_err(|_| Error::StateCorrupt)?;
-                if s.format != STATE_FORMAT {
-                    return Err(Error::StateCorrupt);
-                }
-                s
+    /// stored records are resumed; a store that lost its state, or records that do not decode,
+    /// are refused (starting empty would reuse epochs and sender IDs).
+    pub fn open(creds: ServerCredentials, store: St) -> Result<Self, Error> {
+        Self::open_with(creds, store, T::default())
+    }
+}
+
+impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
+    /// [`open`](Self::open) into the given (empty) tables.
+    pub fn open_with(
+        creds: ServerCredentials,
+        mut store: St,
+        mut tables: T,
+    ) -> Result<Self, Error> {
+        let mut meta: Option<Meta> = None;
+        let mut fault = LoadFault::None;
+        let written = store.load(&mut |table, key, bytes| {
+            let ok = match table {
+                Table::Counters => match postcard::from_bytes::<Meta>(bytes) {
+                    Ok(m) if key == 0 && m.format == STATE_FORMAT => {
+                        meta = Some(m);
+                        true
+                    }
+                    _ => false,
+                },
+                Table::Groups => match postcard::from_bytes::<GroupRec>(bytes) {
+                    Ok(g) if g.group_id() == key => {
+                        if !tables.has_room(1, 0) {
+                            fault = LoadFault::Full;
+                            return Err(StoreError::Corrupt);
+                        }
+                        tables.put_group(g);
+                        true
+                    }
+                    _ => false,
+                },
+                Table::Devices => match postcard::from_bytes::<DeviceRec<G>>(bytes) {
+                    Ok(d) if d.id().0 == key => {
+                        if !tables.has_room(0, 1) {
+                            fault = LoadFault::Full;
+                            return Err(StoreError::Corrupt);
+                        }
+                        tables.put_device(d);
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            if ok {
+                Ok(())
+            } else {
+                fault = LoadFault::Corrupt;
+                Err(StoreError::Corrupt)
             }
+        });
+        match (fault, written) {
+            (LoadFault::Full, _) => return Err(Error::CapacityExceeded),
+            (LoadFault::Corrupt, _) => return Err(Error::StateCorrupt),
+            (LoadFault::None, Err(e)) => return Err(Error::Store(e)),
+            (LoadFault::None, Ok(_)) => {}
+        }
+        let counter_reserved = match (written, meta) {
+            (Ok(false), _) => 1,
+            (Ok(true), Some(m)) => m.counter_reserved,
+            // Records without the server's own row: not a state this server wrote.
+            (_, None) | (Err(_), _) => return Err(Error::StateCorrupt),
         };
-        let next_counter = state.counter_reserved.max(1);
+        let next_counter = counter_reserved.max(1);
         Ok(Self {
             creds,
             store,
-            state,
+            tables,
+            counter_reserved,
+            meta_written: written == Ok(true),
             next_counter,
-            scratch,
+            scratch: [0u8; B],
             notices: Deque::new(),
             events: Deque::new(),
             events_dropped: 0,
@@ -233,6 +320,21 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         self.store
     }
 
+    /// The live records.
+    pub fn tables(&self) -> &T {
+        &self.tables
+    }
+
+    /// How many devices are admitted.
+    pub fn device_count(&self) -> usize {
+        self.tables.device_count()
+    }
+
+    /// How many groups there are.
+    pub fn group_count(&self) -> usize {
+        self.tables.group_count()
+    }
+
     /// Next event.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
@@ -256,7 +358,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
 
     /// Join challenges outstanding (in memory; at most one per device and group).
     pub fn outstanding_challenges(&self) -> usize {
-        self.state.devices.iter().map(|d| d.challenges.len()).sum()
+        self.tables.devices().map(|d| d.challenges.len()).sum()
     }
 
     fn push_event(&mut self, e: ServerEvent) {
@@ -265,37 +367,130 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         }
     }
 
-    /// Saves `next` and makes it the live state; on failure nothing changes.
-    fn commit(&mut self, next: ServerState<D, G>) -> Result<(), Error> {
-        let encoded = postcard::to_slice(&next, &mut self.scratch);
-        let result = match encoded {
-            Ok(bytes) => self.store.save(bytes).map_err(Error::Store),
-            Err(_) => Err(Error::StateTooLarge),
+    /// Commits `txn`'s records to the store in one transaction, then makes them live; on
+    /// failure nothing changes.
+    fn commit(&mut self, mut txn: Txn<G>) -> Result<(), Error> {
+        if !self.meta_written && txn.counter_reserved.is_none() {
+            txn.counter_reserved = Some(self.counter_reserved);
+        }
+        let new_groups = txn
+            .groups
+            .iter()
+            .filter(|g| self.tables.group(g.group_id()).is_none())
+            .count();
+        let new_device = match &txn.device {
+            Some(DeviceChange::Put(d)) => usize::from(self.tables.device(d.id()).is_none()),
+            _ => 0,
         };
-        self.scratch.zeroize();
+        if !self.tables.has_room(new_groups, new_device) {
+            return Err(Error::CapacityExceeded);
+        }
+        let result = self.write_rows(&txn);
         result?;
-        self.state = next;
+        if let Some(c) = txn.counter_reserved {
+            self.counter_reserved = c;
+            self.meta_written = true;
+        }
+        for g in txn.groups {
+            self.tables.put_group(g);
+        }
+        match txn.device {
+            Some(DeviceChange::Put(d)) => self.tables.put_device(d),
+            Some(DeviceChange::Remove(id)) => self.tables.remove_device(id),
+            None => {}
+        }
         Ok(())
     }
 
-    /// Creates a new epoch in group `gi` now (committed first), makes the group's members due
-    /// for it and reports it with `cause`. Returns the epoch.
+    /// Encodes `txn`'s rows into the scratch buffer and commits them to the store.
+    fn write_rows(&mut self, txn: &Txn<G>) -> Result<(), Error> {
+        let mut spans: Vec<Span, TXN_ROWS> = Vec::new();
+        let mut at = 0usize;
+        let result = (|| {
+            let scratch = &mut self.scratch;
+            let mut put = |table: Table,
+                           key: u32,
+                           bytes: Result<usize, postcard::Error>,
+                           at: &mut usize|
+             -> Result<(), Error> {
+                let n = bytes.map_err(|_| Error::StateTooLarge)?;
+                let end = at.checked_add(n).ok_or(Error::StateTooLarge)?;
+                spans
+                    .push((table, key, Some((*at, end))))
+                    .map_err(|_| Error::CapacityExceeded)?;
+                *at = end;
+                Ok(())
+            };
+            if let Some(c) = txn.counter_reserved {
+                let meta = Meta {
+                    format: STATE_FORMAT,
+                    counter_reserved: c,
+                };
+                let n = encode(&meta, scratch, at);
+                put(Table::Counters, 0, n, &mut at)?;
+            }
+            for g in &txn.groups {
+                let n = encode(g, scratch, at);
+                put(Table::Groups, g.group_id(), n, &mut at)?;
+            }
+            match &txn.device {
+                Some(DeviceChange::Put(d)) => {
+                    let n = encode(d, scratch, at);
+                    put(Table::Devices, d.id().0, n, &mut at)?;
+                }
+                Some(DeviceChange::Remove(id)) => spans
+                    .push((Table::Devices, id.0, None))
+                    .map_err(|_| Error::CapacityExceeded)?,
+                None => {}
+            }
+            Ok::<(), Error>(())
+        })();
+        let result = result.and_then(|()| {
+            let mut rows: Vec<Row<'_>, TXN_ROWS> = Vec::new();
+            for (table, key, span) in &spans {
+                let value = match span {
+                    Some((s, e)) => Some(self.scratch.get(*s..*e).ok_or(Error::StateTooLarge)?),
+                    None => None,
+                };
+                rows.push(Row {
+                    table: *table,
+                    key: *key,
+                    value,
+                })
+                .map_err(|_| Error::CapacityExceeded)?;
+            }
+            self.store.commit(&rows).map_err(Error::Store)
+        });
+        if let Some(s) = self.scratch.get_mut(..at) {
+            s.zeroize();
+        }
+        result
+    }
+
+    /// Makes every member of group `group_id` due for a bundle now.
+    fn mark_group_due(&mut self, group_id: u32, now: Instant) {
+        self.tables.update_members(group_id, |d| {
+            if let Some(m) = d.membership_mut(group_id) {
+                m.retx = Retry::now(now);
+            }
+        });
+    }
+
+    /// Creates a new epoch in group `group_id` now (committed first), makes the group's
+    /// members due for it and reports it with `cause`. Returns the epoch.
     fn rekey_group<R: CryptoRng + ?Sized>(
         &mut self,
-        gi: usize,
+        group_id: u32,
         now: Instant,
         rng: &mut R,
         cause: RekeyCause,
     ) -> Result<u16, Error> {
-        let mut next = self.state.clone();
-        let epoch = next.new_epoch(self.next_counter, gi, now, rng)?;
-        let group_id = next
-            .groups
-            .get(gi)
-            .map(|g| g.spec.group_id)
-            .ok_or(Error::UnknownGroup)?;
-        self.commit(next)?;
-        self.state.mark_group_due(gi, now);
+        let mut txn = Txn::new();
+        let epoch =
+            txn.group_mut(&self.tables, group_id)?
+                .new_epoch(self.next_counter, now, rng)?;
+        self.commit(txn)?;
+        self.mark_group_due(group_id, now);
         self.push_event(ServerEvent::EpochCreated {
             group_id,
             epoch,
@@ -306,13 +501,29 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
 
     /// Takes the next server counter, reserving a block in the store first when needed.
     fn take_counter(&mut self) -> Result<u64, Error> {
-        if self.next_counter >= self.state.counter_reserved {
-            let mut next = self.state.clone();
-            next.counter_reserved = self.next_counter.saturating_add(COUNTER_STEP);
-            self.commit(next)?;
+        if self.next_counter >= self.counter_reserved {
+            let mut txn = Txn::new();
+            txn.counter_reserved = Some(self.next_counter.saturating_add(COUNTER_STEP));
+            self.commit(txn)?;
         }
         let c = self.next_counter;
         self.next_counter = self.next_counter.saturating_add(1);
         Ok(c)
     }
+}
+
+/// A row of a transaction being written: table, key, and where its value is in the scratch
+/// buffer (`None`: deleted).
+type Span = (Table, u32, Option<(usize, usize)>);
+
+/// Encodes `value` into `scratch` from `at`; returns its length.
+fn encode<V: serde::Serialize>(
+    value: &V,
+    scratch: &mut [u8],
+    at: usize,
+) -> Result<usize, postcard::Error> {
+    let dst = scratch
+        .get_mut(at..)
+        .ok_or(postcard::Error::SerializeBufferFull)?;
+    postcard::to_slice(value, dst).map(|b| b.len())
 }

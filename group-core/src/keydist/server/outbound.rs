@@ -13,6 +13,8 @@ use super::super::message::{
 use super::super::store::ServerStore;
 use super::super::vocabulary::{DeviceId, MAX_SENDERS, NONCE_LEN};
 use super::KeyServer;
+use super::tables::ServerTables;
+use super::txn::Txn;
 use crate::time::Instant;
 
 /// A message for the driver to send to a device (its address is the driver's business: the
@@ -45,7 +47,7 @@ pub(super) struct Notice {
     pub(super) credential: DeviceCredential,
 }
 
-impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<St, D, G, B> {
+impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
     /// The next message to send, written to `buf` (at least
     /// [`MAX_MESSAGE_LEN`](super::super::MAX_MESSAGE_LEN) bytes). Join challenges first, then removal
     /// notices, then due bundles (first transmissions and retransmissions with exponential
@@ -58,11 +60,7 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
     ) -> Result<Option<Transmit>, Error> {
         while let Some(c) = self.challenges_out.pop_front() {
             // A device revoked since is skipped.
-            let Some(credential) = self
-                .state
-                .device_index(c.device)
-                .and_then(|di| self.state.devices.get(di))
-                .map(|d| d.credential.clone())
+            let Some(credential) = self.tables.device(c.device).map(|d| d.credential.clone())
             else {
                 continue;
             };
@@ -102,60 +100,37 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
                 kind: MessageKind::Removed,
             }));
         }
-        let Some((di, mi, gi)) = self.due(now) else {
+        let Some((device_id, gid)) = self.tables.due_member(now.0) else {
             return Ok(None);
         };
         // The epoch is handed out: persist that before the bundle exists.
         let handed = self
-            .state
-            .groups
-            .get(gi)
+            .tables
+            .group(gid)
             .and_then(|g| g.newest())
             .is_some_and(|e| e.handed_out);
         if !handed {
-            let mut next = self.state.clone();
-            if let Some(g) = next.groups.get_mut(gi) {
-                if let Some(s) = g.staged.as_mut() {
-                    s.handed_out = true;
-                } else if let Some(c) = g.current.as_mut() {
-                    c.handed_out = true;
-                }
+            let mut txn = Txn::new();
+            let g = txn.group_mut(&self.tables, gid)?;
+            if let Some(s) = g.staged.as_mut() {
+                s.handed_out = true;
+            } else if let Some(c) = g.current.as_mut() {
+                c.handed_out = true;
             }
-            self.commit(next)?;
+            self.commit(txn)?;
         }
         let counter = self.take_counter()?;
-        let (len, device_id) = self.build_bundle(di, mi, gi, counter, now, rng, buf)?;
-        if let Some(m) = self
-            .state
-            .devices
-            .get_mut(di)
-            .and_then(|d| d.memberships.get_mut(mi))
-        {
-            m.retx.backoff(now);
-        }
+        let len = self.build_bundle(device_id, gid, counter, now, rng, buf)?;
+        self.tables.update_device(device_id, |d| {
+            if let Some(m) = d.membership_mut(gid) {
+                m.retx.backoff(now);
+            }
+        });
         Ok(Some(Transmit {
             device_id,
             len,
             kind: MessageKind::KeyBundle,
         }))
-    }
-
-    /// The first membership due for a bundle: (device, membership, group) indices.
-    fn due(&self, now: Instant) -> Option<(usize, usize, usize)> {
-        for (di, d) in self.state.devices.iter().enumerate() {
-            for (mi, m) in d.memberships.iter().enumerate() {
-                let Some(gi) = self.state.group_index(m.group_id) else {
-                    continue;
-                };
-                let Some(g) = self.state.groups.get(gi) else {
-                    continue;
-                };
-                if g.is_pending(m) && m.retx.due(now) {
-                    return Some((di, mi, gi));
-                }
-            }
-        }
-        None
     }
 
     fn protect_for(
@@ -167,25 +142,23 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
         Credential::for_device(&self.creds, credential)?.protect(msg, buf)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Builds device `id`'s bundle for group `gid` into `buf`; returns its length.
     fn build_bundle<R: CryptoRng + ?Sized>(
         &self,
-        di: usize,
-        mi: usize,
-        gi: usize,
+        id: DeviceId,
+        gid: u32,
         counter: u64,
         now: Instant,
         rng: &mut R,
         buf: &mut [u8],
-    ) -> Result<(usize, DeviceId), Error> {
-        let g = self.state.groups.get(gi).ok_or(Error::UnknownGroup)?;
-        let d = self.state.devices.get(di).ok_or(Error::UnknownDevice)?;
-        let m = d.memberships.get(mi).ok_or(Error::NotMember)?;
+    ) -> Result<usize, Error> {
+        let g = self.tables.group(gid).ok_or(Error::UnknownGroup)?;
+        let d = self.tables.device(id).ok_or(Error::UnknownDevice)?;
+        let m = d.membership(gid).ok_or(Error::NotMember)?;
         let e = g.newest().ok_or(Error::UnknownGroup)?;
-        let gid = g.spec.group_id;
         let mut senders: Vec<SenderEntry, MAX_SENDERS> = Vec::new();
-        for od in &self.state.devices {
-            for om in od.memberships.iter().filter(|om| om.group_id == gid) {
+        for od in self.tables.members(gid) {
+            if let Some(om) = od.membership(gid) {
                 let Some(sid) = om.sender_id else { continue };
                 let public_key = if g.spec.policy.signatures_required {
                     od.credential.compressed_key().copied()
@@ -227,7 +200,6 @@ impl<St: ServerStore, const D: usize, const G: usize, const B: usize> KeyServer<
             stale: g.stale.clone(),
             sealed,
         });
-        let len = self.protect_for(&d.credential, &msg, buf)?;
-        Ok((len, d.id))
+        self.protect_for(&d.credential, &msg, buf)
     }
 }

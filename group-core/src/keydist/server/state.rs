@@ -1,11 +1,12 @@
-//! The key server's persistent state and its pure operations: groups with their epochs and
-//! sender IDs, admitted devices with their memberships. Every operation here works on a copy
-//! ([`ServerState`] is cloned, changed, saved, and only then made live by the key server), takes
-//! `now`, the next server counter and the caller's random generator as arguments, and does no
-//! I/O.
+//! The key server's persistent records and their pure operations: a group with its epochs and
+//! sender IDs ([`GroupRec`]), an admitted device with its memberships ([`DeviceRec`]), the
+//! server's counters ([`Meta`]). Each is stored as one row (postcard) of its table. Operations
+//! here work on staged copies of the records a transaction touches (never on the live ones),
+//! take `now`, the next server counter and the caller's random generator as arguments, and do
+//! no I/O.
 //!
 //! Invariants kept here (checked by the crash tests):
-//! - an epoch number is created once per group and never again ([`ServerState::new_epoch`]);
+//! - an epoch number is created once per group and never again ([`GroupRec::new_epoch`]);
 //! - a sender ID is never given to two devices under the same key material: fresh IDs are
 //!   handed out first; a released ID returns only in an epoch at least two above the newest
 //!   epoch its previous holder could know ([`GroupRec::alloc_sid`], [`GroupRec::release_sid`]).
@@ -22,8 +23,11 @@ use super::super::vocabulary::{DeviceId, MAX_STALE, NONCE_LEN, Role};
 use super::spec::{GroupSpec, KeySchedule};
 use crate::time::Instant;
 
-/// Format byte of the stored state.
-pub(super) const STATE_FORMAT: u8 = 1;
+/// Format byte of the stored records (in [`Meta`]). Format 1 was one blob holding the whole
+/// state ([`LegacyState`]), converted on first start by [`migrate_v1`](super::migrate_v1).
+pub(super) const STATE_FORMAT: u8 = 2;
+/// Format byte of the single-blob state before issue 16.
+pub(super) const LEGACY_FORMAT: u8 = 1;
 /// Released sender IDs remembered for reuse.
 const RELEASED_CAP: usize = 32;
 
@@ -38,8 +42,11 @@ pub(super) struct EpochRec {
     pub(super) handed_out: bool,
 }
 
+/// A group's record: its spec, epochs and sender-ID allocation (one row of the groups table).
+/// Opaque outside the key server; a [`ServerTables`](super::ServerTables) implementation keeps
+/// it by [`group_id`](Self::group_id).
 #[derive(Clone, Serialize, Deserialize)]
-pub(super) struct GroupRec {
+pub struct GroupRec {
     pub(super) spec: GroupSpec,
     /// Highest epoch ever created (persisted before use).
     pub(super) latest_epoch: u16,
@@ -74,8 +81,11 @@ pub(super) struct Membership {
     pub(super) retx: Retry,
 }
 
+/// An admitted device's record: credential, role, the groups it may join and its memberships,
+/// at most `G` of each (one row of the devices table). Opaque outside the key server; a
+/// [`ServerTables`](super::ServerTables) implementation keeps it by [`id`](Self::id).
 #[derive(Clone, Serialize, Deserialize)]
-pub(super) struct DeviceRec<const G: usize> {
+pub struct DeviceRec<const G: usize> {
     pub(super) id: DeviceId,
     pub(super) credential: DeviceCredential,
     pub(super) role: Role,
@@ -88,8 +98,17 @@ pub(super) struct DeviceRec<const G: usize> {
     pub(super) challenges: Vec<Challenge, G>,
 }
 
+/// The server's own row (counters table): format and counter reservation.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub(super) struct Meta {
+    pub(super) format: u8,
+    /// Every counter below this may have been used.
+    pub(super) counter_reserved: u64,
+}
+
+/// The whole state as one blob (format 1, before issue 16): read only to migrate it.
 #[derive(Clone, Serialize, Deserialize)]
-pub(super) struct ServerState<const D: usize, const G: usize> {
+pub(super) struct LegacyState<const D: usize, const G: usize> {
     pub(super) format: u8,
     /// Every counter below this may have been used.
     pub(super) counter_reserved: u64,
@@ -209,50 +228,45 @@ impl GroupRec {
     }
 }
 
-impl<const D: usize, const G: usize> ServerState<D, G> {
-    /// The state of a commissioned, empty key server.
-    pub(super) fn empty() -> Self {
-        Self {
-            format: STATE_FORMAT,
-            counter_reserved: 1,
-            groups: Vec::new(),
-            devices: Vec::new(),
+impl GroupRec {
+    /// The group's ID (its key in the groups table).
+    pub fn group_id(&self) -> u32 {
+        self.spec.group_id
+    }
+
+    /// When this group next has work: its staged epoch's activation, else its scheduled
+    /// rotation (only if `has_members` says it has any).
+    pub fn timer(&self, has_members: impl FnOnce() -> bool) -> Option<u64> {
+        if let Some(s) = &self.staged {
+            return Some(s.activate_at);
         }
+        let interval = self.spec.rotation_interval_ms;
+        let c = self.current.as_ref()?;
+        (interval > 0 && has_members()).then(|| c.activate_at.saturating_add(interval))
     }
 
-    /// The index of group `group_id`.
-    pub(super) fn group_index(&self, group_id: u32) -> Option<usize> {
-        self.groups.iter().position(|g| g.spec.group_id == group_id)
-    }
-
-    /// The index of device `id`.
-    pub(super) fn device_index(&self, id: DeviceId) -> Option<usize> {
-        self.devices.iter().position(|d| d.id == id)
-    }
-
-    /// Creates a fresh staged epoch in group `gi`; `counter` is the next server counter.
-    /// Returns its number.
+    /// Creates a fresh staged epoch; `counter` is the next server counter. Returns its number.
     pub(super) fn new_epoch<R: CryptoRng + ?Sized>(
         &mut self,
         counter: u64,
-        gi: usize,
         now: Instant,
         rng: &mut R,
     ) -> Result<u16, Error> {
-        let g = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
-        let epoch = g
+        let epoch = self
             .latest_epoch
             .checked_add(1)
             .ok_or(Error::EpochsExhausted)?;
-        let mut activate_at = now.0.saturating_add(u64::from(g.spec.activation_delay_ms));
-        match g.staged.take() {
+        let mut activate_at = now
+            .0
+            .saturating_add(u64::from(self.spec.activation_delay_ms));
+        match self.staged.take() {
             // A staged epoch being replaced: switch no later than it would have.
             Some(old) => activate_at = activate_at.min(old.activate_at),
-            None => g.stale.clear(),
+            None => self.stale.clear(),
         }
-        g.staged = Some(EpochRec::fresh(epoch, g.spec.schedule, activate_at, rng));
-        g.latest_epoch = epoch;
-        g.changed_at = counter;
+        self.staged = Some(EpochRec::fresh(epoch, self.spec.schedule, activate_at, rng));
+        self.latest_epoch = epoch;
+        self.changed_at = counter;
         Ok(epoch)
     }
 
@@ -263,17 +277,15 @@ impl<const D: usize, const G: usize> ServerState<D, G> {
     pub(super) fn epoch_for_join<R: CryptoRng + ?Sized>(
         &mut self,
         counter: u64,
-        gi: usize,
         now: Instant,
         rng: &mut R,
         fresh_needed: bool,
         recovery: bool,
     ) -> Result<(u16, bool), Error> {
-        let g = self.groups.get(gi).ok_or(Error::UnknownGroup)?;
         let usable = |e: &EpochRec, staged: bool| {
             !e.handed_out || (!recovery && (!fresh_needed || (staged && e.activate_at > now.0)))
         };
-        let reuse = match (&g.staged, &g.current) {
+        let reuse = match (&self.staged, &self.current) {
             (Some(st), _) => usable(st, true).then_some(st.epoch),
             (None, Some(c)) => usable(c, false).then_some(c.epoch),
             (None, None) => None,
@@ -281,55 +293,69 @@ impl<const D: usize, const G: usize> ServerState<D, G> {
         if let Some(e) = reuse {
             return Ok((e, false));
         }
-        let e = self.new_epoch(counter, gi, now, rng)?;
+        let e = self.new_epoch(counter, now, rng)?;
         Ok((e, true))
     }
+}
 
-    /// Removes device `di` from group `group_id`; rekeys the group (a fresh epoch secret even
-    /// if nobody is left: the removed device holds the old one). Returns the new epoch.
-    pub(super) fn remove_member<R: CryptoRng + ?Sized>(
-        &mut self,
-        counter: u64,
-        di: usize,
-        group_id: u32,
-        now: Instant,
-        rng: &mut R,
-    ) -> Result<Option<u16>, Error> {
-        let gi = self
-            .groups
-            .iter()
-            .position(|g| g.spec.group_id == group_id)
-            .ok_or(Error::UnknownGroup)?;
-        let dev = self.devices.get_mut(di).ok_or(Error::UnknownDevice)?;
-        let mi = dev
-            .memberships
-            .iter()
-            .position(|m| m.group_id == group_id)
-            .ok_or(Error::NotMember)?;
-        let m = dev.memberships.swap_remove(mi);
-        // The newest epoch the removed device could know: the one before the new epoch.
-        let last_known = self.groups.get(gi).ok_or(Error::UnknownGroup)?.latest_epoch;
-        // A fresh epoch secret even if nobody is left: the removed device holds the old one.
-        // The epoch first, then the release: the bundles of this epoch announce the removal,
-        // so its stale list must name the released sid.
-        let epoch = self.new_epoch(counter, gi, now, rng)?;
-        if let Some(sid) = m.sender_id {
-            let g = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
-            g.release_sid(sid, last_known);
-        }
-        Ok(Some(epoch))
+impl<const G: usize> DeviceRec<G> {
+    /// The device's ID (its key in the devices table).
+    pub fn id(&self) -> DeviceId {
+        self.id
     }
 
-    /// Makes every member of group `gi` due for a bundle now.
-    pub(super) fn mark_group_due(&mut self, gi: usize, now: Instant) {
-        let Some(g) = self.groups.get(gi) else {
-            return;
-        };
-        let gid = g.spec.group_id;
-        for d in self.devices.iter_mut() {
-            for m in d.memberships.iter_mut().filter(|m| m.group_id == gid) {
-                m.retx = Retry::now(now);
-            }
-        }
+    /// The groups the device is a member of now.
+    pub fn member_of(&self) -> impl Iterator<Item = u32> + '_ {
+        self.memberships.iter().map(|m| m.group_id)
     }
+
+    /// When each of its memberships that still has to acknowledge its group's present content
+    /// is due for a bundle: (group, time). `group` looks a group up.
+    pub fn due_at<'a>(
+        &'a self,
+        group: impl Fn(u32) -> Option<&'a GroupRec> + 'a,
+    ) -> impl Iterator<Item = (u32, u64)> + 'a {
+        self.memberships.iter().filter_map(move |m| {
+            let g = group(m.group_id)?;
+            g.is_pending(m).then_some((m.group_id, m.retx.next_at()))
+        })
+    }
+
+    /// Its membership in `group_id`.
+    pub(super) fn membership(&self, group_id: u32) -> Option<&Membership> {
+        self.memberships.iter().find(|m| m.group_id == group_id)
+    }
+
+    /// Its membership in `group_id`, to change in-memory fields.
+    pub(super) fn membership_mut(&mut self, group_id: u32) -> Option<&mut Membership> {
+        self.memberships.iter_mut().find(|m| m.group_id == group_id)
+    }
+}
+
+/// Removes the device of `dev` from group `g` (both staged copies) and rekeys the group: a
+/// fresh epoch secret even if nobody is left (the removed device holds the old one). Returns
+/// the new epoch.
+pub(super) fn remove_member<R: CryptoRng + ?Sized, const G: usize>(
+    counter: u64,
+    dev: &mut DeviceRec<G>,
+    g: &mut GroupRec,
+    now: Instant,
+    rng: &mut R,
+) -> Result<u16, Error> {
+    let group_id = g.spec.group_id;
+    let mi = dev
+        .memberships
+        .iter()
+        .position(|m| m.group_id == group_id)
+        .ok_or(Error::NotMember)?;
+    let m = dev.memberships.swap_remove(mi);
+    // The newest epoch the removed device could know: the one before the new epoch.
+    let last_known = g.latest_epoch;
+    // The epoch first, then the release: the bundles of this epoch announce the removal,
+    // so its stale list must name the released sid.
+    let epoch = g.new_epoch(counter, now, rng)?;
+    if let Some(sid) = m.sender_id {
+        g.release_sid(sid, last_known);
+    }
+    Ok(epoch)
 }

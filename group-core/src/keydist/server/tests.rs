@@ -8,6 +8,7 @@ use super::state::GroupRec;
 use super::*;
 use crate::keydist::credential::DeviceCredential;
 use crate::keydist::store::MemoryServerStore;
+use crate::keydist::store::{Row, RowVisitor, Table};
 use crate::keydist::vocabulary::Role;
 use crate::sequence::StoreError;
 use crate::suite::Suite;
@@ -48,7 +49,7 @@ fn group() -> GroupRec {
     }
 }
 
-type Ks = KeyServer<MemoryServerStore, 4, 2, 4096>;
+type Ks = KeyServer<MemoryServerStore, 2, HeaplessTables<4, 2>, 4096>;
 
 fn server() -> Ks {
     let key = SigningKey::from_slice(&[7; 32]).unwrap();
@@ -84,52 +85,52 @@ fn joiners_get_epochs_nobody_sent_in() {
     s.create_group(GroupSpec::new(1, Suite::AES_128_CCM), now, &mut rng)
         .unwrap();
     let c = s.next_counter;
-    let mut st = s.state.clone();
+    let mut st = s.tables.group(1).unwrap().clone();
     // Epoch 1 is current and nobody has it: a joiner may have it.
     assert_eq!(
-        st.epoch_for_join(c, 0, now, &mut rng, true, false),
+        st.epoch_for_join(c, now, &mut rng, true, false),
         Ok((1, false))
     );
     // Once handed out, a joiner needs a new epoch; it is staged until now + 2 s, and
     // further joiners share it until then.
-    st.groups[0].current.as_mut().unwrap().handed_out = true;
+    st.current.as_mut().unwrap().handed_out = true;
     assert_eq!(
-        st.epoch_for_join(c, 0, now, &mut rng, true, false),
+        st.epoch_for_join(c, now, &mut rng, true, false),
         Ok((2, true))
     );
-    st.groups[0].staged.as_mut().unwrap().handed_out = true;
+    st.staged.as_mut().unwrap().handed_out = true;
     let later = Instant(100 + 1_999);
     assert_eq!(
-        st.epoch_for_join(c, 0, later, &mut rng, true, false),
+        st.epoch_for_join(c, later, &mut rng, true, false),
         Ok((2, false))
     );
     // At its activation time traffic may exist in it: a new one, activating no later.
     let at = Instant(100 + 2_000);
     assert_eq!(
-        st.epoch_for_join(c, 0, at, &mut rng, true, false),
+        st.epoch_for_join(c, at, &mut rng, true, false),
         Ok((3, true))
     );
-    assert_eq!(st.groups[0].staged.as_ref().unwrap().activate_at, 2_100);
+    assert_eq!(st.staged.as_ref().unwrap().activate_at, 2_100);
     // Without rekey-on-join the newest epoch is fine; a recovery always needs one that
     // nobody has received.
-    st.groups[0].staged.as_mut().unwrap().handed_out = true;
+    st.staged.as_mut().unwrap().handed_out = true;
     assert_eq!(
-        st.epoch_for_join(c, 0, at, &mut rng, false, false),
+        st.epoch_for_join(c, at, &mut rng, false, false),
         Ok((3, false))
     );
     assert_eq!(
-        st.epoch_for_join(c, 0, now, &mut rng, true, true),
+        st.epoch_for_join(c, now, &mut rng, true, true),
         Ok((4, true))
     );
     assert_eq!(
-        st.epoch_for_join(c, 0, now, &mut rng, true, true),
+        st.epoch_for_join(c, now, &mut rng, true, true),
         Ok((4, false))
     );
     // Epochs never wrap.
-    st.groups[0].latest_epoch = u16::MAX;
-    st.groups[0].staged.as_mut().unwrap().handed_out = true;
+    st.latest_epoch = u16::MAX;
+    st.staged.as_mut().unwrap().handed_out = true;
     assert_eq!(
-        st.epoch_for_join(c, 0, now, &mut rng, true, true),
+        st.epoch_for_join(c, now, &mut rng, true, true),
         Err(Error::EpochsExhausted)
     );
 }
@@ -147,7 +148,7 @@ fn failed_saves_change_nothing() {
         s.admit_device(DeviceId(1), cred.clone(), Role::Sender, &[1]),
         Err(Error::Store(StoreError::Io))
     );
-    assert!(s.state.device_index(DeviceId(1)).is_none());
+    assert!(s.tables.device(DeviceId(1)).is_none());
     assert_eq!(
         s.rekey(1, Instant(0), &mut rng),
         Err(Error::Store(StoreError::Io))
@@ -158,7 +159,7 @@ fn failed_saves_change_nothing() {
         .unwrap();
     assert_eq!(s.rekey(1, Instant(0), &mut rng), Ok(2));
     // A restart resumes where the store is; counters jump past the reservation.
-    let reserved = s.state.counter_reserved;
+    let reserved = s.counter_reserved;
     let store = s.into_store();
     let key = SigningKey::from_slice(&[7; 32]).unwrap();
     let s = Ks::open(ServerCredentials::new(key), store).unwrap();
@@ -170,20 +171,23 @@ fn failed_saves_change_nothing() {
 fn lost_or_corrupt_state_is_refused() {
     struct Lost;
     impl ServerStore for Lost {
-        fn load(&mut self, _: &mut [u8]) -> Result<Option<usize>, StoreError> {
+        fn load(&mut self, _: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
             Err(StoreError::Missing)
         }
-        fn save(&mut self, _: &[u8]) -> Result<(), StoreError> {
+        fn commit(&mut self, _: &[Row<'_>]) -> Result<(), StoreError> {
             Ok(())
         }
     }
-    struct Garbage;
+    /// Rows that do not decode, or rows without the server's own row.
+    struct Garbage(bool);
     impl ServerStore for Garbage {
-        fn load(&mut self, buf: &mut [u8]) -> Result<Option<usize>, StoreError> {
-            buf[..3].copy_from_slice(&[1, 0xff, 0xff]);
-            Ok(Some(3))
+        fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
+            if self.0 {
+                visit(Table::Groups, 1, &[1, 0xff, 0xff])?;
+            }
+            Ok(true)
         }
-        fn save(&mut self, _: &[u8]) -> Result<(), StoreError> {
+        fn commit(&mut self, _: &[Row<'_>]) -> Result<(), StoreError> {
             Ok(())
         }
     }
@@ -192,8 +196,67 @@ fn lost_or_corrupt_state_is_refused() {
         KeyServer::<Lost>::open(key(), Lost).err(),
         Some(Error::Store(StoreError::Missing))
     );
+    for garbage in [true, false] {
+        assert_eq!(
+            KeyServer::<Garbage>::open(key(), Garbage(garbage)).err(),
+            Some(Error::StateCorrupt)
+        );
+    }
+}
+
+/// A transaction writes only the rows it changes: a join writes its device and its group, a
+/// rekey its group, an admission its device; the store's other rows stay byte for byte.
+#[test]
+fn each_change_commits_only_its_rows() {
+    struct Log {
+        inner: MemoryServerStore,
+        last: Vec<(Table, u32, bool), 8>,
+    }
+    impl ServerStore for Log {
+        fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
+            self.inner.load(visit)
+        }
+        fn commit(&mut self, rows: &[Row<'_>]) -> Result<(), StoreError> {
+            self.last.clear();
+            for r in rows {
+                self.last.push((r.table, r.key, r.value.is_some())).unwrap();
+            }
+            self.inner.commit(rows)
+        }
+    }
+    let key = SigningKey::from_slice(&[7; 32]).unwrap();
+    let log = Log {
+        inner: MemoryServerStore::new(),
+        last: Vec::new(),
+    };
+    let mut s: KeyServer<Log, 2, HeaplessTables<4, 2>, 4096> =
+        KeyServer::open(ServerCredentials::new(key), log).unwrap();
+    let mut rng = Xs(11);
+    s.create_group(GroupSpec::new(1, Suite::AES_128_CCM), Instant(0), &mut rng)
+        .unwrap();
+    // The first commit also writes the server's own row.
     assert_eq!(
-        KeyServer::<Garbage>::open(key(), Garbage).err(),
-        Some(Error::StateCorrupt)
+        s.store().last.as_slice(),
+        &[(Table::Counters, 0, true), (Table::Groups, 1, true)]
     );
+    s.create_group(GroupSpec::new(2, Suite::AES_128_CCM), Instant(0), &mut rng)
+        .unwrap();
+    assert_eq!(s.store().last.as_slice(), &[(Table::Groups, 2, true)]);
+    let cred =
+        DeviceCredential::public_key(SigningKey::from_slice(&[9; 32]).unwrap().verifying_key());
+    s.admit_device(DeviceId(5), cred, Role::Sender, &[1, 2])
+        .unwrap();
+    assert_eq!(s.store().last.as_slice(), &[(Table::Devices, 5, true)]);
+    s.rekey(2, Instant(0), &mut rng).unwrap();
+    assert_eq!(s.store().last.as_slice(), &[(Table::Groups, 2, true)]);
+    s.revoke_device(DeviceId(5), Instant(0), &mut rng).unwrap();
+    assert_eq!(s.store().last.as_slice(), &[(Table::Devices, 5, false)]);
+    // A restart sees the same state.
+    let key = SigningKey::from_slice(&[7; 32]).unwrap();
+    let store = s.into_store();
+    let s: KeyServer<Log, 2, HeaplessTables<4, 2>, 4096> =
+        KeyServer::open(ServerCredentials::new(key), store).unwrap();
+    assert_eq!(s.latest_epoch(2), Some(2));
+    assert_eq!(s.group_count(), 2);
+    assert_eq!(s.device_count(), 0);
 }
