@@ -468,3 +468,82 @@ fn deinit_and_reinit_zeroize_keys() {
     unsafe { assert_eq!(dg_group_deinit(&mut *g), dg_error::DG_OK) };
     assert_eq!(key_positions(&g), Vec::<usize>::new());
 }
+
+/// The member's RNG callback re-entering its own member (`poll_transmit`, `deinit`,
+/// `init_psk` over it): refused as busy; the outer call still sends the join request.
+#[test]
+fn rng_callback_reentering_its_member_is_refused() {
+    struct Rng {
+        m: *mut dg_member,
+        seen: Vec<dg_error>,
+    }
+    unsafe extern "C" fn rng(user: *mut c_void, buf: *mut u8, len: usize) -> i32 {
+        // SAFETY: the test passes its live `Rng`; the library a writable buffer of `len`.
+        let r = unsafe { &mut *user.cast::<Rng>() };
+        // SAFETY: as above.
+        unsafe { core::slice::from_raw_parts_mut(buf, len) }.fill(0x17);
+        if r.seen.is_empty() {
+            let mut out = [0u8; 64];
+            let mut n = 0usize;
+            let mut cfg = core::mem::MaybeUninit::<dg_member_config>::uninit();
+            // SAFETY: `m` is the member of the running call; the library must refuse these.
+            unsafe {
+                dg_member_config_init(cfg.as_mut_ptr(), 5, 7);
+                (*cfg.as_mut_ptr()).rng = Some(rng);
+                let psk = [1u8; 16];
+                r.seen.push(dg_member_poll_transmit(
+                    r.m,
+                    0,
+                    out.as_mut_ptr(),
+                    out.len(),
+                    &mut n,
+                ));
+                r.seen.push(dg_member_deinit(r.m));
+                r.seen.push(dg_member_init_psk(
+                    r.m,
+                    dg_member_size(),
+                    cfg.as_ptr(),
+                    psk.as_ptr(),
+                    16,
+                ));
+                r.seen.push(dg_member_join(r.m, 0));
+            }
+        }
+        0
+    }
+    #[repr(C, align(16))]
+    struct Mem([u8; DG_MEMBER_SIZE]);
+    let mut mem = Box::new(Mem([0; DG_MEMBER_SIZE]));
+    let m: *mut dg_member = ptr::from_mut(&mut *mem).cast();
+    let mut r = Box::new(Rng {
+        m,
+        seen: Vec::new(),
+    });
+    let mut cfg = core::mem::MaybeUninit::<dg_member_config>::uninit();
+    let mut out = [0u8; 1500];
+    let mut n = 0usize;
+    // SAFETY: aligned member memory of full size, a readable config and key, `r` outlives it.
+    unsafe {
+        assert_eq!(
+            dg_member_config_init(cfg.as_mut_ptr(), 5, 7),
+            dg_error::DG_OK
+        );
+        let mut cfg = cfg.assume_init();
+        cfg.rng = Some(rng);
+        cfg.rng_user = ptr::from_mut(&mut *r).cast();
+        let psk = [1u8; 16];
+        let size = dg_member_size();
+        assert_eq!(
+            dg_member_init_psk(m, size, &cfg, psk.as_ptr(), 16),
+            dg_error::DG_OK
+        );
+        assert_eq!(dg_member_join(m, 0), dg_error::DG_OK);
+        assert_eq!(
+            dg_member_poll_transmit(m, 0, out.as_mut_ptr(), out.len(), &mut n),
+            dg_error::DG_OK
+        );
+        assert!(n > 0, "the join request is sent");
+        assert_eq!(r.seen, [dg_error::DG_ERR_CONTEXT_BUSY; 4]);
+        assert_eq!(dg_member_deinit(m), dg_error::DG_OK);
+    }
+}
