@@ -45,6 +45,12 @@ setup
 log "header: regenerating include/dtls_group.h with cbindgen changes nothing; unit tests"
 cargo test -p group-ffi
 
+log "header: compiles alone as strict C99 and C11 (-pedantic -Werror)"
+for std in c99 c11; do
+    printf '#include "dtls_group.h"\nint main(void) { return DG_OK; }\n' |
+        gcc -std=$std -pedantic -Wall -Wextra -Werror -Iinclude -x c - -o /dev/null
+done
+
 log "staticlib (dev profile) and cdylib"
 cargo build -p group-ffi
 TDIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

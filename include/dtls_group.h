@@ -288,6 +288,20 @@ enum dg_error
    */
   DG_ERR_NO_SEQUENCE_STORE = 8,
   /**
+   * A call is already running on this context: a callback (sequence store, random
+   * numbers) called the API with the context it was called for. Nothing was done.
+   */
+  DG_ERR_CONTEXT_BUSY = 9,
+  /**
+   * Buffers or output pointers of one call overlap each other or the context (sealing in
+   * place is not supported: use separate plaintext and output buffers).
+   */
+  DG_ERR_BUFFERS_OVERLAP = 10,
+  /**
+   * An output or configuration pointer is not aligned for its type.
+   */
+  DG_ERR_POINTER_UNALIGNED = 11,
+  /**
    * The suite is unknown.
    */
   DG_ERR_UNKNOWN_SUITE = 20,

@@ -109,10 +109,13 @@ pub(crate) unsafe fn init_in_place<T: Magic>(
     // dead before the new state is written; the marker is set only once `fill` has written a
     // whole `T` (its contract), so the context is never live while partly written.
     unsafe {
+        if word(at) == busy(at) {
+            return DG_ERR_CONTEXT_BUSY;
+        }
         if is_live(at) {
             ptr::drop_in_place(at);
         }
-        ptr::write_volatile(at.cast::<u64>(), 0);
+        wipe(at);
         fill(&raw mut (*at).inner);
         ptr::write_volatile(at.cast::<u64>(), marker(at));
     }
@@ -125,27 +128,82 @@ pub(crate) unsafe fn init_in_place<T: Magic>(
 /// # Safety
 /// `at` is non-null, aligned, and points to at least 8 readable bytes.
 unsafe fn is_live<T: Magic>(at: *const Checked<T>) -> bool {
-    // SAFETY: per the contract, 8 readable, aligned bytes; volatile so that the check is not
-    // reasoned away.
-    let word = unsafe { ptr::read_volatile(at.cast::<u64>()) };
-    word == marker(at)
+    // SAFETY: forwarded contract.
+    unsafe { word(at) == marker(at) }
 }
 
-/// The live context at `ctx`.
+/// The marker word of a context while a call runs on it: a callback that re-enters the API
+/// with the same context (or `init` / `deinit` over it) sees this and is refused with
+/// `DG_ERR_CONTEXT_BUSY` instead of making a second `&mut` to state that is in use.
+fn busy<T: Magic>(at: *const Checked<T>) -> u64 {
+    !marker(at)
+}
+
+/// The marker word, read as plain bytes (see [`is_live`]).
+///
+/// # Safety
+/// `at` is non-null, aligned, and points to at least 8 readable bytes.
+unsafe fn word<T>(at: *const Checked<T>) -> u64 {
+    // SAFETY: per the contract, 8 readable, aligned bytes; volatile so that the check is not
+    // reasoned away.
+    unsafe { ptr::read_volatile(at.cast::<u64>()) }
+}
+
+/// Exclusive access to a live context for the length of one call: the marker says "busy"
+/// until the guard is dropped, so that a re-entrant call on the same context is refused.
+pub(crate) struct Guard<'a, T: Magic> {
+    at: *mut Checked<T>,
+    inner: &'a mut T,
+}
+
+impl<T: Magic> core::ops::Deref for Guard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.inner
+    }
+}
+
+impl<T: Magic> core::ops::DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.inner
+    }
+}
+
+impl<T: Magic> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: `at` is the non-null, aligned context `get` checked; the marker word is its
+        // own field, disjoint from `inner`, so writing it does not touch the borrowed state.
+        unsafe { ptr::write_volatile(self.at.cast::<u64>(), marker(self.at)) }
+    }
+}
+
+/// The live context at `ctx`, marked busy until the returned guard is dropped.
 ///
 /// # Safety
 /// `ctx` is null or points to memory the caller gave to `init` (or at least
-/// `size_of::<Checked<T>>()` readable bytes of its own), and no other reference to that
-/// context is live (one context, one thread; no re-entry from callbacks).
-pub(crate) unsafe fn get<'a, T: Magic>(ctx: *mut u8) -> Result<&'a mut T, dg_error> {
+/// `size_of::<Checked<T>>()` readable bytes of its own), and no other thread uses that
+/// context (one context, one thread). Re-entry from a callback on this thread is refused.
+pub(crate) unsafe fn get<'a, T: Magic>(ctx: *mut u8) -> Result<Guard<'a, T>, dg_error> {
     let at = locate::<T>(ctx)?;
     // SAFETY: `at` is non-null and aligned; the caller's memory holds at least a marker word.
-    if !unsafe { is_live(at) } {
+    let w = unsafe { word(at) };
+    if w == busy(at) {
+        return Err(DG_ERR_CONTEXT_BUSY);
+    }
+    if w != marker(at) {
         return Err(DG_ERR_NOT_INITIALISED);
     }
     // SAFETY: the marker matches this address, so `init` wrote a `Checked<T>` here and no
-    // `deinit` followed; the caller guarantees exclusive access for the call.
-    Ok(unsafe { &mut (*at).inner })
+    // `deinit` followed; it was not busy, so no other call on this thread holds a reference
+    // to it, and from now until the guard drops it is busy, so none will be made (re-entry
+    // sees the busy word). The marker is a separate field from `inner`.
+    unsafe {
+        ptr::write_volatile(at.cast::<u64>(), busy(at));
+        Ok(Guard {
+            at,
+            inner: &mut (*at).inner,
+        })
+    }
 }
 
 /// Drops the context at `ctx` (zeroizing its keys) and clears its marker.
@@ -158,15 +216,38 @@ pub(crate) unsafe fn deinit<T: Magic>(ctx: *mut u8) -> dg_error {
         Err(e) => return e,
     };
     // SAFETY: as in `get`: non-null, aligned, at least a marker word; a matching marker means a
-    // live `Checked<T>` written by `init`, which is dropped once and then marked dead.
+    // live `Checked<T>` written by `init` that no call is using (a busy one is refused), which
+    // is dropped once and then marked dead.
     unsafe {
-        if !is_live(at) {
+        let w = word(at);
+        if w == busy(at) {
+            return DG_ERR_CONTEXT_BUSY;
+        }
+        if w != marker(at) {
             return DG_ERR_NOT_INITIALISED;
         }
         ptr::drop_in_place(&mut (*at).inner);
-        ptr::write_volatile(at.cast::<u64>(), 0);
+        wipe(at);
     }
     DG_OK
+}
+
+/// Zeroes every byte of the context (marker included, so it is dead). Dropping the state
+/// zeroizes the keys it owns at the end, but a key moved inside the state during its life (an
+/// epoch staged, activated, retired: `Option::take`, swaps) leaves its old bytes behind where
+/// no owner's drop reaches them; wiping the whole context's memory reaches them.
+///
+/// # Safety
+/// `at` is non-null, aligned, and points to `size_of::<Checked<T>>()` writable bytes that
+/// hold no live value (dropped, or never initialised).
+unsafe fn wipe<T>(at: *mut Checked<T>) {
+    let bytes = at.cast::<u8>();
+    for i in 0..size_of::<Checked<T>>() {
+        // SAFETY: `i` is within the context's bytes per the contract; volatile so that the
+        // stores to memory about to be released or overwritten are not optimised away.
+        unsafe { ptr::write_volatile(bytes.add(i), 0) };
+    }
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
 #[cfg(test)]

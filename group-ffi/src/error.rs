@@ -32,6 +32,14 @@ pub enum dg_error {
     DG_ERR_NOT_ENABLED = 7,
     /// No sequence store is set (`dg_group_set_sequence_store`): a sender can't seal.
     DG_ERR_NO_SEQUENCE_STORE = 8,
+    /// A call is already running on this context: a callback (sequence store, random
+    /// numbers) called the API with the context it was called for. Nothing was done.
+    DG_ERR_CONTEXT_BUSY = 9,
+    /// Buffers or output pointers of one call overlap each other or the context (sealing in
+    /// place is not supported: use separate plaintext and output buffers).
+    DG_ERR_BUFFERS_OVERLAP = 10,
+    /// An output or configuration pointer is not aligned for its type.
+    DG_ERR_POINTER_UNALIGNED = 11,
     /// The suite is unknown.
     DG_ERR_UNKNOWN_SUITE = 20,
     /// The suite is known but not compiled in.
@@ -116,7 +124,7 @@ pub enum dg_error {
 use dg_error::*;
 
 /// Every value, for the name table and its tests.
-const ALL: [dg_error; 46] = [
+const ALL: [dg_error; 49] = [
     DG_OK,
     DG_ERR_NULL_POINTER,
     DG_ERR_CONTEXT_TOO_SMALL,
@@ -126,6 +134,9 @@ const ALL: [dg_error; 46] = [
     DG_ERR_BUFFER_TOO_SMALL,
     DG_ERR_NOT_ENABLED,
     DG_ERR_NO_SEQUENCE_STORE,
+    DG_ERR_CONTEXT_BUSY,
+    DG_ERR_BUFFERS_OVERLAP,
+    DG_ERR_POINTER_UNALIGNED,
     DG_ERR_UNKNOWN_SUITE,
     DG_ERR_SUITE_NOT_ENABLED,
     DG_ERR_BAD_KEY_LENGTH,
@@ -188,6 +199,9 @@ const fn c_name(e: dg_error) -> &'static core::ffi::CStr {
         DG_ERR_BUFFER_TOO_SMALL => c"DG_ERR_BUFFER_TOO_SMALL",
         DG_ERR_NOT_ENABLED => c"DG_ERR_NOT_ENABLED",
         DG_ERR_NO_SEQUENCE_STORE => c"DG_ERR_NO_SEQUENCE_STORE",
+        DG_ERR_CONTEXT_BUSY => c"DG_ERR_CONTEXT_BUSY",
+        DG_ERR_BUFFERS_OVERLAP => c"DG_ERR_BUFFERS_OVERLAP",
+        DG_ERR_POINTER_UNALIGNED => c"DG_ERR_POINTER_UNALIGNED",
         DG_ERR_UNKNOWN_SUITE => c"DG_ERR_UNKNOWN_SUITE",
         DG_ERR_SUITE_NOT_ENABLED => c"DG_ERR_SUITE_NOT_ENABLED",
         DG_ERR_BAD_KEY_LENGTH => c"DG_ERR_BAD_KEY_LENGTH",
@@ -326,7 +340,7 @@ mod tests {
         let mut values: std::vec::Vec<i32> = ALL.iter().map(|e| *e as i32).collect();
         values.sort_unstable();
         values.dedup();
-        assert_eq!(values.len(), 46);
+        assert_eq!(values.len(), ALL.len());
         // SAFETY: as above.
         let unknown = unsafe { core::ffi::CStr::from_ptr(dg_error_name(1000)) };
         assert_eq!(unknown.to_str().unwrap(), "DG_ERR_UNKNOWN");

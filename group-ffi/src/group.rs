@@ -89,20 +89,82 @@ pub(crate) unsafe fn bytes_mut<'a>(p: *mut u8, len: usize) -> Result<&'a mut [u8
 /// # Safety
 /// `p` is null or points to a writable `T`.
 pub(crate) unsafe fn out<'a, T>(p: *mut T) -> Result<&'a mut T, dg_error> {
-    // SAFETY: `as_mut` checks null; a non-null `p` is a writable, aligned `T` per the contract.
-    unsafe { p.as_mut() }.ok_or(DG_ERR_NULL_POINTER)
+    if p.is_null() {
+        return Err(DG_ERR_NULL_POINTER);
+    }
+    if !p.is_aligned() {
+        return Err(DG_ERR_POINTER_UNALIGNED);
+    }
+    // SAFETY: non-null and aligned (both checked); a writable `T` per the contract. The
+    // functions that also hold a buffer or the context check that they don't overlap it
+    // (`with_state`, `disjoint`) before writing through it.
+    Ok(unsafe { &mut *p })
 }
 
-/// Runs `f` on the live context at `ctx`, turning `Result` into a status code.
+/// One input value from C (a configuration): must be non-null and aligned.
+///
+/// # Safety
+/// `p` is null or points to a readable `T` of which every bit pattern is a valid value.
+pub(crate) unsafe fn input<'a, T>(p: *const T) -> Result<&'a T, dg_error> {
+    if p.is_null() {
+        return Err(DG_ERR_NULL_POINTER);
+    }
+    if !p.is_aligned() {
+        return Err(DG_ERR_POINTER_UNALIGNED);
+    }
+    // SAFETY: non-null and aligned (both checked); readable per the contract.
+    Ok(unsafe { &*p })
+}
+
+/// An address range one call reads or writes: start and length in bytes.
+pub(crate) type Region = (usize, usize);
+
+/// The `len` bytes at `p`.
+pub(crate) fn region<T>(p: *const T, len: usize) -> Region {
+    (p as usize, len)
+}
+
+/// The bytes of a slice.
+pub(crate) fn span(s: &[u8]) -> Region {
+    region(s.as_ptr(), s.len())
+}
+
+/// The one `T` behind `r`.
+pub(crate) fn one<T>(r: &T) -> Region {
+    region(r, core::mem::size_of::<T>())
+}
+
+fn overlap(a: Region, b: Region) -> bool {
+    a.1 != 0 && b.1 != 0 && a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
+}
+
+/// Refuses a call whose buffers and output pointers overlap each other or the context
+/// (`ctx`): the Rust references made from them must not alias (a `&mut` output inside a
+/// `&[u8]` input, a buffer inside the context's state).
+pub(crate) fn disjoint(ctx: Region, regions: &[Region]) -> Result<(), dg_error> {
+    for (i, a) in regions.iter().enumerate() {
+        if overlap(*a, ctx) || regions.iter().skip(i + 1).any(|b| overlap(*a, *b)) {
+            return Err(DG_ERR_BUFFERS_OVERLAP);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` on the live context at `ctx`, turning `Result` into a status code; `regions`
+/// (the call's buffers and outputs) must not overlap each other or the context.
 ///
 /// # Safety
 /// As `context::get`.
 unsafe fn with_state(
     ctx: *mut dg_group,
+    regions: &[Region],
     f: impl FnOnce(&mut GroupState) -> Result<(), dg_error>,
 ) -> dg_error {
+    if let Err(e) = disjoint(region(ctx, crate::dg_group_size()), regions) {
+        return e;
+    }
     // SAFETY: forwarded contract of `context::get`.
-    match unsafe { context::get::<GroupState>(ctx.cast()) }.and_then(f) {
+    match unsafe { context::get::<GroupState>(ctx.cast()) }.and_then(|mut g| f(&mut g)) {
         Ok(()) => DG_OK,
         Err(e) => e,
     }
@@ -186,8 +248,9 @@ pub unsafe extern "C" fn dg_group_config_init(
     group_id: u32,
 ) -> dg_error {
     // SAFETY: `out` checks null; the caller passes a writable config otherwise.
-    let Ok(cfg) = (unsafe { out(cfg) }) else {
-        return DG_ERR_NULL_POINTER;
+    let cfg = match unsafe { out(cfg) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     let core = GroupConfig::new(group_id);
     *cfg = dg_group_config {
@@ -220,8 +283,9 @@ pub unsafe extern "C" fn dg_group_init(
 ) -> dg_error {
     // SAFETY: `as_ref` checks null; otherwise a readable config per the contract. It is
     // plain integers, so any bytes are a valid value.
-    let Some(cfg) = (unsafe { cfg.as_ref() }) else {
-        return DG_ERR_NULL_POINTER;
+    let cfg = match unsafe { input(cfg) } {
+        Ok(c) => c,
+        Err(e) => return e,
     };
     if ctx.is_null() {
         return DG_ERR_NULL_POINTER;
@@ -268,7 +332,7 @@ pub unsafe extern "C" fn dg_group_set_sequence_store(
     }
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[], |s| {
             s.store = Some(CallbackStore { load, save, user });
             Ok(())
         })
@@ -303,7 +367,7 @@ pub unsafe extern "C" fn dg_group_install_native(
     let secret = EpochSecret(secret);
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[], |s| {
             let keys = native_keys(s.group_id, Epoch(epoch), s.suite, &secret)?;
             install(s, epoch, &keys)
         })
@@ -332,7 +396,7 @@ pub unsafe extern "C" fn dg_group_install_raw(
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[span(key), span(iv)], |s| {
             let keys = RecordKeys::new(s.suite, key, iv)?;
             install(s, epoch, &keys)
         })
@@ -375,7 +439,7 @@ pub unsafe extern "C" fn dg_group_install_wolfssl(
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[span(pms), span(cr), span(sr)], |s| {
             let derived = wolfssl_keys(s.suite, pms, cr, sr)?;
             install(s, epoch, &derived.keys)
         })
@@ -395,7 +459,7 @@ pub unsafe extern "C" fn dg_group_activate(
 ) -> dg_error {
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[], |s| {
             with_group!(&mut s.group, g => g.activate_epoch(Epoch(epoch), Instant(now_ms)))
                 .map_err(Into::into)
         })
@@ -411,7 +475,7 @@ pub unsafe extern "C" fn dg_group_activate(
 pub unsafe extern "C" fn dg_group_add_sender(ctx: *mut dg_group, sender_id: u8) -> dg_error {
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[], |s| {
             with_group!(&mut s.group, g => g.add_sender(SenderId(sender_id)))
                 .map_err(|_| DG_ERR_BUFFER_TOO_SMALL)
         })
@@ -426,7 +490,7 @@ pub unsafe extern "C" fn dg_group_add_sender(ctx: *mut dg_group, sender_id: u8) 
 pub unsafe extern "C" fn dg_group_remove_sender(ctx: *mut dg_group, sender_id: u8) -> dg_error {
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[], |s| {
             with_group!(&mut s.group, g => g.remove_sender(SenderId(sender_id)));
             Ok(())
         })
@@ -467,7 +531,7 @@ pub unsafe extern "C" fn dg_group_seal(
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[span(pt), span(buf), one(len_out)], |s| {
             let is_sender = with_group!(&s.group, g => g.config().own_sender_id.is_some());
             if !is_sender {
                 return Err(DG_ERR_NOT_A_SENDER);
@@ -507,7 +571,7 @@ pub unsafe extern "C" fn dg_group_open(
     let base = record.as_ptr();
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[span(record), one(delivery)], |s| {
             let d = with_group!(&mut s.group, g => g
                 .open(Instant(now_ms), record)
                 .map(|d| dg_delivery::from_delivery(&d, base)))?;
@@ -527,12 +591,13 @@ pub unsafe extern "C" fn dg_group_counters(
     counters: *mut dg_counters,
 ) -> dg_error {
     // SAFETY: forwarded output contract.
-    let Ok(counters) = (unsafe { out(counters) }) else {
-        return DG_ERR_NULL_POINTER;
+    let counters = match unsafe { out(counters) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[one(counters)], |s| {
             *counters = with_group!(&s.group, g => dg_counters::from(g.counters()));
             Ok(())
         })
@@ -546,12 +611,13 @@ pub unsafe extern "C" fn dg_group_counters(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dg_group_poll_event(ctx: *mut dg_group, event: *mut dg_event) -> dg_error {
     // SAFETY: forwarded output contract.
-    let Ok(event) = (unsafe { out(event) }) else {
-        return DG_ERR_NULL_POINTER;
+    let event = match unsafe { out(event) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[one(event)], |s| {
             *event = with_group!(&mut s.group, g => g.poll_event())
                 .map(dg_event::from)
                 .unwrap_or_default();
@@ -571,12 +637,13 @@ pub unsafe extern "C" fn dg_group_poll_timeout(
     deadline_ms: *mut u64,
 ) -> dg_error {
     // SAFETY: forwarded output contract.
-    let Ok(deadline) = (unsafe { out(deadline_ms) }) else {
-        return DG_ERR_NULL_POINTER;
+    let deadline = match unsafe { out(deadline_ms) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[one(deadline)], |s| {
             *deadline =
                 with_group!(&s.group, g => g.poll_timeout()).map_or(u64::MAX, |t| t.as_millis());
             Ok(())
@@ -592,7 +659,7 @@ pub unsafe extern "C" fn dg_group_poll_timeout(
 pub unsafe extern "C" fn dg_group_handle_timeout(ctx: *mut dg_group, now_ms: u64) -> dg_error {
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[], |s| {
             with_group!(&mut s.group, g => g.handle_timeout(Instant(now_ms)));
             Ok(())
         })
@@ -607,12 +674,13 @@ pub unsafe extern "C" fn dg_group_handle_timeout(ctx: *mut dg_group, now_ms: u64
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dg_group_current_epoch(ctx: *mut dg_group, epoch: *mut u16) -> dg_error {
     // SAFETY: forwarded output contract.
-    let Ok(epoch) = (unsafe { out(epoch) }) else {
-        return DG_ERR_NULL_POINTER;
+    let epoch = match unsafe { out(epoch) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_state(ctx, |s| {
+        with_state(ctx, &[one(epoch)], |s| {
             let e = with_group!(&s.group, g => g.current_epoch()).ok_or(DG_ERR_NO_CURRENT_EPOCH)?;
             *epoch = e.0;
             Ok(())

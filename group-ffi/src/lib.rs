@@ -26,8 +26,15 @@
 //!   on network data). Should a panic happen anyway, an `extern "C"` function aborts the process
 //!   instead of unwinding (Rust ≥ 1.81); on bare metal the panic handler parks the core.
 //! - **One context, one thread.** A context is not synchronised: use it from one thread (or
-//!   task) at a time. Distinct contexts are independent. Callbacks (sequence store) run on the
-//!   calling thread, inside the call, and must not call this API on the same context.
+//!   task) at a time. Distinct contexts are independent. Callbacks (sequence store, RNG) run on
+//!   the calling thread, inside the call; the context is marked busy for the length of every
+//!   call, so a callback that calls the API on the same context (even `init` or `deinit`) is
+//!   refused with `DG_ERR_CONTEXT_BUSY` instead of aliasing the state in use.
+//! - **No aliasing.** The buffers and output pointers of one call must not overlap each other
+//!   or the context (`DG_ERR_BUFFERS_OVERLAP`), and output pointers must be aligned
+//!   (`DG_ERR_POINTER_UNALIGNED`): the slices and references made from them never alias.
+//! - **Secrets.** Deinit and re-init zero the context's whole memory, reaching the copies a
+//!   key leaves behind when it moves inside the state.
 //!
 //! This is the only crate of the workspace that uses `unsafe`: every block says why it is
 //! sound (`// SAFETY:`, enforced by `clippy::undocumented_unsafe_blocks`).

@@ -13,7 +13,7 @@ use group_core::time::Instant;
 
 use crate::context::{self, Magic};
 use crate::dg_error::{self, *};
-use crate::group::{bytes, bytes_mut, out};
+use crate::group::{Region, bytes, bytes_mut, disjoint, input, one, out, region, span};
 use crate::store::{CallbackStore, dg_sequence_load_fn, dg_sequence_save_fn};
 use crate::types::*;
 
@@ -137,8 +137,9 @@ pub unsafe extern "C" fn dg_member_config_init(
     group_id: u32,
 ) -> dg_error {
     // SAFETY: `out` checks null; otherwise a writable config per the contract.
-    let Ok(cfg) = (unsafe { out(cfg) }) else {
-        return DG_ERR_NULL_POINTER;
+    let cfg = match unsafe { out(cfg) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     *cfg = dg_member_config {
         device_id,
@@ -163,8 +164,9 @@ unsafe fn init(
 ) -> dg_error {
     // SAFETY: `as_ref` checks null; otherwise a readable config (integers, nullable function
     // pointers and raw pointers: any bits are valid) per the contract.
-    let Some(cfg) = (unsafe { cfg.as_ref() }) else {
-        return DG_ERR_NULL_POINTER;
+    let cfg = match unsafe { input(cfg) } {
+        Ok(c) => c,
+        Err(e) => return e,
     };
     if ctx.is_null() {
         return DG_ERR_NULL_POINTER;
@@ -276,16 +278,21 @@ pub unsafe extern "C" fn dg_member_init_signed(
     }
 }
 
-/// Runs `f` on the live member at `ctx`.
+/// Runs `f` on the live member at `ctx`; `regions` (the call's buffers and outputs) must not
+/// overlap each other or the context.
 ///
 /// # Safety
 /// As `context::get`.
 unsafe fn with_member(
     ctx: *mut dg_member,
+    regions: &[Region],
     f: impl FnOnce(&mut MemberState) -> Result<(), dg_error>,
 ) -> dg_error {
+    if let Err(e) = disjoint(region(ctx, dg_member_size()), regions) {
+        return e;
+    }
     // SAFETY: forwarded contract of `context::get`.
-    match unsafe { context::get::<MemberState>(ctx.cast()) }.and_then(f) {
+    match unsafe { context::get::<MemberState>(ctx.cast()) }.and_then(|mut g| f(&mut g)) {
         Ok(()) => DG_OK,
         Err(e) => e,
     }
@@ -308,7 +315,11 @@ pub unsafe extern "C" fn dg_member_deinit(ctx: *mut dg_member) -> dg_error {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dg_member_join(ctx: *mut dg_member, now_ms: u64) -> dg_error {
     // SAFETY: forwarded context contract.
-    unsafe { with_member(ctx, |m| m.member.join(Instant(now_ms)).map_err(Into::into)) }
+    unsafe {
+        with_member(ctx, &[], |m| {
+            m.member.join(Instant(now_ms)).map_err(Into::into)
+        })
+    }
 }
 
 /// Asks to leave the group (the request comes out of `dg_member_poll_transmit`); keys are
@@ -319,7 +330,11 @@ pub unsafe extern "C" fn dg_member_join(ctx: *mut dg_member, now_ms: u64) -> dg_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dg_member_leave(ctx: *mut dg_member, now_ms: u64) -> dg_error {
     // SAFETY: forwarded context contract.
-    unsafe { with_member(ctx, |m| m.member.leave(Instant(now_ms)).map_err(Into::into)) }
+    unsafe {
+        with_member(ctx, &[], |m| {
+            m.member.leave(Instant(now_ms)).map_err(Into::into)
+        })
+    }
 }
 
 /// Handles one datagram from the key server (challenge, bundle, rekey, removal). A refused
@@ -341,7 +356,7 @@ pub unsafe extern "C" fn dg_member_handle_datagram(
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_member(ctx, |m| {
+        with_member(ctx, &[span(data)], |m| {
             m.member
                 .handle_message(Instant(now_ms), data)
                 .map_err(Into::into)
@@ -373,7 +388,7 @@ pub unsafe extern "C" fn dg_member_poll_transmit(
     *len = 0;
     // SAFETY: forwarded context contract.
     unsafe {
-        with_member(ctx, |m| {
+        with_member(ctx, &[span(buf), one(len)], |m| {
             // Probe the generator first, so that a failing one stops us before the member
             // commits to a nonce it could not draw.
             let mut probe = [0u8; 16];
@@ -404,12 +419,13 @@ pub unsafe extern "C" fn dg_member_poll_timeout(
     deadline_ms: *mut u64,
 ) -> dg_error {
     // SAFETY: forwarded output contract.
-    let Ok(deadline) = (unsafe { out(deadline_ms) }) else {
-        return DG_ERR_NULL_POINTER;
+    let deadline = match unsafe { out(deadline_ms) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_member(ctx, |m| {
+        with_member(ctx, &[one(deadline)], |m| {
             *deadline = m.member.poll_timeout().map_or(u64::MAX, |t| t.as_millis());
             Ok(())
         })
@@ -424,7 +440,7 @@ pub unsafe extern "C" fn dg_member_poll_timeout(
 pub unsafe extern "C" fn dg_member_handle_timeout(ctx: *mut dg_member, now_ms: u64) -> dg_error {
     // SAFETY: forwarded context contract.
     unsafe {
-        with_member(ctx, |m| {
+        with_member(ctx, &[], |m| {
             m.member.handle_timeout(Instant(now_ms));
             Ok(())
         })
@@ -528,12 +544,13 @@ pub unsafe extern "C" fn dg_member_poll_event(
     event: *mut dg_member_event,
 ) -> dg_error {
     // SAFETY: forwarded output contract.
-    let Ok(event) = (unsafe { out(event) }) else {
-        return DG_ERR_NULL_POINTER;
+    let event = match unsafe { out(event) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_member(ctx, |m| {
+        with_member(ctx, &[one(event)], |m| {
             *event = m.member.poll_event().map(member_event).unwrap_or_default();
             Ok(())
         })
@@ -548,12 +565,13 @@ pub unsafe extern "C" fn dg_member_poll_event(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dg_member_current_epoch(ctx: *mut dg_member, epoch: *mut u16) -> dg_error {
     // SAFETY: forwarded output contract.
-    let Ok(epoch) = (unsafe { out(epoch) }) else {
-        return DG_ERR_NULL_POINTER;
+    let epoch = match unsafe { out(epoch) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_member(ctx, |m| {
+        with_member(ctx, &[one(epoch)], |m| {
             let e = m
                 .member
                 .group()
@@ -594,7 +612,7 @@ pub unsafe extern "C" fn dg_member_seal(
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_member(ctx, |m| {
+        with_member(ctx, &[span(pt), span(buf), one(len)], |m| {
             *len = m.member.seal(Instant(now_ms), pt, buf)?;
             Ok(())
         })
@@ -622,7 +640,7 @@ pub unsafe extern "C" fn dg_member_open(
     let base = record.as_ptr();
     // SAFETY: forwarded context contract.
     unsafe {
-        with_member(ctx, |m| {
+        with_member(ctx, &[span(record), one(delivery)], |m| {
             let d = m.member.open(Instant(now_ms), record)?;
             *delivery = dg_delivery::from_delivery(&d, base);
             Ok(())
@@ -640,12 +658,13 @@ pub unsafe extern "C" fn dg_member_counters(
     counters: *mut dg_counters,
 ) -> dg_error {
     // SAFETY: forwarded output contract.
-    let Ok(counters) = (unsafe { out(counters) }) else {
-        return DG_ERR_NULL_POINTER;
+    let counters = match unsafe { out(counters) } {
+        Ok(v) => v,
+        Err(e) => return e,
     };
     // SAFETY: forwarded context contract.
     unsafe {
-        with_member(ctx, |m| {
+        with_member(ctx, &[one(counters)], |m| {
             *counters = m
                 .member
                 .group()

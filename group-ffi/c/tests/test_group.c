@@ -486,6 +486,70 @@ static void test_member_offline(void) {
     CHECK_RC(dg_member_join(&mb, 0), DG_ERR_NOT_INITIALISED);
 }
 
+/* A store whose callbacks call the API on the context they run for: refused as busy. */
+struct reentrant {
+    struct flash f;
+    dg_group *g;
+    int calls;
+    dg_error seen[4];
+};
+
+static int32_t reentrant_load(void *user, dg_sequence_state *out) {
+    struct reentrant *r = user;
+    uint8_t rec[64];
+    size_t len = 0;
+    dg_counters c;
+    if (r->calls == 0) {
+        r->seen[0] = dg_group_seal(r->g, 0, (const uint8_t *)"x", 1, rec, sizeof rec, &len);
+        r->seen[1] = dg_group_counters(r->g, &c);
+        r->seen[2] = dg_group_deinit(r->g);
+        r->seen[3] = dg_group_activate(r->g, 1, 0);
+    }
+    r->calls++;
+    return flash_load(&r->f, out);
+}
+
+static int32_t reentrant_save(void *user, const dg_sequence_state *st) {
+    struct reentrant *r = user;
+    return flash_save(&r->f, st);
+}
+
+/* What a C programmer may get wrong at the boundary: re-entry from a callback, sealing in
+ * place, an output inside a buffer or the context, a misaligned output. */
+static void test_boundary(void) {
+    static struct reentrant r;
+    static union {
+        uint64_t align;
+        uint8_t bytes[256];
+    } buf;
+    uint8_t *b = buf.bytes;
+    size_t len = 0;
+    uint64_t deadline = 0;
+    memset(&r, 0, sizeof r);
+    r.g = &sender;
+    CHECK_RC(setup(&sender, 1, DG_SUITE_AES_128_CCM_8, NULL), DG_OK);
+    CHECK_RC(dg_group_set_sequence_store(&sender, reentrant_load, reentrant_save, &r), DG_OK);
+    CHECK_RC(dg_group_seal(&sender, 0, (const uint8_t *)"on", 2, b, 128, &len), DG_OK);
+    CHECK(r.calls == 1);
+    for (int i = 0; i < 4; i++) CHECK_RC(r.seen[i], DG_ERR_CONTEXT_BUSY);
+    /* The context is not busy after the call. */
+    CHECK_RC(dg_group_poll_timeout(&sender, &deadline), DG_OK);
+    /* In place, overlapping, an output inside the output buffer or the context. */
+    CHECK_RC(dg_group_seal(&sender, 0, b, 16, b, 128, &len), DG_ERR_BUFFERS_OVERLAP);
+    CHECK_RC(dg_group_seal(&sender, 0, b + 100, 16, b, 110, &len), DG_ERR_BUFFERS_OVERLAP);
+    CHECK_RC(dg_group_seal(&sender, 0, b + 128, 2, b, 128, (size_t *)(void *)(b + 64)),
+             DG_ERR_BUFFERS_OVERLAP);
+    CHECK_RC(dg_group_counters(&sender, (dg_counters *)(void *)&sender), DG_ERR_BUFFERS_OVERLAP);
+    CHECK_RC(dg_group_open(&sender, 0, (uint8_t *)(void *)&sender, 64, (dg_delivery *)(void *)b),
+             DG_ERR_BUFFERS_OVERLAP);
+    /* A misaligned output. */
+    CHECK_RC(dg_group_poll_timeout(&sender, (uint64_t *)(void *)(b + 1)), DG_ERR_POINTER_UNALIGNED);
+    /* Adjacent buffers are fine: the next sequence number, 1. */
+    CHECK_RC(dg_group_seal(&sender, 0, b + 128, 2, b, 128, &len), DG_OK);
+    CHECK(len > 11 && b[10] == 1);
+    CHECK_RC(dg_group_deinit(&sender), DG_OK);
+}
+
 int main(void) {
     static const uint16_t suites[] = {DG_SUITE_AES_128_CCM_8, DG_SUITE_AES_128_CCM,
                                       DG_SUITE_AES_128_GCM, DG_SUITE_CHACHA20_POLY1305};
@@ -498,6 +562,7 @@ int main(void) {
     test_reboot();
     test_events_and_strict();
     test_member_offline();
+    test_boundary();
     printf("test_group: %d checks, %d failures (dg_group_size %zu, dg_member_size %zu, align %zu)\n", checks,
            failures, dg_group_size(), dg_member_size(), dg_group_align());
     return failures == 0 ? 0 : 1;
