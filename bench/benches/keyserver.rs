@@ -19,7 +19,8 @@
 //! `admit_device`). Ratios are server time / anchor, per round; medians over rounds.
 //!
 //! Run: `cargo bench -p group-bench --bench keyserver` (`BENCH_PAIRED_SECS` bounds the rounds
-//! per size, default 2 s, at least 3 rounds).
+//! per size, default 2 s, at least 3 rounds; `KEYSERVER_BENCH_SIZES=10,100` and
+//! `KEYSERVER_BENCH_VIEWS=startup,group,building` pick sizes and parts).
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -388,8 +389,14 @@ fn startup(report: &mut Report, devices: u32) {
 
 fn main() {
     let mut report = Report::new("keyserver");
-    for devices in [1_000u32, 10_000] {
-        startup(&mut report, devices);
+    let views: Vec<String> = std::env::var("KEYSERVER_BENCH_VIEWS")
+        .ok()
+        .map(|s| s.split(',').map(|v| v.trim().to_owned()).collect())
+        .unwrap_or_else(|| vec!["startup".into(), "group".into(), "building".into()]);
+    if views.iter().any(|v| v == "startup") {
+        for devices in [1_000u32, 10_000] {
+            startup(&mut report, devices);
+        }
     }
     println!(
         "| view | devices | group size | operation | server time (median) | messages | bytes | bundles | raw crypto x bundles | ratio (median, range) | rounds |"
@@ -403,6 +410,9 @@ fn main() {
     let members: Vec<VerifyingKey> = (1..=64).map(|i| *device_key(i).verifying_key()).collect();
     let server = SigningKey::from_slice(&[0x33; 32]).unwrap();
     for view in ["group", "building"] {
+        if !views.iter().any(|v| v == view) {
+            continue;
+        }
         for &n in &sizes {
             let group_size = if view == "group" { n } else { 10.min(n) };
             let t0 = Instant::now();

@@ -44,7 +44,6 @@ pub struct Counters {
 impl Counters {
     /// Counts one dropped record.
     pub fn count_drop(&mut self, e: &OpenError) {
-        crate::log::record_dropped(e);
         let c = match e {
             OpenError::Malformed(_) => &mut self.malformed,
             OpenError::UnsupportedContentType(_) => &mut self.unsupported_content_type,

@@ -69,6 +69,14 @@ impl EpochSet {
         }
     }
 
+    /// Drops every epoch in place (keys zeroized), as [`EpochSet::new`] without building one.
+    pub fn clear(&mut self) {
+        self.previous = None;
+        self.current = None;
+        self.next = None;
+        self.highest = None;
+    }
+
     /// The highest epoch ever installed here.
     pub fn highest(&self) -> Option<Epoch> {
         self.highest

@@ -7,10 +7,10 @@
 //! Nothing logged is secret: reasons, epochs, sender IDs, sequence numbers and counts.
 
 use crate::counters::Event;
-use crate::group::OpenError;
+use crate::group::errors::OpenError;
 use crate::wire::Epoch;
 
-/// A record was dropped (counted in [`Counters`](crate::counters::Counters)).
+/// A record was dropped (and counted in [`Counters`](crate::counters::Counters)).
 #[inline(always)]
 pub(crate) fn record_dropped(e: &OpenError) {
     #[cfg(all(feature = "defmt", target_os = "none"))]
@@ -50,7 +50,7 @@ pub(crate) fn epoch_activated(epoch: Epoch) {
 ))]
 mod tests {
     use crate::counters::{Counters, Event, RekeyReason};
-    use crate::group::{OpenError, SealError};
+    use crate::group::errors::{OpenError, SealError};
     use crate::keydist::{Error, MemberEvent, MemberState, ServerEvent};
     use crate::sequence::{SequenceError, StoreError};
     use crate::suite::{KeyError, Suite};

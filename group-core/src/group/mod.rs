@@ -88,6 +88,26 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         }
     }
 
+    /// Empties this context in place for `config`, as `*self = Group::new(config)` without a
+    /// `Group` by value on the stack: keys dropped (zeroized), senders, blocks, counters and
+    /// events gone.
+    pub(crate) fn reset(&mut self, config: GroupConfig) {
+        self.config = config;
+        self.epochs.clear();
+        self.senders.clear();
+        self.blocked.clear();
+        self.tick = 0;
+        self.counters = Counters::default();
+        self.events.clear();
+        self.sending = None;
+        self.budget_event_for = None;
+        self.exhausted_event_for = None;
+        #[cfg(feature = "record-signatures")]
+        {
+            self.signing_key = None;
+        }
+    }
+
     /// The policy.
     pub fn config(&self) -> &GroupConfig {
         &self.config

@@ -68,6 +68,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             }
             Err(e) => {
                 self.counters.count_drop(&e);
+                crate::log::record_dropped(&e);
                 Err(e)
             }
         }

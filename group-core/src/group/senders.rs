@@ -60,6 +60,11 @@ impl Default for BlockedThrough {
 }
 
 impl BlockedThrough {
+    /// Refuses nothing any more (a new group's list).
+    pub(super) fn clear(&mut self) {
+        self.0.fill(Epoch(0));
+    }
+
     /// Whether `sid`'s records in `epoch` are refused.
     fn refuses(&self, sid: SenderId, epoch: Epoch) -> bool {
         self.0
@@ -87,20 +92,64 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     }
 
     fn add_sender_state(&mut self, sid: SenderId) -> Result<usize, SenderId> {
-        if let Some(i) = self.position(sid) {
-            return Ok(i);
+        let at = match self.find(sid) {
+            Ok(i) => return Ok(i),
+            Err(at) => at,
+        };
+        let state = SenderState {
+            sender_id: sid,
+            #[cfg(feature = "record-signatures")]
+            key: None,
+            current: None,
+            previous: None,
+            last_active: self.tick,
+        };
+        self.insert_sorted(at, state).map_err(|s| s.sender_id)?;
+        Ok(at)
+    }
+
+    /// Inserts `state` at `at`, the place [`find`](Self::find) gave for its sender ID (keeps the
+    /// table sorted). A full table hands the state back.
+    fn insert_sorted(
+        &mut self,
+        at: usize,
+        state: SenderState<WORDS>,
+    ) -> Result<(), SenderState<WORDS>> {
+        if at > self.senders.len() {
+            return Err(state);
         }
-        self.senders
-            .push(SenderState {
-                sender_id: sid,
-                #[cfg(feature = "record-signatures")]
-                key: None,
-                current: None,
-                previous: None,
-                last_active: self.tick,
-            })
-            .map_err(|s| s.sender_id)?;
-        Ok(self.senders.len().saturating_sub(1))
+        self.senders.push(state)?;
+        // Into place by adjacent swaps (rare: a new sender), not `insert`, whose `memmove`
+        // would be 1.5 KB of a firmware's flash.
+        for j in (at..self.senders.len()).rev().skip(1) {
+            self.swap_with_next(j);
+        }
+        Ok(())
+    }
+
+    /// Takes the state at `i` out of the table, keeping the others in order (by adjacent swaps,
+    /// as [`insert_sorted`](Self::insert_sorted)).
+    fn remove_at(&mut self, i: usize) -> Option<SenderState<WORDS>> {
+        if i >= self.senders.len() {
+            return None;
+        }
+        for j in i..self.senders.len().saturating_sub(1) {
+            self.swap_with_next(j);
+        }
+        self.senders.pop()
+    }
+
+    /// Swaps the states at `j` and `j + 1` field by field (`slice::swap` of a whole state calls
+    /// `memmove` on thumbv7em).
+    fn swap_with_next(&mut self, j: usize) {
+        if let Some([a, b, ..]) = self.senders.get_mut(j..) {
+            core::mem::swap(&mut a.sender_id, &mut b.sender_id);
+            #[cfg(feature = "record-signatures")]
+            core::mem::swap(&mut a.key, &mut b.key);
+            core::mem::swap(&mut a.current, &mut b.current);
+            core::mem::swap(&mut a.previous, &mut b.previous);
+            core::mem::swap(&mut a.last_active, &mut b.last_active);
+        }
     }
 
     /// Sets the public key that verifies `sid`'s record signatures (adding the sender if
@@ -120,7 +169,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     /// be admitted again.
     pub fn remove_sender(&mut self, sid: SenderId) {
         if let Some(i) = self.position(sid) {
-            self.senders.swap_remove(i);
+            self.remove_at(i);
         }
         self.block(sid);
     }
@@ -141,8 +190,16 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         })
     }
 
+    /// The slot of `sid`'s state.
     fn position(&self, sid: SenderId) -> Option<usize> {
-        self.senders.iter().position(|s| s.sender_id == sid)
+        self.find(sid).ok()
+    }
+
+    /// The slot of `sid`'s state, or where it would be inserted. The table is kept sorted by
+    /// sender ID, so a lookup is a binary search: the cost of opening a record is flat in the
+    /// number of senders tracked (issue 14), with no index besides the table itself (no RAM).
+    fn find(&self, sid: SenderId) -> Result<usize, usize> {
+        self.senders.binary_search_by_key(&sid.0, |s| s.sender_id.0)
     }
 
     fn window_start(&self) -> WindowStart {
@@ -262,9 +319,13 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                     previous: None,
                     last_active: tick,
                 };
-                match replace.and_then(|i| self.senders.get_mut(i)) {
-                    Some(slot) => {
-                        let dropped = core::mem::replace(slot, state);
+                // The slot's state is taken out (the others keep their order) and the new one
+                // inserted where `sid` sorts.
+                match replace.and_then(|i| self.remove_at(i)) {
+                    Some(dropped) => {
+                        if let Err(at) = self.find(sid) {
+                            let _ = self.insert_sorted(at, state);
+                        }
                         let old = dropped.sender_id;
                         if evicts {
                             self.block(old);
@@ -280,7 +341,9 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                         }
                     }
                     None => {
-                        let _ = self.senders.push(state);
+                        if let Err(at) = self.find(sid) {
+                            let _ = self.insert_sorted(at, state);
+                        }
                     }
                 }
             }
@@ -291,6 +354,55 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ids<const N: usize>(g: &Group<N, 2>) -> heapless::Vec<u8, N> {
+        g.senders().map(|s| s.sender_id.0).collect()
+    }
+
+    #[test]
+    fn the_sender_table_stays_sorted_and_every_sender_is_found() {
+        let mut g: Group<8, 2> = Group::new(super::super::GroupConfig::new(1));
+        // Added out of order, by the key server and by first records.
+        for sid in [200u8, 3, 77, 0, 255] {
+            g.add_sender(SenderId(sid)).unwrap();
+        }
+        let plan = Plan::Create {
+            replace: None,
+            evicts: false,
+        };
+        for sid in [128u8, 1, 254] {
+            g.commit(plan, SenderId(sid), Epoch(1), 5);
+        }
+        assert_eq!(ids(&g), [0, 1, 3, 77, 128, 200, 254, 255]);
+        assert_eq!(g.add_sender(SenderId(9)), Err(SenderId(9)), "full");
+        // A slot taken by a sender that sorts elsewhere: the table is re-ordered.
+        let i = g.position(SenderId(254)).unwrap();
+        g.commit(
+            Plan::Create {
+                replace: Some(i),
+                evicts: true,
+            },
+            SenderId(2),
+            Epoch(1),
+            9,
+        );
+        assert_eq!(ids(&g), [0, 1, 2, 3, 77, 128, 200, 255]);
+        g.remove_sender(SenderId(77));
+        g.remove_sender(SenderId(0));
+        assert_eq!(ids(&g), [1, 2, 3, 128, 200, 255]);
+        for sid in 0..=255u8 {
+            let want = [1u8, 2, 3, 128, 200, 255].contains(&sid);
+            let found = g.position(SenderId(sid));
+            assert_eq!(found.is_some(), want, "sid {sid}");
+            if let Some(i) = found {
+                assert_eq!(g.senders.get(i).map(|s| s.sender_id), Some(SenderId(sid)));
+            }
+        }
+        // The evicted-by-slot sender's windows moved with it: sid 2's record 9 is a replay now.
+        let two = g.position(SenderId(2)).unwrap();
+        let w = g.senders.get(two).and_then(|s| s.current.as_ref()).unwrap();
+        assert_eq!(w.1.highest(), Some(9));
+    }
 
     #[test]
     fn blocked_bounds_are_per_sender_id_and_only_rise() {

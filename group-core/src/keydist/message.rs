@@ -459,6 +459,7 @@ fn is_canonical<T: Serialize>(value: &T, bytes: &[u8]) -> bool {
 /// Splits and decodes a message without verifying it: version, mode, body, trailer. Unknown
 /// versions and modes, truncation, undecodable bodies, trailing bytes and bodies that are not
 /// the canonical encoding of what they decode to ([`Error::NonCanonical`]) are typed errors.
+#[inline(never)] // the decoding's temporaries stay out of the caller's frame (stack, issue 12)
 pub fn parse(bytes: &[u8]) -> Result<ProtectedMessage<'_>, Error> {
     let (&version, rest) = bytes.split_first().ok_or(Error::Truncated)?;
     if version != VERSION {

@@ -226,8 +226,10 @@ fn start<B: BlockCipherEncBackend<BlockSize = U16>>(
     (mac, s0)
 }
 
-/// One record's encryption: CBC-MAC over the plaintext and CTR over it, block by block.
-struct Seal<'a> {
+/// One record's encryption (`SEAL`) or decryption: CTR over the buffer and CBC-MAC over the
+/// plaintext, block by block. The mode is a constant: each instance compiles to its own loop
+/// with no branch in it.
+struct Pass<'a, const SEAL: bool> {
     b0: B16,
     base: u128,
     aad: &'a [u8],
@@ -235,74 +237,46 @@ struct Seal<'a> {
     tag: &'a mut B16,
 }
 
-impl BlockSizeUser for Seal<'_> {
+/// Sealing: the MAC absorbs each plaintext block, which then becomes ciphertext.
+type Seal<'a> = Pass<'a, true>;
+/// Opening: each ciphertext block becomes plaintext, which the MAC then absorbs.
+type Open<'a> = Pass<'a, false>;
+
+impl<const SEAL: bool> BlockSizeUser for Pass<'_, SEAL> {
     type BlockSize = U16;
 }
 
-impl BlockCipherEncClosure for Seal<'_> {
+impl<const SEAL: bool> BlockCipherEncClosure for Pass<'_, SEAL> {
     #[inline(always)]
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
         let (mut mac, s0) = start(backend, self.b0, self.base, self.aad);
         let mut counter = 1u32;
         let (blocks, tail) = self.buf.as_chunks_mut::<16>();
         for block in blocks {
-            // The CTR block does not depend on the MAC chain: the CPU runs both at once.
-            let p = *block;
+            // The keystream does not depend on the MAC chain: the CPU computes it while the
+            // MAC absorbs the previous block.
             let ks = enc(backend, ctr(self.base, counter));
-            mac = enc(backend, xor(mac, &p));
-            *block = xor(p, &ks);
+            let (plain, out) = if SEAL {
+                (*block, xor(*block, &ks))
+            } else {
+                let p = xor(*block, &ks);
+                (p, p)
+            };
+            mac = enc(backend, xor(mac, &plain));
+            *block = out;
             counter = counter.wrapping_add(1);
         }
         if !tail.is_empty() {
             let ks = enc(backend, ctr(self.base, counter));
-            mac = enc(backend, xor(mac, &padded(tail)));
+            if SEAL {
+                mac = enc(backend, xor(mac, &padded(tail)));
+            }
             for (t, k) in tail.iter_mut().zip(ks.iter()) {
                 *t ^= *k;
             }
-        }
-        *self.tag = xor(mac, &s0);
-    }
-}
-
-/// One record's decryption: CTR over the ciphertext, CBC-MAC over the plaintext it yields.
-///
-/// Its loop mirrors [`Seal`]'s on purpose (`duplicates` pairs them): the MAC absorbs the block
-/// before the keystream is applied when sealing and after when opening. One loop with a mode
-/// flag would put that choice into the per-block path that issue 14 tuned for throughput; the
-/// two stay separate (a merge was not measured, see docs/performance.md for the CCM figures).
-struct Open<'a> {
-    b0: B16,
-    base: u128,
-    aad: &'a [u8],
-    buf: &'a mut [u8],
-    tag: &'a mut B16,
-}
-
-impl BlockSizeUser for Open<'_> {
-    type BlockSize = U16;
-}
-
-impl BlockCipherEncClosure for Open<'_> {
-    #[inline(always)]
-    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
-        let (mut mac, s0) = start(backend, self.b0, self.base, self.aad);
-        let mut counter = 1u32;
-        let (blocks, tail) = self.buf.as_chunks_mut::<16>();
-        for block in blocks {
-            // The keystream does not depend on the MAC chain: the CPU computes the next
-            // blocks' keystream while the MAC absorbs this one.
-            let ks = enc(backend, ctr(self.base, counter));
-            let p = xor(*block, &ks);
-            *block = p;
-            mac = enc(backend, xor(mac, &p));
-            counter = counter.wrapping_add(1);
-        }
-        if !tail.is_empty() {
-            let ks = enc(backend, ctr(self.base, counter));
-            for (t, k) in tail.iter_mut().zip(ks.iter()) {
-                *t ^= *k;
+            if !SEAL {
+                mac = enc(backend, xor(mac, &padded(tail)));
             }
-            mac = enc(backend, xor(mac, &padded(tail)));
         }
         *self.tag = xor(mac, &s0);
     }

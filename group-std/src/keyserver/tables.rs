@@ -129,9 +129,14 @@ impl<const G: usize> ServerTables<G> for StdTables<G> {
 
     fn put_group(&mut self, group: GroupRec) {
         let gid = group.group_id();
-        self.groups.insert(gid, group);
+        let changed = group.changed_at();
+        let old = self.groups.insert(gid, group);
         self.index_timer(gid);
-        // Whether a member is pending depends on the group (what it last changed).
+        // Whether a member is pending depends on what the group last changed: re-read the
+        // members only when that moved (a rekey, a sender list change), not on every commit.
+        if old.is_some_and(|o| o.changed_at() == changed) {
+            return;
+        }
         let ids: Vec<DeviceId> = self
             .members
             .get(&gid)

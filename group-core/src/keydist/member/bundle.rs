@@ -10,7 +10,7 @@ use super::super::message::{
 };
 use super::super::vocabulary::{MAX_SENDERS, Role};
 use super::{Member, MemberEvent, MemberState, SenderKey, add_listed, sender_key};
-use crate::group::{Admission, Group, GroupConfig};
+use crate::group::{Admission, GroupConfig};
 use crate::record::NonceProfile;
 use crate::replay::ReplayWindow;
 use crate::schedule::{EpochSecret, native_keys, wolfssl_keys};
@@ -100,12 +100,14 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
 
     /// A key bundle from the key server (authenticated, addressed to this device, with a
     /// counter above the last one accepted). Refusals change nothing.
+    #[inline(never)] // its own frame, not summed into the caller's (stack, issue 12)
     pub(super) fn on_bundle(&mut self, now: Instant, b: &KeyBundle) -> Result<(), Error> {
         let plan = self.plan_bundle(b)?;
         self.apply_bundle(now, b, plan)
     }
 
     /// Checks a bundle: freshness, consistency and policy. Changes nothing.
+    #[inline(never)] // its own frame, not summed into the caller's (stack, issue 12)
     fn validate_bundle(&self, b: &KeyBundle) -> Result<CheckedBundle, Error> {
         // Freshness: a join response must echo the outstanding request's nonce.
         match self.state {
@@ -151,6 +153,10 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             .is_some_and(|j| j.nonce.is_some() && j.nonce == b.echo);
         let recovering = answers_join && self.join.is_some_and(|j| j.lost);
         let epoch = Epoch(b.epoch);
+        if epoch.0 == 0 {
+            // Never held (as `Group::install_epoch` would say; refused before anything changes).
+            return Err(Error::Key(crate::suite::KeyError::EpochZero));
+        }
         if recovering && self.recovery_floor.is_some_and(|f| epoch <= f) {
             // Not a fresh epoch: restarting at 0 there could reuse a nonce.
             return Err(Error::InconsistentBundle);
@@ -165,6 +171,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     }
 
     /// Checks a bundle, opens its secret and derives its record keys. Changes nothing.
+    #[inline(never)] // its own frame, not summed into the caller's (stack, issue 12)
     fn plan_bundle(&self, b: &KeyBundle) -> Result<BundlePlan, Error> {
         let checked = self.validate_bundle(b)?;
         let (suite, epoch) = (checked.suite, checked.epoch);
@@ -185,6 +192,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
 
     /// Installs a planned bundle: into the present group if its configuration still fits, else
     /// a new one; then the senders, the bookkeeping, the acknowledgement and the activation.
+    #[inline(never)] // its own frame, not summed into the caller's (stack, issue 12)
     fn apply_bundle(&mut self, now: Instant, b: &KeyBundle, plan: BundlePlan) -> Result<(), Error> {
         let BundlePlan {
             checked:
@@ -198,19 +206,26 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             keys,
         } = plan;
         let config = self.group_config(b);
-        match self.group.as_mut() {
-            Some(g) if *g.config() == config => g.install_epoch(epoch, &keys)?,
-            _ => {
-                // First bundle, or the sender ID or policy changed: a new record layer.
-                let mut g = Group::<SENDERS, WORDS>::new(config);
-                g.install_epoch(epoch, &keys)?;
-                self.group = Some(g);
-                self.removed = SidSet::default();
-                self.deferred.clear();
+        if self.keyed && *self.group.config() == config {
+            self.group.install_epoch(epoch, &keys)?;
+        } else {
+            // First bundle, or the sender ID or policy changed: a new record layer, reset in
+            // place (a `Group` by value would cost its size on this stack twice over). The
+            // installation into the emptied group can't fail: the epoch is not 0 (checked),
+            // the group holds no epoch to be newer than, and the keys were derived for the
+            // suite; should it fail all the same, the member is left without keys, not with
+            // a half-built group.
+            self.group.reset(config);
+            self.removed = SidSet::default();
+            self.deferred.clear();
+            if let Err(e) = self.group.install_epoch(epoch, &keys) {
+                self.keyed = false;
+                return Err(e.into());
             }
+            self.keyed = true;
         }
         let own = b.sender_id;
-        let group = self.group.as_mut().ok_or(Error::NotJoined)?;
+        let group = &mut self.group;
         #[cfg(feature = "record-signatures")]
         if let (Some(_), Some(device_key)) = (own, self.creds.device_key())
             && b.policy.signatures_required

@@ -151,7 +151,11 @@ pub struct Member<S: SequenceStore, const SENDERS: usize = 16, const WORDS: usiz
     creds: MemberCredentials,
     store: S,
     state: MemberState,
-    group: Option<Group<SENDERS, WORDS>>,
+    /// The record layer, built once and reset in place (never a `Group` by value on the stack
+    /// of a join or rekey); meaningful only while `keyed`.
+    group: Group<SENDERS, WORDS>,
+    /// A bundle was installed into `group` and its keys were not dropped since.
+    keyed: bool,
     last_counter: u64,
     last_join_nonce: Option<[u8; NONCE_LEN]>,
     join: Option<JoinAttempt>,
@@ -181,7 +185,7 @@ impl<S: SequenceStore, const N: usize, const W: usize> fmt::Debug for Member<S, 
             .field("config", &self.config)
             .field("state", &self.state)
             .field("last_counter", &self.last_counter)
-            .field("group", &self.group)
+            .field("group", &self.group())
             .finish_non_exhaustive()
     }
 }
@@ -194,7 +198,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             creds,
             store,
             state: MemberState::Idle,
-            group: None,
+            group: Group::new(GroupConfig::new(config.group_id)),
+            keyed: false,
             last_counter: 0,
             last_join_nonce: None,
             join: None,
@@ -226,7 +231,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
 
     /// The record layer, once a bundle arrived.
     pub fn group(&self) -> Option<&Group<SENDERS, WORDS>> {
-        self.group.as_ref()
+        self.keyed.then_some(&self.group)
     }
 
     /// The sequence store.
@@ -272,8 +277,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     fn start_join(&mut self, now: Instant, lost: bool) {
         if lost {
             self.recovery_floor = self
-                .group
-                .as_ref()
+                .group()
                 .and_then(|g| g.epochs().highest())
                 .max(self.recovery_floor);
         }
@@ -293,8 +297,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     /// until a newer epoch arrives.
     pub fn request_rekey(&mut self, now: Instant) -> Result<(), Error> {
         let epoch = self
-            .group
-            .as_ref()
+            .group()
             .and_then(|g| g.current_epoch())
             .ok_or(Error::NotJoined)?;
         self.schedule_report(now, epoch, RekeyReport::Requested);
@@ -315,7 +318,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     }
 
     fn drop_keys(&mut self) {
-        self.group = None;
+        self.group.reset(GroupConfig::new(self.config.group_id));
+        self.keyed = false;
         self.activation = None;
         self.deferred.clear();
         self.expiry = None;
@@ -345,8 +349,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         if counter <= self.last_counter {
             return Err(Error::Replayed);
         }
-        match pm.message {
-            Message::KeyBundle(b) => self.on_bundle(now, &b),
+        match &pm.message {
+            Message::KeyBundle(b) => self.on_bundle(now, b),
             Message::Removed(r) => {
                 if !matches!(self.state, MemberState::Joined | MemberState::Leaving) {
                     return Err(Error::NotJoined);
@@ -381,9 +385,10 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     }
 
     fn activate(&mut self, epoch: Epoch, now: Instant) {
-        let Some(group) = self.group.as_mut() else {
+        if !self.keyed {
             return;
-        };
+        }
+        let group = &mut self.group;
         let was_current = group.current_epoch() == Some(epoch);
         if group.activate_epoch(epoch, now).is_err() {
             return;
@@ -407,9 +412,10 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         let Some(epoch) = self.recover_at else {
             return;
         };
-        let Some(group) = self.group.as_mut() else {
+        if !self.keyed {
             return;
-        };
+        }
+        let group = &mut self.group;
         if group.current_epoch() != Some(epoch) {
             return;
         }
@@ -429,8 +435,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             self.activation = None;
             self.activate(epoch, now);
         }
-        if let Some(g) = self.group.as_mut() {
-            g.handle_timeout(now);
+        if self.keyed {
+            self.group.handle_timeout(now);
         }
         if let Some((epoch, at)) = self.expiry
             && now.0 >= at
@@ -451,10 +457,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             self.report.map(|r| r.retry.next_at()),
             self.activation.map(|(_, at)| at),
             self.expiry.map(|(_, at)| at),
-            self.group
-                .as_ref()
-                .and_then(|g| g.poll_timeout())
-                .map(|i| i.0),
+            self.group().and_then(|g| g.poll_timeout()).map(|i| i.0),
         ];
         candidates.into_iter().flatten().min().map(Instant)
     }
@@ -472,7 +475,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
 
     /// Moves the group's events into this member's queue, acting on rekey needs.
     fn pump_group_events(&mut self, now: Instant) {
-        while let Some(e) = self.group.as_mut().and_then(|g| g.poll_event()) {
+        while let Some(e) = self.keyed.then(|| self.group.poll_event()).flatten() {
             let report = match e {
                 Event::RekeyNeeded { epoch, reason } => Some((
                     epoch,
@@ -589,8 +592,10 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             // Waiting for the fresh epoch: nothing may be sent before it.
             return Err(SealError::AwaitingRecovery);
         }
-        let group = self.group.as_mut().ok_or(SealError::NoCurrentEpoch)?;
-        let r = group.seal(now, &mut self.store, plaintext, out);
+        if !self.keyed {
+            return Err(SealError::NoCurrentEpoch);
+        }
+        let r = self.group.seal(now, &mut self.store, plaintext, out);
         if let Err(SealError::SequenceStateLost(_)) = r
             && self.join.is_none_or(|j| !j.lost)
             && self.recover_at.is_none()
@@ -608,12 +613,11 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         record: &'a mut [u8],
     ) -> Result<Delivery<'a>, OpenError> {
         self.handle_timeout(now);
-        match self.group.as_mut() {
-            Some(g) => g.open(now, record),
-            None => {
-                record.fill(0);
-                Err(OpenError::NotJoined)
-            }
+        if self.keyed {
+            self.group.open(now, record)
+        } else {
+            record.fill(0);
+            Err(OpenError::NotJoined)
         }
     }
 }

@@ -234,6 +234,12 @@ impl GroupRec {
         self.spec.group_id
     }
 
+    /// The server counter of the group's last change of content (a new epoch, a sender list
+    /// change): members that acknowledged less still need a bundle.
+    pub fn changed_at(&self) -> u64 {
+        self.changed_at
+    }
+
     /// When this group next has work: its staged epoch's activation, else its scheduled
     /// rotation (only if `has_members` says it has any).
     pub fn timer(&self, has_members: impl FnOnce() -> bool) -> Option<u64> {
