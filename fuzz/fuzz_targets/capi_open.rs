@@ -1,12 +1,13 @@
 //! The C API (`group-ffi`) driven through its `extern "C"` functions by arbitrary call
 //! sequences: a sender context whose sequence store fails in arbitrary ways (any return code
-//! from `load` and `save`), re-initialised over itself at any point; a receiver opening the
+//! from `load` and `save`), re-initialised over itself at any point, and a twin context with
+//! the same sender ID and store; a receiver opening the
 //! sender's records, mutated copies, arbitrary datagrams, null buffers and lengths;
 //! epochs installed, activated and retired; deinit and re-init of either.
 //!
 //! Asserts: nothing panics (the process would abort: `extern "C"`); every call returns one of
 //! its documented errors; the sender never seals the same (epoch, sender, seq) twice, across
-//! re-inits and store failures; the receiver delivers only records the sender sealed (same
+//! re-inits, store failures and the twin; the receiver delivers only records the sender sealed (same
 //! epoch, sender, seq and plaintext), each once per receiver life; a refusal bumps exactly its
 //! drop counter.
 #![no_main]
@@ -22,6 +23,8 @@ use libfuzzer_sys::fuzz_target;
 const SID: u8 = 3;
 const SENDER: u8 = 0;
 const RECEIVER: u8 = 1;
+/// A second context with the same sender ID and store (a C program's mistake).
+const TWIN: u8 = 2;
 
 /// An honest store whose medium fails when told to: `load` answers EMPTY only if nothing was
 /// ever saved (a store that forgets would be outside the contract).
@@ -59,7 +62,11 @@ unsafe extern "C" fn save(user: *mut c_void, st: *const dg_sequence_state) -> i3
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Seal { len: u16, cap: u16, fill: u8 },
+    /// Seal on the sender, or (`twin`) on the second context with its sender ID and store.
+    Seal { len: u16, cap: u16, fill: u8, twin: bool },
+    /// Seal up to 1 199 one-byte records in a row (to cross the store's 1 000-record
+    /// reservation step).
+    Burst { n: u16, twin: bool },
     /// Open a copy of sealed record `which`, with bytes changed and its length cut or grown.
     Open { which: u8, flips: Vec<(u8, u8)>, cut: u8, grow: u8 },
     /// Open arbitrary bytes.
@@ -100,7 +107,7 @@ fn context_memory() -> Vec<Block> {
 }
 
 struct World {
-    ctx: [Vec<Block>; 2],
+    ctx: [Vec<Block>; 3],
     store: Box<Store>,
     now: u64,
     /// Every (epoch, sender, seq) sealed, with its plaintext.
@@ -111,7 +118,7 @@ struct World {
 
 impl World {
     fn ctx(&mut self, who: u8) -> *mut dg_group {
-        self.ctx[usize::from(who & 1)].as_mut_ptr().cast()
+        self.ctx[usize::from(who % 3)].as_mut_ptr().cast()
     }
 
     fn init(&mut self, who: u8, window: u8) {
@@ -123,7 +130,7 @@ impl World {
         };
         cfg.replay_window = [64, 128, 256, 100][usize::from(window & 3)];
         cfg.grace_ms = 1_000;
-        if who & 1 == SENDER {
+        if who % 3 != RECEIVER {
             cfg.is_sender = 1;
             cfg.sender_id = SID;
         }
@@ -137,7 +144,7 @@ impl World {
                 return;
             }
             assert_eq!(rc, DG_OK);
-            if who & 1 == SENDER {
+            if who % 3 != RECEIVER {
                 assert_eq!(
                     dg_group_set_sequence_store(g, Some(load), Some(save), store.cast()),
                     DG_OK
@@ -198,12 +205,12 @@ impl World {
         assert_eq!(after.accepted, before.accepted);
     }
 
-    fn seal(&mut self, len: u16, cap: u16, fill: u8) {
+    fn seal(&mut self, len: u16, cap: u16, fill: u8, twin: bool) {
         let len = usize::from(len) % (16 * 1024 + 64);
         let pt = vec![fill; len];
         let mut out = vec![0u8; usize::from(cap) % (len + 64)];
         let mut n = 0usize;
-        let g = self.ctx(SENDER);
+        let g = self.ctx(if twin { TWIN } else { SENDER });
         // SAFETY: disjoint buffers of their lengths, a writable length.
         let rc = unsafe {
             dg_group_seal(g, self.now, pt.as_ptr(), len, out.as_mut_ptr(), out.len(), &mut n)
@@ -221,7 +228,9 @@ impl World {
                     self.sealed.insert(key, pt).is_none(),
                     "sealed {key:?} twice: nonce reuse"
                 );
-                self.records.push(rec.to_vec());
+                if self.records.len() < 256 {
+                    self.records.push(rec.to_vec());
+                }
             }
             DG_ERR_NOT_INITIALISED
             | DG_ERR_NO_CURRENT_EPOCH
@@ -237,7 +246,7 @@ impl World {
     }
 
     fn install(&mut self, epoch: u16, on: u8, activate: bool) {
-        for who in [SENDER, RECEIVER] {
+        for who in [SENDER, RECEIVER, TWIN] {
             if on & (1 << who) == 0 {
                 continue;
             }
@@ -266,7 +275,7 @@ impl World {
 
 fuzz_target!(|input: Input| {
     let mut w = World {
-        ctx: [context_memory(), context_memory()],
+        ctx: [context_memory(), context_memory(), context_memory()],
         store: Box::default(),
         now: 0,
         sealed: HashMap::new(),
@@ -275,9 +284,15 @@ fuzz_target!(|input: Input| {
     };
     w.init(SENDER, 0);
     w.init(RECEIVER, 0);
+    w.init(TWIN, 0);
     for op in input.ops.into_iter().take(64) {
         match op {
-            Op::Seal { len, cap, fill } => w.seal(len, cap, fill),
+            Op::Seal {
+                len,
+                cap,
+                fill,
+                twin,
+            } => w.seal(len, cap, fill, twin),
             Op::Open {
                 which,
                 flips,
@@ -295,6 +310,11 @@ fuzz_target!(|input: Input| {
                 rec.truncate(rec.len().saturating_sub(usize::from(cut % 16)));
                 rec.extend(std::iter::repeat_n(0xA5, usize::from(grow % 16)));
                 w.open(rec);
+            }
+            Op::Burst { n, twin } => {
+                for _ in 0..n % 1200 {
+                    w.seal(1, 64, 0x42, twin);
+                }
             }
             Op::OpenRaw { bytes } => w.open(bytes),
             Op::OpenNull { len } => {
@@ -321,7 +341,7 @@ fuzz_target!(|input: Input| {
             Op::Timeout { ms } => {
                 w.now += u64::from(ms % 5_000);
                 let mut e = dg_event::default();
-                for who in [SENDER, RECEIVER] {
+                for who in [SENDER, RECEIVER, TWIN] {
                     let g = w.ctx(who);
                     // SAFETY: live or refused context; writable event.
                     unsafe {

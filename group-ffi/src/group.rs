@@ -333,7 +333,7 @@ pub unsafe extern "C" fn dg_group_set_sequence_store(
     // SAFETY: forwarded context contract.
     unsafe {
         with_state(ctx, &[], |s| {
-            s.store = Some(CallbackStore { load, save, user });
+            s.store = Some(CallbackStore::new(load, save, user));
             Ok(())
         })
     }
@@ -536,10 +536,10 @@ pub unsafe extern "C" fn dg_group_seal(
             if !is_sender {
                 return Err(DG_ERR_NOT_A_SENDER);
             }
-            let Some(mut store) = s.store else {
+            let Some(store) = s.store.as_mut() else {
                 return Err(DG_ERR_NO_SEQUENCE_STORE);
             };
-            let n = with_group!(&mut s.group, g => g.seal(Instant(now_ms), &mut store, pt, buf))?;
+            let n = with_group!(&mut s.group, g => g.seal(Instant(now_ms), store, pt, buf))?;
             *len_out = n;
             Ok(())
         })

@@ -184,11 +184,7 @@ unsafe fn init(
         Ok(c) => c,
         Err(e) => return e,
     };
-    let store = CallbackStore {
-        load: cfg.load,
-        save: cfg.save,
-        user: cfg.store_user,
-    };
+    let store = CallbackStore::new(cfg.load, cfg.save, cfg.store_user);
     let state = MemberState {
         member: Member::new(
             MemberConfig::new(DeviceId(cfg.device_id), cfg.group_id, role),

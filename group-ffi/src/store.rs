@@ -41,12 +41,59 @@ pub type dg_sequence_load_fn =
 pub type dg_sequence_save_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, state: *const dg_sequence_state) -> i32>;
 
-/// The callbacks of one context (none: a listener's store, which refuses with `Io`).
+/// What this context last read from or wrote to its store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Nothing yet (a store set, not read): the first save is not checked.
+    Unknown,
+    /// `load` said `DG_STORE_EMPTY`.
+    Empty,
+    /// `load` returned, or `save` wrote, this state.
+    State(dg_sequence_state),
+}
+
+/// The callbacks of one context (none: a listener's store, which refuses with `Io`), and what
+/// the context last saw in the store.
 #[derive(Clone, Copy)]
 pub(crate) struct CallbackStore {
     pub(crate) load: dg_sequence_load_fn,
     pub(crate) save: dg_sequence_save_fn,
     pub(crate) user: *mut c_void,
+    pub(crate) seen: Seen,
+}
+
+impl CallbackStore {
+    /// A store of the two callbacks and their user pointer, not read yet.
+    pub(crate) fn new(
+        load: dg_sequence_load_fn,
+        save: dg_sequence_save_fn,
+        user: *mut c_void,
+    ) -> Self {
+        Self {
+            load,
+            save,
+            user,
+            seen: Seen::Unknown,
+        }
+    }
+
+    /// Calls `load`: what the store holds now.
+    fn read(&self) -> Result<Seen, StoreError> {
+        let Some(load) = self.load else {
+            return Err(StoreError::Io);
+        };
+        let mut state = dg_sequence_state::default();
+        // SAFETY: `load` is a function pointer the caller registered for this context
+        // (`dg_group_set_sequence_store` or the member's configuration), documented to take the user pointer
+        // given with it and a pointer to one writable `dg_sequence_state`; `state` is a live,
+        // initialised local that outlives the call. The result is read as a plain integer.
+        let rc = unsafe { load(self.user, &mut state) };
+        match rc {
+            DG_STORE_OK => Ok(Seen::State(state)),
+            DG_STORE_EMPTY => Ok(Seen::Empty),
+            other => Err(status(other)),
+        }
+    }
 }
 
 fn status(code: i32) -> StoreError {
@@ -59,39 +106,40 @@ fn status(code: i32) -> StoreError {
 
 impl SequenceStore for CallbackStore {
     fn load(&mut self) -> Result<Option<StoredSequence>, StoreError> {
-        let Some(load) = self.load else {
-            return Err(StoreError::Io);
-        };
-        let mut state = dg_sequence_state::default();
-        // SAFETY: `load` is a function pointer the caller registered for this context
-        // (`dg_group_set_sequence_store` or the member's configuration), documented to take the user pointer
-        // given with it and a pointer to one writable `dg_sequence_state`; `state` is a live,
-        // initialised local that outlives the call. The result is read as a plain integer.
-        let rc = unsafe { load(self.user, &mut state) };
-        match rc {
-            DG_STORE_OK => Ok(Some(StoredSequence {
+        let seen = self.read()?;
+        self.seen = seen;
+        Ok(match seen {
+            Seen::State(state) => Some(StoredSequence {
                 epoch: Epoch(state.epoch),
                 sender_id: SenderId(state.sender_id),
                 reserved_until: state.reserved_until,
-            })),
-            DG_STORE_EMPTY => Ok(None),
-            other => Err(status(other)),
-        }
+            }),
+            Seen::Empty | Seen::Unknown => None,
+        })
     }
 
+    /// Before writing a new reservation, checks that the store still holds what this context
+    /// last read or wrote: if another writer moved it (a second context with the same sender
+    /// ID and store, another process), writing would extend this context's reservation over
+    /// numbers the other one uses. Refused as `Io` (`DG_ERR_SEQUENCE_STORE`): nothing is
+    /// sealed until the context is initialised again and reads the store afresh.
     fn save(&mut self, state: &StoredSequence) -> Result<(), StoreError> {
         let Some(save) = self.save else {
             return Err(StoreError::Io);
         };
+        if self.seen != Seen::Unknown && self.read()? != self.seen {
+            return Err(StoreError::Io);
+        }
         let c = dg_sequence_state {
             epoch: state.epoch.0,
             sender_id: state.sender_id.0,
             reserved_until: state.reserved_until,
         };
-        // SAFETY: as in `load`: a registered callback, given its user pointer and a pointer to
+        // SAFETY: as in `read`: a registered callback, given its user pointer and a pointer to
         // a live local it may only read.
         let rc = unsafe { save(self.user, &c) };
         if rc == DG_STORE_OK {
+            self.seen = Seen::State(c);
             Ok(())
         } else {
             Err(StoreError::Io)
