@@ -28,7 +28,7 @@ declare -A CEIL_TEXT=([record]=22500 [member-psk]=50000 [member-signed]=82300)
 declare -A GOAL_STACK=([record]=1024 [member-psk]=4096 [member-signed]=4096)
 declare -A CEIL_STACK=([record]=1150 [member-psk]=4300 [member-signed]=5000)
 declare -A GOAL_RAM=([record]=1536)
-declare -A CEIL_RAM=([record]=3320 [member-psk]=3968 [member-signed]=4120)
+declare -A CEIL_RAM=([record]=2950 [member-psk]=3600 [member-signed]=3750)
 
 log "host: transcripts current, images' work passes"
 cargo test -p footprint --features psk

@@ -47,7 +47,8 @@ pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
     /// server), each refused in every epoch up to its own bound, whether or not a state for it
     /// exists again (wire-format.md §6).
     blocked: BlockedThrough,
-    tick: u64,
+    /// The eviction order's clock (see `senders::next_tick`).
+    tick: u16,
     counters: Counters,
     events: Deque<Event, EVENT_QUEUE_LEN>,
     sending: Option<SequenceCounter>,

@@ -28,7 +28,9 @@ pub(super) struct SenderState<const WORDS: usize> {
     pub(super) key: Option<VerifyingKey>,
     current: Option<(Epoch, ReplayWindow<WORDS>)>,
     previous: Option<(Epoch, ReplayWindow<WORDS>)>,
-    last_active: u64,
+    /// When the sender was last active, in the group's tick (an eviction order, not a clock:
+    /// 16 bits, halved for every sender when the tick runs out, which keeps the order).
+    last_active: u16,
 }
 
 /// Where a record's replay state is, decided before decryption and applied after.
@@ -278,10 +280,23 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         })
     }
 
+    /// The tick of a record being committed. When the 16-bit tick runs out, it and every
+    /// sender's last activity are halved: the least recently active sender stays the least
+    /// recently active one (ties aside), which is all eviction needs.
+    fn next_tick(&mut self) -> u16 {
+        if self.tick == u16::MAX {
+            self.tick /= 2;
+            for s in self.senders.iter_mut() {
+                s.last_active /= 2;
+            }
+        }
+        self.tick = self.tick.saturating_add(1);
+        self.tick
+    }
+
     /// Applies a plan after the record authenticated.
     pub(super) fn commit(&mut self, plan: Plan, sid: SenderId, epoch: Epoch, seq: u64) {
-        self.tick = self.tick.saturating_add(1);
-        let tick = self.tick;
+        let tick = self.next_tick();
         let start = self.window_start();
         let fresh = || {
             let mut w = ReplayWindow::<WORDS>::new(start);
@@ -402,6 +417,37 @@ mod tests {
         let two = g.position(SenderId(2)).unwrap();
         let w = g.senders.get(two).and_then(|s| s.current.as_ref()).unwrap();
         assert_eq!(w.1.highest(), Some(9));
+    }
+
+    #[test]
+    fn the_eviction_order_survives_the_tick_running_out() {
+        let mut g: Group<2, 2> = Group::new(super::super::GroupConfig::new(1));
+        let create = Plan::Create {
+            replace: None,
+            evicts: false,
+        };
+        g.commit(create, SenderId(1), Epoch(1), 0);
+        g.commit(create, SenderId(2), Epoch(1), 0);
+        let two = g.position(SenderId(2)).unwrap();
+        // Sender 2 is busy well past the 16-bit tick; then sender 1 sends once.
+        for seq in 1..70_000u64 {
+            g.commit(Plan::Current(two), SenderId(2), Epoch(1), seq);
+        }
+        let one = g.position(SenderId(1)).unwrap();
+        g.commit(Plan::Current(one), SenderId(1), Epoch(1), 1);
+        let active = |sid: u8| {
+            g.senders
+                .iter()
+                .find(|s| s.sender_id == SenderId(sid))
+                .map(|s| s.last_active)
+                .unwrap()
+        };
+        assert!(
+            active(2) < active(1),
+            "sender 2 ({}) is now the least recently active, not sender 1 ({})",
+            active(2),
+            active(1)
+        );
     }
 
     #[test]

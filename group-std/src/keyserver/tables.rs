@@ -13,6 +13,8 @@ pub struct StdTables<const G: usize> {
     groups: BTreeMap<u32, GroupRec>,
     devices: BTreeMap<DeviceId, DeviceRec<G>>,
     members: HashMap<u32, BTreeSet<DeviceId>>,
+    /// The members of each group that hold a sender ID in it.
+    senders: HashMap<u32, BTreeSet<DeviceId>>,
     due: BTreeSet<(u64, DeviceId, u32)>,
     due_of: HashMap<(DeviceId, u32), u64>,
     timers: BTreeSet<(u64, u32)>,
@@ -36,6 +38,7 @@ impl<const G: usize> StdTables<G> {
             groups: BTreeMap::new(),
             devices: BTreeMap::new(),
             members: HashMap::new(),
+            senders: HashMap::new(),
             due: BTreeSet::new(),
             due_of: HashMap::new(),
             timers: BTreeSet::new(),
@@ -78,6 +81,12 @@ impl<const G: usize> StdTables<G> {
             if let Some(at) = self.due_of.remove(&(id, gid)) {
                 self.due.remove(&(at, id, gid));
             }
+            if let Some(s) = self.senders.get_mut(&gid) {
+                s.remove(&id);
+                if s.is_empty() {
+                    self.senders.remove(&gid);
+                }
+            }
             if let Some(m) = self.members.get_mut(&gid) {
                 m.remove(&id);
                 if m.is_empty() {
@@ -90,12 +99,19 @@ impl<const G: usize> StdTables<G> {
 
     /// Adds device `id` to the indexes of the groups it is a member of.
     fn index_device(&mut self, id: DeviceId) {
-        let gids: Vec<u32> = self
+        let gids: Vec<(u32, bool)> = self
             .devices
             .get(&id)
-            .map(|d| d.member_of().collect())
+            .map(|d| {
+                d.member_of()
+                    .map(|g| (g, d.sender_in(g).is_some()))
+                    .collect()
+            })
             .unwrap_or_default();
-        for gid in gids {
+        for (gid, sender) in gids {
+            if sender {
+                self.senders.entry(gid).or_default().insert(id);
+            }
             let set = self.members.entry(gid).or_default();
             let first = set.is_empty();
             set.insert(id);
@@ -191,6 +207,14 @@ impl<const G: usize> ServerTables<G> for StdTables<G> {
 
     fn members(&self, group_id: u32) -> impl Iterator<Item = &DeviceRec<G>> {
         self.members
+            .get(&group_id)
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter_map(|id| self.devices.get(id))
+    }
+
+    fn senders(&self, group_id: u32) -> impl Iterator<Item = &DeviceRec<G>> {
+        self.senders
             .get(&group_id)
             .into_iter()
             .flat_map(|m| m.iter())

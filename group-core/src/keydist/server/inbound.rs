@@ -280,11 +280,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let gid = j.header.group_id;
         let counter = self.next_counter;
         // Senders of the group now (the joiner's own sender ID counts only if it keeps one).
-        let senders = self
-            .tables
-            .members(gid)
-            .filter(|d| d.membership(gid).is_some_and(|m| m.sender_id.is_some()))
-            .count();
+        let senders = self.tables.senders(gid).count();
         let mut txn = Txn::new();
         let (dev, g) = txn.device_and_group_mut(&self.tables, id, gid)?;
         let (epoch, created) = g.epoch_for_join(counter, now, rng, fresh_needed, recovery)?;

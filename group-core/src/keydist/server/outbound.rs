@@ -157,7 +157,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let m = d.membership(gid).ok_or(Error::NotMember)?;
         let e = g.newest().ok_or(Error::UnknownGroup)?;
         let mut senders: Vec<SenderEntry, MAX_SENDERS> = Vec::new();
-        for od in self.tables.members(gid) {
+        for od in self.tables.senders(gid) {
             if let Some(om) = od.membership(gid) {
                 let Some(sid) = om.sender_id else { continue };
                 let public_key = if g.spec.policy.signatures_required {

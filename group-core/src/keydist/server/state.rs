@@ -327,6 +327,11 @@ impl<const G: usize> DeviceRec<G> {
         })
     }
 
+    /// Its sender ID in group `group_id`, if it is a member there and a sender.
+    pub fn sender_in(&self, group_id: u32) -> Option<u8> {
+        self.membership(group_id).and_then(|m| m.sender_id)
+    }
+
     /// Its membership in `group_id`.
     pub(super) fn membership(&self, group_id: u32) -> Option<&Membership> {
         self.memberships.iter().find(|m| m.group_id == group_id)

@@ -57,6 +57,13 @@ pub trait ServerTables<const G: usize> {
         self.devices()
             .filter(move |d| d.member_of().any(|g| g == group_id))
     }
+    /// The members of group `group_id` that hold a sender ID in it (at most 255). The default
+    /// filters [`members`](Self::members); an implementation with an index answers in the
+    /// number of senders.
+    fn senders(&self, group_id: u32) -> impl Iterator<Item = &DeviceRec<G>> {
+        self.members(group_id)
+            .filter(move |d| d.sender_in(group_id).is_some())
+    }
     /// Calls `f` with each member of group `group_id`, to change in-memory fields.
     fn update_members(&mut self, group_id: u32, f: impl FnMut(&mut DeviceRec<G>));
     /// The first membership (device, group) whose bundle is due at `now`. The default scans
