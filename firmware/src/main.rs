@@ -11,11 +11,16 @@
 //!     -kernel $CARGO_TARGET_DIR/thumbv7em-none-eabihf/firmware/firmware
 //! ```
 //!
+//! With feature `defmt` the image writes defmt frames instead of text (`defmt_image.rs`).
+//!
 //! On the host it is an ordinary program running the same self-test.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", feature = "defmt"))]
+mod defmt_image;
+
+#[cfg(all(target_os = "none", not(feature = "defmt")))]
 mod image {
     use core::fmt;
     use core::panic::PanicInfo;
