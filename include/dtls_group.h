@@ -753,6 +753,12 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * The name of an error value as a static, NUL-terminated string (`"DG_ERR_REPLAY"`), or
+ * `"DG_ERR_UNKNOWN"` for a value that is not a `dg_error`. Never null; never free it.
+ */
+const char *dg_error_name(int32_t code);
+
+/**
  * The exact size of a group context in this build (at most `DG_GROUP_SIZE`).
  */
 size_t dg_group_size(void);
@@ -761,12 +767,6 @@ size_t dg_group_size(void);
  * The alignment a group context needs in this build (at most `DG_GROUP_ALIGN`).
  */
 size_t dg_group_align(void);
-
-/**
- * The name of an error value as a static, NUL-terminated string (`"DG_ERR_REPLAY"`), or
- * `"DG_ERR_UNKNOWN"` for a value that is not a `dg_error`. Never null; never free it.
- */
-const char *dg_error_name(int32_t code);
 
 /**
  * Fills `*cfg` with the defaults for group `group_id`: a listener, suite AES-128-CCM_8,

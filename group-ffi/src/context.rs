@@ -5,43 +5,6 @@ use core::mem::{align_of, size_of};
 use core::ptr;
 
 use crate::dg_error::{self, *};
-use crate::group::GroupState;
-
-/// Bytes of a `dg_group` in every configuration of this library's features (an upper bound,
-/// checked by the C tests; `dg_group_size()` gives this build's exact figure, and
-/// `dg_group_init` refuses memory smaller than that with `DG_ERR_CONTEXT_TOO_SMALL`).
-pub const DG_GROUP_SIZE: usize = 6144;
-/// Alignment of a `dg_group` in every configuration of this library (`dg_group_align()` gives
-/// this build's figure).
-pub const DG_GROUP_ALIGN: usize = 16;
-
-/// Memory for one group context. Declare one (static, on the stack, or allocate
-/// `dg_group_size()` bytes aligned to `dg_group_align()`), then `dg_group_init` it. Its
-/// content is private; never copy it (a copy is refused: it would repeat sequence numbers).
-#[repr(C, align(16))]
-pub struct dg_group {
-    _opaque: [u8; DG_GROUP_SIZE],
-}
-
-// The size bound is checked by the C tests (group-ffi/c/tests/test_group.c, built against
-// `cargo build -p group-ffi`, the feature set C programs link), not at compile time: in a build of the
-// whole workspace, cargo unifies group-core's features with other crates' (record signatures
-// add a signing key and a key per sender), and such a build of this crate, which no C program
-// links, may exceed the bound; `dg_group_init` still refuses too little memory at run time.
-const _: () = assert!(align_of::<Checked<GroupState>>() <= DG_GROUP_ALIGN);
-const _: () = assert!(align_of::<dg_group>() == DG_GROUP_ALIGN);
-
-/// The exact size of a group context in this build (at most `DG_GROUP_SIZE`).
-#[unsafe(no_mangle)]
-pub extern "C" fn dg_group_size() -> usize {
-    size_of::<Checked<GroupState>>()
-}
-
-/// The alignment a group context needs in this build (at most `DG_GROUP_ALIGN`).
-#[unsafe(no_mangle)]
-pub extern "C" fn dg_group_align() -> usize {
-    align_of::<Checked<GroupState>>()
-}
 
 /// A context's state behind its marker (the marker is the first field).
 #[repr(C)]
@@ -248,14 +211,4 @@ unsafe fn wipe<T>(at: *mut Checked<T>) {
         unsafe { ptr::write_volatile(bytes.add(i), 0) };
     }
     core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-}
-
-#[cfg(test)]
-mod tests {
-    /// A context is at least its marker and at most what a workspace-unified build needs.
-    #[test]
-    fn size_and_align_are_plausible() {
-        assert!(super::dg_group_size() >= 8 && super::dg_group_size() <= 4 * super::DG_GROUP_SIZE);
-        assert!(super::dg_group_align() <= super::DG_GROUP_ALIGN);
-    }
 }

@@ -2,6 +2,7 @@
 //! events and timers.
 
 use core::ffi::c_void;
+use core::mem::{align_of, size_of};
 use core::slice;
 
 use group_core::group::{Admission, Group, GroupConfig};
@@ -11,7 +12,7 @@ use group_core::suite::{RecordKeys, Suite};
 use group_core::time::Instant;
 use group_core::wire::{Epoch, SenderId};
 
-use crate::context::{self, Magic, dg_group};
+use crate::context::{self, Magic};
 use crate::dg_error::{self, *};
 use crate::store::{CallbackStore, dg_sequence_load_fn, dg_sequence_save_fn};
 use crate::types::*;
@@ -34,6 +35,42 @@ macro_rules! with_group {
             Windows::W256($g) => $body,
         }
     };
+}
+
+/// Bytes of a `dg_group` in every configuration of this library's features (an upper bound,
+/// checked by the C tests; `dg_group_size()` gives this build's exact figure, and
+/// `dg_group_init` refuses memory smaller than that with `DG_ERR_CONTEXT_TOO_SMALL`).
+pub const DG_GROUP_SIZE: usize = 6144;
+/// Alignment of a `dg_group` in every configuration of this library (`dg_group_align()` gives
+/// this build's figure).
+pub const DG_GROUP_ALIGN: usize = 16;
+
+/// Memory for one group context. Declare one (static, on the stack, or allocate
+/// `dg_group_size()` bytes aligned to `dg_group_align()`), then `dg_group_init` it. Its
+/// content is private; never copy it (a copy is refused: it would repeat sequence numbers).
+#[repr(C, align(16))]
+pub struct dg_group {
+    _opaque: [u8; DG_GROUP_SIZE],
+}
+
+// The size bound is checked by the C tests (group-ffi/c/tests/test_group.c, built against
+// `cargo build -p group-ffi`, the feature set C programs link), not at compile time: in a build of the
+// whole workspace, cargo unifies group-core's features with other crates' (record signatures
+// add a signing key and a key per sender), and such a build of this crate, which no C program
+// links, may exceed the bound; `dg_group_init` still refuses too little memory at run time.
+const _: () = assert!(align_of::<context::Checked<GroupState>>() <= DG_GROUP_ALIGN);
+const _: () = assert!(align_of::<dg_group>() == DG_GROUP_ALIGN);
+
+/// The exact size of a group context in this build (at most `DG_GROUP_SIZE`).
+#[unsafe(no_mangle)]
+pub extern "C" fn dg_group_size() -> usize {
+    size_of::<context::Checked<GroupState>>()
+}
+
+/// The alignment a group context needs in this build (at most `DG_GROUP_ALIGN`).
+#[unsafe(no_mangle)]
+pub extern "C" fn dg_group_align() -> usize {
+    align_of::<context::Checked<GroupState>>()
 }
 
 /// What a `dg_group` holds.
@@ -685,5 +722,15 @@ pub unsafe extern "C" fn dg_group_current_epoch(ctx: *mut dg_group, epoch: *mut 
             *epoch = e.0;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A context is at least its marker and at most what a workspace-unified build needs.
+    #[test]
+    fn size_and_align_are_plausible() {
+        assert!(super::dg_group_size() >= 8 && super::dg_group_size() <= 4 * super::DG_GROUP_SIZE);
+        assert!(super::dg_group_align() <= super::DG_GROUP_ALIGN);
     }
 }

@@ -53,7 +53,6 @@ mod member;
 mod store;
 mod types;
 
-pub use context::{DG_GROUP_ALIGN, DG_GROUP_SIZE, dg_group, dg_group_align, dg_group_size};
 pub use error::{dg_error, dg_error_name};
 pub use group::*;
 pub use member::*;
