@@ -91,7 +91,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 
     /// Empties this context in place for `config`, as `*self = Group::new(config)` without a
     /// `Group` by value on the stack: keys dropped (zeroized), senders, blocks, counters and
-    /// events gone.
+    /// events gone. (Only the key-distribution member uses it.)
+    #[cfg(feature = "keydist-member")]
     pub(crate) fn reset(&mut self, config: GroupConfig) {
         self.config = config;
         self.epochs.clear();

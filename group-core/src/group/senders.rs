@@ -63,6 +63,7 @@ impl Default for BlockedThrough {
 
 impl BlockedThrough {
     /// Refuses nothing any more (a new group's list).
+    #[cfg(feature = "keydist-member")]
     pub(super) fn clear(&mut self) {
         self.0.fill(Epoch(0));
     }
