@@ -13,41 +13,12 @@ use group_core::wire::{Epoch, Record};
 use group_embedded::flash::{FlashSequenceStore, StoreState};
 use p256::ecdsa::SigningKey;
 
+use crate::test_rng::TestRng;
 use crate::{Failure, GROUP_ID, factory_flash};
-
-/// A deterministic generator for the self-test only (splitmix64): NOT a CSPRNG. A device uses
-/// its hardware TRNG here.
-struct SelfTestRng(u64);
-
-impl rand_core::TryRng for SelfTestRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let [a, b, c, d, ..] = self.try_next_u64()?.to_le_bytes();
-        Ok(u32::from_le_bytes([a, b, c, d]))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Ok(z ^ (z >> 31))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for chunk in dst.chunks_mut(8) {
-            let v = self.try_next_u64()?.to_le_bytes();
-            for (d, s) in chunk.iter_mut().zip(v.iter()) {
-                *d = *s;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl rand_core::TryCryptoRng for SelfTestRng {}
 
 /// Joins as a sender; returns the epoch installed and the bytes exchanged.
 pub fn join_and_send() -> Result<(u16, usize), Failure> {
-    let mut rng = SelfTestRng(0x0123_4567);
+    let mut rng = TestRng(0x0123_4567);
     let now = Instant(0);
     let server_key = SigningKey::from_slice(&[0x5a; 32]).map_err(|_| Failure::KeyDist)?;
     let device_key = SigningKey::from_slice(&[0x3c; 32]).map_err(|_| Failure::KeyDist)?;

@@ -52,6 +52,8 @@
 mod keydist;
 #[cfg(feature = "net")]
 mod net;
+#[cfg(feature = "keydist")]
+mod test_rng;
 pub mod vectors;
 
 use core::fmt;

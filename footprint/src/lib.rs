@@ -19,6 +19,8 @@ pub mod kat;
 #[cfg(feature = "member")]
 pub mod member;
 pub mod record;
+/// The test generator, shared with the firmware's self-test (one file).
+#[path = "../../firmware/src/test_rng.rs"]
 pub mod rng;
 pub mod stack;
 pub mod transcript;

@@ -1,5 +1,7 @@
-//! A deterministic generator for the footprint images and their host-made transcripts only
-//! (splitmix64): NOT a CSPRNG. A device uses its hardware TRNG.
+//! A deterministic generator for the test images only (splitmix64): NOT a CSPRNG. A device
+//! uses its hardware TRNG. One file for both users: the firmware's key-distribution self-test
+//! (`mod test_rng`) and the footprint images with their host-made transcripts (footprint's
+//! `rng` module is this file, included by path).
 
 /// splitmix64 over a seed.
 pub struct TestRng(pub u64);
@@ -28,5 +30,6 @@ impl rand_core::TryRng for TestRng {
     }
 }
 
-// The images' transcripts must be reproducible; this is a test generator (see above).
+// The self-test and the images' transcripts must be reproducible; this is a test generator
+// (see above).
 impl rand_core::TryCryptoRng for TestRng {}
