@@ -6,12 +6,14 @@
 mod config;
 mod daemon;
 mod mem_store;
+mod sealing;
 mod store;
 mod tables;
 
 pub use config::{DeviceConfig, GroupConfigFile, KeyServerConfig};
 pub use daemon::{DEVICE_GROUPS, KeyServerDaemon, ServerType};
 pub use mem_store::MemRowStore;
+pub use sealing::{Batch, Outbound, SealingConfig, poll_batch};
 pub use store::RedbServerStore;
 pub use tables::StdTables;
 
