@@ -71,7 +71,7 @@ pub struct Batch {
 
 enum Slot {
     Done(Result<Outbound, Error>),
-    Job(BundleJob),
+    Job(Box<BundleJob>),
 }
 
 /// Polls up to `cfg.batch` messages from `server` and seals its bundles, on up to
@@ -98,7 +98,7 @@ where
                 let bytes = buf.get(..t.len).unwrap_or(&[]).to_vec();
                 slots.push(Slot::Done(Ok(Outbound { transmit: t, bytes })));
             }
-            Ok(Some(Outgoing::Bundle(job))) => slots.push(Slot::Job(job)),
+            Ok(Some(Outgoing::Bundle(job))) => slots.push(Slot::Job(Box::new(job))),
             Err(e) => {
                 stopped = Some(e);
                 break;
@@ -113,7 +113,7 @@ where
             .into_iter()
             .map(|s| match s {
                 Slot::Done(r) => r,
-                Slot::Job(job) => seal(job, creds),
+                Slot::Job(job) => seal(*job, creds),
             })
             .collect()
     } else {
@@ -148,7 +148,7 @@ fn seal_parallel(
             .into_iter()
             .map(|s| match s {
                 Slot::Done(r) => r,
-                Slot::Job(job) => seal(job, creds),
+                Slot::Job(job) => seal(*job, creds),
             })
             .collect()
     };

@@ -16,6 +16,8 @@ use super::outbound::Transmit;
 use super::tables::ServerTables;
 
 /// What [`KeyServer::poll_outgoing`] hands the driver.
+// A bundle is about 1 KB; group-core has no allocator to box it, and each is moved once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outgoing {
     /// A join challenge or removal notice, already written to the caller's buffer.
