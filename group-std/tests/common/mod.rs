@@ -187,3 +187,4 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+pub mod pg;
