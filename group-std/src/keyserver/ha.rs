@@ -126,14 +126,15 @@ impl Ha {
             if now < self.next_at {
                 return Tick::Nothing;
             }
-            match self.lease.renew(token) {
-                Ok(true) => {
+            match self.lease.renew_view(token) {
+                Ok(Some(v)) => {
+                    self.view = Some(v);
                     self.renewed_at = Some(now);
                     self.next_at = now + self.settings.renew;
                     self.last_error = None;
                     Tick::Nothing
                 }
-                Ok(false) => self.lose("the lease is no longer ours (expired or taken over)"),
+                Ok(None) => self.lose("the lease is no longer ours (expired or taken over)"),
                 Err(e) => {
                     // Try again soon; the expiry check above steps down in time.
                     self.error(&e);
@@ -153,8 +154,10 @@ impl Ha {
                     return Tick::Nothing;
                 }
             }
-            match self.lease.try_acquire() {
-                Ok(Some(token)) => {
+            match self.lease.acquire() {
+                Ok(Some(v)) => {
+                    let token = v.token;
+                    self.view = Some(v);
                     self.token = Some(token);
                     self.renewed_at = Some(now);
                     self.next_at = now + self.settings.renew;
@@ -178,6 +181,10 @@ impl Ha {
         self.role = Role::Fenced;
         self.lost = self.lost.saturating_add(1);
         self.next_at = Instant::now() + self.settings.renew;
+        // Who holds it now (for status and the log).
+        if let Ok(v) = self.lease.observe() {
+            self.view = Some(v);
+        }
         Tick::Lost(reason)
     }
 

@@ -67,9 +67,10 @@ fn db(e: postgres::Error) -> LeaseError {
     LeaseError::Db(other(format!("postgres: {e}")))
 }
 
-const VIEW: &str = "SELECT holder, token, \
+/// The columns of a [`LeaseView`].
+const COLUMNS: &str = "holder, token, \
     GREATEST(0, (extract(epoch FROM expires_at - now()) * 1000)::bigint), generation, \
-    commissioned FROM keyserver_lease WHERE id = 1";
+    commissioned";
 
 fn view_of(row: &postgres::Row) -> LeaseView {
     LeaseView {
@@ -130,7 +131,13 @@ impl PgLease {
 
     /// Reads the lease row; checks it against the high-water mark and raises the mark to it.
     pub fn observe(&mut self) -> Result<LeaseView, LeaseError> {
-        let row = self.client.query_one(VIEW, &[]).map_err(db)?;
+        let row = self
+            .client
+            .query_one(
+                &format!("SELECT {COLUMNS} FROM keyserver_lease WHERE id = 1"),
+                &[],
+            )
+            .map_err(db)?;
         let v = view_of(&row);
         self.check(v.token, v.generation)?;
         if let Ok(mut f) = self.fence.lock() {
@@ -163,6 +170,11 @@ impl PgLease {
     /// new token, or `None` if another server holds the lease. A database behind the
     /// high-water mark is refused before anything is written.
     pub fn try_acquire(&mut self) -> Result<Option<i64>, LeaseError> {
+        Ok(self.acquire()?.map(|v| v.token))
+    }
+
+    /// [`try_acquire`](Self::try_acquire), returning the lease row as it is now.
+    pub fn acquire(&mut self) -> Result<Option<LeaseView>, LeaseError> {
         let ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
         let mut tx = self.client.transaction().map_err(db)?;
         let row = tx
@@ -187,33 +199,43 @@ impl PgLease {
         }
         let row = tx
             .query_one(
-                "UPDATE keyserver_lease SET holder = $1, token = token + 1, \
-                 expires_at = now() + $2::bigint * interval '1 millisecond' \
-                 WHERE id = 1 RETURNING token",
+                &format!(
+                    "UPDATE keyserver_lease SET holder = $1, token = token + 1, \
+                     expires_at = now() + $2::bigint * interval '1 millisecond' \
+                     WHERE id = 1 RETURNING {COLUMNS}"
+                ),
                 &[&self.me, &ms],
             )
             .map_err(db)?;
-        let new: i64 = row.get(0);
+        let v = view_of(&row);
         tx.commit().map_err(db)?;
         if let Ok(mut f) = self.fence.lock() {
-            f.raise(new, generation).map_err(LeaseError::Db)?;
+            f.raise(v.token, generation).map_err(LeaseError::Db)?;
         }
-        Ok(Some(new))
+        Ok(Some(v))
     }
 
     /// Extends the lease held with `token` by the lease duration from now. `false`: it is no
     /// longer ours (expired, or taken over).
     pub fn renew(&mut self, token: i64) -> Result<bool, LeaseError> {
+        Ok(self.renew_view(token)?.is_some())
+    }
+
+    /// [`renew`](Self::renew), returning the lease row as it is now (`None`: not ours).
+    pub fn renew_view(&mut self, token: i64) -> Result<Option<LeaseView>, LeaseError> {
         let ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
-        let n = self
+        let row = self
             .client
-            .execute(
-                "UPDATE keyserver_lease SET expires_at = now() + $3::bigint * interval '1 millisecond' \
-                 WHERE id = 1 AND holder = $1 AND token = $2 AND expires_at > now()",
+            .query_opt(
+                &format!(
+                    "UPDATE keyserver_lease SET expires_at = now() + $3::bigint * interval '1 millisecond' \
+                     WHERE id = 1 AND holder = $1 AND token = $2 AND expires_at > now() \
+                     RETURNING {COLUMNS}"
+                ),
                 &[&self.me, &token, &ms],
             )
             .map_err(db)?;
-        Ok(n == 1)
+        Ok(row.as_ref().map(view_of))
     }
 
     /// Gives the lease up (a clean stop): a standby takes over at once instead of waiting for

@@ -19,7 +19,7 @@ use crate::metrics::{Exposition, MetricType};
 /// high-water file at `high_water`), commissions a new state with `init`.
 pub(super) fn connect(high_water: &Path, pg: PgSettings, init: bool) -> io::Result<Ha> {
     let fence = Arc::new(Mutex::new(HighWater::open(high_water)?));
-    let mut lease = PgLease::connect(&pg.conninfo, &pg.server_name, pg.renew, fence)
+    let mut lease = PgLease::connect(&pg.conninfo, &pg.server_name, pg.lease, fence)
         .map_err(|e| other(format!("postgres: {e}")))?;
     if init {
         lease.commission()?;
@@ -73,8 +73,12 @@ impl KeyServerDaemon {
         }
         self.addrs.clear();
         self.challenge_to.clear();
+        let holder = ha.view.as_ref().map(|v| v.holder.clone()).unwrap_or_default();
+        let token = ha.view.as_ref().map_or(0, |v| v.token);
         tracing::warn!(
             reason,
+            holder = %holder,
+            token,
             "lease lost: stepped down (fenced; the in-memory state is dropped, standby until \
              the lease is free again)"
         );
