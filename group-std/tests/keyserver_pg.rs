@@ -18,7 +18,10 @@ fn fence(dir: &std::path::Path, name: &str) -> Arc<Mutex<HighWater>> {
     Arc::new(Mutex::new(HighWater::open(&dir.join(name)).unwrap()))
 }
 
-fn rows(s: &mut PgServerStore) -> Result<(bool, Vec<(Table, u32, Vec<u8>)>), StoreError> {
+/// Whether the state was written, and its rows sorted.
+type Loaded = (bool, Vec<(Table, u32, Vec<u8>)>);
+
+fn rows(s: &mut PgServerStore) -> Result<Loaded, StoreError> {
     let mut out = Vec::new();
     let written = s.load(&mut |t, k, v| {
         out.push((t, k, v.to_vec()));
@@ -62,13 +65,19 @@ fn schema_round_trip_and_versioning() {
         .get(0);
     assert_eq!(n, 1);
 
-    let token = lease.try_acquire().unwrap().expect("a free lease is granted");
+    let token = lease
+        .try_acquire()
+        .unwrap()
+        .expect("a free lease is granted");
     assert_eq!(token, 1, "the first token");
     let mut s = PgServerStore::open(&ci, "a", token, LEASE, f.clone()).unwrap();
     // Never commissioned, never written: that is a lost state, not an empty one.
     assert_eq!(rows(&mut s), Err(StoreError::Missing));
     lease.commission().unwrap();
-    assert!(lease.commission().is_err(), "commissioning twice resets nothing");
+    assert!(
+        lease.commission().is_err(),
+        "commissioning twice resets nothing"
+    );
     assert_eq!(rows(&mut s), Ok((false, vec![])));
     s.commit(&[
         row(Table::Counters, 0, Some(b"c1")),
@@ -104,8 +113,10 @@ fn schema_round_trip_and_versioning() {
     assert_eq!(g, 2);
     assert_eq!(f.lock().unwrap().mark(), (1, 2));
     // The side tables: addresses and revocations, fenced like the rest.
-    s.save_address(5, "127.0.0.1:4000".parse().unwrap()).unwrap();
-    s.save_address(5, "127.0.0.1:4001".parse().unwrap()).unwrap();
+    s.save_address(5, "127.0.0.1:4000".parse().unwrap())
+        .unwrap();
+    s.save_address(5, "127.0.0.1:4001".parse().unwrap())
+        .unwrap();
     assert_eq!(
         s.addresses().unwrap(),
         vec![(5, "127.0.0.1:4001".parse().unwrap())]
@@ -116,8 +127,11 @@ fn schema_round_trip_and_versioning() {
     assert!(!s.is_revoked(9).unwrap());
 
     // A database of a newer schema is refused, by name.
-    c.execute("UPDATE keyserver_schema_version SET version = $1", &[&(SCHEMA_VERSION + 1)])
-        .unwrap();
+    c.execute(
+        "UPDATE keyserver_schema_version SET version = $1",
+        &[&(SCHEMA_VERSION + 1)],
+    )
+    .unwrap();
     let e = PgLease::connect(&ci, "c", LEASE, fence(&dir, "c.hwm")).unwrap_err();
     assert!(e.to_string().contains("newer"), "{e}");
 }
@@ -150,14 +164,23 @@ fn an_old_token_cannot_commit_and_the_lease_passes_after_expiry() {
         std::thread::sleep(LEASE / 3);
     };
     let took = stopped.elapsed();
-    eprintln!("takeover {took:?} after the last renewal (lease {LEASE:?}, poll {:?})", LEASE / 3);
+    eprintln!(
+        "takeover {took:?} after the last renewal (lease {LEASE:?}, poll {:?})",
+        LEASE / 3
+    );
     assert!(took >= LEASE, "granted before the expiry: {took:?}");
-    assert!(took < LEASE + LEASE / 3 + Duration::from_millis(300), "{took:?}");
+    assert!(
+        took < LEASE + LEASE / 3 + Duration::from_millis(300),
+        "{took:?}"
+    );
     assert_eq!(tb, ta + 1, "the token is monotonic");
 
     // a's store still holds the old token: the database refuses every write, however late.
     assert_eq!(
-        sa.commit(&[row(Table::Groups, 1, Some(b"a-late")), row(Table::Devices, 3, Some(b"x"))]),
+        sa.commit(&[
+            row(Table::Groups, 1, Some(b"a-late")),
+            row(Table::Devices, 3, Some(b"x"))
+        ]),
         Err(StoreError::Fenced)
     );
     assert!(sa.fenced() && sa.refused() == 1);
@@ -202,7 +225,8 @@ fn a_database_restored_from_an_older_snapshot_is_refused() {
         a.commission().unwrap();
         let t = a.try_acquire().unwrap().unwrap();
         let mut s = PgServerStore::open(&ci, "a", t, LEASE, fa.clone()).unwrap();
-        s.commit(&[row(Table::Groups, 1, Some(b"epoch 1"))]).unwrap();
+        s.commit(&[row(Table::Groups, 1, Some(b"epoch 1"))])
+            .unwrap();
     }
     // The snapshot (nobody connected: createdb -T needs that).
     pg.copy_db("ks", "snap");
@@ -211,8 +235,10 @@ fn a_database_restored_from_an_older_snapshot_is_refused() {
         std::thread::sleep(LEASE + Duration::from_millis(100));
         let t = a.try_acquire().unwrap().unwrap();
         let mut s = PgServerStore::open(&ci, "a", t, LEASE, fa.clone()).unwrap();
-        s.commit(&[row(Table::Groups, 1, Some(b"epoch 2"))]).unwrap();
-        s.commit(&[row(Table::Groups, 1, Some(b"epoch 3"))]).unwrap();
+        s.commit(&[row(Table::Groups, 1, Some(b"epoch 2"))])
+            .unwrap();
+        s.commit(&[row(Table::Groups, 1, Some(b"epoch 3"))])
+            .unwrap();
     }
     assert_eq!(fa.lock().unwrap().mark(), (2, 3));
     // The operator "restores" the snapshot: the same server, started on it, refuses it.
@@ -226,8 +252,16 @@ fn a_database_restored_from_an_older_snapshot_is_refused() {
     .unwrap_err();
     assert!(matches!(e, LeaseError::Stale(_)), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("snapshot") && msg.contains("generation 1"), "{msg}");
+    assert!(
+        msg.contains("snapshot") && msg.contains("generation 1"),
+        "{msg}"
+    );
     // The current database is fine.
-    PgLease::connect(&ci, "a", LEASE, Arc::new(Mutex::new(HighWater::open(&mark).unwrap())))
-        .unwrap();
+    PgLease::connect(
+        &ci,
+        "a",
+        LEASE,
+        Arc::new(Mutex::new(HighWater::open(&mark).unwrap())),
+    )
+    .unwrap();
 }

@@ -186,7 +186,11 @@ impl Device {
         let mut buf = [0u8; 2048];
         let deadline = StdInstant::now() + limit;
         while !done(self) {
-            assert!(StdInstant::now() < deadline, "device timed out: {:?}", self.events);
+            assert!(
+                StdInstant::now() < deadline,
+                "device timed out: {:?}",
+                self.events
+            );
             let now = self.now();
             while let Some(n) = self.member.poll_transmit(now, &mut Rng, &mut buf).unwrap() {
                 self.sent.push(buf[..n].to_vec());
@@ -210,10 +214,16 @@ impl Device {
     }
 }
 
-/// Every record row (kind, key, value) and the lease row, as the database has them.
-fn snapshot(c: &mut postgres::Client) -> (Vec<(String, i64, Vec<u8>)>, (String, i64, i64)) {
+/// Every record row (kind, key, value) and the lease row (holder, token, generation).
+type Snapshot = (Vec<(String, i64, Vec<u8>)>, (String, i64, i64));
+
+/// The database as it is now.
+fn snapshot(c: &mut postgres::Client) -> Snapshot {
     let rows = c
-        .query("SELECT kind, key, value FROM keyserver_rows ORDER BY kind, key", &[])
+        .query(
+            "SELECT kind, key, value FROM keyserver_rows ORDER BY kind, key",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
@@ -238,7 +248,9 @@ fn a_paused_active_server_writes_nothing_and_steps_down() {
     let lease = Duration::from_millis(LEASE_MS);
 
     let a = Server::start(&dir, "a", &ci, true);
-    a.wait("a active", Duration::from_secs(20), |s| s["role"] == "active");
+    a.wait("a active", Duration::from_secs(20), |s| {
+        s["role"] == "active"
+    });
     let b = Server::start(&dir, "b", &ci, false);
     b.wait("b standby", Duration::from_secs(20), |s| {
         s["role"] == "standby" && s["lease"]["holder"] == "a"
@@ -299,7 +311,10 @@ fn a_paused_active_server_writes_nothing_and_steps_down() {
             break;
         }
         before = now;
-        assert!(stable.elapsed() < Duration::from_secs(20), "b never went quiet");
+        assert!(
+            stable.elapsed() < Duration::from_secs(20),
+            "b never went quiet"
+        );
     }
 
     // Work waits in a's socket: a join request and a fresh device message.
@@ -310,15 +325,24 @@ fn a_paused_active_server_writes_nothing_and_steps_down() {
     let fenced = a.wait("a steps down", Duration::from_secs(10), |s| {
         s["role"] == "fenced"
     });
-    eprintln!("STEP DOWN: the old active server reported fenced {} ms after SIGCONT", fenced.as_millis());
+    eprintln!(
+        "STEP DOWN: the old active server reported fenced {} ms after SIGCONT",
+        fenced.as_millis()
+    );
     let sa = a.status().unwrap();
-    assert!(sa.get("groups").is_none(), "a fenced server shows no state: {sa}");
+    assert!(
+        sa.get("groups").is_none(),
+        "a fenced server shows no state: {sa}"
+    );
     assert_eq!(sa["lease"]["holder"], "b");
     // Give it time to do anything it might still do.
     std::thread::sleep(lease * 2);
     let after = snapshot(&mut c);
     assert_eq!(after.1, before.1, "the lease row changed");
-    assert!(after.0 == before.0, "the records changed after a was continued");
+    assert!(
+        after.0 == before.0,
+        "the records changed after a was continued"
+    );
     let sa = a.status().unwrap();
     assert_ne!(sa["role"], "active");
     assert_eq!(b.status().unwrap()["role"], "active");

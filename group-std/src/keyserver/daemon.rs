@@ -15,8 +15,8 @@ use super::config::KeyServerConfig;
 #[cfg(feature = "postgres")]
 use super::ha::Ha;
 use super::ha::Role;
-use super::state_store::StateStore;
 use super::refusal::{RefusalLog, claimed_sender, log_refusal};
+use super::state_store::StateStore;
 use super::store::RedbServerStore;
 use super::tables::StdTables;
 use crate::control::ControlServer;
@@ -35,7 +35,11 @@ pub const DEVICE_GROUPS: usize = 32;
 /// The key server type the daemon runs: records in redb or PostgreSQL ([`StateStore`]),
 /// unbounded tables in memory, devices in up to [`DEVICE_GROUPS`] groups, a 64 KB buffer for
 /// one transaction's rows.
-pub type ServerType = KeyServer<StateStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
+pub type DaemonServer = KeyServer<StateStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
+
+/// The daemon's key server on a redb store alone (benchmarks and tests that build one
+/// directly): the same tables and capacities as [`DaemonServer`].
+pub type ServerType = KeyServer<RedbServerStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
 
 /// The configuration, read and checked, kept to (re)build the key server on every takeover.
 pub(super) struct Prepared {
@@ -65,7 +69,7 @@ fn wall_now() -> Instant {
 /// A running key server.
 pub struct KeyServerDaemon {
     /// The key server while this daemon is active; `None` while standby or fenced.
-    server: Option<ServerType>,
+    server: Option<DaemonServer>,
     prepared: Prepared,
     /// Where the state is, for messages (a redb path or `postgres`).
     state_label: String,
@@ -103,8 +107,8 @@ fn open_and_apply(
     prepared: &Prepared,
     store: StateStore,
     rng: &mut OsRng,
-) -> io::Result<(ServerType, HashMap<DeviceId, SocketAddr>)> {
-    let mut server: ServerType =
+) -> io::Result<(DaemonServer, HashMap<DeviceId, SocketAddr>)> {
+    let mut server: DaemonServer =
         KeyServer::open(ServerCredentials::new(prepared.key.clone()), store)
             .map_err(|e| other(format!("state {state}: {e}")))?;
     let now = wall_now();
@@ -306,14 +310,14 @@ impl KeyServerDaemon {
     /// # Panics
     /// On a server that is not active (a standby on PostgreSQL): use
     /// [`active_server`](Self::active_server) there.
-    pub fn server(&self) -> &ServerType {
+    pub fn server(&self) -> &DaemonServer {
         self.server
             .as_ref()
             .expect("KeyServerDaemon::server on a standby: use active_server")
     }
 
     /// The state machine while this server is active.
-    pub fn active_server(&self) -> Option<&ServerType> {
+    pub fn active_server(&self) -> Option<&DaemonServer> {
         self.server.as_ref()
     }
 
@@ -687,6 +691,7 @@ impl KeyServerDaemon {
     pub fn status(&self) -> serde_json::Value {
         let Some(server) = self.server.as_ref() else {
             // Not active: the role and the lease, no state.
+            #[allow(unused_mut)]
             let mut s = serde_json::json!({
                 "role": self.role().name(),
                 "rejected": self.rejected,

@@ -9,6 +9,7 @@
 //! statement was sent). A standby tries to acquire at every interval; the database grants it
 //! only after the expiry. No clocks are compared between machines.
 
+#[cfg(feature = "postgres")]
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "postgres")]
@@ -74,6 +75,8 @@ pub(super) struct Ha {
     next_at: Instant,
     /// The lease row as last read.
     pub(super) view: Option<LeaseView>,
+    /// Who held the lease before this server's last acquisition.
+    pub(super) previous: String,
     /// Acquisitions by this server.
     pub(super) takeovers: u64,
     /// Times this server lost the lease.
@@ -97,6 +100,7 @@ impl Ha {
             renewed_at: None,
             next_at: Instant::now(),
             view,
+            previous: String::new(),
             takeovers: 0,
             lost: 0,
             dropped: 0,
@@ -157,6 +161,11 @@ impl Ha {
             match self.lease.acquire() {
                 Ok(Some(v)) => {
                     let token = v.token;
+                    self.previous = self
+                        .view
+                        .as_ref()
+                        .map(|v| v.holder.clone())
+                        .unwrap_or_default();
                     self.view = Some(v);
                     self.token = Some(token);
                     self.renewed_at = Some(now);

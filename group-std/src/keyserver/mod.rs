@@ -9,7 +9,6 @@
 
 mod config;
 mod daemon;
-#[cfg(feature = "postgres")]
 mod ha;
 mod high_water;
 mod mem_store;
@@ -27,9 +26,10 @@ mod tables;
 pub use config::{
     DeviceConfig, GroupConfigFile, KeyServerConfig, PgSettings, StoreConfig, StoreKind,
 };
-#[cfg(feature = "postgres")]
+pub use daemon::{DEVICE_GROUPS, DaemonServer, KeyServerDaemon, ServerType};
 pub use ha::Role;
 pub use high_water::{Behind, HighWater};
+pub use mem_store::MemRowStore;
 #[cfg(feature = "postgres")]
 pub use pg_lease::{LeaseError, LeaseView, PgLease};
 #[cfg(feature = "postgres")]
@@ -37,8 +37,6 @@ pub use pg_schema::SCHEMA_VERSION;
 #[cfg(feature = "postgres")]
 pub use pg_store::PgServerStore;
 pub use state_store::StateStore;
-pub use daemon::{DEVICE_GROUPS, KeyServerDaemon, ServerType};
-pub use mem_store::MemRowStore;
 pub use store::RedbServerStore;
 pub use tables::StdTables;
 

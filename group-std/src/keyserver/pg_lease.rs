@@ -125,7 +125,10 @@ impl PgLease {
     }
 
     fn check(&self, token: i64, generation: i64) -> Result<(), LeaseError> {
-        let fence = self.fence.lock().map_err(|_| LeaseError::Db(other("poisoned")))?;
+        let fence = self
+            .fence
+            .lock()
+            .map_err(|_| LeaseError::Db(other("poisoned")))?;
         fence.check(token, generation).map_err(LeaseError::Stale)
     }
 
@@ -190,9 +193,7 @@ impl PgLease {
                 .fence
                 .lock()
                 .map_err(|_| LeaseError::Db(other("poisoned")))?;
-            fence
-                .check(token, generation)
-                .map_err(LeaseError::Stale)?;
+            fence.check(token, generation).map_err(LeaseError::Stale)?;
         }
         if !free {
             return Ok(None);

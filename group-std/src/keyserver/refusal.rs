@@ -81,7 +81,11 @@ impl RefusalLog {
     const MAX: usize = 256;
 
     /// Whether to log this refusal now; if so, how many were suppressed before it.
-    pub(super) fn allow(&mut self, claimed: Option<(u32, u32, MessageKind)>, reason: &str) -> Option<u64> {
+    pub(super) fn allow(
+        &mut self,
+        claimed: Option<(u32, u32, MessageKind)>,
+        reason: &str,
+    ) -> Option<u64> {
         let now = std::time::Instant::now();
         let key = (claimed.map(|c| c.0), reason.to_owned());
         if let Some((at, suppressed)) = self.last.get_mut(&key) {
@@ -101,4 +105,3 @@ impl RefusalLog {
         Some(0)
     }
 }
-

@@ -175,7 +175,15 @@ impl Pg {
     pub fn create_db(&self, name: &str) {
         self.run(
             "createdb",
-            &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", name],
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                name,
+            ],
         );
     }
 
@@ -209,7 +217,15 @@ impl Drop for Pg {
         let start = Instant::now();
         let _ = self
             .command("pg_ctl")
-            .args(["-D", &data.to_string_lossy(), "-m", "immediate", "-t", "10", "stop"])
+            .args([
+                "-D",
+                &data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "-t",
+                "10",
+                "stop",
+            ])
             .output();
         if start.elapsed() > Duration::from_secs(15) {
             eprintln!("pg_ctl stop took {:?}", start.elapsed());

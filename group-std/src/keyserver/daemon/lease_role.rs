@@ -73,7 +73,11 @@ impl KeyServerDaemon {
         }
         self.addrs.clear();
         self.challenge_to.clear();
-        let holder = ha.view.as_ref().map(|v| v.holder.clone()).unwrap_or_default();
+        let holder = ha
+            .view
+            .as_ref()
+            .map(|v| v.holder.clone())
+            .unwrap_or_default();
         let token = ha.view.as_ref().map_or(0, |v| v.token);
         tracing::warn!(
             reason,
@@ -105,7 +109,7 @@ impl KeyServerDaemon {
                 &mut self.rng,
             )
         });
-        let previous = ha.view.as_ref().map(|v| v.holder.clone()).unwrap_or_default();
+        let previous = ha.previous.clone();
         match opened {
             Ok((server, addrs)) => {
                 self.server = Some(server);
@@ -171,11 +175,9 @@ impl KeyServerDaemon {
         let Some(ha) = self.ha.as_ref() else {
             return;
         };
-        let refused = ha.refused.saturating_add(
-            self.server
-                .as_ref()
-                .map_or(0, |s| s.store().refused()),
-        );
+        let refused = ha
+            .refused
+            .saturating_add(self.server.as_ref().map_or(0, |s| s.store().refused()));
         page.family(
             "dtls_group_keyserver_role",
             MetricType::Gauge,
@@ -189,8 +191,7 @@ impl KeyServerDaemon {
         )
         .sample(
             &[],
-            u64::try_from(ha.token.or(ha.view.as_ref().map(|v| v.token)).unwrap_or(0))
-                .unwrap_or(0),
+            u64::try_from(ha.token.or(ha.view.as_ref().map(|v| v.token)).unwrap_or(0)).unwrap_or(0),
         );
         page.family(
             "dtls_group_keyserver_takeovers_total",
