@@ -190,6 +190,7 @@ impl KeyServerDaemon {
             "devices": cfg.devices.len(),
             "state": cfg.state.display().to_string(),
             "state_exists": cfg.state.exists(),
+            "store": if cfg.store.kind == super::StoreKind::Postgres { "postgres" } else { "redb" },
         }))
     }
 
