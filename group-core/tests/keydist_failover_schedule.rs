@@ -23,7 +23,11 @@ fn member() -> Member<MemorySequenceStore> {
 fn send(m: &mut Member<MemorySequenceStore>, rng: &mut TestRng, at: u64) -> usize {
     let mut buf = [0u8; 1500];
     let mut n = 0;
-    while m.poll_transmit(Instant(at), rng, &mut buf).unwrap().is_some() {
+    while m
+        .poll_transmit(Instant(at), rng, &mut buf)
+        .unwrap()
+        .is_some()
+    {
         n += 1;
     }
     n
@@ -58,7 +62,11 @@ fn moving_to_another_server_sends_the_request_again_at_once_with_the_first_timeo
     assert_eq!(m.unanswered_due(Instant(3_500)), 0, "a fresh schedule");
     assert_eq!(send(&mut m, &mut rng, 3_500), 1, "sent at once");
     assert_eq!(send(&mut m, &mut rng, 4_499), 0);
-    assert_eq!(m.unanswered_due(Instant(4_500)), 1, "first timeout (1 s) again");
+    assert_eq!(
+        m.unanswered_due(Instant(4_500)),
+        1,
+        "first timeout (1 s) again"
+    );
     assert_eq!(send(&mut m, &mut rng, 4_500), 1);
 }
 

@@ -48,12 +48,13 @@ impl Retry {
     /// How many times the message was sent since this schedule started (since the last sign of
     /// progress): read from the timeout, which doubles on each send (counted up to the send
     /// that reached the largest timeout).
+    #[cfg(feature = "keydist-member")]
     pub(crate) const fn sends(&self) -> u32 {
-        let mut n = 0;
+        let mut n: u32 = 0;
         let mut rto = INITIAL_RTO_MS;
         while rto < self.rto && rto < MAX_RTO_MS {
             rto = rto.saturating_mul(2);
-            n += 1;
+            n = n.saturating_add(1);
         }
         n
     }
@@ -69,6 +70,7 @@ impl Retry {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "keydist-member")]
     #[test]
     fn counts_sends_up_to_the_largest_timeout() {
         let mut r = Retry::now(Instant(0));
