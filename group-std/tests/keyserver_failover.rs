@@ -333,3 +333,36 @@ fn a_member_moves_on_when_unanswered_and_follows_the_server_that_answers() {
         assert!(Instant::now() < deadline, "never settled: {s}");
     }
 }
+
+/// `admin` with several control sockets: one nobody answers on and one of a standby are
+/// skipped, the active server answers; with only the standby's (and the dead one), it fails
+/// naming what each answered; with one socket, a standby's answer is printed as it is.
+#[test]
+fn admin_skips_unreachable_and_standby_control_sockets() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut site = Site::new("failover-admin", &["state = \"ks.redb\"".to_string()], 0);
+    site.servers[0].start(true);
+    site.status(STEP_LIMIT);
+    let dead = site.dir.join("nobody.sock");
+    let standby = site.dir.join("standby.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&standby).unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let mut line = String::new();
+            let _ = BufReader::new(&s).read_line(&mut line);
+            let _ = writeln!(s, "{{\"error\":\"standby\",\"active\":\"ks0\"}}");
+        }
+    });
+    let active = site.servers[0].control.clone();
+    let v = failover::admin(&[dead.clone(), standby.clone(), active], &["rekey", "1"])
+        .expect("the active server answers");
+    assert_eq!(v["group"], GROUP, "{v}");
+    let err = failover::admin(&[dead.clone(), standby.clone()], &["status"]).unwrap_err();
+    assert!(
+        err.contains("no active key server among 2") && err.contains("standby.sock: standby"),
+        "{err}"
+    );
+    // One socket: exactly as before (its answer, exit 1 for an error answer).
+    let err = failover::admin(&[standby], &["status"]).unwrap_err();
+    assert!(err.contains("\"error\":\"standby\""), "{err}");
+}
