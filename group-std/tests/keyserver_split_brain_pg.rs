@@ -256,6 +256,15 @@ fn a_paused_active_server_writes_nothing_and_steps_down() {
         s["role"] == "standby" && s["lease"]["holder"] == "a"
     });
 
+    // A standby refuses operator requests with its role (what `admin` skips).
+    let r = b.ask(&format!("rekey {GID}"));
+    assert_eq!(
+        (r["error"].as_str(), r["active"].as_str()),
+        (Some("standby"), Some("a")),
+        "{r}"
+    );
+    assert_eq!(b.status().unwrap()["store"], "postgres");
+
     // Device 1 joins through a.
     let mut d1 = Device::new(&dir, 1, Role::Sender);
     d1.member.join(d1.now()).unwrap();
@@ -297,7 +306,6 @@ fn a_paused_active_server_writes_nothing_and_steps_down() {
     let epoch = r["epoch"].as_u64().expect("rekey answered") as u16;
     d1.pump(b.addr, Duration::from_secs(20), |d| d.installed(epoch));
     d2.pump(b.addr, Duration::from_secs(20), |d| d.installed(epoch));
-    // a standby refuses operator requests, by name.
     assert!(b.ask("status")["groups"].as_array().is_some());
 
     // b goes quiet (the old epoch's grace ends); the database as it is now.

@@ -625,17 +625,33 @@ impl KeyServerDaemon {
         sent
     }
 
-    /// The answer to an operator request on a server that is not active.
+    /// The error of an operator request on a server that is not active: its role (`standby` or
+    /// `fenced`), what `admin` with several control sockets skips.
     fn not_active(&self) -> String {
+        self.role().name().to_owned()
+    }
+
+    /// The control answer to a request a server that is not active refuses:
+    /// `{"error":"standby"|"fenced","active":HOLDER,"message":...}`.
+    fn refuse_not_active(&self) -> String {
+        let role = self.role().name();
         #[cfg(feature = "postgres")]
-        if let Some(ha) = &self.ha {
-            let holder = ha.view.as_ref().map(|v| v.holder.as_str()).unwrap_or("");
-            return format!(
-                "this key server is {} (not active): ask the active one ({holder:?})",
-                ha.role.name()
-            );
-        }
-        "this key server is not active".into()
+        let holder = self
+            .ha
+            .as_ref()
+            .and_then(|ha| ha.view.as_ref())
+            .map(|v| v.holder.clone())
+            .unwrap_or_default();
+        #[cfg(not(feature = "postgres"))]
+        let holder = String::new();
+        serde_json::json!({
+            "error": role,
+            "active": holder,
+            "message": format!(
+                "this key server is {role} (not active): ask the active one ({holder:?})"
+            ),
+        })
+        .to_string()
     }
 
     /// Starts a new epoch for `group` now; returns it.
@@ -661,6 +677,9 @@ impl KeyServerDaemon {
             words.next(),
             words.next().and_then(|w| w.parse::<u32>().ok()),
         ) {
+            (Some("revoke" | "rekey"), Some(_)) if self.server.is_none() => {
+                self.refuse_not_active()
+            }
             (Some("revoke"), Some(d)) => match self.revoke(d) {
                 Ok(()) => serde_json::json!({ "revoked": d }).to_string(),
                 Err(e) => error(e),
