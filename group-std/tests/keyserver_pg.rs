@@ -209,6 +209,28 @@ fn an_old_token_cannot_commit_and_the_lease_passes_after_expiry() {
     b.release(tb).unwrap();
     let t = a.try_acquire().unwrap().expect("released: granted at once");
     assert_eq!(t, tb + 1);
+
+    // The database drops every key-server connection (a restart, a failover of the database):
+    // the store says so (the daemon then steps down), the lease connects again by itself.
+    c.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'dtls-group-keyserver'",
+        &[],
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    while !sb.broken() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the store did not notice"
+        );
+        let _ = sb.addresses();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(sb.commit(&[row(Table::Groups, 1, Some(b"b2"))]).is_err());
+    let seen = (0..3).find_map(|_| a.observe().ok());
+    assert_eq!(seen.map(|v| (v.holder, v.token)), Some(("a".to_owned(), t)));
+    assert!(a.renew(t).unwrap(), "a renews on its new connection");
 }
 
 #[test]

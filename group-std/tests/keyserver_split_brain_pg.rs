@@ -52,6 +52,7 @@ struct Server {
     control: PathBuf,
     log: PathBuf,
     addr: SocketAddr,
+    metrics: SocketAddr,
 }
 
 impl Server {
@@ -72,6 +73,9 @@ impl Server {
         )
         .unwrap();
         let control = dir.join(format!("{name}.sock"));
+        let metrics: SocketAddr = format!("127.0.0.1:{}", common::free_tcp_port())
+            .parse()
+            .unwrap();
         let log = dir.join(format!("{name}.log"));
         let mut args = vec![
             "keyserver".to_owned(),
@@ -81,6 +85,8 @@ impl Server {
             control.to_string_lossy().into_owned(),
             "--timeout".into(),
             "120".into(),
+            "--metrics".into(),
+            metrics.to_string(),
         ];
         if init {
             args.push("--init".into());
@@ -98,6 +104,7 @@ impl Server {
             control,
             log,
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            metrics,
         }
     }
 
@@ -127,6 +134,13 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The value of an unlabelled metric on its page.
+    fn metric(&self, name: &str) -> Option<u64> {
+        let (_, page) = group_std::metrics::fetch(self.metrics, "/metrics").ok()?;
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     }
 
     fn signal(&self, sig: &str) {
@@ -264,6 +278,9 @@ fn a_paused_active_server_writes_nothing_and_steps_down() {
         "{r}"
     );
     assert_eq!(b.status().unwrap()["store"], "postgres");
+    assert_eq!(b.metric("dtls_group_keyserver_role"), Some(0), "standby");
+    assert_eq!(a.metric("dtls_group_keyserver_role"), Some(1), "active");
+    assert_eq!(a.metric("dtls_group_keyserver_lease_token"), Some(1));
 
     // Device 1 joins through a.
     let mut d1 = Device::new(&dir, 1, Role::Sender);
@@ -296,6 +313,9 @@ fn a_paused_active_server_writes_nothing_and_steps_down() {
     let sb = b.status().unwrap();
     assert_eq!(sb["lease"]["holder"], "b");
     assert_eq!(sb["lease"]["my_token"], 2);
+    assert_eq!(b.metric("dtls_group_keyserver_role"), Some(1));
+    assert_eq!(b.metric("dtls_group_keyserver_takeovers_total"), Some(1));
+    assert_eq!(b.metric("dtls_group_keyserver_lease_token"), Some(2));
 
     // b serves members: device 2 joins through it, and a rekey reaches device 1 at the
     // address a stored.
@@ -353,6 +373,9 @@ fn a_paused_active_server_writes_nothing_and_steps_down() {
     );
     let sa = a.status().unwrap();
     assert_ne!(sa["role"], "active");
+    assert_eq!(a.metric("dtls_group_keyserver_role"), Some(2), "fenced");
+    assert_eq!(a.metric("dtls_group_keyserver_stepped_down_total"), Some(1));
+    assert!(a.metric("dtls_group_keyserver_standby_dropped_total") >= Some(1));
     assert_eq!(b.status().unwrap()["role"], "active");
     let alog = std::fs::read_to_string(&a.log).unwrap();
     assert!(alog.contains("stepped down"), "a's log:\n{alog}");

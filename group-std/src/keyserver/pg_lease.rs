@@ -132,10 +132,20 @@ impl PgLease {
         fence.check(token, generation).map_err(LeaseError::Stale)
     }
 
+    /// The connection, opened again if the database closed it (a restart, a failover of the
+    /// database, `pg_terminate_backend`).
+    fn client(&mut self) -> Result<&mut Client, LeaseError> {
+        if self.client.is_closed() {
+            self.client = pg_schema::connect(&self.conninfo, self.lease).map_err(LeaseError::Db)?;
+            tracing::info!("lease: reconnected to postgres");
+        }
+        Ok(&mut self.client)
+    }
+
     /// Reads the lease row; checks it against the high-water mark and raises the mark to it.
     pub fn observe(&mut self) -> Result<LeaseView, LeaseError> {
         let row = self
-            .client
+            .client()?
             .query_one(
                 &format!("SELECT {COLUMNS} FROM keyserver_lease WHERE id = 1"),
                 &[],
@@ -153,7 +163,8 @@ impl PgLease {
     /// state was commissioned already.
     pub fn commission(&mut self) -> std::io::Result<()> {
         let n = self
-            .client
+            .client()
+            .map_err(|e| other(e.to_string()))?
             .execute(
                 "UPDATE keyserver_lease SET commissioned = true WHERE id = 1 AND NOT commissioned",
                 &[],
@@ -179,7 +190,9 @@ impl PgLease {
     /// [`try_acquire`](Self::try_acquire), returning the lease row as it is now.
     pub fn acquire(&mut self) -> Result<Option<LeaseView>, LeaseError> {
         let ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
-        let mut tx = self.client.transaction().map_err(db)?;
+        let me = self.me.clone();
+        let fence = Arc::clone(&self.fence);
+        let mut tx = self.client()?.transaction().map_err(db)?;
         let row = tx
             .query_one(
                 "SELECT token, generation, expires_at <= now() FROM keyserver_lease \
@@ -189,8 +202,7 @@ impl PgLease {
             .map_err(db)?;
         let (token, generation, free): (i64, i64, bool) = (row.get(0), row.get(1), row.get(2));
         {
-            let fence = self
-                .fence
+            let fence = fence
                 .lock()
                 .map_err(|_| LeaseError::Db(other("poisoned")))?;
             fence.check(token, generation).map_err(LeaseError::Stale)?;
@@ -205,7 +217,7 @@ impl PgLease {
                      expires_at = now() + $2::bigint * interval '1 millisecond' \
                      WHERE id = 1 RETURNING {COLUMNS}"
                 ),
-                &[&self.me, &ms],
+                &[&me, &ms],
             )
             .map_err(db)?;
         let v = view_of(&row);
@@ -225,15 +237,16 @@ impl PgLease {
     /// [`renew`](Self::renew), returning the lease row as it is now (`None`: not ours).
     pub fn renew_view(&mut self, token: i64) -> Result<Option<LeaseView>, LeaseError> {
         let ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let me = self.me.clone();
         let row = self
-            .client
+            .client()?
             .query_opt(
                 &format!(
                     "UPDATE keyserver_lease SET expires_at = now() + $3::bigint * interval '1 millisecond' \
                      WHERE id = 1 AND holder = $1 AND token = $2 AND expires_at > now() \
                      RETURNING {COLUMNS}"
                 ),
-                &[&self.me, &token, &ms],
+                &[&me, &token, &ms],
             )
             .map_err(db)?;
         Ok(row.as_ref().map(view_of))
@@ -242,11 +255,12 @@ impl PgLease {
     /// Gives the lease up (a clean stop): a standby takes over at once instead of waiting for
     /// the expiry.
     pub fn release(&mut self, token: i64) -> Result<(), LeaseError> {
-        self.client
+        let me = self.me.clone();
+        self.client()?
             .execute(
                 "UPDATE keyserver_lease SET expires_at = now() \
                  WHERE id = 1 AND holder = $1 AND token = $2 AND expires_at > now()",
-                &[&self.me, &token],
+                &[&me, &token],
             )
             .map_err(db)?;
         Ok(())

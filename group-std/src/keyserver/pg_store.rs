@@ -81,6 +81,12 @@ impl PgServerStore {
         self.fenced.get()
     }
 
+    /// Whether the database closed this store's connection (a restart or failover of the
+    /// database): the server steps down and opens a new store when it holds the lease again.
+    pub fn broken(&self) -> bool {
+        self.client.try_borrow().is_ok_and(|c| c.is_closed())
+    }
+
     /// Writes refused by the fence.
     pub fn refused(&self) -> u64 {
         self.refused.get()

@@ -80,6 +80,15 @@ impl StateStore {
         }
     }
 
+    /// Whether the store's connection is gone (PostgreSQL): the server must step down.
+    pub fn broken(&self) -> bool {
+        match self {
+            StateStore::Redb(_) => false,
+            #[cfg(feature = "postgres")]
+            StateStore::Postgres(s) => s.broken(),
+        }
+    }
+
     /// Writes refused by the fence so far.
     pub fn refused(&self) -> u64 {
         match self {

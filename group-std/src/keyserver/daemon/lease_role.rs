@@ -58,6 +58,14 @@ impl KeyServerDaemon {
                 let _ = ha.lose("a write was refused by the database (fenced)");
             }
             self.step_down("a write was refused by the database (fenced)");
+        } else if self.server.as_ref().is_some_and(|s| s.store().broken()) {
+            // The state's connection is gone: writes can't land. Give the lease up (this server
+            // or another takes over with a fresh connection and the state from the database).
+            if let Some(ha) = self.ha.as_mut() {
+                ha.release();
+                let _ = ha.lose("the database closed the state's connection");
+            }
+            self.step_down("the database closed the state's connection");
         }
     }
 
