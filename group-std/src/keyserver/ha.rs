@@ -130,6 +130,9 @@ impl Ha {
             if now < self.next_at {
                 return Tick::Nothing;
             }
+            if let Err(e) = self.lease.flush_fence() {
+                tracing::warn!(error = %e, "could not write the high-water file");
+            }
             match self.lease.renew_view(token) {
                 Ok(Some(v)) => {
                     self.view = Some(v);
@@ -205,6 +208,9 @@ impl Ha {
 
     /// Gives the lease up (a clean stop).
     pub(super) fn release(&mut self) {
+        if let Err(e) = self.lease.flush_fence() {
+            tracing::warn!(error = %e, "could not write the high-water file");
+        }
         if let Some(t) = self.token.take() {
             match self.lease.release(t) {
                 Ok(()) => tracing::info!(token = t, "lease released"),

@@ -13,6 +13,8 @@ pub struct HighWater {
     path: PathBuf,
     token: i64,
     generation: i64,
+    /// The mark as written in the file.
+    written: (i64, i64),
 }
 
 /// A database behind the mark (restored from an older snapshot).
@@ -62,6 +64,7 @@ impl HighWater {
             path: path.to_owned(),
             token,
             generation,
+            written: (token, generation),
         })
     }
 
@@ -81,11 +84,18 @@ impl HighWater {
         Ok(())
     }
 
-    /// Raises the mark to (token, generation) where they are larger, and writes it durably
-    /// (a new file renamed over the old one) if it moved.
-    pub fn raise(&mut self, token: i64, generation: i64) -> io::Result<()> {
-        let (t, g) = (self.token.max(token), self.generation.max(generation));
-        if (t, g) == (self.token, self.generation) {
+    /// Raises the mark to (token, generation) where they are larger, in memory only (a commit
+    /// does this; [`flush`](Self::flush) writes it, at every lease renewal).
+    pub fn note(&mut self, token: i64, generation: i64) {
+        self.token = self.token.max(token);
+        self.generation = self.generation.max(generation);
+    }
+
+    /// Writes the mark durably (a new file renamed over the old one) if it moved since the
+    /// last write.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let (t, g) = self.mark();
+        if (t, g) == self.written {
             return Ok(());
         }
         let tmp = self.path.with_extension("tmp");
@@ -95,9 +105,14 @@ impl HighWater {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)?;
-        self.token = t;
-        self.generation = g;
+        self.written = (t, g);
         Ok(())
+    }
+
+    /// [`note`](Self::note) and [`flush`](Self::flush).
+    pub fn raise(&mut self, token: i64, generation: i64) -> io::Result<()> {
+        self.note(token, generation);
+        self.flush()
     }
 }
 
@@ -121,8 +136,14 @@ mod tests {
         let mut h = HighWater::open(&p).unwrap();
         assert_eq!(h.mark(), (0, 0));
         h.raise(3, 10).unwrap();
-        h.raise(2, 12).unwrap();
+        h.note(2, 12);
         assert_eq!(h.mark(), (3, 12));
+        assert_eq!(
+            HighWater::open(&p).unwrap().mark(),
+            (3, 10),
+            "noted, not written"
+        );
+        h.flush().unwrap();
         let h = HighWater::open(&p).unwrap();
         assert_eq!(h.mark(), (3, 12));
         assert!(h.check(3, 12).is_ok());

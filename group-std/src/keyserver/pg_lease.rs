@@ -124,6 +124,14 @@ impl PgLease {
         Arc::clone(&self.fence)
     }
 
+    /// Writes the high-water mark the commits noted since the last write.
+    pub fn flush_fence(&self) -> std::io::Result<()> {
+        match self.fence.lock() {
+            Ok(mut f) => f.flush(),
+            Err(_) => Err(other("poisoned")),
+        }
+    }
+
     fn check(&self, token: i64, generation: i64) -> Result<(), LeaseError> {
         let fence = self
             .fence

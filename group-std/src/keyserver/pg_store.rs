@@ -23,12 +23,18 @@ pub struct PgServerStore {
     me: String,
     token: i64,
     fence: Arc<Mutex<HighWater>>,
-    /// Commits are not flushed one by one (`synchronous_commit = off`) until `make_durable`.
-    deferred: Cell<bool>,
     /// A commit was refused: the lease is someone else's.
     fenced: Cell<bool>,
     /// Commits refused so (for the metrics).
     refused: Cell<u64>,
+    /// The statements of a commit, prepared once on this connection.
+    stmts: Stmts,
+}
+
+struct Stmts {
+    fence: postgres::Statement,
+    upsert: postgres::Statement,
+    delete: postgres::Statement,
 }
 
 impl std::fmt::Debug for PgServerStore {
@@ -60,12 +66,24 @@ impl PgServerStore {
     ) -> std::io::Result<Self> {
         let mut client = pg_schema::connect(conninfo, bound)?;
         pg_schema::migrate(&mut client)?;
+        let stmts = Stmts {
+            fence: client.prepare(FENCE).map_err(io)?,
+            upsert: client
+                .prepare(
+                    "INSERT INTO keyserver_rows VALUES ($1, $2, $3) \
+                     ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(io)?,
+            delete: client
+                .prepare("DELETE FROM keyserver_rows WHERE kind = $1 AND key = $2")
+                .map_err(io)?,
+        };
         Ok(Self {
+            stmts,
             client: RefCell::new(client),
             me: me.to_owned(),
             token,
             fence,
-            deferred: Cell::new(false),
             fenced: Cell::new(false),
             refused: Cell::new(0),
         })
@@ -99,7 +117,6 @@ impl PgServerStore {
             .borrow_mut()
             .batch_execute("SET synchronous_commit = off")
             .map_err(io)?;
-        self.deferred.set(true);
         Ok(())
     }
 
@@ -110,7 +127,6 @@ impl PgServerStore {
             .borrow_mut()
             .batch_execute("SET synchronous_commit = on")
             .map_err(io)?;
-        self.deferred.set(false);
         // One fenced, durable (empty) commit: flushes everything before it.
         self.write(|_| Ok(()))
     }
@@ -121,6 +137,7 @@ impl PgServerStore {
         &self,
         f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<(), postgres::Error>,
     ) -> std::io::Result<()> {
+        let f = |tx: &mut postgres::Transaction<'_>, _: &Stmts| f(tx);
         match self.fenced_tx(f) {
             Ok(()) => Ok(()),
             Err(StoreError::Fenced) => Err(std::io::Error::new(
@@ -133,7 +150,7 @@ impl PgServerStore {
 
     fn fenced_tx(
         &self,
-        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<(), postgres::Error>,
+        f: impl FnOnce(&mut postgres::Transaction<'_>, &Stmts) -> Result<(), postgres::Error>,
     ) -> Result<(), StoreError> {
         let log = |e: postgres::Error| {
             tracing::warn!(error = %e, "postgres write failed");
@@ -142,7 +159,7 @@ impl PgServerStore {
         let mut client = self.client.borrow_mut();
         let mut tx = client.transaction().map_err(log)?;
         let generation: Option<i64> = tx
-            .query_opt(FENCE, &[&self.me, &self.token])
+            .query_opt(&self.stmts.fence, &[&self.me, &self.token])
             .map_err(log)?
             .map(|r| r.get(0));
         let Some(generation) = generation else {
@@ -155,13 +172,11 @@ impl PgServerStore {
             );
             return Err(StoreError::Fenced);
         };
-        f(&mut tx).map_err(log)?;
+        f(&mut tx, &self.stmts).map_err(log)?;
         tx.commit().map_err(log)?;
-        if !self.deferred.get()
-            && let Ok(mut h) = self.fence.lock()
-            && let Err(e) = h.raise(self.token, generation)
-        {
-            tracing::warn!(error = %e, "could not write the high-water file");
+        // Noted in memory; the lease writes it to the file at its next renewal.
+        if let Ok(mut h) = self.fence.lock() {
+            h.note(self.token, generation);
         }
         Ok(())
     }
@@ -268,17 +283,12 @@ impl ServerStore for PgServerStore {
     }
 
     fn commit(&mut self, rows: &[Row<'_>]) -> Result<(), StoreError> {
-        self.fenced_tx(|tx| {
-            let upsert = tx.prepare(
-                "INSERT INTO keyserver_rows VALUES ($1, $2, $3) \
-                 ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
-            )?;
-            let delete = tx.prepare("DELETE FROM keyserver_rows WHERE kind = $1 AND key = $2")?;
+        self.fenced_tx(|tx, st| {
             for r in rows {
                 let key = i64::from(r.key);
                 match r.value {
-                    Some(v) => tx.execute(&upsert, &[&r.table.name(), &key, &v])?,
-                    None => tx.execute(&delete, &[&r.table.name(), &key])?,
+                    Some(v) => tx.execute(&st.upsert, &[&r.table.name(), &key, &v])?,
+                    None => tx.execute(&st.delete, &[&r.table.name(), &key])?,
                 };
             }
             Ok(())
