@@ -195,7 +195,7 @@ fn an_old_token_cannot_commit_and_the_lease_passes_after_expiry() {
     );
     assert!(took >= LEASE, "granted before the expiry: {took:?}");
     assert!(
-        took < LEASE + LEASE / 3 + Duration::from_millis(300),
+        took < LEASE + LEASE / 3 + Duration::from_secs(1),
         "{took:?}"
     );
     assert_eq!(tb, ta + 1, "the token is monotonic");
