@@ -57,6 +57,17 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, name: &str, conninfo: &str, init: bool) -> Server {
+        Self::start_with(dir, name, conninfo, init, LEASE_MS, RENEW_MS)
+    }
+
+    fn start_with(
+        dir: &Path,
+        name: &str,
+        conninfo: &str,
+        init: bool,
+        lease_ms: u64,
+        renew_ms: u64,
+    ) -> Server {
         let port = common::free_udp_port();
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(
@@ -64,7 +75,7 @@ impl Server {
             format!(
                 "listen = \"127.0.0.1:{port}\"\nstate = \"{name}.hwm\"\nserver_key = \"server.key\"\n\n\
                  [store]\nkind = \"postgres\"\nconninfo = \"{conninfo}\"\nserver_name = \"{name}\"\n\
-                 lease_ms = {LEASE_MS}\nrenew_ms = {RENEW_MS}\n\n\
+                 lease_ms = {lease_ms}\nrenew_ms = {renew_ms}\n\n\
                  [[group]]\nid = {GID}\nsuite = \"ccm\"\nactivation_delay_ms = 0\ngrace_ms = 200\n\
                  rekey_on_join = false\n\n\
                  [[device]]\nid = 1\nname = \"switch\"\npublic_key = \"d1.pub\"\nrole = \"sender\"\ngroups = [{GID}]\n\n\
@@ -381,6 +392,81 @@ fn a_paused_active_server_writes_nothing_and_steps_down() {
     assert!(alog.contains("stepped down"), "a's log:\n{alog}");
     let blog = std::fs::read_to_string(&b.log).unwrap();
     assert!(blog.contains("lease acquired: active"), "b's log:\n{blog}");
+    drop(a);
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fence, not the clock: the lease is taken from the active server while it believes it
+/// still holds it (the database's expiry moved, as a jump of the database's clock or an
+/// operator would do). Its next write is refused by the database, it steps down at once, and the
+/// write is not in the database.
+#[test]
+fn a_write_under_a_lost_lease_is_refused_by_the_database() {
+    let Some(pg) = Pg::start("fence-daemon") else {
+        return;
+    };
+    pg.create_db("ks");
+    let dir = common::fresh_dir("fence-daemon");
+    keyfile::generate(&dir.join("server")).unwrap();
+    keyfile::generate(&dir.join("d1")).unwrap();
+    keyfile::generate(&dir.join("d2")).unwrap();
+    let ci = pg.conninfo("ks");
+    // a renews rarely (so it still believes in its lease), b polls often.
+    let a = Server::start_with(&dir, "a", &ci, true, 6000, 3000);
+    a.wait("a active", Duration::from_secs(20), |s| {
+        s["role"] == "active"
+    });
+    let b = Server::start_with(&dir, "b", &ci, false, 6000, 100);
+    b.wait("b standby", Duration::from_secs(20), |s| {
+        s["role"] == "standby"
+    });
+    let mut c = postgres::Client::connect(&ci, postgres::NoTls).unwrap();
+    let (_, (_, _, generation_before)) = snapshot(&mut c);
+
+    // Right after a renewal of a's, pause it, and hand the lease to b behind its back.
+    a.wait("a just renewed", Duration::from_secs(10), |s| {
+        s["lease"]["left_ms"].as_u64() > Some(5700)
+    });
+    a.signal("-STOP");
+    c.execute("UPDATE keyserver_lease SET expires_at = now()", &[])
+        .unwrap();
+    b.wait("b takes over", Duration::from_secs(5), |s| {
+        s["role"] == "active"
+    });
+    let (rows_b, lease_b) = snapshot(&mut c);
+    assert_eq!((lease_b.0.as_str(), lease_b.1), ("b", 2));
+
+    // An operator's rekey waits in a's control socket; a continues well within its own lease.
+    let control = a.control.clone();
+    let rekey = std::thread::spawn(move || {
+        group_std::control::request(&control, &format!("rekey {GID}")).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    a.signal("-CONT");
+    let answer: Value = serde_json::from_str(&rekey.join().unwrap()).unwrap();
+    assert!(
+        answer.get("error").is_some(),
+        "a's rekey succeeded: {answer}"
+    );
+    a.wait("a fenced", Duration::from_secs(5), |s| {
+        s["role"] == "fenced"
+    });
+    assert_eq!(
+        a.metric("dtls_group_keyserver_fenced_commits_total"),
+        Some(1)
+    );
+    let alog = std::fs::read_to_string(&a.log).unwrap();
+    assert!(
+        alog.contains("write refused by the database") && alog.contains("stepped down"),
+        "a's log:\n{alog}"
+    );
+    // Nothing of a's rekey landed: the rows are b's, the generation only moved by b's writes.
+    let (rows_now, lease_now) = snapshot(&mut c);
+    assert_eq!(rows_now, rows_b);
+    assert_eq!((lease_now.0.as_str(), lease_now.1), ("b", 2));
+    assert!(lease_now.2 > generation_before, "b's takeover wrote");
+    assert_eq!(b.status().unwrap()["role"], "active");
     drop(a);
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
