@@ -471,3 +471,55 @@ fn a_write_under_a_lost_lease_is_refused_by_the_database() {
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A database restored from an older snapshot: the key server that saw the newer state refuses
+/// to start on it, and says why.
+#[test]
+fn a_key_server_refuses_a_restored_snapshot() {
+    let Some(pg) = Pg::start("restore-daemon") else {
+        return;
+    };
+    pg.create_db("ks");
+    let dir = common::fresh_dir("restore-daemon");
+    keyfile::generate(&dir.join("server")).unwrap();
+    keyfile::generate(&dir.join("d1")).unwrap();
+    keyfile::generate(&dir.join("d2")).unwrap();
+    let ci = pg.conninfo("ks");
+    let stop = |mut s: Server| {
+        s.signal("-TERM");
+        let t0 = StdInstant::now();
+        while s.child.try_wait().unwrap().is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no clean stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let a = Server::start(&dir, "a", &ci, true);
+    a.wait("a active", Duration::from_secs(20), |s| {
+        s["role"] == "active"
+    });
+    stop(a);
+    pg.copy_db("ks", "snap");
+    let a = Server::start(&dir, "a", &ci, false);
+    a.wait("a active again", Duration::from_secs(20), |s| {
+        s["role"] == "active"
+    });
+    assert!(a.ask(&format!("rekey {GID}"))["epoch"].as_u64().is_some());
+    stop(a);
+    // The operator restores the snapshot and starts the key server on it.
+    let mut a = Server::start(&dir, "a", &pg.conninfo("snap"), false);
+    let t0 = StdInstant::now();
+    let status = loop {
+        if let Some(st) = a.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "started on the snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&a.log).unwrap();
+    assert!(log.contains("restored from an old snapshot"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
