@@ -317,3 +317,52 @@ impl DeviceConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(store: &str) -> Result<KeyServerConfig, String> {
+        KeyServerConfig::parse(
+            &format!("listen = \"127.0.0.1:1\"\nstate = \"s\"\nserver_key = \"k\"\n{store}"),
+            Path::new("/etc/ks.toml"),
+        )
+    }
+
+    #[test]
+    fn the_store_section_is_checked() {
+        let redb = parse("").unwrap();
+        assert_eq!(redb.store.postgres(), Ok(None));
+        let pg =
+            parse("[store]\nkind = \"postgres\"\nconninfo = \"host=db\"\nserver_name = \"ks-a\"\n")
+                .unwrap();
+        let s = pg.store.postgres().unwrap().unwrap();
+        assert_eq!(
+            (
+                s.lease.as_millis(),
+                s.renew.as_millis(),
+                s.server_name.as_str()
+            ),
+            (3000, 1000, "ks-a")
+        );
+        for (bad, why) in [
+            (
+                "[store]\nkind = \"postgres\"\nserver_name = \"a\"\n",
+                "needs conninfo",
+            ),
+            (
+                "[store]\nkind = \"postgres\"\nconninfo = \"x\"\n",
+                "needs server_name",
+            ),
+            (
+                "[store]\nkind = \"postgres\"\nconninfo = \"x\"\nserver_name = \"a\"\nlease_ms = 1000\nrenew_ms = 600\n",
+                "renewed at least twice",
+            ),
+            ("[store]\nconninfo = \"x\"\n", "need kind = \"postgres\""),
+            ("[store]\nkind = \"mysql\"\n", "unknown variant"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+}

@@ -723,17 +723,21 @@ impl KeyServerDaemon {
         }
     }
 
+    /// Adds the lease to a status (PostgreSQL; nothing on redb).
+    fn add_lease(&self, _status: &mut serde_json::Value) {
+        #[cfg(feature = "postgres")]
+        self.lease_status(_status);
+    }
+
     /// Groups, epochs and members as JSON.
     pub fn status(&self) -> serde_json::Value {
         let Some(server) = self.server.as_ref() else {
             // Not active: the role and the lease, no state.
-            #[allow(unused_mut)]
             let mut s = serde_json::json!({
                 "role": self.role().name(),
                 "rejected": self.rejected,
             });
-            #[cfg(feature = "postgres")]
-            self.lease_status(&mut s);
+            self.add_lease(&mut s);
             return s;
         };
         let groups: Vec<serde_json::Value> = self
@@ -777,7 +781,6 @@ impl KeyServerDaemon {
                 })
             })
             .collect();
-        #[allow(unused_mut)]
         let mut s = serde_json::json!({
             "groups": groups,
             "devices": devices,
@@ -786,8 +789,7 @@ impl KeyServerDaemon {
             "challenges": server.challenges_issued(),
             "role": self.role().name(),
         });
-        #[cfg(feature = "postgres")]
-        self.lease_status(&mut s);
+        self.add_lease(&mut s);
         s
     }
 }
