@@ -350,7 +350,11 @@ fn admin_skips_unreachable_and_standby_control_sockets() {
         for mut s in listener.incoming().map_while(Result::ok) {
             let mut line = String::new();
             let _ = BufReader::new(&s).read_line(&mut line);
-            let _ = writeln!(s, "{{\"error\":\"standby\",\"active\":\"ks0\"}}");
+            let _ = writeln!(
+                s,
+                "{{\"error\":\"this key server is standby (not active): ask the active \
+                 one (\\\"ks0\\\")\"}}"
+            );
         }
     });
     let active = site.servers[0].control.clone();
@@ -359,10 +363,11 @@ fn admin_skips_unreachable_and_standby_control_sockets() {
     assert_eq!(v["group"], GROUP, "{v}");
     let err = failover::admin(&[dead.clone(), standby.clone()], &["status"]).unwrap_err();
     assert!(
-        err.contains("no active key server among 2") && err.contains("standby.sock: standby"),
+        err.contains("no active key server among 2")
+            && err.contains("standby.sock: this key server is standby (not active)"),
         "{err}"
     );
     // One socket: exactly as before (its answer, exit 1 for an error answer).
     let err = failover::admin(&[standby], &["status"]).unwrap_err();
-    assert!(err.contains("\"error\":\"standby\""), "{err}");
+    assert!(err.contains("is standby (not active)"), "{err}");
 }
