@@ -7,10 +7,11 @@
 //! nonce handed out twice; no key to a revoked device after its revocation) is checked over the
 //! whole run by [`failover::ledger`], whose own tests feed it each kind of violation.
 //!
-//! Modes: one redb server, members knowing only its address (today's deployment, unchanged);
-//! the same with a dead address first in the members' list (they must move on to the live one,
-//! and back and forth across every outage). The PostgreSQL mode with three servers plugs into
-//! the same [`scenario`] (see docs/operations.md).
+//! Modes: three key servers on one PostgreSQL database (the test's own, on loopback; feature
+//! `postgres`), the active one killed each time and started again as a standby, members knowing
+//! all three addresses; one redb server, members knowing only its address (today's deployment,
+//! unchanged); the same behind a dead address first in the members' list (they must move on to
+//! the live one, and back and forth across every outage).
 //!
 //! Each kill prints `failover N/10 SITUATION: kill -> first ... by the key server X ms; ...`.
 //! Every wait is bounded; the whole run fails with a clear message past [`RUN_LIMIT`].
@@ -59,7 +60,8 @@ fn settle(site: &Site, live: &BTreeSet<u32>, above: Option<u16>, start: Instant)
         assert!(
             Instant::now() < deadline,
             "the key server did not settle within {STEP_LIMIT:?} (live {live:?}, above {above:?}); \
-             status: {s}"
+             status: {s}\nmembers:\n{}",
+            site.describe()
         );
         assert!(
             start.elapsed() < RUN_LIMIT,
@@ -117,10 +119,13 @@ fn first_after(
 fn scenario(site: &mut Site, kills: usize) {
     let start = Instant::now();
     let controls = site.controls();
-    for s in &mut site.servers {
-        s.start(true);
-    }
+    // The first server commissions the state (--init); the others start as standbys.
+    site.servers[0].start(true);
     site.status(STEP_LIMIT);
+    for s in site.servers.iter_mut().skip(1) {
+        s.start(false);
+    }
+    site.note_lease();
     let mut live: BTreeSet<u32> = failover::DEVICES.collect();
     for id in failover::DEVICES {
         site.start_member(id);
@@ -171,11 +176,11 @@ fn scenario(site: &mut Site, kills: usize) {
                 (live.clone(), Some(last))
             }
         };
+        let active = site.active(STEP_LIMIT);
         let kill = Instant::now();
-        // The active server: the only one in the redb modes.
-        let active = 0;
         site.servers[active].kill();
         std::thread::sleep(DOWNTIME);
+        // Started again: with PostgreSQL it comes back as a standby.
         site.servers[active].start(false);
         let epoch = settle(site, &live, above, start);
         let settled = kill.elapsed();
@@ -183,9 +188,11 @@ fn scenario(site: &mut Site, kills: usize) {
         let marker = Instant::now();
         records_flow(site, &live, marker);
         site.note_server_members();
+        site.note_lease();
+        let now_active = site.active(STEP_LIMIT);
         println!(
-            "failover {}/{kills} {situation:?}: kill -> first {} by the key server {} \
-             (down {} ms); all {} live members in epoch {epoch} after {} ms; records from both \
+            "failover {}/{kills} {situation:?}: killed ks{active}, ks{now_active} active; kill -> \
+             first {} by the key server {} (killed one down {} ms); all {} live members in epoch {epoch} after {} ms; records from both \
              switches again after {} ms",
             i + 1,
             match situation {

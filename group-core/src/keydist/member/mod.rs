@@ -476,12 +476,17 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     }
 
     /// The member moved to another key-server address: every outstanding request (join,
-    /// leave, rekey report) is due at `now` with the first timeout again. A join keeps its
-    /// nonce (and the challenge it covers: a server that did not issue it challenges again).
+    /// leave, rekey report) is due at `now` with the first timeout again. A join starts over
+    /// with a fresh nonce and no challenge: the server that takes over may hold this join as
+    /// already done (committed by the one that died before its bundle got out) and would
+    /// ignore the same request again as a replay, and it did not issue the old challenge; a
+    /// fresh request is challenged and answered with the bundle at this member's address.
     pub fn retry_now(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         if let Some(j) = self.join.as_mut() {
             j.retry = Retry::now(now);
+            j.nonce = None;
+            j.challenge = None;
         }
         if let Some(r) = self.leave.as_mut() {
             *r = Retry::now(now);
