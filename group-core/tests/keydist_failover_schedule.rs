@@ -66,6 +66,23 @@ fn moving_on_starts_the_join_over_with_a_fresh_nonce() {
 }
 
 #[test]
+fn restarting_a_join_keeps_its_schedule_with_a_fresh_nonce() {
+    let mut rng = TestRng::seeded(5);
+    let mut m = member();
+    m.join(Instant(0)).unwrap();
+    let first = join_nonce(&mut m, &mut rng, 0);
+    join_nonce(&mut m, &mut rng, 1_000);
+    assert_eq!(m.unanswered_due(Instant(3_000)), 2);
+    m.restart_join();
+    assert_eq!(m.unanswered_due(Instant(3_000)), 2, "the schedule is kept");
+    assert_eq!(send(&mut m, &mut rng, 2_999), 0, "not due before its time");
+    let fresh = join_nonce(&mut m, &mut rng, 3_000);
+    assert_ne!(fresh, first);
+    assert_eq!(send(&mut m, &mut rng, 6_999), 0, "backed off to 4 s");
+    assert_eq!(join_nonce(&mut m, &mut rng, 7_000), fresh);
+}
+
+#[test]
 fn unanswered_join_requests_are_counted_when_due_again() {
     let mut rng = TestRng::seeded(1);
     let mut m = member();

@@ -475,18 +475,29 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         join.max(leave).max(report)
     }
 
-    /// The member moved to another key-server address: every outstanding request (join,
-    /// leave, rekey report) is due at `now` with the first timeout again. A join starts over
-    /// with a fresh nonce and no challenge: the server that takes over may hold this join as
-    /// already done (committed by the one that died before its bundle got out) and would
-    /// ignore the same request again as a replay, and it did not issue the old challenge; a
-    /// fresh request is challenged and answered with the bundle at this member's address.
-    pub fn retry_now(&mut self, now: Instant) {
-        self.last_now = self.last_now.max(now);
+    /// Starts an outstanding join over with a fresh nonce and no challenge, keeping its retry
+    /// schedule: for a join whose answers went missing (the runtime calls it when
+    /// [`unanswered_due`](Self::unanswered_due) says so). The key server may hold the join as
+    /// done (it committed it, then died before its bundle got out, or sends it to an address
+    /// the device no longer uses) and takes the same request again as a retransmission it
+    /// answers there, or, if another server took over, as nothing it issued; a fresh request
+    /// is challenged at the address it came from and answered as a rejoin. A bundle answering
+    /// the old nonce is refused from then on.
+    pub fn restart_join(&mut self) {
         if let Some(j) = self.join.as_mut() {
-            j.retry = Retry::now(now);
             j.nonce = None;
             j.challenge = None;
+        }
+    }
+
+    /// The member moved to another key-server address: every outstanding request (join,
+    /// leave, rekey report) is due at `now` with the first timeout again, and a join starts
+    /// over with a fresh nonce ([`restart_join`](Self::restart_join)).
+    pub fn retry_now(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.restart_join();
+        if let Some(j) = self.join.as_mut() {
+            j.retry = Retry::now(now);
         }
         if let Some(r) = self.leave.as_mut() {
             *r = Retry::now(now);
