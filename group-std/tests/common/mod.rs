@@ -205,3 +205,4 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+pub mod pg;
