@@ -16,6 +16,8 @@
 //! Each kill prints `failover N/10 SITUATION: kill -> first ... by the key server X ms; ...`.
 //! Every wait is bounded; the whole run fails with a clear message past [`RUN_LIMIT`].
 
+#[cfg(feature = "postgres")]
+mod common;
 mod failover;
 
 use std::collections::BTreeSet;
@@ -377,4 +379,28 @@ fn admin_skips_unreachable_and_standby_control_sockets() {
     // One socket: exactly as before (its answer, exit 1 for an error answer).
     let err = failover::admin(&[standby], &["status"]).unwrap_err();
     assert!(err.contains("is standby (not active)"), "{err}");
+}
+
+/// Three key servers on one PostgreSQL (lease 1 s, renewed every 250 ms): the active one is
+/// SIGKILLed ten times (joins, revocation, rekey) and started again as a standby.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_three_servers_active_one_killed_ten_times() {
+    let Some(pg) = common::pg::Pg::start("failover") else {
+        return;
+    };
+    pg.create_db("ks");
+    let conninfo = pg.conninfo("ks");
+    let stores: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "state = \"ks{i}.hwm\"\n\n[store]\nkind = \"postgres\"\nconninfo = \"{conninfo}\"\n\
+                 server_name = \"ks{i}\"\nlease_ms = 1000\nrenew_ms = 250"
+            )
+        })
+        .collect();
+    let mut site = Site::new("failover-pg", &stores, 0);
+    scenario(&mut site, 10);
+    drop(site);
+    drop(pg);
 }
