@@ -21,6 +21,9 @@ mod common;
 mod failover;
 
 use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use failover::ledger::Seen;
@@ -403,4 +406,97 @@ fn postgres_three_servers_active_one_killed_ten_times() {
     scenario(&mut site, 10);
     drop(site);
     drop(pg);
+}
+
+/// A UDP relay between a member and the key server: the member's one key-server address is
+/// `front`; requests go on to the server from a `back` socket. It drops the first key bundle
+/// and then moves to a new `back` socket, so the server holds the join as done and sends the
+/// bundle (and each retransmission of it) to an address nobody listens on any more.
+struct Relay {
+    front: SocketAddr,
+    bundles_dropped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(server: SocketAddr) -> Relay {
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        front
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let addr = front.local_addr().unwrap();
+        let bundles_dropped = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dropped, halt) = (bundles_dropped.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let new_back = || {
+                let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+                b.set_nonblocking(true).unwrap();
+                b
+            };
+            let mut back = new_back();
+            let mut member = None;
+            let mut buf = [0u8; 4096];
+            while !halt.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = front.recv_from(&mut buf) {
+                    member = Some(from);
+                    let _ = back.send_to(&buf[..n], server);
+                }
+                while let Ok((n, _)) = back.recv_from(&mut buf) {
+                    let bundle = matches!(
+                        group_core::keydist::parse(&buf[..n]).map(|p| p.message),
+                        Ok(group_core::keydist::Message::KeyBundle(_))
+                    );
+                    if bundle && dropped.load(Ordering::Relaxed) == 0 {
+                        dropped.store(1, Ordering::Relaxed);
+                        back = new_back();
+                        break;
+                    }
+                    if let Some(m) = member {
+                        let _ = front.send_to(&buf[..n], m);
+                    }
+                }
+            }
+        });
+        Relay {
+            front: addr,
+            bundles_dropped,
+            stop,
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One key-server address, and the join's bundle lost with the device's address gone stale at
+/// the server (as when the daemon is killed between committing a join and saving the address):
+/// the server answers every retransmission of the request by sending the bundle to the stale
+/// address. The member starts the join over with a fresh nonce after 3 s without an answer,
+/// and is joined as a rejoin. (Before, it retransmitted the same request forever.)
+#[test]
+fn a_join_whose_bundle_went_to_a_stale_address_completes_with_a_fresh_request() {
+    let mut site = Site::new("failover-stale", &["state = \"ks.redb\"".to_string()], 0);
+    site.servers[0].start(true);
+    site.status(STEP_LIMIT);
+    let relay = Relay::start(site.member_servers[0]);
+    let start = Instant::now();
+    let mut rt = site.runtime(9, &[relay.front]);
+    drive(&mut rt, "joined through the relay", STEP_LIMIT, |rt| {
+        rt.member().is_joined()
+    });
+    assert_eq!(
+        relay.bundles_dropped.load(Ordering::Relaxed),
+        1,
+        "the first bundle was dropped"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "joined only after starting over ({:?})",
+        start.elapsed()
+    );
+    assert_eq!(rt.contact().failovers, 0, "one address: no move");
 }
