@@ -126,8 +126,8 @@ pub use message::{
 pub use psk::{Psk, encode_psk, open_bundle_secret_psk, seal_secret_psk, verify_psk};
 #[cfg(feature = "keydist-server")]
 pub use server::{
-    CHALLENGE_TTL_MS, DeviceRec, GroupRec, GroupSpec, HeaplessTables, KeySchedule, KeyServer,
-    Received, ServerEvent, ServerTables, Transmit, migrate_v1,
+    BundleJob, CHALLENGE_TTL_MS, DeviceRec, GroupRec, GroupSpec, HeaplessTables, KeySchedule,
+    KeyServer, Outgoing, Received, ServerEvent, ServerTables, Transmit, migrate_v1,
 };
 #[cfg(feature = "signed")]
 pub use signed::{
