@@ -11,7 +11,7 @@ mod keydist_support;
 
 use group_core::keydist::{
     Ack, BundlePolicy, Bytes, DeviceHeader, DeviceId, Direction, Error, JoinChallenge, JoinRequest,
-    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Message,
+    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_SIGNING_SENDERS, MAX_STALE, Message,
     PublicKeyBytes, RekeyNeeded, RekeyReport, Removed, RemovedReason, Role, SealedSecret,
     SenderEntry, ServerHeader, VERSION, WireAdmission, WireNonceProfile, decode_key_material,
     encode_key_material, encode_signed, parse, verify_signed,
@@ -62,7 +62,8 @@ fn bundle() -> impl Strategy<Value = KeyBundle> {
         (any::<u32>(), any::<u32>()),
         proptest::collection::vec(
             (any::<u8>(), proptest::option::of(key33())),
-            0..=MAX_SENDERS,
+            // Keyed or not at random: as many as a signed group's bundle holds.
+            0..=MAX_SIGNING_SENDERS,
         ),
         proptest::collection::vec(any::<u8>(), 0..=MAX_STALE),
         (

@@ -136,8 +136,8 @@ pub use signed::{
 #[cfg(feature = "keydist-server")]
 pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table};
 pub use vocabulary::{
-    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Mode, NONCE_LEN, Role, TAG_LEN,
-    VERSION,
+    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode,
+    NONCE_LEN, Role, TAG_LEN, VERSION,
 };
 
 pub use crate::signature::SIGNATURE_LEN;
