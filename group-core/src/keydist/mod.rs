@@ -107,6 +107,7 @@ mod server;
 mod signed;
 #[cfg(feature = "keydist-server")]
 mod store;
+mod view;
 mod vocabulary;
 
 #[cfg(feature = "keydist-member")]
@@ -135,6 +136,10 @@ pub use signed::{
 };
 #[cfg(feature = "keydist-server")]
 pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table};
+pub use view::{
+    BundleView, MAX_LISTED_SENDERS, SealedView, SenderList, ServerMessage, ServerProtected,
+    parse_server,
+};
 pub use vocabulary::{
     DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode,
     NONCE_LEN, Role, TAG_LEN, VERSION,
