@@ -1,14 +1,14 @@
 //! Server → device messages decoded by borrowing (issue 12): what a member receives, read field
 //! by field from the datagram with no copy of the sender list, the stale list or the sealed
 //! secret. A [`BundleView`] is a few dozen bytes on the stack whatever the bundle lists (up to
-//! [`MAX_LISTED_SENDERS`] senders); [`parse`](super::parse) decodes the same bytes into an
-//! owned [`Message`](super::Message) of several hundred.
+//! [`MAX_SENDERS`] senders); [`parse`](super::parse) decodes the same bytes into an owned
+//! [`Message`](super::Message) of over a kilobyte.
 //!
 //! The encoding is the postcard one of docs/key-distribution.md §2 (see `message.rs`), read
 //! strictly: varints minimal and within their type, `bool` and `Option` tags `00`/`01`, enum
-//! tags known, lengths within their capacity, nothing left over. So exactly the byte strings
-//! [`parse`](super::parse) accepts as server messages are accepted here (and bundles listing
-//! more than [`MAX_SENDERS`](super::MAX_SENDERS) senders, which the owned form can't hold).
+//! tags known, lengths within their capacity (at most [`MAX_SENDERS`] sender entries, of which
+//! at most [`MAX_SIGNING_SENDERS`] keyed), nothing left over. So exactly the byte strings
+//! [`parse`](super::parse) accepts as server messages are accepted here.
 //! Every refusal is a typed [`Error`]; nothing here panics or verifies anything.
 
 use super::error::Error;
@@ -17,10 +17,10 @@ use super::message::{
     Removed, RemovedReason, SealedSecret, SenderEntry, ServerHeader, WireAdmission,
     WireNonceProfile,
 };
-use super::vocabulary::{DeviceId, MAX_STALE, Mode, NONCE_LEN, VERSION};
-
-/// Largest number of senders a bundle may list as a member reads it: one per sender ID.
-pub const MAX_LISTED_SENDERS: usize = 255;
+use super::sender_list::SenderEntries;
+use super::vocabulary::{
+    DeviceId, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode, NONCE_LEN, VERSION,
+};
 
 /// A cursor over postcard bytes that refuses every non-canonical encoding.
 #[derive(Clone, Copy)]
@@ -222,10 +222,9 @@ pub struct BundleView<'a> {
 }
 
 impl BundleView<'_> {
-    /// The owned [`KeyBundle`] with the same fields ([`Error::CapacityExceeded`] if it lists
-    /// more senders than [`MAX_SENDERS`](super::MAX_SENDERS)): for tests and diagnostics.
+    /// The owned [`KeyBundle`] with the same fields: for tests and diagnostics.
     pub fn to_bundle(&self) -> Result<KeyBundle, Error> {
-        let mut senders = heapless::Vec::new();
+        let mut senders = SenderEntries::new();
         for s in self.senders.iter() {
             senders.push(s).map_err(|_| Error::CapacityExceeded)?;
         }
@@ -357,10 +356,16 @@ fn read_bundle<'a>(r: &mut Reader<'a>) -> Result<BundleView<'a>, Error> {
     let policy = r.policy()?;
     let activate_in_ms = r.u32()?;
     let lifetime_ms = r.u32()?;
-    let len = r.small(MAX_LISTED_SENDERS)?;
+    let len = r.small(MAX_SENDERS)?;
     let start = *r;
+    let mut keyed = 0usize;
     for _ in 0..len {
-        read_sender(r)?;
+        if read_sender(r)?.public_key.is_some() {
+            keyed = keyed.saturating_add(1);
+        }
+    }
+    if keyed > MAX_SIGNING_SENDERS {
+        return Err(Error::Malformed);
     }
     let used = start.rest.len().saturating_sub(r.rest.len());
     let senders = SenderList {

@@ -151,7 +151,14 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             return Err(Error::InconsistentBundle);
         }
         self.check_policy(&b.policy)?;
-        if b.senders.len() > SENDERS {
+        // More listed senders than this member's table holds: fine under trust-first
+        // admission without record signatures (the table keeps what fits, the others are
+        // admitted by their first authenticated record, evicting the least recently active);
+        // under strict admission or with record signatures the table is the list of who may
+        // send (with their keys), so the bundle can't be installed.
+        if b.senders.len() > SENDERS
+            && (b.policy.signatures_required || b.policy.admission == WireAdmission::Strict)
+        {
             return Err(Error::CapacityExceeded);
         }
         // Every listed key is checked here, one entry at a time (decoded from the datagram,
@@ -279,7 +286,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
                 let _ = self.deferred.push((sid, key));
                 continue;
             }
-            // Can't fail: the unlisted were removed and the list fits the table (checked).
+            // Fails only with a full table, under trust-first admission without signatures
+            // (checked): that sender is admitted by its first record instead.
             let _ = add_listed(group, sid, key);
         }
         // Bookkeeping: the bundle is accepted.

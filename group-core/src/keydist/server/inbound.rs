@@ -294,6 +294,11 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         } else {
             MAX_SENDERS
         };
+        // A new sender over the group's capacity is refused before a sender ID is taken (with
+        // 255 sender IDs and `MAX_SENDERS` = 255 this is also the answer to a full ID space).
+        if j.role == Role::Sender && old.is_none_or(|(_, s)| s.is_none()) && senders >= capacity {
+            return Err(Error::CapacityExceeded);
+        }
         let sender_id = match (old, j.role) {
             (Some((Role::Sender, Some(sid))), Role::Sender) => Some(sid),
             (old, role) => {
@@ -313,9 +318,6 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let sid_changed = old.map_or(sender_id.is_some(), |(_, s)| s != sender_id);
         if sid_changed {
             g.changed_at = counter;
-        }
-        if sender_id.is_some() && old.is_none_or(|(_, s)| s.is_none()) && senders >= capacity {
-            return Err(Error::CapacityExceeded);
         }
         // The challenge is used up (with the commit: a failed save keeps it).
         dev.challenges.retain(|c| c.group_id != gid);
