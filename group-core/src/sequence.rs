@@ -40,6 +40,9 @@ pub enum StoreError {
     Corrupt,
     /// The medium refused the write or read.
     Io,
+    /// The store refused the write because another writer holds it now (a shared database
+    /// whose lease passed to another key server: the write was fenced off, nothing landed).
+    Fenced,
 }
 
 impl fmt::Display for StoreError {
@@ -48,6 +51,7 @@ impl fmt::Display for StoreError {
             StoreError::Missing => "sequence state missing",
             StoreError::Corrupt => "sequence state corrupt",
             StoreError::Io => "sequence store I/O error",
+            StoreError::Fenced => "store fenced: another writer holds it now",
         })
     }
 }

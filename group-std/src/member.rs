@@ -1,5 +1,14 @@
 //! A member on real sockets: the core's key-distribution [`Member`] talking to the key server
 //! over UDP unicast, and its group traffic on a multicast socket.
+//!
+//! A member may know several key-server addresses (a highly available deployment: one active
+//! server, standbys that do not answer). It sends to its *current* server; when the retry
+//! schedule of an outstanding request (join, leave, rekey report) ran out
+//! [`FAILOVER_AFTER_UNANSWERED`] times with no answer, it moves to the next address and sends
+//! the request there at once. It accepts key-distribution messages from any configured address
+//! (they are authenticated by the protocol, not by where they come from) and makes the server
+//! whose message it accepted its current one, so acknowledgements go to the server that sent
+//! the bundle. With one address nothing of this applies: it behaves exactly as before.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,10 +22,21 @@ use crate::endpoint::{Clock, MAX_DATAGRAM, Received, SendError, collect_records}
 use crate::keyfile::{self, OsRng};
 use crate::net::MulticastSocket;
 
+/// Never returned in practice ([`MemberRuntime`] always has an address); avoids a panic path.
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+/// After this many sends of the same request without an answer (its retry schedule ran out
+/// again: 1 s, then 2 s more), a member with several key-server addresses moves to the next.
+pub const FAILOVER_AFTER_UNANSWERED: u32 = 2;
+
 /// A key-distribution member with its sockets.
 pub struct MemberRuntime<S: SequenceStore> {
     member: Member<S>,
-    server: SocketAddr,
+    servers: Vec<SocketAddr>,
+    current: usize,
     unicast: UdpSocket,
     mcast: MulticastSocket,
     clock: Clock,
@@ -39,6 +59,10 @@ pub struct Contact {
     pub last_refusal: Option<String>,
     /// Datagrams on the unicast socket from another address (ignored).
     pub from_elsewhere: u64,
+    /// Moves to the next key-server address after requests went unanswered.
+    pub failovers: u64,
+    /// Times a message accepted from another configured address made it the current server.
+    pub followed: u64,
 }
 
 /// What one [`MemberRuntime::poll`] produced.
@@ -61,7 +85,31 @@ impl<S: SequenceStore> MemberRuntime<S> {
         server: SocketAddr,
         mcast: MulticastSocket,
     ) -> io::Result<Self> {
-        let bind: SocketAddr = if server.is_ipv4() {
+        Self::start_with_servers(config, creds, store, &[server], mcast)
+    }
+
+    /// As [`start`](Self::start), with several key-server addresses (tried in this order; see
+    /// the module documentation). They must all be of one address family; at least one.
+    pub fn start_with_servers(
+        config: MemberConfig,
+        creds: MemberCredentials,
+        store: S,
+        servers: &[SocketAddr],
+        mcast: MulticastSocket,
+    ) -> io::Result<Self> {
+        let Some(first) = servers.first().copied() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no key-server address",
+            ));
+        };
+        if servers.iter().any(|s| s.is_ipv4() != first.is_ipv4()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "key-server addresses mix IPv4 and IPv6",
+            ));
+        }
+        let bind: SocketAddr = if first.is_ipv4() {
             "0.0.0.0:0".parse().map_err(io::Error::other)?
         } else {
             "[::]:0".parse().map_err(io::Error::other)?
@@ -75,7 +123,8 @@ impl<S: SequenceStore> MemberRuntime<S> {
             .map_err(|e| io::Error::other(format!("join: {e}")))?;
         Ok(Self {
             member,
-            server,
+            servers: servers.to_vec(),
+            current: 0,
             unicast,
             mcast,
             clock,
@@ -100,9 +149,35 @@ impl<S: SequenceStore> MemberRuntime<S> {
         &self.contact
     }
 
-    /// The key server's address.
+    /// The current key server's address (the one requests go to).
     pub fn server(&self) -> SocketAddr {
-        self.server
+        self.servers
+            .get(self.current)
+            .copied()
+            .unwrap_or(UNSPECIFIED)
+    }
+
+    /// Every configured key-server address, in the order they are tried.
+    pub fn servers(&self) -> &[SocketAddr] {
+        &self.servers
+    }
+
+    /// With several addresses: when an outstanding request's retry schedule ran out
+    /// [`FAILOVER_AFTER_UNANSWERED`] times, the next address becomes current and the request
+    /// is due there at once.
+    fn maybe_fail_over(&mut self, now: group_core::time::Instant) {
+        if self.servers.len() < 2 || self.member.unanswered_due(now) < FAILOVER_AFTER_UNANSWERED {
+            return;
+        }
+        let from = self.server();
+        self.current = (self.current + 1) % self.servers.len();
+        self.member.retry_now(now);
+        self.contact.failovers = self.contact.failovers.saturating_add(1);
+        tracing::warn!(
+            from = %from,
+            to = %self.server(),
+            "no answer from the key server; trying the next address"
+        );
     }
 
     /// The clock.
@@ -113,9 +188,11 @@ impl<S: SequenceStore> MemberRuntime<S> {
     fn flush(&mut self) -> io::Result<()> {
         let now = self.clock.now();
         self.member.handle_timeout(now);
+        self.maybe_fail_over(now);
+        let server = self.server();
         while let Ok(Some(n)) = self.member.poll_transmit(now, &mut self.rng, &mut self.buf) {
             self.unicast
-                .send_to(self.buf.get(..n).unwrap_or(&[]), self.server)?;
+                .send_to(self.buf.get(..n).unwrap_or(&[]), server)?;
             self.contact.sent = self.contact.sent.saturating_add(1);
         }
         Ok(())
@@ -129,19 +206,29 @@ impl<S: SequenceStore> MemberRuntime<S> {
         loop {
             match self.unicast.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
-                    if from != self.server {
+                    let Some(index) = self.servers.iter().position(|s| *s == from) else {
                         self.contact.from_elsewhere = self.contact.from_elsewhere.saturating_add(1);
                         continue;
-                    }
+                    };
                     self.contact.received = self.contact.received.saturating_add(1);
                     let now = self.clock.now();
-                    if let Err(e) = self
+                    match self
                         .member
                         .handle_message(now, self.buf.get(..n).unwrap_or(&[]))
                     {
-                        self.contact.refused = self.contact.refused.saturating_add(1);
-                        self.contact.last_refusal = Some(e.to_string());
-                        tracing::debug!(error = %e, "key-distribution message refused");
+                        Ok(()) if index != self.current => {
+                            // Authenticated by the protocol: this server is the one that
+                            // answers now (acknowledgements go back to it).
+                            self.current = index;
+                            self.contact.followed = self.contact.followed.saturating_add(1);
+                            tracing::info!(server = %from, "following the key server that answered");
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            self.contact.refused = self.contact.refused.saturating_add(1);
+                            self.contact.last_refusal = Some(e.to_string());
+                            tracing::debug!(error = %e, "key-distribution message refused");
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

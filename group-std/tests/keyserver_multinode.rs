@@ -123,21 +123,7 @@ fn scenario(net: &Net) {
     }
     std::fs::write(dir.join("ks.toml"), toml).unwrap();
     let ctrl = dir.join("ks.sock");
-    let ks_args = |init: bool| {
-        let mut a: Vec<String> = vec![
-            "keyserver".into(),
-            "--config".into(),
-            p("ks.toml"),
-            "--control".into(),
-            ctrl.to_string_lossy().into_owned(),
-            "--timeout".into(),
-            "90".into(),
-        ];
-        if init {
-            a.push("--init".into());
-        }
-        a
-    };
+    let ks_args = |init: bool| common::keyserver_args(&p("ks.toml"), &ctrl, 90, init);
     // Without --init a key server refuses to start from no state.
     let out = Command::new(BIN).args(ks_args(false)).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -158,21 +158,7 @@ fn ten_thousand_devices_in_a_thousand_groups_join_through_the_daemon() {
     }
     std::fs::write(dir.join("ks.toml"), toml).unwrap();
     let ctrl = dir.join("ks.sock");
-    let ks_args = |init: bool| {
-        let mut a: Vec<String> = vec![
-            "keyserver".into(),
-            "--config".into(),
-            p("ks.toml"),
-            "--control".into(),
-            ctrl.to_string_lossy().into_owned(),
-            "--timeout".into(),
-            "240".into(),
-        ];
-        if init {
-            a.push("--init".into());
-        }
-        a
-    };
+    let ks_args = |init: bool| common::keyserver_args(&p("ks.toml"), &ctrl, 240, init);
     let start_ks = |init: bool| -> (Proc, Duration) {
         let _ = std::fs::remove_file(&ctrl);
         let t = Instant::now();

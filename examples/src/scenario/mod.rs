@@ -119,6 +119,18 @@ impl Light {
     fn member(&self) -> bool {
         self.running() && self.removed_before.is_none()
     }
+    /// Counts one authenticated record (applied, or carrying an invalid command): a verdict,
+    /// and whether it was accepted twice or was never sent by a switch.
+    fn count_accepted(&mut self, record: RecordId, sent_ids: &HashSet<RecordId>) {
+        self.verdicts += 1;
+        self.last_verdict = "accepted".into();
+        if !self.seen.insert(record) {
+            self.accepted_twice += 1;
+        }
+        if !sent_ids.contains(&record) {
+            self.accepted_unknown += 1;
+        }
+    }
 }
 
 struct Switch {

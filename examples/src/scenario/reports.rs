@@ -87,14 +87,7 @@ impl World {
                 message,
                 state,
             } => {
-                l.verdicts += 1;
-                l.last_verdict = "accepted".into();
-                if !l.seen.insert(record) {
-                    l.accepted_twice += 1;
-                }
-                if !self.sent_ids.contains(&record) {
-                    l.accepted_unknown += 1;
-                }
+                l.count_accepted(record, &self.sent_ids);
                 if l.removed_before.is_some() {
                     l.applied_after_removal += 1;
                 }
@@ -107,14 +100,7 @@ impl World {
                 self.out.set_state(i, state);
             }
             Report::Invalid { record, why } => {
-                l.verdicts += 1;
-                l.last_verdict = "accepted".into();
-                if !l.seen.insert(record) {
-                    l.accepted_twice += 1;
-                }
-                if !self.sent_ids.contains(&record) {
-                    l.accepted_unknown += 1;
-                }
+                l.count_accepted(record, &self.sent_ids);
                 *l.rejected.entry("invalid_command".into()).or_default() += 1;
                 self.out
                     .line(&name, &format!("ignored a command: {why} ({record})"));

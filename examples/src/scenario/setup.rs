@@ -202,6 +202,7 @@ impl World {
                     groups: vec![GROUP_ID],
                 })
                 .collect(),
+            store: Default::default(),
         };
         let family = if opts.ipv6_ifindex.is_some() {
             "IPv6, inside a private network namespace (veth dg0, hop limit 1)"

@@ -45,6 +45,20 @@ impl Retry {
         self.rto = rto.saturating_mul(2).min(MAX_RTO_MS);
     }
 
+    /// How many times the message was sent since this schedule started (since the last sign of
+    /// progress): read from the timeout, which doubles on each send (counted up to the send
+    /// that reached the largest timeout).
+    #[cfg(feature = "keydist-member")]
+    pub(crate) const fn sends(&self) -> u32 {
+        let mut n: u32 = 0;
+        let mut rto = INITIAL_RTO_MS;
+        while rto < self.rto && rto < MAX_RTO_MS {
+            rto = rto.saturating_mul(2);
+            n = n.saturating_add(1);
+        }
+        n
+    }
+
     /// Back to the first timeout for the next transmission (keeping when it is due).
     #[cfg(feature = "keydist-server")]
     pub(crate) fn reset_timeout(&mut self) {
@@ -55,6 +69,19 @@ impl Retry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "keydist-member")]
+    #[test]
+    fn counts_sends_up_to_the_largest_timeout() {
+        let mut r = Retry::now(Instant(0));
+        assert_eq!(r.sends(), 0);
+        let mut at = 0;
+        for expected in [1, 2, 3, 4, 5, 6, 6, 6] {
+            r.backoff(Instant(at));
+            at = r.next_at();
+            assert_eq!(r.sends(), expected);
+        }
+    }
 
     #[test]
     fn doubles_up_to_the_largest_timeout() {

@@ -152,18 +152,72 @@ pub fn keyserver(args: &KeyserverArgs, _out: &mut dyn Stdout) -> Result<u8, BadI
 /// Arguments of `admin`.
 #[derive(Args)]
 pub struct AdminArgs {
-    /// The key server's control socket.
-    pub control: PathBuf,
+    /// The key server's control socket; several, comma-separated, for a highly available
+    /// deployment: each is tried in order and the first active server answers.
+    #[arg(value_name = "CONTROL[,CONTROL...]", value_parser = parse_controls)]
+    pub control: ControlSockets,
     /// `status`, `revoke DEVICE`, `rekey GROUP` or `log debug|info|warn|off`.
     #[arg(num_args = 1..=2, required = true)]
     pub request: Vec<String>,
 }
 
-/// Runs `admin`.
+/// One or more control sockets (`admin`'s first argument, comma-separated).
+#[derive(Clone, Debug)]
+pub struct ControlSockets(pub Vec<PathBuf>);
+
+fn parse_controls(text: &str) -> Result<ControlSockets, String> {
+    let paths: Vec<PathBuf> = text
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    if paths.is_empty() {
+        return Err("no control socket".into());
+    }
+    Ok(ControlSockets(paths))
+}
+
+/// Whether a control answer comes from a server that is not the active one: a standby or a
+/// fenced server refuses requests with `{"error":"standby"|"fenced",...}` (and its status says
+/// `"role":"standby"|"fenced"`).
+pub fn not_active(answer: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(answer).ok()?;
+    ["error", "role"].iter().find_map(|k| {
+        v.get(*k)
+            .and_then(|r| r.as_str())
+            .filter(|r| matches!(*r, "standby" | "fenced"))
+            .map(str::to_owned)
+    })
+}
+
+/// Runs `admin`. With several control sockets, the request goes to each in turn until an
+/// active server answers (one that can't be reached, a standby and a fenced server are
+/// skipped, and named on stderr if none answers).
 pub fn admin(args: &AdminArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let req = args.request.join(" ");
-    let answer = crate::control::request(&args.control, &req)
-        .map_err(|e| BadInput::new(format!("no key server on {}: {e}", args.control.display())))?;
+    let [only] = args.control.0.as_slice() else {
+        let mut tried = Vec::new();
+        for path in &args.control.0 {
+            match crate::control::request(path, &req) {
+                Ok(answer) => match not_active(&answer) {
+                    Some(role) => tried.push(format!("{}: {role}", path.display())),
+                    None => {
+                        let failed = answer.contains("\"error\"");
+                        out.line(answer);
+                        return Ok(if failed { EXIT_DROPPED } else { EXIT_OK });
+                    }
+                },
+                Err(e) => tried.push(format!("{}: {e}", path.display())),
+            }
+        }
+        return Err(BadInput::new(format!(
+            "no active key server among {} control sockets ({})",
+            args.control.0.len(),
+            tried.join("; ")
+        )));
+    };
+    let answer = crate::control::request(only, &req)
+        .map_err(|e| BadInput::new(format!("no key server on {}: {e}", only.display())))?;
     let failed = answer.contains("\"error\"");
     out.line(answer);
     Ok(if failed { EXIT_DROPPED } else { EXIT_OK })
@@ -172,9 +226,10 @@ pub fn admin(args: &AdminArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
 /// Arguments of `member`.
 #[derive(Args)]
 pub struct MemberArgs {
-    /// Key server address.
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub server: SocketAddr,
+    /// Key server address; repeat it (or list several, comma-separated) for a highly available
+    /// deployment: requests go to one, and move to the next when it does not answer.
+    #[arg(long, value_name = "ADDR:PORT", required = true, value_delimiter = ',')]
+    pub server: Vec<SocketAddr>,
     /// Key server public key (a .pub file or hex).
     #[arg(long, value_name = "FILE|HEX")]
     pub server_key: String,
@@ -230,8 +285,29 @@ pub struct MemberArgs {
 const UNANSWERED_JOINS_BEFORE_TELLING: u64 = 3;
 
 /// Why a member has not joined, from what it saw of the key server: a class (to say each once)
-/// and the sentence for the operator.
-pub fn join_diagnosis(server: SocketAddr, c: &crate::member::Contact) -> (u8, String) {
+/// and the sentence for the operator. `servers` is every configured key-server address; the
+/// last one tried (`current`) is named when one answers.
+pub fn join_diagnosis(
+    servers: &[SocketAddr],
+    current: SocketAddr,
+    c: &crate::member::Contact,
+) -> (u8, String) {
+    let server = current;
+    if c.received == 0 && servers.len() > 1 {
+        let all: Vec<String> = servers.iter().map(ToString::to_string).collect();
+        return (
+            0,
+            format!(
+                "no answer from any of the key servers at {} to {} requests (moved to the next \
+                 address {} times): none is active or reachable (check --server, firewalls, \
+                 and the servers' roles with `dtls-group status`), or the active one refuses \
+                 this device (see its log)",
+                all.join(", "),
+                c.sent,
+                c.failovers
+            ),
+        );
+    }
     if c.received == 0 {
         return (
             0,
@@ -374,7 +450,7 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
     let mut record_metrics = crate::metrics::RecordMetrics::new();
     let config = MemberConfig::new(DeviceId(args.device_id), args.group_id, role);
     let creds = MemberCredentials::signed(device_key, server_key);
-    let mut rt = MemberRuntime::start(config, creds, store, args.server, mcast)
+    let mut rt = MemberRuntime::start_with_servers(config, creds, store, &args.server, mcast)
         .map_err(|e| BadInput::new(format!("member: {e}")))?;
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     if args.stdin {
@@ -418,7 +494,7 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             break;
         }
         if !joined_ever && rt.contact().sent >= UNANSWERED_JOINS_BEFORE_TELLING {
-            let (class, why) = join_diagnosis(rt.server(), rt.contact());
+            let (class, why) = join_diagnosis(rt.servers(), rt.server(), rt.contact());
             if told != Some(class) {
                 tracing::warn!(
                     device = args.device_id,
@@ -495,10 +571,17 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
                     .group()
                     .map(crate::control::group_status)
                     .unwrap_or_else(|| serde_json::json!({}));
+                let k = rt.contact();
                 serde_json::json!({
                     "state": format!("{:?}", m.state()),
                     "joined": m.is_joined(),
                     "group": group,
+                    "key_server": {
+                        "current": rt.server().to_string(),
+                        "configured": rt.servers().len(),
+                        "failovers": k.failovers,
+                        "followed": k.followed,
+                    },
                 })
                 .to_string()
             });
@@ -513,7 +596,7 @@ pub fn member(args: &MemberArgs, out: &mut dyn Stdout) -> Result<u8, BadInput> {
             crate::control::group_status(g)
         ));
     } else if !joined_ever {
-        let (_, why) = join_diagnosis(rt.server(), rt.contact());
+        let (_, why) = join_diagnosis(rt.servers(), rt.server(), rt.contact());
         let c = rt.contact();
         out.line(
             serde_json::json!({"summary": {

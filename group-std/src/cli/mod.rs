@@ -9,8 +9,8 @@
 //! dtls-group listen --group ADDR:PORT [--iface ADDR|NAME] --suite S --key-file FILE --iv-file FILE [--compat] [--epoch E] [--count N] [--timeout SECS] [--control PATH]
 //! dtls-group keygen --out PREFIX
 //! dtls-group keyserver --config FILE [--init] [--control PATH] [--timeout SECS]
-//! dtls-group member --server ADDR:PORT --server-key PUB --device-key KEY --device-id N --group-id G --group ADDR:PORT [--role sender --seq-store FILE] [--send HEX]... [--stdin] [--count N] [--timeout SECS] [--control PATH]
-//! dtls-group admin CONTROL status|revoke DEVICE|rekey GROUP
+//! dtls-group member --server ADDR:PORT[,ADDR:PORT...] --server-key PUB --device-key KEY --device-id N --group-id G --group ADDR:PORT [--role sender --seq-store FILE] [--send HEX]... [--stdin] [--count N] [--timeout SECS] [--control PATH]
+//! dtls-group admin CONTROL[,CONTROL...] status|revoke DEVICE|rekey GROUP
 //! dtls-group status CONTROL
 //! dtls-group send --group ADDR:PORT [--iface ADDR|NAME] --suite S --key-file FILE --iv-file FILE --epoch E --sender-id S --seq-store FILE [--init-seq-store] [--reserve-step K] [--interval MS] MESSAGE_HEX...
 //! ```

@@ -5,6 +5,9 @@
 //! state = "keyserver.redb"           # durable state (epochs, sender IDs, counters, secrets)
 //! server_key = "server.key"          # from `dtls-group keygen --out server`
 //!
+//! [store]                          # optional; without it: redb in `state`
+//! kind = "redb"                      # or "postgres": several key servers, one active
+//!
 //! [[group]]
 //! id = 1
 //! suite = "ccm"                      # ccm8 | ccm | gcm | chacha20
@@ -22,6 +25,19 @@
 //! public_key = "switch-a.pub"        # a file from keygen, or the hex itself (66 or 130 digits)
 //! role = "sender"                    # or "listener"
 //! groups = [1]
+//! ```
+//!
+//! With PostgreSQL (feature `postgres`, on by default), `state` names this server's local
+//! high-water file (the largest lease token and generation it saw: an older database, restored
+//! from a snapshot, is refused), and the state itself lives in the database:
+//!
+//! ```toml
+//! [store]
+//! kind = "postgres"
+//! conninfo = "host=db.example port=5432 user=keyserver dbname=keyserver"
+//! server_name = "ks-a"               # unique per key server
+//! lease_ms = 3000                    # default 3000
+//! renew_ms = 1000                    # default lease_ms / 3
 //! ```
 
 use std::net::SocketAddr;
@@ -48,6 +64,92 @@ pub struct KeyServerConfig {
     /// Admitted devices.
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceConfig>,
+    /// Where the state lives (default: redb in `state`).
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// The `[store]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `redb` (default) or `postgres`.
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// PostgreSQL connection string (libpq keywords or a URL).
+    pub conninfo: Option<String>,
+    /// This server's name in the lease (unique among the key servers of one database).
+    pub server_name: Option<String>,
+    /// Lease duration in milliseconds (default 3000).
+    pub lease_ms: Option<u64>,
+    /// Renewal interval in milliseconds (default a third of the lease).
+    pub renew_ms: Option<u64>,
+}
+
+/// Which store.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A local redb file (one key server).
+    #[default]
+    Redb,
+    /// A shared PostgreSQL database (several key servers, one active).
+    Postgres,
+}
+
+/// The checked PostgreSQL settings of a `[store]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// Connection string.
+    pub conninfo: String,
+    /// This server's name in the lease.
+    pub server_name: String,
+    /// Lease duration.
+    pub lease: std::time::Duration,
+    /// Renewal interval.
+    pub renew: std::time::Duration,
+}
+
+impl StoreConfig {
+    /// The PostgreSQL settings, checked; `None` for redb.
+    pub fn postgres(&self) -> Result<Option<PgSettings>, String> {
+        if self.kind == StoreKind::Redb {
+            if self.conninfo.is_some() || self.server_name.is_some() {
+                return Err("[store]: conninfo and server_name need kind = \"postgres\"".into());
+            }
+            return Ok(None);
+        }
+        if !cfg!(feature = "postgres") {
+            return Err(
+                "[store] kind = \"postgres\": this dtls-group was built without the \
+                 `postgres` feature"
+                    .into(),
+            );
+        }
+        let conninfo = self
+            .conninfo
+            .clone()
+            .ok_or("[store] kind = \"postgres\" needs conninfo")?;
+        let server_name = self
+            .server_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or("[store] kind = \"postgres\" needs server_name (unique per key server)")?;
+        let lease_ms = self.lease_ms.unwrap_or(3000);
+        let renew_ms = self.renew_ms.unwrap_or(lease_ms / 3);
+        if lease_ms < 100 || renew_ms == 0 || renew_ms.saturating_mul(2) > lease_ms {
+            return Err(format!(
+                "[store]: lease_ms {lease_ms} and renew_ms {renew_ms}: the lease must be at \
+                 least 100 ms and renewed at least twice per lease"
+            ));
+        }
+        Ok(Some(PgSettings {
+            conninfo,
+            server_name,
+            lease: std::time::Duration::from_millis(lease_ms),
+            renew: std::time::Duration::from_millis(renew_ms),
+        }))
+    }
 }
 
 fn default_grace() -> u32 {
@@ -144,6 +246,7 @@ impl KeyServerConfig {
                 d.public_key = base.join(&d.public_key).to_string_lossy().into_owned();
             }
         }
+        cfg.store.postgres()?;
         for g in &cfg.groups {
             g.spec()?;
         }
@@ -211,6 +314,55 @@ impl DeviceConfig {
                 "device {}: role {other:?} (sender|listener)",
                 self.id
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(store: &str) -> Result<KeyServerConfig, String> {
+        KeyServerConfig::parse(
+            &format!("listen = \"127.0.0.1:1\"\nstate = \"s\"\nserver_key = \"k\"\n{store}"),
+            Path::new("/etc/ks.toml"),
+        )
+    }
+
+    #[test]
+    fn the_store_section_is_checked() {
+        let redb = parse("").unwrap();
+        assert_eq!(redb.store.postgres(), Ok(None));
+        let pg =
+            parse("[store]\nkind = \"postgres\"\nconninfo = \"host=db\"\nserver_name = \"ks-a\"\n")
+                .unwrap();
+        let s = pg.store.postgres().unwrap().unwrap();
+        assert_eq!(
+            (
+                s.lease.as_millis(),
+                s.renew.as_millis(),
+                s.server_name.as_str()
+            ),
+            (3000, 1000, "ks-a")
+        );
+        for (bad, why) in [
+            (
+                "[store]\nkind = \"postgres\"\nserver_name = \"a\"\n",
+                "needs conninfo",
+            ),
+            (
+                "[store]\nkind = \"postgres\"\nconninfo = \"x\"\n",
+                "needs server_name",
+            ),
+            (
+                "[store]\nkind = \"postgres\"\nconninfo = \"x\"\nserver_name = \"a\"\nlease_ms = 1000\nrenew_ms = 600\n",
+                "renewed at least twice",
+            ),
+            ("[store]\nconninfo = \"x\"\n", "need kind = \"postgres\""),
+            ("[store]\nkind = \"mysql\"\n", "unknown variant"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
         }
     }
 }

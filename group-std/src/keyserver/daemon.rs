@@ -12,6 +12,11 @@ use group_core::keydist::{
 use group_core::time::Instant;
 
 use super::config::KeyServerConfig;
+#[cfg(feature = "postgres")]
+use super::ha::Ha;
+use super::ha::Role;
+use super::refusal::{RefusalLog, claimed_sender, log_refusal};
+use super::state_store::StateStore;
 use super::store::RedbServerStore;
 use super::tables::StdTables;
 use crate::control::ControlServer;
@@ -20,13 +25,36 @@ use crate::metrics::{
     BundleContent, Exposition, GroupView, KeyServerMetrics, MetricsServer, ServerTotals,
 };
 
+#[cfg(feature = "postgres")]
+mod lease_role;
+
 /// How many groups a device may be in (the one fixed capacity of the daemon's key server; the
 /// number of devices and groups is bounded only by memory).
 pub const DEVICE_GROUPS: usize = 32;
 
-/// The key server type the daemon runs: records in redb, unbounded tables in memory, devices
-/// in up to [`DEVICE_GROUPS`] groups, a 64 KB buffer for one transaction's rows.
+/// The key server type the daemon runs: records in redb or PostgreSQL ([`StateStore`]),
+/// unbounded tables in memory, devices in up to [`DEVICE_GROUPS`] groups, a 64 KB buffer for
+/// one transaction's rows.
+pub type DaemonServer = KeyServer<StateStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
+
+/// The daemon's key server on a redb store alone (benchmarks and tests that build one
+/// directly): the same tables and capacities as [`DaemonServer`].
 pub type ServerType = KeyServer<RedbServerStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
+
+/// The configuration, read and checked, kept to (re)build the key server on every takeover.
+pub(super) struct Prepared {
+    key: p256::ecdsa::SigningKey,
+    specs: Vec<(u32, group_core::keydist::GroupSpec)>,
+    devices: Vec<PreparedDevice>,
+}
+
+pub(super) struct PreparedDevice {
+    id: u32,
+    name: String,
+    groups: Vec<u32>,
+    credential: DeviceCredential,
+    role: group_core::keydist::Role,
+}
 
 /// Wall-clock milliseconds: the server persists activation and rotation times, so its clock
 /// must survive restarts.
@@ -40,7 +68,14 @@ fn wall_now() -> Instant {
 
 /// A running key server.
 pub struct KeyServerDaemon {
-    server: ServerType,
+    /// The key server while this daemon is active; `None` while standby or fenced.
+    server: Option<DaemonServer>,
+    prepared: Prepared,
+    /// Where the state is, for messages (a redb path or `postgres`).
+    state_label: String,
+    /// The lease, on PostgreSQL.
+    #[cfg(feature = "postgres")]
+    ha: Option<Ha>,
     socket: UdpSocket,
     addrs: HashMap<DeviceId, SocketAddr>,
     /// Where to send a device's join challenge: the source of the join request it answers
@@ -61,102 +96,6 @@ pub struct KeyServerDaemon {
     buf: Vec<u8>,
 }
 
-/// Who a refused message says it is from, before any check: (device, group, kind). Nothing
-/// here is authenticated: a refused message may claim anything.
-fn claimed_sender(bytes: &[u8]) -> Option<(u32, u32, MessageKind)> {
-    use group_core::keydist::Message;
-    let m = group_core::keydist::parse(bytes).ok()?.message;
-    Some(match m {
-        Message::JoinRequest(r) => (
-            r.header.device_id.0,
-            r.header.group_id,
-            MessageKind::JoinRequest,
-        ),
-        Message::Ack(a) => (a.header.device_id.0, a.header.group_id, MessageKind::Ack),
-        Message::Leave(l) => (l.header.device_id.0, l.header.group_id, MessageKind::Leave),
-        Message::RekeyNeeded(r) => (
-            r.header.device_id.0,
-            r.header.group_id,
-            MessageKind::RekeyNeeded,
-        ),
-        Message::KeyBundle(b) => (
-            b.header.device_id.0,
-            b.header.group_id,
-            MessageKind::KeyBundle,
-        ),
-        Message::Removed(r) => (
-            r.header.device_id.0,
-            r.header.group_id,
-            MessageKind::Removed,
-        ),
-        Message::JoinChallenge(c) => (c.device_id.0, c.group_id, MessageKind::JoinChallenge),
-    })
-}
-
-/// Logs one refusal at info: the device ID, group and kind the message claims, its source, the
-/// reason, and how many like it were not logged since the last line.
-fn log_refusal(
-    claimed: Option<(u32, u32, MessageKind)>,
-    from: SocketAddr,
-    e: &Error,
-    reason: &str,
-    suppressed: u64,
-) {
-    match claimed {
-        Some((device, group, kind)) => tracing::info!(
-            device,
-            group,
-            kind = ?kind,
-            %from,
-            reason,
-            error = %e,
-            suppressed,
-            "device message refused"
-        ),
-        None => tracing::info!(
-            %from,
-            reason,
-            error = %e,
-            suppressed,
-            "message refused (does not parse: not from a device of this version)"
-        ),
-    }
-}
-
-/// Refusals are logged at info, but at most once a minute per claimed device and reason (a
-/// misconfigured device retries for ever; a flood must not fill the disk). Bounded: when full,
-/// the table starts again.
-#[derive(Debug, Default)]
-struct RefusalLog {
-    last: HashMap<(Option<u32>, String), (std::time::Instant, u64)>,
-}
-
-impl RefusalLog {
-    const EVERY: Duration = Duration::from_secs(60);
-    const MAX: usize = 256;
-
-    /// Whether to log this refusal now; if so, how many were suppressed before it.
-    fn allow(&mut self, claimed: Option<(u32, u32, MessageKind)>, reason: &str) -> Option<u64> {
-        let now = std::time::Instant::now();
-        let key = (claimed.map(|c| c.0), reason.to_owned());
-        if let Some((at, suppressed)) = self.last.get_mut(&key) {
-            if now.duration_since(*at) < Self::EVERY {
-                *suppressed = suppressed.saturating_add(1);
-                return None;
-            }
-            let n = *suppressed;
-            *at = now;
-            *suppressed = 0;
-            return Some(n);
-        }
-        if self.last.len() >= Self::MAX {
-            self.last.clear();
-        }
-        self.last.insert(key, (now, 0));
-        Some(0)
-    }
-}
-
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -164,27 +103,23 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 /// Opens the key server on `store` and applies the checked configuration: creates the groups
 /// and admits the devices that are not in the state yet.
 fn open_and_apply(
-    state: &std::path::Path,
-    key: p256::ecdsa::SigningKey,
-    store: RedbServerStore,
-    specs: Vec<(u32, group_core::keydist::GroupSpec)>,
-    devices: Vec<(
-        &super::config::DeviceConfig,
-        DeviceCredential,
-        group_core::keydist::Role,
-    )>,
-) -> io::Result<(ServerType, OsRng, HashMap<DeviceId, SocketAddr>)> {
-    let mut server: ServerType = KeyServer::open(ServerCredentials::new(key), store)
-        .map_err(|e| other(format!("state {}: {e}", state.display())))?;
-    let mut rng = keyfile::os_rng();
+    state: &str,
+    prepared: &Prepared,
+    store: StateStore,
+    rng: &mut OsRng,
+) -> io::Result<(DaemonServer, HashMap<DeviceId, SocketAddr>)> {
+    let mut server: DaemonServer =
+        KeyServer::open(ServerCredentials::new(prepared.key.clone()), store)
+            .map_err(|e| other(format!("state {state}: {e}")))?;
     let now = wall_now();
     // The configuration is applied before anything leaves: one disk flush at the end.
-    server.store().defer_durability();
-    for (gid, spec) in specs {
-        match server.create_group(spec, now, &mut rng) {
+    server.store().defer_durability()?;
+    for (gid, spec) in &prepared.specs {
+        let gid = *gid;
+        match server.create_group(*spec, now, rng) {
             Ok(()) => tracing::info!(group = gid, "group created"),
             Err(Error::AlreadyExists) => {
-                if server.group_spec(gid) != Some(&spec) {
+                if server.group_spec(gid) != Some(spec) {
                     tracing::warn!(
                         group = gid,
                         "the config's settings for this group differ from the running \
@@ -195,7 +130,7 @@ fn open_and_apply(
             Err(e) => return Err(other(format!("group {gid}: {e}"))),
         }
     }
-    for (d, credential, role) in devices {
+    for d in &prepared.devices {
         if server.store().is_revoked(d.id)? {
             tracing::warn!(
                 device = d.id,
@@ -203,11 +138,11 @@ fn open_and_apply(
             );
             continue;
         }
-        match server.admit_device(DeviceId(d.id), credential.clone(), role, &d.groups) {
+        match server.admit_device(DeviceId(d.id), d.credential.clone(), d.role, &d.groups) {
             Ok(()) => tracing::info!(device = d.id, name = %d.name, "device admitted"),
             Err(Error::AlreadyExists) => {
                 let same = server.device(DeviceId(d.id)).is_some_and(|(c, r, gs)| {
-                    *c == credential && r == role && gs == d.groups.as_slice()
+                    *c == d.credential && r == d.role && gs == d.groups.as_slice()
                 });
                 if !same {
                     tracing::warn!(
@@ -229,7 +164,7 @@ fn open_and_apply(
         .into_iter()
         .map(|(d, a)| (DeviceId(d), a))
         .collect();
-    Ok((server, rng, addrs))
+    Ok((server, addrs))
 }
 
 impl KeyServerDaemon {
@@ -255,6 +190,7 @@ impl KeyServerDaemon {
             "devices": cfg.devices.len(),
             "state": cfg.state.display().to_string(),
             "state_exists": cfg.state.exists(),
+            "store": if cfg.store.kind == super::StoreKind::Postgres { "postgres" } else { "redb" },
         }))
     }
 
@@ -273,6 +209,7 @@ impl KeyServerDaemon {
         init: bool,
     ) -> io::Result<Self> {
         // 1. Everything the configuration names, read and checked; nothing written yet.
+        let pg = cfg.store.postgres().map_err(other)?;
         let key = keyfile::read_private(&cfg.server_key)
             .map_err(|e| io::Error::new(e.kind(), format!("server_key: {e}")))?;
         let mut specs = Vec::with_capacity(cfg.groups.len());
@@ -284,8 +221,19 @@ impl KeyServerDaemon {
             let pk = keyfile::read_public(&d.public_key)
                 .map_err(|e| io::Error::new(e.kind(), format!("device {}: {e}", d.id)))?;
             let role = d.role().map_err(other)?;
-            devices.push((d, DeviceCredential::public_key(&pk), role));
+            devices.push(PreparedDevice {
+                id: d.id,
+                name: d.name.clone(),
+                groups: d.groups.clone(),
+                credential: DeviceCredential::public_key(&pk),
+                role,
+            });
         }
+        let prepared = Prepared {
+            key,
+            specs,
+            devices,
+        };
         // 2. Every socket bound.
         let socket = UdpSocket::bind(cfg.listen)
             .map_err(|e| io::Error::new(e.kind(), format!("listen {}: {e}", cfg.listen)))?;
@@ -293,14 +241,58 @@ impl KeyServerDaemon {
             .map(ControlServer::bind)
             .transpose()
             .map_err(|e| io::Error::new(e.kind(), format!("control socket: {e}")))?;
+        let mut rng = keyfile::os_rng();
         // 3. Only now the state.
+        let mut daemon = Self {
+            server: None,
+            prepared,
+            state_label: cfg.state.display().to_string(),
+            #[cfg(feature = "postgres")]
+            ha: None,
+            socket,
+            addrs: HashMap::new(),
+            challenge_to: HashMap::new(),
+            rng: keyfile::os_rng(),
+            control,
+            rejected: 0,
+            group_ids: cfg.groups.iter().map(|g| g.id).collect(),
+            device_ids: cfg.devices.iter().map(|d| d.id).collect(),
+            device_names: cfg.devices.iter().map(|d| (d.id, d.name.clone())).collect(),
+            metrics: None,
+            stats: KeyServerMetrics::new(),
+            refusal_log: RefusalLog::default(),
+            buf: vec![0; 16384],
+        };
+        if let Some(pg) = pg {
+            #[cfg(feature = "postgres")]
+            {
+                daemon.ha = Some(lease_role::connect(&cfg.state, pg, init)?);
+                daemon.state_label = "postgres".into();
+                tracing::info!(listen = %cfg.listen, "key server running (standby until it holds the lease)");
+                return Ok(daemon);
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                let _ = pg;
+                return Err(other("built without the postgres feature"));
+            }
+        }
         let store = if init {
             RedbServerStore::create_new(&cfg.state)?
         } else {
             RedbServerStore::open(&cfg.state)?
         };
-        let (server, rng, addrs) = match open_and_apply(&cfg.state, key, store, specs, devices) {
-            Ok(v) => v,
+        match open_and_apply(
+            &daemon.state_label,
+            &daemon.prepared,
+            StateStore::Redb(store),
+            &mut rng,
+        ) {
+            Ok((server, addrs)) => {
+                daemon.server = Some(server);
+                daemon.addrs = addrs;
+                daemon.rng = rng;
+            }
             Err(e) => {
                 // A state this call created and could not complete is removed (the database
                 // is closed by now), so that the retry with --init works.
@@ -311,27 +303,32 @@ impl KeyServerDaemon {
             }
         };
         tracing::info!(listen = %cfg.listen, "key server running");
-        Ok(Self {
-            server,
-            socket,
-            addrs,
-            challenge_to: HashMap::new(),
-            rng,
-            control,
-            rejected: 0,
-            group_ids: cfg.groups.iter().map(|g| g.id).collect(),
-            device_ids: cfg.devices.iter().map(|d| d.id).collect(),
-            device_names: cfg.devices.iter().map(|d| (d.id, d.name.clone())).collect(),
-            metrics: None,
-            stats: KeyServerMetrics::new(),
-            refusal_log: RefusalLog::default(),
-            buf: vec![0; 16384],
-        })
+        Ok(daemon)
     }
 
     /// The state machine.
-    pub fn server(&self) -> &ServerType {
-        &self.server
+    ///
+    /// # Panics
+    /// On a server that is not active (a standby on PostgreSQL): use
+    /// [`active_server`](Self::active_server) there.
+    pub fn server(&self) -> &DaemonServer {
+        self.server
+            .as_ref()
+            .expect("KeyServerDaemon::server on a standby: use active_server")
+    }
+
+    /// The state machine while this server is active.
+    pub fn active_server(&self) -> Option<&DaemonServer> {
+        self.server.as_ref()
+    }
+
+    /// This server's role: always active on redb; on PostgreSQL, whether it holds the lease.
+    pub fn role(&self) -> Role {
+        #[cfg(feature = "postgres")]
+        if let Some(ha) = &self.ha {
+            return ha.role;
+        }
+        Role::Active
     }
 
     /// Serves Prometheus metrics on `server` (bound by the caller) from now on.
@@ -367,17 +364,17 @@ impl KeyServerDaemon {
 
     /// Observes the rekeys that completed: their epoch is current and no member is pending.
     fn check_rekeys(&mut self) {
+        let Some(server) = self.server.as_ref() else {
+            return;
+        };
         let done: Vec<(u32, u16)> = self
             .stats
             .rekeys_in_progress()
             .filter(|(g, e)| {
-                self.server
+                server
                     .epochs(*g)
                     .is_some_and(|(current, _)| current == Some(*e))
-                    && !self
-                        .server
-                        .members(*g)
-                        .any(|(d, _)| self.server.is_pending(d, *g))
+                    && !server.members(*g).any(|(d, _)| server.is_pending(d, *g))
             })
             .collect();
         let now = std::time::Instant::now();
@@ -388,10 +385,28 @@ impl KeyServerDaemon {
 
     /// The metrics page.
     pub fn metrics_page(&self) -> String {
+        let mut page = Exposition::new();
+        crate::metrics::render_build_info(&mut page, "keyserver");
+        #[cfg(feature = "postgres")]
+        self.render_lease(&mut page);
+        let Some(server) = self.server.as_ref() else {
+            // Not active: no state to show.
+            self.stats.render(
+                &mut page,
+                &[],
+                ServerTotals {
+                    rejected: self.rejected,
+                    replays: 0,
+                    challenges_issued: 0,
+                    events_dropped: 0,
+                },
+            );
+            return page.finish();
+        };
         // Configured devices per group, in one pass over the devices.
         let mut per_group: HashMap<u32, usize> = HashMap::new();
         for d in &self.device_ids {
-            if let Some((_, _, gs)) = self.server.device(DeviceId(*d)) {
+            if let Some((_, _, gs)) = server.device(DeviceId(*d)) {
                 for g in gs {
                     *per_group.entry(*g).or_default() += 1;
                 }
@@ -401,31 +416,28 @@ impl KeyServerDaemon {
             .group_ids
             .iter()
             .map(|gid| {
-                let (current, staged) = self.server.epochs(*gid).unwrap_or((None, None));
+                let (current, staged) = server.epochs(*gid).unwrap_or((None, None));
                 GroupView {
                     id: *gid,
                     devices: per_group.get(gid).copied().unwrap_or(0),
-                    members: self.server.members(*gid).count(),
-                    pending: self
-                        .server
+                    members: server.members(*gid).count(),
+                    pending: server
                         .members(*gid)
-                        .filter(|(d, _)| self.server.is_pending(*d, *gid))
+                        .filter(|(d, _)| server.is_pending(*d, *gid))
                         .count(),
                     current: current.unwrap_or(0),
                     staged: staged.unwrap_or(0),
                 }
             })
             .collect();
-        let mut page = Exposition::new();
-        crate::metrics::render_build_info(&mut page, "keyserver");
         self.stats.render(
             &mut page,
             &groups,
             ServerTotals {
                 rejected: self.rejected,
-                replays: self.server.replays(),
-                challenges_issued: self.server.challenges_issued(),
-                events_dropped: self.server.events_dropped(),
+                replays: server.replays(),
+                challenges_issued: server.challenges_issued(),
+                events_dropped: server.events_dropped(),
             },
         );
         page.finish()
@@ -442,16 +454,22 @@ impl KeyServerDaemon {
     /// One turn of the loop: timers, transmissions, events, control requests, and at most one
     /// datagram (waiting up to 20 ms).
     pub fn step(&mut self) -> io::Result<()> {
+        #[cfg(feature = "postgres")]
+        self.lease_tick();
         let now = wall_now();
-        if let Err(e) = self.server.handle_timeout(now, &mut self.rng) {
+        if let Some(server) = self.server.as_mut()
+            && let Err(e) = server.handle_timeout(now, &mut self.rng)
+        {
             tracing::warn!(error = %e, "timer work failed (state not saved); will retry");
         }
         self.flush(now)?;
-        while let Some(e) = self.server.poll_event() {
+        while let Some(e) = self.server.as_mut().and_then(|s| s.poll_event()) {
             tracing::info!(event = ?e, "key server");
             self.count_event(&e);
         }
         self.check_rekeys();
+        #[cfg(feature = "postgres")]
+        self.check_fenced();
         if let Some(c) = self.control.take() {
             c.poll(|req| self.answer(req));
             self.control = Some(c);
@@ -465,15 +483,18 @@ impl KeyServerDaemon {
         match self.socket.recv_from(&mut rbuf) {
             Ok((n, from)) => {
                 let now = wall_now();
-                match self
-                    .server
-                    .handle_message(now, &mut self.rng, rbuf.get(..n).unwrap_or(&[]))
-                {
+                let Some(server) = self.server.as_mut() else {
+                    // Not active: members' retries move on to the next key-server address.
+                    #[cfg(feature = "postgres")]
+                    self.count_dropped();
+                    return Ok(());
+                };
+                match server.handle_message(now, &mut self.rng, rbuf.get(..n).unwrap_or(&[])) {
                     // The address moves only on a message that proved freshness (finding 4): a
                     // replayed ack or join from elsewhere must not redirect bundles and notices.
                     Ok(Received::Fresh(device)) => {
                         if self.addrs.insert(device, from) != Some(from)
-                            && let Err(e) = self.server.store().save_address(device.0, from)
+                            && let Err(e) = server.store().save_address(device.0, from)
                         {
                             tracing::warn!(error = %e, "could not store a device address");
                         }
@@ -499,6 +520,8 @@ impl KeyServerDaemon {
                     }
                 }
                 self.flush(now)?;
+                #[cfg(feature = "postgres")]
+                self.check_fenced();
             }
             // A signal (SIGTERM: the caller's stop check) interrupts the wait: not an error.
             Err(e)
@@ -512,7 +535,10 @@ impl KeyServerDaemon {
 
     fn flush(&mut self, now: Instant) -> io::Result<()> {
         loop {
-            let t = match self.server.poll_transmit(now, &mut self.rng, &mut self.buf) {
+            let Some(server) = self.server.as_mut() else {
+                return Ok(());
+            };
+            let t = match server.poll_transmit(now, &mut self.rng, &mut self.buf) {
                 Ok(Some(t)) => t,
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -577,31 +603,68 @@ impl KeyServerDaemon {
     /// file), removed from every group, and each remaining group is rekeyed.
     pub fn revoke(&mut self, device: u32) -> Result<(), String> {
         let now = wall_now();
-        let store = self.server.store();
+        if self.server.is_none() {
+            return Err(self.not_active());
+        }
+        let server = self.server.as_mut().ok_or("not active")?;
+        let store = server.store();
         let marked_before = store.is_revoked(device).map_err(|e| e.to_string())?;
         // The mark is written first so that a crash right after the revocation can't let the
         // config file admit the device again. If the revocation fails (a mistyped ID), a mark
         // this call added is taken back; one from an earlier, completed revocation stays.
         store.add_revoked(device).map_err(|e| e.to_string())?;
-        if let Err(e) = self
-            .server
-            .revoke_device(DeviceId(device), now, &mut self.rng)
-        {
+        if let Err(e) = server.revoke_device(DeviceId(device), now, &mut self.rng) {
             if !marked_before {
-                let _ = self.server.store().remove_revoked(device);
+                let _ = server.store().remove_revoked(device);
             }
             return Err(e.to_string());
         }
-        self.flush(now).map_err(|e| e.to_string())
+        let sent = self.flush(now).map_err(|e| e.to_string());
+        #[cfg(feature = "postgres")]
+        self.check_fenced();
+        sent
+    }
+
+    /// The error of an operator request on a server that is not active: its role (`standby` or
+    /// `fenced`), what `admin` with several control sockets skips.
+    fn not_active(&self) -> String {
+        self.role().name().to_owned()
+    }
+
+    /// The control answer to a request a server that is not active refuses:
+    /// `{"error":"standby"|"fenced","active":HOLDER,"message":...}`.
+    fn refuse_not_active(&self) -> String {
+        let role = self.role().name();
+        #[cfg(feature = "postgres")]
+        let holder = self
+            .ha
+            .as_ref()
+            .and_then(|ha| ha.view.as_ref())
+            .map(|v| v.holder.clone())
+            .unwrap_or_default();
+        #[cfg(not(feature = "postgres"))]
+        let holder = String::new();
+        serde_json::json!({
+            "error": role,
+            "active": holder,
+            "message": format!(
+                "this key server is {role} (not active): ask the active one ({holder:?})"
+            ),
+        })
+        .to_string()
     }
 
     /// Starts a new epoch for `group` now; returns it.
     pub fn rekey(&mut self, group: u32) -> Result<u16, String> {
         let now = wall_now();
-        let e = self
-            .server
-            .rekey(group, now, &mut self.rng)
-            .map_err(|e| e.to_string())?;
+        if self.server.is_none() {
+            return Err(self.not_active());
+        }
+        let server = self.server.as_mut().ok_or("not active")?;
+        let e = server.rekey(group, now, &mut self.rng);
+        #[cfg(feature = "postgres")]
+        self.check_fenced();
+        let e = e.map_err(|e| e.to_string())?;
         self.flush(now).map_err(|e| e.to_string())?;
         Ok(e)
     }
@@ -614,6 +677,9 @@ impl KeyServerDaemon {
             words.next(),
             words.next().and_then(|w| w.parse::<u32>().ok()),
         ) {
+            (Some("revoke" | "rekey"), Some(_)) if self.server.is_none() => {
+                self.refuse_not_active()
+            }
             (Some("revoke"), Some(d)) => match self.revoke(d) {
                 Ok(()) => serde_json::json!({ "revoked": d }).to_string(),
                 Err(e) => error(e),
@@ -643,19 +709,29 @@ impl KeyServerDaemon {
 
     /// Groups, epochs and members as JSON.
     pub fn status(&self) -> serde_json::Value {
+        let Some(server) = self.server.as_ref() else {
+            // Not active: the role and the lease, no state.
+            #[allow(unused_mut)]
+            let mut s = serde_json::json!({
+                "role": self.role().name(),
+                "rejected": self.rejected,
+            });
+            #[cfg(feature = "postgres")]
+            self.lease_status(&mut s);
+            return s;
+        };
         let groups: Vec<serde_json::Value> = self
             .group_ids
             .iter()
-            .filter_map(|gid| self.server.epochs(*gid).map(|e| (*gid, e)))
+            .filter_map(|gid| server.epochs(*gid).map(|e| (*gid, e)))
             .map(|(gid, (current, staged))| {
-                let members: Vec<serde_json::Value> = self
-                    .server
+                let members: Vec<serde_json::Value> = server
                     .members(gid)
                     .map(|(d, sid)| {
                         serde_json::json!({
                             "device": d.0,
                             "sender_id": sid,
-                            "pending": self.server.is_pending(d, gid),
+                            "pending": server.is_pending(d, gid),
                         })
                     })
                     .collect();
@@ -667,9 +743,8 @@ impl KeyServerDaemon {
             .device_names
             .iter()
             .map(|(id, name)| {
-                let admitted = self.server.device(DeviceId(*id));
-                let mut joined: Vec<u32> = self
-                    .server
+                let admitted = server.device(DeviceId(*id));
+                let mut joined: Vec<u32> = server
                     .tables()
                     .device(DeviceId(*id))
                     .map(|d| d.member_of().collect())
@@ -679,19 +754,24 @@ impl KeyServerDaemon {
                     "id": id,
                     "name": name,
                     "admitted": admitted.is_some(),
-                    "revoked": self.server.store().is_revoked(*id).unwrap_or(false),
+                    "revoked": server.store().is_revoked(*id).unwrap_or(false),
                     "role": admitted.map(|(_, role, _)| format!("{role:?}").to_lowercase()),
                     "groups": admitted.map(|(_, _, gs)| gs.to_vec()).unwrap_or_default(),
                     "joined": joined,
                 })
             })
             .collect();
-        serde_json::json!({
+        #[allow(unused_mut)]
+        let mut s = serde_json::json!({
             "groups": groups,
             "devices": devices,
             "rejected": self.rejected,
-            "replays": self.server.replays(),
-            "challenges": self.server.challenges_issued(),
-        })
+            "replays": server.replays(),
+            "challenges": server.challenges_issued(),
+            "role": self.role().name(),
+        });
+        #[cfg(feature = "postgres")]
+        self.lease_status(&mut s);
+        s
     }
 }

@@ -44,6 +44,24 @@ pub fn keygen_all(dir: &Path, names: &[&str]) {
     }
 }
 
+/// The `dtls-group keyserver` arguments of the tests: configuration `config`, control socket
+/// `control`, running at most `timeout_secs`, and `--init` (create the state) when `init`.
+pub fn keyserver_args(config: &str, control: &Path, timeout_secs: u32, init: bool) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "keyserver".into(),
+        "--config".into(),
+        config.into(),
+        "--control".into(),
+        control.to_string_lossy().into_owned(),
+        "--timeout".into(),
+        timeout_secs.to_string(),
+    ];
+    if init {
+        a.push("--init".into());
+    }
+    a
+}
+
 /// A free UDP port on 127.0.0.1 (bound, read, released).
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -187,3 +205,4 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+pub mod pg;

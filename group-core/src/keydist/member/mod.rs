@@ -463,6 +463,35 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         candidates.into_iter().flatten().min().map(Instant)
     }
 
+    /// How many times the request that is due again at `now` (a join request, a leave or a
+    /// rekey report) was already sent without a sign of progress from the key server: its
+    /// retry schedule ran out once more with no answer. 0 when nothing is due. A member
+    /// configured with several key-server addresses moves to the next one when this reaches
+    /// its threshold (the runtime decides; the state machine knows no addresses).
+    pub fn unanswered_due(&self, now: Instant) -> u32 {
+        let due = |r: Retry| if r.due(now) { r.sends() } else { 0 };
+        let join = self.join.map_or(0, |j| due(j.retry));
+        let leave = self.leave.map_or(0, due);
+        let report = self.report.map_or(0, |r| due(r.retry));
+        join.max(leave).max(report)
+    }
+
+    /// The member moved to another key-server address: every outstanding request (join,
+    /// leave, rekey report) is due at `now` with the first timeout again. A join keeps its
+    /// nonce (and the challenge it covers: a server that did not issue it challenges again).
+    pub fn retry_now(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        if let Some(j) = self.join.as_mut() {
+            j.retry = Retry::now(now);
+        }
+        if let Some(r) = self.leave.as_mut() {
+            *r = Retry::now(now);
+        }
+        if let Some(r) = self.report.as_mut() {
+            r.retry = Retry::now(now);
+        }
+    }
+
     fn schedule_report(&mut self, now: Instant, epoch: Epoch, reason: RekeyReport) {
         if self.state != MemberState::Joined || self.report.is_some_and(|r| r.epoch >= epoch) {
             return;
