@@ -18,9 +18,15 @@
 //! timed (`handle_message`, `handle_timeout`, `poll_transmit`, `revoke_device`,
 //! `admit_device`). Ratios are server time / anchor, per round; medians over rounds.
 //!
+//! Each operation is measured twice: polling the server one message at a time
+//! (`poll_transmit`), and as the daemon does, in batches whose bundles are sealed on one
+//! worker thread per CPU (`group_std::keyserver::poll_batch`, rows "parallel sealing"; their
+//! ratio to the single-threaded anchor shows the gain).
+//!
 //! Run: `cargo bench -p group-bench --bench keyserver` (`BENCH_PAIRED_SECS` bounds the rounds
 //! per size, default 2 s, at least 3 rounds; `KEYSERVER_BENCH_SIZES=10,100` and
-//! `KEYSERVER_BENCH_VIEWS=startup,group,building` pick sizes and parts).
+//! `KEYSERVER_BENCH_VIEWS=startup,group,building` pick sizes and parts;
+//! `KEYSERVER_BENCH_PARALLEL=0` leaves out the parallel rows).
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -42,7 +48,7 @@ use group_core::keydist::{
 use group_core::sequence::MemorySequenceStore;
 use group_core::suite::Suite;
 use group_core::time::Instant as Now;
-use group_std::keyserver::{DEVICE_GROUPS, MemRowStore, StdTables};
+use group_std::keyserver::{DEVICE_GROUPS, MemRowStore, SealingConfig, StdTables, poll_batch};
 
 type Srv = KeyServer<MemRowStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
 type Mem = Member<MemorySequenceStore>;
@@ -107,6 +113,10 @@ struct World {
     /// Every member.
     members: HashMap<DeviceId, Mem>,
     next_id: u32,
+    /// `Some`: the server's output is polled in batches whose bundles are sealed on worker
+    /// threads (`group_std::keyserver::poll_batch`, as the daemon does); `None`: one message
+    /// at a time with `poll_transmit`.
+    sealing: Option<SealingConfig>,
 }
 
 impl World {
@@ -137,6 +147,7 @@ impl World {
             order: Vec::new(),
             members: HashMap::new(),
             next_id: 1,
+            sealing: None,
         };
         // Joins share the epoch staged by the first one while the clock stands still: the
         // set-up costs a bundle per device, not per device and member.
@@ -219,34 +230,62 @@ impl World {
     fn drain(&mut self) -> Work {
         let mut work = Work::default();
         let mut buf = [0u8; 1500];
-        let mut reply = [0u8; 1500];
         let now = Now(self.now);
         loop {
             let t = Instant::now();
-            let out = self
-                .server
-                .poll_transmit(now, &mut self.rng, &mut buf)
-                .unwrap();
-            work.time += t.elapsed();
-            let Some(tx) = out else { break };
-            let bytes = &buf[..tx.len];
-            work.messages += 1;
-            work.bytes += tx.len as u64;
-            if matches!(parse(bytes).map(|p| p.message), Ok(Message::KeyBundle(_))) {
-                work.bundles += 1;
-            }
-            if let Some(m) = self.members.get_mut(&tx.device_id) {
-                let _ = m.handle_message(now, bytes);
-                while let Some(n) = m.poll_transmit(now, &mut self.rng, &mut reply).unwrap() {
-                    let t = Instant::now();
-                    let r = self.server.handle_message(now, &mut self.rng, &reply[..n]);
-                    work.time += t.elapsed();
-                    r.unwrap();
+            let out: Vec<(DeviceId, Vec<u8>)> = match &self.sealing {
+                None => self
+                    .server
+                    .poll_transmit(now, &mut self.rng, &mut buf)
+                    .unwrap()
+                    .map(|tx| vec![(tx.device_id, buf[..tx.len].to_vec())])
+                    .unwrap_or_default(),
+                Some(cfg) => {
+                    let batch = poll_batch(&mut self.server, now, &mut self.rng, cfg);
+                    assert!(batch.stopped.is_none());
+                    batch
+                        .messages
+                        .into_iter()
+                        .map(|m| {
+                            let m = m.unwrap();
+                            (m.transmit.device_id, m.bytes)
+                        })
+                        .collect()
                 }
-                while m.poll_event().is_some() {}
+            };
+            work.time += t.elapsed();
+            if out.is_empty() {
+                break;
+            }
+            for (device, bytes) in out {
+                work.add(self.deliver(now, device, &bytes));
             }
         }
         while self.server.poll_event().is_some() {}
+        work
+    }
+
+    /// Hands one message of the server to its member and the member's answers to the server.
+    fn deliver(&mut self, now: Now, device: DeviceId, bytes: &[u8]) -> Work {
+        let mut work = Work {
+            messages: 1,
+            bytes: bytes.len() as u64,
+            ..Work::default()
+        };
+        let mut reply = [0u8; 1500];
+        if matches!(parse(bytes).map(|p| p.message), Ok(Message::KeyBundle(_))) {
+            work.bundles += 1;
+        }
+        if let Some(m) = self.members.get_mut(&device) {
+            let _ = m.handle_message(now, bytes);
+            while let Some(n) = m.poll_transmit(now, &mut self.rng, &mut reply).unwrap() {
+                let t = Instant::now();
+                let r = self.server.handle_message(now, &mut self.rng, &reply[..n]);
+                work.time += t.elapsed();
+                r.unwrap();
+            }
+            while m.poll_event().is_some() {}
+        }
         work
     }
 
@@ -407,6 +446,8 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10, 100, 1_000, 10_000]);
+    // KEYSERVER_BENCH_PARALLEL=0 leaves out the rows with parallel sealing.
+    let with_parallel = std::env::var("KEYSERVER_BENCH_PARALLEL").map_or(true, |v| v != "0");
     let members: Vec<VerifyingKey> = (1..=64).map(|i| *device_key(i).verifying_key()).collect();
     let server = SigningKey::from_slice(&[0x33; 32]).unwrap();
     for view in ["group", "building"] {
@@ -419,20 +460,23 @@ fn main() {
             let mut world = World::new(n, group_size);
             let setup = t0.elapsed();
             let mut rng = Rng(ChaCha20Rng::seed_from_u64(99));
-            let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Work)> = vec![
-                ("remove one", Vec::new(), Vec::new(), Work::default()),
-                (
-                    "admit and join one",
-                    Vec::new(),
-                    Vec::new(),
-                    Work::default(),
-                ),
-            ];
+            let parallel = SealingConfig::from_machine();
+            let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Work)> = [
+                "remove one",
+                "admit and join one",
+                "remove one, parallel sealing",
+                "admit and join one, parallel sealing",
+            ]
+            .into_iter()
+            .filter(|op| with_parallel || !op.ends_with("parallel sealing"))
+            .map(|op| (op, Vec::new(), Vec::new(), Work::default()))
+            .collect();
             let start = Instant::now();
             let mut rounds = 0;
             while rounds < 3 || start.elapsed() < budget {
                 for (i, row) in rows.iter_mut().enumerate() {
-                    let w = if i == 0 {
+                    world.sealing = (i >= 2).then_some(parallel);
+                    let w = if i % 2 == 0 {
                         world.remove_one()
                     } else {
                         let mut w = world.join_new(GROUP_ID);

@@ -7,14 +7,17 @@
 //! nonce handed out twice; no key to a revoked device after its revocation) is checked over the
 //! whole run by [`failover::ledger`], whose own tests feed it each kind of violation.
 //!
-//! Modes: one redb server, members knowing only its address (today's deployment, unchanged);
-//! the same with a dead address first in the members' list (they must move on to the live one,
-//! and back and forth across every outage). The PostgreSQL mode with three servers plugs into
-//! the same [`scenario`] (see docs/operations.md).
+//! Modes: three key servers on one PostgreSQL database (the test's own, on loopback; feature
+//! `postgres`), the active one killed each time and started again as a standby, members knowing
+//! all three addresses; one redb server, members knowing only its address (today's deployment,
+//! unchanged); the same behind a dead address first in the members' list (they must move on to
+//! the live one, and back and forth across every outage).
 //!
 //! Each kill prints `failover N/10 SITUATION: kill -> first ... by the key server X ms; ...`.
 //! Every wait is bounded; the whole run fails with a clear message past [`RUN_LIMIT`].
 
+#[cfg(feature = "postgres")]
+mod common;
 mod failover;
 
 use std::collections::BTreeSet;
@@ -59,7 +62,8 @@ fn settle(site: &Site, live: &BTreeSet<u32>, above: Option<u16>, start: Instant)
         assert!(
             Instant::now() < deadline,
             "the key server did not settle within {STEP_LIMIT:?} (live {live:?}, above {above:?}); \
-             status: {s}"
+             status: {s}\nmembers:\n{}",
+            site.describe()
         );
         assert!(
             start.elapsed() < RUN_LIMIT,
@@ -117,10 +121,13 @@ fn first_after(
 fn scenario(site: &mut Site, kills: usize) {
     let start = Instant::now();
     let controls = site.controls();
-    for s in &mut site.servers {
-        s.start(true);
-    }
+    // The first server commissions the state (--init); the others start as standbys.
+    site.servers[0].start(true);
     site.status(STEP_LIMIT);
+    for s in site.servers.iter_mut().skip(1) {
+        s.start(false);
+    }
+    site.note_lease();
     let mut live: BTreeSet<u32> = failover::DEVICES.collect();
     for id in failover::DEVICES {
         site.start_member(id);
@@ -171,11 +178,11 @@ fn scenario(site: &mut Site, kills: usize) {
                 (live.clone(), Some(last))
             }
         };
+        let active = site.active(STEP_LIMIT);
         let kill = Instant::now();
-        // The active server: the only one in the redb modes.
-        let active = 0;
         site.servers[active].kill();
         std::thread::sleep(DOWNTIME);
+        // Started again: with PostgreSQL it comes back as a standby.
         site.servers[active].start(false);
         let epoch = settle(site, &live, above, start);
         let settled = kill.elapsed();
@@ -183,9 +190,11 @@ fn scenario(site: &mut Site, kills: usize) {
         let marker = Instant::now();
         records_flow(site, &live, marker);
         site.note_server_members();
+        site.note_lease();
+        let now_active = site.active(STEP_LIMIT);
         println!(
-            "failover {}/{kills} {situation:?}: kill -> first {} by the key server {} \
-             (down {} ms); all {} live members in epoch {epoch} after {} ms; records from both \
+            "failover {}/{kills} {situation:?}: killed ks{active}, ks{now_active} active; kill -> \
+             first {} by the key server {} (killed one down {} ms); all {} live members in epoch {epoch} after {} ms; records from both \
              switches again after {} ms",
             i + 1,
             match situation {
@@ -350,7 +359,11 @@ fn admin_skips_unreachable_and_standby_control_sockets() {
         for mut s in listener.incoming().map_while(Result::ok) {
             let mut line = String::new();
             let _ = BufReader::new(&s).read_line(&mut line);
-            let _ = writeln!(s, "{{\"error\":\"standby\",\"active\":\"ks0\"}}");
+            let _ = writeln!(
+                s,
+                "{{\"error\":\"this key server is standby (not active): ask the active \
+                 one (\\\"ks0\\\")\"}}"
+            );
         }
     });
     let active = site.servers[0].control.clone();
@@ -359,10 +372,35 @@ fn admin_skips_unreachable_and_standby_control_sockets() {
     assert_eq!(v["group"], GROUP, "{v}");
     let err = failover::admin(&[dead.clone(), standby.clone()], &["status"]).unwrap_err();
     assert!(
-        err.contains("no active key server among 2") && err.contains("standby.sock: standby"),
+        err.contains("no active key server among 2")
+            && err.contains("standby.sock: this key server is standby (not active)"),
         "{err}"
     );
     // One socket: exactly as before (its answer, exit 1 for an error answer).
     let err = failover::admin(&[standby], &["status"]).unwrap_err();
-    assert!(err.contains("\"error\":\"standby\""), "{err}");
+    assert!(err.contains("is standby (not active)"), "{err}");
+}
+
+/// Three key servers on one PostgreSQL (lease 1 s, renewed every 250 ms): the active one is
+/// SIGKILLed ten times (joins, revocation, rekey) and started again as a standby.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_three_servers_active_one_killed_ten_times() {
+    let Some(pg) = common::pg::Pg::start("failover") else {
+        return;
+    };
+    pg.create_db("ks");
+    let conninfo = pg.conninfo("ks");
+    let stores: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "state = \"ks{i}.hwm\"\n\n[store]\nkind = \"postgres\"\nconninfo = \"{conninfo}\"\n\
+                 server_name = \"ks{i}\"\nlease_ms = 1000\nrenew_ms = 250"
+            )
+        })
+        .collect();
+    let mut site = Site::new("failover-pg", &stores, 0);
+    scenario(&mut site, 10);
+    drop(site);
+    drop(pg);
 }

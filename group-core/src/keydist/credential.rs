@@ -8,9 +8,13 @@
 
 use core::fmt;
 
+#[cfg(feature = "keydist-server")]
+use p256::ecdh;
 use p256::ecdsa::SigningKey;
 #[cfg(feature = "signed")]
 use p256::ecdsa::VerifyingKey;
+#[cfg(feature = "keydist-server")]
+use p256::elliptic_curve::Generate;
 #[cfg(feature = "keydist-server")]
 use rand_core::CryptoRng;
 #[cfg(feature = "keydist-server")]
@@ -275,12 +279,28 @@ impl<'a> Credential<'a> {
         }
     }
 
-    /// Seals key material for the peer (a device) in the bundle with this header, epoch and
-    /// suite.
+    /// Draws from `rng` what sealing a secret for the peer (a device) needs: the signed
+    /// mode's ephemeral key (nothing in PSK mode), so that the sealing itself, the public-key
+    /// work, needs no RNG and can run on another thread ([`Credential::seal_secret`]).
     #[cfg(feature = "keydist-server")]
-    pub(crate) fn seal_secret<R: CryptoRng + ?Sized>(
-        &self,
+    pub(crate) fn draw_ephemeral<R: CryptoRng + ?Sized>(
+        device: &DeviceCredential,
         rng: &mut R,
+    ) -> Option<ecdh::EphemeralSecret> {
+        match device {
+            DeviceCredential::PublicKey(_) => Some(ecdh::EphemeralSecret::generate_from_rng(rng)),
+            #[cfg(feature = "psk")]
+            DeviceCredential::Psk(_) => None,
+        }
+    }
+
+    /// Seals key material for the peer (a device) in the bundle with this header, epoch and
+    /// suite, with the ephemeral key drawn by [`Credential::draw_ephemeral`] (signed mode;
+    /// missing: [`Error::BadPublicKey`]).
+    #[cfg(feature = "keydist-server")]
+    pub(crate) fn seal_secret(
+        &self,
+        ephemeral: Option<&ecdh::EphemeralSecret>,
         header: &ServerHeader,
         epoch: u16,
         suite: u16,
@@ -289,7 +309,9 @@ impl<'a> Credential<'a> {
         match self {
             #[cfg(feature = "signed")]
             Self::Signed { peer, .. } => {
-                signed::seal_secret(rng, peer, header, epoch, suite, material)
+                let eph = ephemeral.ok_or(Error::BadPublicKey)?;
+                let aad = super::sealing::bundle_aad(header, epoch, suite);
+                signed::seal_ecdh_with(eph, peer, &aad, material)
             }
             #[cfg(feature = "psk")]
             Self::Psk(psk) => psk::seal_secret_psk(psk, header, epoch, suite, material),

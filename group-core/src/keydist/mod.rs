@@ -129,8 +129,8 @@ pub use psk::{Psk, encode_psk, open_bundle_secret_psk, seal_secret_psk, verify_p
 pub use sender_list::SenderEntries;
 #[cfg(feature = "keydist-server")]
 pub use server::{
-    CHALLENGE_TTL_MS, DeviceRec, GroupRec, GroupSpec, HeaplessTables, KeySchedule, KeyServer,
-    Received, ServerEvent, ServerTables, Transmit, migrate_v1,
+    BundleJob, CHALLENGE_TTL_MS, DeviceRec, GroupRec, GroupSpec, HeaplessTables, KeySchedule,
+    KeyServer, Outgoing, Received, ServerEvent, ServerTables, Transmit, migrate_v1,
 };
 #[cfg(feature = "signed")]
 pub use signed::{

@@ -187,7 +187,23 @@ pub(crate) fn seal_ecdh<R: CryptoRng + ?Sized>(
     aad: &[u8],
     material: &KeyMaterial,
 ) -> Result<SealedSecret, Error> {
-    let eph = ecdh::EphemeralSecret::generate_from_rng(rng);
+    seal_ecdh_with(
+        &ecdh::EphemeralSecret::generate_from_rng(rng),
+        recipient,
+        aad,
+        material,
+    )
+}
+
+#[cfg(feature = "signed")]
+/// Seals `material` to `recipient` with the ephemeral key `eph`, drawn by the caller (the
+/// key server draws it in order and may leave this, the public-key work, to another thread).
+pub(crate) fn seal_ecdh_with(
+    eph: &ecdh::EphemeralSecret,
+    recipient: &VerifyingKey,
+    aad: &[u8],
+    material: &KeyMaterial,
+) -> Result<SealedSecret, Error> {
     let eph_pub = VerifyingKey::from(eph.public_key());
     let eph_bytes = compressed(&eph_pub)?;
     let recipient_pub = PublicKey::from(recipient);

@@ -16,6 +16,7 @@ use super::config::KeyServerConfig;
 use super::ha::Ha;
 use super::ha::Role;
 use super::refusal::{RefusalLog, claimed_sender, log_refusal};
+use super::sealing::{Outbound, SealingConfig, poll_batch};
 use super::state_store::StateStore;
 use super::store::RedbServerStore;
 use super::tables::StdTables;
@@ -93,7 +94,8 @@ pub struct KeyServerDaemon {
     metrics: Option<MetricsServer>,
     stats: KeyServerMetrics,
     refusal_log: RefusalLog,
-    buf: Vec<u8>,
+    /// How bundles are sealed: on one worker per CPU for the batches of a large rekey.
+    sealing: SealingConfig,
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -261,7 +263,7 @@ impl KeyServerDaemon {
             metrics: None,
             stats: KeyServerMetrics::new(),
             refusal_log: RefusalLog::default(),
-            buf: vec![0; 16384],
+            sealing: SealingConfig::from_machine(),
         };
         if let Some(pg) = pg {
             #[cfg(feature = "postgres")]
@@ -538,46 +540,60 @@ impl KeyServerDaemon {
             let Some(server) = self.server.as_mut() else {
                 return Ok(());
             };
-            let t = match server.poll_transmit(now, &mut self.rng, &mut self.buf) {
-                Ok(Some(t)) => t,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "transmit failed");
-                    return Ok(());
-                }
-            };
-            let addr = if t.kind == MessageKind::JoinChallenge {
-                self.challenge_to
-                    .remove(&t.device_id)
-                    .or_else(|| self.addrs.get(&t.device_id).copied())
-            } else {
-                self.addrs.get(&t.device_id).copied()
-            };
-            match addr {
-                Some(addr) => {
-                    let bytes = self.buf.get(..t.len).unwrap_or(&[]);
-                    if let Err(e) = self.socket.send_to(bytes, addr) {
+            // Bundles of a large rekey are sealed in batches on one worker per CPU
+            // (keyserver/sealing.rs); everything else of each message was done in order.
+            let batch = poll_batch(server, now, &mut self.rng, &self.sealing);
+            if batch.messages.is_empty() && batch.stopped.is_none() {
+                return Ok(());
+            }
+            for m in batch.messages {
+                match m {
+                    Ok(out) => self.send(&out),
+                    Err(e) => {
                         self.stats.send_failed();
-                        tracing::warn!(device = t.device_id.0, error = %e, "send failed");
-                    } else {
-                        self.count_sent(&t);
+                        tracing::warn!(error = %e, "transmit failed");
                     }
                 }
-                // Retransmission brings it back once the device has spoken to us.
-                None => {
+            }
+            if let Some(e) = batch.stopped {
+                tracing::warn!(error = %e, "transmit failed");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends one message to its device's address.
+    fn send(&mut self, out: &Outbound) {
+        let t = &out.transmit;
+        let addr = if t.kind == MessageKind::JoinChallenge {
+            self.challenge_to
+                .remove(&t.device_id)
+                .or_else(|| self.addrs.get(&t.device_id).copied())
+        } else {
+            self.addrs.get(&t.device_id).copied()
+        };
+        match addr {
+            Some(addr) => {
+                if let Err(e) = self.socket.send_to(&out.bytes, addr) {
                     self.stats.send_failed();
-                    tracing::debug!(device = t.device_id.0, "no address yet");
+                    tracing::warn!(device = t.device_id.0, error = %e, "send failed");
+                } else {
+                    self.count_sent(t, &out.bytes);
                 }
+            }
+            // Retransmission brings it back once the device has spoken to us.
+            None => {
+                self.stats.send_failed();
+                tracing::debug!(device = t.device_id.0, "no address yet");
             }
         }
     }
 
     /// Counts a message sent (for the metrics): bundles by content, so that one sent again
     /// unchanged counts as a retransmission.
-    fn count_sent(&mut self, t: &Transmit) {
+    fn count_sent(&mut self, t: &Transmit, bytes: &[u8]) {
         match t.kind {
             MessageKind::KeyBundle => {
-                let bytes = self.buf.get(..t.len).unwrap_or(&[]);
                 if let Ok(p) = group_core::keydist::parse(bytes)
                     && let group_core::keydist::Message::KeyBundle(b) = p.message
                 {
@@ -707,17 +723,21 @@ impl KeyServerDaemon {
         }
     }
 
+    /// Adds the lease to a status (PostgreSQL; nothing on redb).
+    fn add_lease(&self, _status: &mut serde_json::Value) {
+        #[cfg(feature = "postgres")]
+        self.lease_status(_status);
+    }
+
     /// Groups, epochs and members as JSON.
     pub fn status(&self) -> serde_json::Value {
         let Some(server) = self.server.as_ref() else {
             // Not active: the role and the lease, no state.
-            #[allow(unused_mut)]
             let mut s = serde_json::json!({
                 "role": self.role().name(),
                 "rejected": self.rejected,
             });
-            #[cfg(feature = "postgres")]
-            self.lease_status(&mut s);
+            self.add_lease(&mut s);
             return s;
         };
         let groups: Vec<serde_json::Value> = self
@@ -761,7 +781,6 @@ impl KeyServerDaemon {
                 })
             })
             .collect();
-        #[allow(unused_mut)]
         let mut s = serde_json::json!({
             "groups": groups,
             "devices": devices,
@@ -770,8 +789,7 @@ impl KeyServerDaemon {
             "challenges": server.challenges_issued(),
             "role": self.role().name(),
         });
-        #[cfg(feature = "postgres")]
-        self.lease_status(&mut s);
+        self.add_lease(&mut s);
         s
     }
 }

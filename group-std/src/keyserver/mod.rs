@@ -19,6 +19,7 @@ mod pg_schema;
 #[cfg(feature = "postgres")]
 mod pg_store;
 mod refusal;
+mod sealing;
 mod state_store;
 mod store;
 mod tables;
@@ -36,6 +37,7 @@ pub use pg_lease::{LeaseError, LeaseView, PgLease};
 pub use pg_schema::SCHEMA_VERSION;
 #[cfg(feature = "postgres")]
 pub use pg_store::PgServerStore;
+pub use sealing::{Batch, Outbound, SealingConfig, poll_batch};
 pub use state_store::StateStore;
 pub use store::RedbServerStore;
 pub use tables::StdTables;

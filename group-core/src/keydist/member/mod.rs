@@ -476,11 +476,27 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         join.max(leave).max(report)
     }
 
+    /// Starts an outstanding join over with a fresh nonce and no challenge, keeping its retry
+    /// schedule: for a join whose answers went missing (the runtime calls it when
+    /// [`unanswered_due`](Self::unanswered_due) says so). The key server may hold the join as
+    /// done (it committed it, then died before its bundle got out, or sends it to an address
+    /// the device no longer uses) and takes the same request again as a retransmission it
+    /// answers there, or, if another server took over, as nothing it issued; a fresh request
+    /// is challenged at the address it came from and answered as a rejoin. A bundle answering
+    /// the old nonce is refused from then on.
+    pub fn restart_join(&mut self) {
+        if let Some(j) = self.join.as_mut() {
+            j.nonce = None;
+            j.challenge = None;
+        }
+    }
+
     /// The member moved to another key-server address: every outstanding request (join,
-    /// leave, rekey report) is due at `now` with the first timeout again. A join keeps its
-    /// nonce (and the challenge it covers: a server that did not issue it challenges again).
+    /// leave, rekey report) is due at `now` with the first timeout again, and a join starts
+    /// over with a fresh nonce ([`restart_join`](Self::restart_join)).
     pub fn retry_now(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
+        self.restart_join();
         if let Some(j) = self.join.as_mut() {
             j.retry = Retry::now(now);
         }

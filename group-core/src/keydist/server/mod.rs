@@ -23,6 +23,7 @@
 //!   handle_message(now, rng, bytes)   a datagram from a device
 //!   handle_timeout(now, rng)          activations and scheduled rotations
 //!   poll_transmit(now, rng, buf)      next message to send (to Transmit::device_id)
+//!   poll_outgoing(now, rng, buf)      the same, a bundle's public-key work left to the caller
 //!   poll_timeout()                    when to call handle_timeout / poll_transmit again
 //!   poll_event()                      what happened
 //! ```
@@ -39,10 +40,12 @@
 //!   inbound   handle_message: join (validate, plan, apply), ack, leave, rekey report
 //!   timers    handle_timeout, poll_timeout: activation and scheduled rotation
 //!   outbound  poll_transmit: challenges, removal notices, bundles with backoff
+//!   jobs      poll_outgoing's BundleJob: a bundle's public-key work, sealable on any thread
 //! ```
 
 mod admin;
 mod inbound;
+mod jobs;
 mod legacy;
 mod outbound;
 mod spec;
@@ -72,6 +75,7 @@ use state::{Meta, STATE_FORMAT};
 use txn::{DeviceChange, Txn};
 
 pub use inbound::Received;
+pub use jobs::{BundleJob, Outgoing};
 pub use legacy::migrate_v1;
 pub use outbound::Transmit;
 pub use spec::{GroupSpec, KeySchedule};

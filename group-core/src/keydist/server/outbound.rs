@@ -6,13 +6,14 @@ use rand_core::CryptoRng;
 use super::super::credential::{Credential, DeviceCredential};
 use super::super::error::Error;
 use super::super::message::{
-    JoinChallenge, KeyBundle, Message, MessageKind, Removed, RemovedReason, SenderEntry,
-    ServerHeader,
+    JoinChallenge, KeyBundle, Message, MessageKind, Removed, RemovedReason, SealedSecret,
+    SenderEntry, ServerHeader,
 };
 use super::super::sender_list::SenderEntries;
 use super::super::store::ServerStore;
 use super::super::vocabulary::{DeviceId, NONCE_LEN};
 use super::KeyServer;
+use super::jobs::{BundleJob, Outgoing};
 use super::tables::ServerTables;
 use super::txn::Txn;
 use crate::time::Instant;
@@ -52,12 +53,34 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
     /// [`MAX_MESSAGE_LEN`](super::super::MAX_MESSAGE_LEN) bytes). Join challenges first, then removal
     /// notices, then due bundles (first transmissions and retransmissions with exponential
     /// backoff). A store failure is returned and nothing is emitted.
+    ///
+    /// The same as [`KeyServer::poll_outgoing`] followed at once by [`BundleJob::seal`].
     pub fn poll_transmit<R: CryptoRng + ?Sized>(
         &mut self,
         now: Instant,
         rng: &mut R,
         buf: &mut [u8],
     ) -> Result<Option<Transmit>, Error> {
+        match self.poll_outgoing(now, rng, buf)? {
+            None => Ok(None),
+            Some(Outgoing::Ready(t)) => Ok(Some(t)),
+            Some(Outgoing::Bundle(job)) => job.seal(&self.creds, buf).map(Some),
+        }
+    }
+
+    /// The next message to send, as [`KeyServer::poll_transmit`], except that a key bundle
+    /// comes back as a [`BundleJob`]: every state change of that transmission is done (the
+    /// epoch persisted as handed out, the counter taken, the retransmission scheduled) and its
+    /// ephemeral key drawn from `rng`; what is left is its per-member public-key work, which
+    /// [`BundleJob::seal`] does without the server, so a driver may run the jobs of several
+    /// bundles on other threads and send the results in the order they were polled.
+    /// Challenges and removal notices are written to `buf` at once ([`Outgoing::Ready`]).
+    pub fn poll_outgoing<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        buf: &mut [u8],
+    ) -> Result<Option<Outgoing>, Error> {
         while let Some(c) = self.challenges_out.pop_front() {
             // A device revoked since is skipped.
             let Some(credential) = self.tables.device(c.device).map(|d| d.credential.clone())
@@ -71,11 +94,11 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
                 challenge: c.nonce,
             });
             let len = self.protect_for(&credential, &msg, buf)?;
-            return Ok(Some(Transmit {
+            return Ok(Some(Outgoing::Ready(Transmit {
                 device_id: c.device,
                 len,
                 kind: MessageKind::JoinChallenge,
-            }));
+            })));
         }
         if let Some(n) = self.notices.pop_front() {
             let counter = match self.take_counter() {
@@ -94,11 +117,11 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
                 reason: n.reason,
             });
             let len = self.protect_for(&n.credential, &msg, buf)?;
-            return Ok(Some(Transmit {
+            return Ok(Some(Outgoing::Ready(Transmit {
                 device_id: n.device,
                 len,
                 kind: MessageKind::Removed,
-            }));
+            })));
         }
         let Some((device_id, gid)) = self.tables.due_member(now.0) else {
             return Ok(None);
@@ -120,17 +143,13 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             self.commit(txn)?;
         }
         let counter = self.take_counter()?;
-        let len = self.build_bundle(device_id, gid, counter, now, rng, buf)?;
+        let job = self.build_bundle(device_id, gid, counter, now, rng)?;
         self.tables.update_device(device_id, |d| {
             if let Some(m) = d.membership_mut(gid) {
                 m.retx.backoff(now);
             }
         });
-        Ok(Some(Transmit {
-            device_id,
-            len,
-            kind: MessageKind::KeyBundle,
-        }))
+        Ok(Some(Outgoing::Bundle(job)))
     }
 
     fn protect_for(
@@ -142,7 +161,8 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         Credential::for_device(&self.creds, credential)?.protect(msg, buf)
     }
 
-    /// Builds device `id`'s bundle for group `gid` into `buf`; returns its length.
+    /// Builds device `id`'s bundle for group `gid`, all but its sealed secret and signature
+    /// (the job's public-key work); draws its ephemeral key from `rng`.
     fn build_bundle<R: CryptoRng + ?Sized>(
         &self,
         id: DeviceId,
@@ -150,8 +170,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         counter: u64,
         now: Instant,
         rng: &mut R,
-        buf: &mut [u8],
-    ) -> Result<usize, Error> {
+    ) -> Result<BundleJob, Error> {
         let g = self.tables.group(gid).ok_or(Error::UnknownGroup)?;
         let d = self.tables.device(id).ok_or(Error::UnknownDevice)?;
         let m = d.membership(gid).ok_or(Error::NotMember)?;
@@ -179,15 +198,9 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             device_id: d.id,
             counter,
         };
-        let sealed = Credential::for_device(&self.creds, &d.credential)?.seal_secret(
-            rng,
-            &header,
-            e.epoch,
-            g.spec.suite.0,
-            &e.material,
-        )?;
+        let ephemeral = Credential::draw_ephemeral(&d.credential, rng);
         let activate_in = e.activate_at.saturating_sub(now.0);
-        let msg = Message::KeyBundle(KeyBundle {
+        let bundle = KeyBundle {
             header,
             echo: m.join_nonce,
             epoch: e.epoch,
@@ -198,8 +211,16 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             lifetime_ms: g.spec.lifetime_ms,
             senders,
             stale: g.stale.clone(),
-            sealed,
-        });
-        self.protect_for(&d.credential, &msg, buf)
+            sealed: SealedSecret {
+                ephemeral: None,
+                ciphertext: Vec::new(),
+            },
+        };
+        Ok(BundleJob::new(
+            d.credential.clone(),
+            bundle,
+            e.material.clone(),
+            ephemeral,
+        ))
     }
 }
