@@ -213,7 +213,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             stale: g.stale.clone(),
             sealed: SealedSecret {
                 ephemeral: None,
-                ciphertext: Vec::new(),
+                ciphertext: heapless::Vec::new(),
             },
         };
         Ok(BundleJob::new(
