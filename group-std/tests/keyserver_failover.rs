@@ -507,3 +507,45 @@ fn a_join_whose_bundle_went_to_a_stale_address_completes_with_a_fresh_request() 
     );
     assert_eq!(rt.contact().failovers, 0, "one address: no move");
 }
+
+/// `dtls-group member` with two `--server` addresses (comma-separated), the first one dead:
+/// it says on stderr that it moves on, joins through the second, and mixing address families
+/// is refused.
+#[test]
+fn member_cli_with_several_servers_moves_on_and_joins() {
+    let mut site = Site::new("failover-cli", &["state = \"ks.redb\"".to_string()], 1);
+    site.servers[0].start(true);
+    site.status(STEP_LIMIT);
+    let servers: Vec<String> = site.member_servers.iter().map(|s| s.to_string()).collect();
+    let dir = site.dir.clone();
+    let member = |servers: &str| {
+        std::process::Command::new(failover::BIN)
+            .args(["member", "--server", servers, "--server-key"])
+            .arg(dir.join("server.pub"))
+            .arg("--device-key")
+            .arg(dir.join("dev5.key"))
+            .args(["--device-id", "5", "--group-id", "1", "--group"])
+            .arg(site.group.to_string())
+            .args(["--iface", "127.0.0.1", "--timeout", "6"])
+            .env("DTLS_GROUP_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = member(&servers.join(","));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("trying the next address") && stderr.contains(&servers[0]),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("\"event\":\"bundle_installed\""),
+        "{stdout}\n{stderr}"
+    );
+    let mixed = member(&format!("{},[::1]:9", servers[1]));
+    assert!(!mixed.status.success());
+    assert!(
+        String::from_utf8_lossy(&mixed.stderr).contains("mix IPv4 and IPv6"),
+        "{mixed:?}"
+    );
+}
