@@ -3,13 +3,39 @@
 //! `Message` with postcard, so new kinds are covered without changes here.
 //!
 //! - `keydist::parse` (version, mode, postcard(Message), trailer);
+//! - `keydist::parse_server`, the member's borrowing decoder: it agrees with `parse` on every
+//!   input (the same server messages with the same fields, device kinds `UnexpectedKind`,
+//!   everything else refused by both);
 //! - `keydist::decode_key_material` (the plaintext of a sealed secret).
 #![no_main]
 
-use group_core::keydist::{self, KeyMaterial};
+use group_core::keydist::{self, Direction, Error, KeyMaterial, Message, ServerMessage};
 use libfuzzer_sys::fuzz_target;
 
+fn decoders_agree(data: &[u8]) {
+    match (keydist::parse(data), keydist::parse_server(data)) {
+        (Ok(pm), Ok(v)) => {
+            assert_eq!((pm.mode, pm.protected, pm.trailer), (v.mode, v.protected, v.trailer));
+            match (&pm.message, &v.message) {
+                (Message::KeyBundle(b), ServerMessage::KeyBundle(bv)) => {
+                    assert_eq!(&bv.to_bundle().expect("fits the owned form"), b);
+                }
+                (Message::Removed(a), ServerMessage::Removed(b)) => assert_eq!(a, b),
+                (Message::JoinChallenge(a), ServerMessage::JoinChallenge(b)) => assert_eq!(a, b),
+                (a, b) => panic!("{a:?} decoded as {b:?}"),
+            }
+        }
+        (Ok(pm), Err(e)) => {
+            assert_eq!(pm.message.direction(), Direction::DeviceToServer, "{e:?}");
+            assert_eq!(e, Error::UnexpectedKind);
+        }
+        (Err(e), Ok(v)) => panic!("parse refused ({e:?}) what parse_server took: {v:?}"),
+        (Err(_), Err(_)) => {}
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    decoders_agree(data);
     if let Ok(pm) = keydist::parse(data) {
         let mut buf = [0u8; 2048];
         let body = postcard::to_slice(&pm.message, &mut buf).expect("a decoded message encodes");

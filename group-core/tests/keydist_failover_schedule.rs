@@ -5,7 +5,9 @@
 
 mod keydist_support;
 
-use group_core::keydist::{DeviceId, Member, MemberConfig, MemberCredentials, Role};
+use group_core::keydist::{
+    DeviceId, Member, MemberConfig, MemberCredentials, Message, Role, parse,
+};
 use group_core::sequence::MemorySequenceStore;
 use group_core::time::Instant;
 use keydist_support::{TestRng, key};
@@ -31,6 +33,53 @@ fn send(m: &mut Member<MemorySequenceStore>, rng: &mut TestRng, at: u64) -> usiz
         n += 1;
     }
     n
+}
+
+/// The nonce of the join request `m` sends at `at`.
+fn join_nonce(m: &mut Member<MemorySequenceStore>, rng: &mut TestRng, at: u64) -> [u8; 16] {
+    let mut buf = [0u8; 1500];
+    let n = m
+        .poll_transmit(Instant(at), rng, &mut buf)
+        .unwrap()
+        .expect("a join request is due");
+    match parse(&buf[..n]).unwrap().message {
+        Message::JoinRequest(j) => j.header.nonce,
+        _ => panic!("not a join request"),
+    }
+}
+
+#[test]
+fn moving_on_starts_the_join_over_with_a_fresh_nonce() {
+    let mut rng = TestRng::seeded(4);
+    let mut m = member();
+    m.join(Instant(0)).unwrap();
+    let first = join_nonce(&mut m, &mut rng, 0);
+    assert_eq!(
+        join_nonce(&mut m, &mut rng, 1_000),
+        first,
+        "a retransmission"
+    );
+    m.retry_now(Instant(3_000));
+    let fresh = join_nonce(&mut m, &mut rng, 3_000);
+    assert_ne!(fresh, first, "a fresh request for the next server");
+    assert_eq!(join_nonce(&mut m, &mut rng, 4_000), fresh);
+}
+
+#[test]
+fn restarting_a_join_keeps_its_schedule_with_a_fresh_nonce() {
+    let mut rng = TestRng::seeded(5);
+    let mut m = member();
+    m.join(Instant(0)).unwrap();
+    let first = join_nonce(&mut m, &mut rng, 0);
+    join_nonce(&mut m, &mut rng, 1_000);
+    assert_eq!(m.unanswered_due(Instant(3_000)), 2);
+    m.restart_join();
+    assert_eq!(m.unanswered_due(Instant(3_000)), 2, "the schedule is kept");
+    assert_eq!(send(&mut m, &mut rng, 2_999), 0, "not due before its time");
+    let fresh = join_nonce(&mut m, &mut rng, 3_000);
+    assert_ne!(fresh, first);
+    assert_eq!(send(&mut m, &mut rng, 6_999), 0, "backed off to 4 s");
+    assert_eq!(join_nonce(&mut m, &mut rng, 7_000), fresh);
 }
 
 #[test]

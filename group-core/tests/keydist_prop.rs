@@ -6,15 +6,19 @@
 //! - Key material round-trips; trailing bytes are refused.
 //! - `parse` of arbitrary bytes never panics and, when it accepts, the message re-encodes to
 //!   exactly the body parsed (decoding is canonical).
+//! - The member's borrowing decoder (`parse_server`) agrees with `parse` on every valid message
+//!   and on every mutation of one (the same accepted, the same fields; device kinds are
+//!   `UnexpectedKind`), and never panics.
 
 mod keydist_support;
 
 use group_core::keydist::{
     Ack, BundlePolicy, Bytes, DeviceHeader, DeviceId, Direction, Error, JoinChallenge, JoinRequest,
-    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Message,
+    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_SIGNING_SENDERS, MAX_STALE, Message,
     PublicKeyBytes, RekeyNeeded, RekeyReport, Removed, RemovedReason, Role, SealedSecret,
-    SenderEntry, ServerHeader, VERSION, WireAdmission, WireNonceProfile, decode_key_material,
-    encode_key_material, encode_signed, parse, verify_signed,
+    SenderEntries, SenderEntry, ServerHeader, ServerMessage, VERSION, WireAdmission,
+    WireNonceProfile, decode_key_material, encode_key_material, encode_signed, parse, parse_server,
+    verify_signed,
 };
 use keydist_support::key;
 use proptest::prelude::*;
@@ -62,7 +66,8 @@ fn bundle() -> impl Strategy<Value = KeyBundle> {
         (any::<u32>(), any::<u32>()),
         proptest::collection::vec(
             (any::<u8>(), proptest::option::of(key33())),
-            0..=MAX_SENDERS,
+            // Keyed or not at random: as many as a signed group's bundle holds.
+            0..=MAX_SIGNING_SENDERS,
         ),
         proptest::collection::vec(any::<u8>(), 0..=MAX_STALE),
         (
@@ -96,13 +101,16 @@ fn bundle() -> impl Strategy<Value = KeyBundle> {
                     },
                     activate_in_ms: act,
                     lifetime_ms: life,
-                    senders: senders
-                        .into_iter()
-                        .map(|(s, k)| SenderEntry {
-                            sender_id: s,
-                            public_key: k,
-                        })
-                        .collect(),
+                    senders: SenderEntries::from_slice(
+                        &senders
+                            .into_iter()
+                            .map(|(s, k)| SenderEntry {
+                                sender_id: s,
+                                public_key: k,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                    .unwrap(),
                     stale: heapless::Vec::from_slice(&stale).unwrap(),
                     sealed: SealedSecret {
                         ephemeral: eph,
@@ -174,6 +182,65 @@ fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
+/// `parse` and the borrowing `parse_server` agree on `bytes`: a server message either decodes
+/// to the same fields in both or is refused by both; a device message is `UnexpectedKind` for
+/// `parse_server`.
+fn decoders_agree(bytes: &[u8]) -> Result<(), TestCaseError> {
+    match (parse(bytes), parse_server(bytes)) {
+        (Ok(pm), Ok(v)) => {
+            prop_assert_eq!(pm.mode, v.mode);
+            prop_assert_eq!(pm.protected, v.protected);
+            prop_assert_eq!(pm.trailer, v.trailer);
+            match (&pm.message, &v.message) {
+                (Message::KeyBundle(b), ServerMessage::KeyBundle(bv)) => {
+                    prop_assert_eq!(&bv.to_bundle().unwrap(), b);
+                    prop_assert_eq!(
+                        bv.senders.iter().collect::<Vec<_>>(),
+                        b.senders.iter().collect::<Vec<_>>()
+                    );
+                }
+                (Message::Removed(a), ServerMessage::Removed(b)) => prop_assert_eq!(a, b),
+                (Message::JoinChallenge(a), ServerMessage::JoinChallenge(b)) => {
+                    prop_assert_eq!(a, b)
+                }
+                (a, b) => prop_assert!(false, "{a:?} decoded as {b:?}"),
+            }
+        }
+        (Ok(pm), Err(e)) => {
+            prop_assert_eq!(pm.message.direction(), Direction::DeviceToServer);
+            prop_assert_eq!(e, Error::UnexpectedKind);
+        }
+        (Err(e), Ok(v)) => {
+            prop_assert!(false, "parse refused ({e:?}) what parse_server took: {v:?}")
+        }
+        (Err(_), Err(_)) => {}
+    }
+    Ok(())
+}
+
+/// One edit of an encoded message: set a byte, cut it short, insert or remove a byte, or
+/// widen a one-byte varint into a non-minimal two-byte one (`05` -> `85 00`).
+fn mutate(bytes: &mut Vec<u8>, what: u8, at: usize, value: u8) {
+    if bytes.is_empty() {
+        return;
+    }
+    let i = at % bytes.len();
+    match what % 5 {
+        0 => bytes[i] = value,
+        1 => bytes.truncate(i),
+        2 => bytes.insert(i, value),
+        3 => {
+            bytes.remove(i);
+        }
+        _ => {
+            if bytes[i] < 0x80 {
+                bytes[i] |= 0x80;
+                bytes.insert(i + 1, 0);
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -226,5 +293,41 @@ proptest! {
             // Canonical decoding: what parses is exactly what the encoder writes.
             prop_assert_eq!(&*again, body);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn borrowing_decode_equals_serde_decode(m in message(), edits in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 0..8)) {
+        let (server, device) = (key(0xEE), key(7));
+        let (signer, peer) = if m.direction() == Direction::ServerToDevice { (&server, &device) } else { (&device, &server) };
+        let mut buf = [0u8; 2048];
+        let n = encode_signed(&m, signer, peer.verifying_key(), &mut buf).unwrap();
+        // The valid message: the same fields (or UnexpectedKind for a device kind).
+        decoders_agree(&buf[..n])?;
+        if m.direction() == Direction::ServerToDevice {
+            prop_assert!(parse_server(&buf[..n]).is_ok());
+        } else {
+            prop_assert_eq!(parse_server(&buf[..n]).unwrap_err(), Error::UnexpectedKind);
+        }
+        // Its mutations: both refuse, or both accept the same fields.
+        let mut t = buf[..n].to_vec();
+        for (what, at, value) in edits {
+            mutate(&mut t, what, at, value);
+            decoders_agree(&t)?;
+        }
+    }
+
+    #[test]
+    fn borrowing_decode_of_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400), kind in prop_oneof![Just(1u8), Just(5), Just(6), any::<u8>()], signed in any::<bool>()) {
+        let mut bytes = bytes;
+        if bytes.len() >= 3 {
+            bytes[0] = VERSION;
+            bytes[1] = if signed { 1 } else { 2 };
+            bytes[2] = kind;
+        }
+        decoders_agree(&bytes)?;
     }
 }

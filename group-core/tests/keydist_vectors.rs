@@ -9,11 +9,11 @@ mod keydist_support;
 use std::path::PathBuf;
 
 use group_core::keydist::{
-    Ack, BundlePolicy, Bytes, DeviceHeader, DeviceId, Direction, JoinChallenge, JoinRequest,
-    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Message,
-    PublicKeyBytes, RekeyNeeded, RekeyReport, Removed, RemovedReason, Role, SealedSecret,
-    SenderEntry, ServerHeader, WireAdmission, WireNonceProfile, encode_signed, open_bundle_secret,
-    seal_secret, verify_signed,
+    Ack, BundlePolicy, Bytes, DeviceHeader, DeviceId, Direction, Error, JoinChallenge, JoinRequest,
+    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE,
+    Message, PublicKeyBytes, RekeyNeeded, RekeyReport, Removed, RemovedReason, Role, SealedSecret,
+    SenderEntries, SenderEntry, ServerHeader, WireAdmission, WireNonceProfile, encode_signed,
+    open_bundle_secret, seal_secret, verify_signed,
 };
 use group_core::schedule::{EpochSecret, native_keys, wolfssl_keys};
 use group_core::suite::Suite;
@@ -206,7 +206,7 @@ fn plans(
         device_id: DeviceId(device),
         counter: 5,
     };
-    let mut senders = heapless::Vec::new();
+    let mut senders = SenderEntries::new();
     let signed = sender_keys.is_some();
     let (k2, k4) = sender_keys.unwrap_or(([0; 33], [0; 33]));
     senders
@@ -266,7 +266,7 @@ fn plans(
         policy: policy(false),
         activate_in_ms: 0,
         lifetime_ms: 0,
-        senders: heapless::Vec::from_slice(&[SenderEntry {
+        senders: SenderEntries::from_slice(&[SenderEntry {
             sender_id: 4,
             public_key: None,
         }])
@@ -464,18 +464,17 @@ fn psk_mode_vectors() {
     write_or_compare("keydist_psk.json", &doc);
 }
 
-/// The largest messages fit [`MAX_MESSAGE_LEN`]: a bundle with every sender and its key,
-/// every stale slot, an echo and wolfSSL material.
-#[test]
-fn worst_case_sizes_fit() {
+/// The largest bundle with `senders` entries (keyed or not), every stale slot, an echo and
+/// wolfSSL material, every varint at its widest; its encoded length.
+fn largest_bundle(senders: usize, keyed: bool) -> usize {
     let server = SigningKey::from_slice(&SERVER_SK).unwrap();
     let device = SigningKey::from_slice(&DEVICE_SK).unwrap();
     let mut rng = TestRng::seeded(1);
     let k = Bytes(compressed(&device));
-    let senders = (0..MAX_SENDERS)
+    let senders = (0..senders)
         .map(|i| SenderEntry {
-            sender_id: 200 + i as u8,
-            public_key: Some(k),
+            sender_id: 200u8.wrapping_add(i as u8),
+            public_key: keyed.then_some(k),
         })
         .collect::<Vec<_>>();
     let header = ServerHeader {
@@ -498,26 +497,45 @@ fn worst_case_sizes_fit() {
             replay_window: u16::MAX,
             admission: WireAdmission::Strict,
             nonce_profile: WireNonceProfile::Compatibility,
-            signatures_required: true,
+            signatures_required: keyed,
             grace_ms: u32::MAX,
             max_fragment_len: u16::MAX,
         },
         activate_in_ms: u32::MAX,
         lifetime_ms: u32::MAX,
-        senders: heapless::Vec::from_slice(&senders).unwrap(),
+        senders: SenderEntries::from_slice(&senders).unwrap(),
         stale: heapless::Vec::from_slice(&[255; MAX_STALE]).unwrap(),
         sealed: seal_secret(&mut rng, device.verifying_key(), &header, 1, 1, &wolf).unwrap(),
     };
-    let mut buf = [0u8; 2048];
-    let n = encode_signed(
+    let mut buf = [0u8; 4096];
+    match encode_signed(
         &Message::KeyBundle(b),
         &server,
         device.verifying_key(),
         &mut buf,
-    )
-    .unwrap();
-    eprintln!("largest bundle: {n} bytes (limit {MAX_MESSAGE_LEN})");
-    assert!(n <= MAX_MESSAGE_LEN);
+    ) {
+        Ok(n) => n,
+        Err(Error::CapacityExceeded) => usize::MAX,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// The largest messages fit [`MAX_MESSAGE_LEN`]: a bundle with every sender (with its key in a
+/// group with record signatures, up to [`MAX_SIGNING_SENDERS`]), every stale slot, an echo and
+/// wolfSSL material. One keyed sender more would not fit: that is why signed groups hold fewer.
+#[test]
+fn worst_case_sizes_fit() {
+    let server = SigningKey::from_slice(&SERVER_SK).unwrap();
+    let device = SigningKey::from_slice(&DEVICE_SK).unwrap();
+    let mut buf = [0u8; 2048];
+    let keyed = largest_bundle(MAX_SIGNING_SENDERS, true);
+    eprintln!("largest signed-group bundle: {keyed} bytes (limit {MAX_MESSAGE_LEN})");
+    assert!(keyed <= MAX_MESSAGE_LEN);
+    // One keyed entry more adds 35 bytes (sender ID, key tag, key; the count stays one byte).
+    assert!(keyed + 35 > MAX_MESSAGE_LEN);
+    let plain = largest_bundle(MAX_SENDERS, false);
+    eprintln!("largest bundle without record signatures: {plain} bytes");
+    assert!(plain <= MAX_MESSAGE_LEN);
     let j = JoinRequest {
         header: DeviceHeader {
             group_id: u32::MAX,

@@ -8,7 +8,8 @@
 //! the request there at once. It accepts key-distribution messages from any configured address
 //! (they are authenticated by the protocol, not by where they come from) and makes the server
 //! whose message it accepted its current one, so acknowledgements go to the server that sent
-//! the bundle. With one address nothing of this applies: it behaves exactly as before.
+//! the bundle. With one address there is no move and the backoff is as before; only a join
+//! whose answers went missing starts over with a fresh nonce (see `maybe_fail_over`).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -165,8 +166,17 @@ impl<S: SequenceStore> MemberRuntime<S> {
     /// With several addresses: when an outstanding request's retry schedule ran out
     /// [`FAILOVER_AFTER_UNANSWERED`] times, the next address becomes current and the request
     /// is due there at once.
+    ///
+    /// With one address there is nowhere to move: a join whose answers went missing starts
+    /// over with a fresh nonce on the same backoff ([`Member::restart_join`]), so a join the
+    /// server committed before it died, with its bundle lost or sent to a stale address, is
+    /// answered as a rejoin instead of being retransmitted into the void forever.
     fn maybe_fail_over(&mut self, now: group_core::time::Instant) {
-        if self.servers.len() < 2 || self.member.unanswered_due(now) < FAILOVER_AFTER_UNANSWERED {
+        if self.member.unanswered_due(now) < FAILOVER_AFTER_UNANSWERED {
+            return;
+        }
+        if self.servers.len() < 2 {
+            self.member.restart_join();
             return;
         }
         let from = self.server();

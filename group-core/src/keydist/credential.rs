@@ -23,11 +23,11 @@ use serde::{Deserialize, Serialize};
 use super::error::Error;
 #[cfg(feature = "keydist-server")]
 use super::message::CompressedKey;
-#[cfg(feature = "keydist-member")]
-use super::message::KeyBundle;
+#[cfg(feature = "keydist-server")]
+use super::message::ProtectedMessage;
 #[cfg(feature = "keydist-member")]
 use super::message::PublicKeyBytes;
-use super::message::{KeyMaterial, Message, ProtectedMessage};
+use super::message::{KeyMaterial, Message};
 #[cfg(feature = "keydist-server")]
 use super::message::{SealedSecret, ServerHeader};
 #[cfg(feature = "psk")]
@@ -36,6 +36,8 @@ use super::psk::{self, Psk};
 use super::signed::parse_key;
 #[cfg(feature = "signed")]
 use super::signed::{self, compressed};
+#[cfg(feature = "keydist-member")]
+use super::view::{BundleView, ServerProtected};
 
 #[cfg(feature = "keydist-server")]
 /// The key server's own credentials (not part of the stored state: provision them like a
@@ -267,6 +269,7 @@ impl<'a> Credential<'a> {
 
     /// Checks that a parsed message from the peer is protected in this pairing's mode, by
     /// the peer, for this side.
+    #[cfg(feature = "keydist-server")]
     pub(crate) fn check(&self, pm: &ProtectedMessage<'_>) -> Result<(), Error> {
         match self {
             #[cfg(feature = "signed")]
@@ -315,14 +318,26 @@ impl<'a> Credential<'a> {
         }
     }
 
-    /// Opens the key material of a bundle addressed to this side (a device).
+    /// Checks a server message decoded by borrowing, as [`check`](Self::check).
     #[cfg(feature = "keydist-member")]
-    pub(crate) fn open_secret(&self, bundle: &KeyBundle) -> Result<KeyMaterial, Error> {
+    pub(crate) fn check_server(&self, pm: &ServerProtected<'_>) -> Result<(), Error> {
         match self {
             #[cfg(feature = "signed")]
-            Self::Signed { own, .. } => signed::open_bundle_secret(own, bundle),
+            Self::Signed { own, peer } => signed::check_server(pm, peer, own.verifying_key()),
             #[cfg(feature = "psk")]
-            Self::Psk(psk) => psk::open_bundle_secret_psk(psk, bundle),
+            Self::Psk(psk) => psk::check_server(pm, psk),
+        }
+    }
+
+    /// Opens the key material of a bundle addressed to this side (a device).
+    #[cfg(feature = "keydist-member")]
+    pub(crate) fn open_secret(&self, bundle: &BundleView<'_>) -> Result<KeyMaterial, Error> {
+        let (h, e, s, sealed) = (&bundle.header, bundle.epoch, bundle.suite, &bundle.sealed);
+        match self {
+            #[cfg(feature = "signed")]
+            Self::Signed { own, .. } => signed::open_sealed(own, h, e, s, sealed),
+            #[cfg(feature = "psk")]
+            Self::Psk(psk) => psk::open_sealed(psk, h, e, s, sealed),
         }
     }
 }

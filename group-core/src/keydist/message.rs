@@ -21,8 +21,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroize;
 
 use super::error::Error;
+use super::sender_list::SenderEntries;
 use super::vocabulary::{
-    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Mode, NONCE_LEN, Role, VERSION,
+    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_STALE, Mode, NONCE_LEN, Role, VERSION,
 };
 
 /// Largest sealed secret: the longest [`KeyMaterial`] encoding (129 bytes) plus the tag.
@@ -228,7 +229,7 @@ pub struct KeyBundle {
     /// Milliseconds from activation after which the keys expire (0: no expiry).
     pub lifetime_ms: u32,
     /// Every sender of the group in this epoch (with keys iff signatures are required).
-    pub senders: Vec<SenderEntry, MAX_SENDERS>,
+    pub senders: SenderEntries,
     /// Sender IDs revoked or released since the previous epoch (RFC 9594 `stale_node_ids`).
     pub stale: Vec<u8, MAX_STALE>,
     /// The key material, encrypted to the recipient.

@@ -101,12 +101,14 @@ mod message;
 mod psk;
 mod retry;
 mod sealing;
+mod sender_list;
 #[cfg(feature = "keydist-server")]
 mod server;
 #[cfg(any(feature = "signed", feature = "record-signatures"))]
 mod signed;
 #[cfg(feature = "keydist-server")]
 mod store;
+mod view;
 mod vocabulary;
 
 #[cfg(feature = "keydist-member")]
@@ -124,6 +126,7 @@ pub use message::{
 };
 #[cfg(feature = "psk")]
 pub use psk::{Psk, encode_psk, open_bundle_secret_psk, seal_secret_psk, verify_psk};
+pub use sender_list::SenderEntries;
 #[cfg(feature = "keydist-server")]
 pub use server::{
     BundleJob, CHALLENGE_TTL_MS, DeviceRec, GroupRec, GroupSpec, HeaplessTables, KeySchedule,
@@ -135,9 +138,10 @@ pub use signed::{
 };
 #[cfg(feature = "keydist-server")]
 pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table};
+pub use view::{BundleView, SealedView, SenderList, ServerMessage, ServerProtected, parse_server};
 pub use vocabulary::{
-    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_STALE, Mode, NONCE_LEN, Role, TAG_LEN,
-    VERSION,
+    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode,
+    NONCE_LEN, Role, TAG_LEN, VERSION,
 };
 
 pub use crate::signature::SIGNATURE_LEN;

@@ -25,8 +25,11 @@ use super::message::{
     KeyBundle, KeyMaterial, Message, ProtectedMessage, SealedSecret, ServerHeader,
     encode_protected, parse,
 };
-use super::sealing::{CCM_NONCE_LEN, aad_of, bundle_aad, ccm_open, ccm_seal, ccm_tag};
-use super::vocabulary::{DeviceId, Direction, Mode, TAG_LEN};
+use super::sealing::{CCM_NONCE_LEN, bundle_aad, ccm_open, ccm_seal, ccm_tag};
+use super::view::SealedView;
+#[cfg(feature = "keydist-member")]
+use super::view::{ServerMessage, ServerProtected};
+use super::vocabulary::{DeviceId, Direction, Mode, NONCE_LEN, TAG_LEN};
 
 /// HKDF salt of the PSK schedule.
 pub const PSK_SALT: &[u8] = b"dtls-group kd v1 psk";
@@ -69,23 +72,60 @@ fn mac_key(
     expand(psk, &[b"mac", &[direction as u8], &device.0.to_be_bytes()])
 }
 
-fn mac_nonce(message: &Message) -> [u8; CCM_NONCE_LEN] {
-    let mut n = [0u8; CCM_NONCE_LEN];
+/// What a message's tag nonce is made of.
+enum NonceSource<'a> {
+    /// A server message's counter.
+    Counter(u64),
+    /// A join challenge's fresh random nonce.
+    Challenge(&'a [u8; NONCE_LEN]),
+    /// A device message's fresh nonce.
+    Device(&'a [u8; NONCE_LEN]),
+}
+
+fn source_of(message: &Message) -> Option<NonceSource<'_>> {
     if let Some(h) = message.server_header() {
-        let (_, tail) = n.split_at_mut(CCM_NONCE_LEN.saturating_sub(8));
-        tail.copy_from_slice(&h.counter.to_be_bytes());
+        Some(NonceSource::Counter(h.counter))
     } else if let Message::JoinChallenge(c) = message {
-        // No counter (a challenge changes no server state, so it takes none): its fresh random
-        // nonce, after a 01 byte that keeps it apart from every counter nonce (00 first).
-        let (first, rest) = n.split_at_mut(1);
-        first.fill(1);
-        for (d, s) in rest.iter_mut().zip(c.challenge.iter()) {
-            *d = *s;
+        Some(NonceSource::Challenge(&c.challenge))
+    } else {
+        message
+            .device_header()
+            .map(|h| NonceSource::Device(&h.nonce))
+    }
+}
+
+#[cfg(feature = "keydist-member")]
+fn server_source<'a>(message: &'a ServerMessage<'_>) -> NonceSource<'a> {
+    match message {
+        ServerMessage::JoinChallenge(c) => NonceSource::Challenge(&c.challenge),
+        ServerMessage::KeyBundle(b) => NonceSource::Counter(b.header.counter),
+        ServerMessage::Removed(r) => NonceSource::Counter(r.header.counter),
+    }
+}
+
+fn mac_nonce(source: Option<NonceSource<'_>>) -> [u8; CCM_NONCE_LEN] {
+    let mut n = [0u8; CCM_NONCE_LEN];
+    match source {
+        Some(NonceSource::Counter(counter)) => {
+            let (_, tail) = n.split_at_mut(CCM_NONCE_LEN.saturating_sub(8));
+            tail.copy_from_slice(&counter.to_be_bytes());
         }
-    } else if let Some(h) = message.device_header() {
-        for (d, s) in n.iter_mut().zip(h.nonce.iter()) {
-            *d = *s;
+        Some(NonceSource::Challenge(challenge)) => {
+            // No counter (a challenge changes no server state, so it takes none): its fresh
+            // random nonce, after a 01 byte that keeps it apart from every counter nonce (00
+            // first).
+            let (first, rest) = n.split_at_mut(1);
+            first.fill(1);
+            for (d, s) in rest.iter_mut().zip(challenge.iter()) {
+                *d = *s;
+            }
         }
+        Some(NonceSource::Device(nonce)) => {
+            for (d, s) in n.iter_mut().zip(nonce.iter()) {
+                *d = *s;
+            }
+        }
+        None => {}
     }
     n
 }
@@ -93,7 +133,7 @@ fn mac_nonce(message: &Message) -> [u8; CCM_NONCE_LEN] {
 /// The PSK tag of `protected` (= `version || mode || body` of `message`).
 pub(crate) fn tag(psk: &Psk, message: &Message, protected: &[u8]) -> Result<[u8; TAG_LEN], Error> {
     let key = mac_key(psk, message.direction(), message.device_id())?;
-    ccm_tag(&key, &mac_nonce(message), protected)
+    ccm_tag(&key, &mac_nonce(source_of(message)), protected)
 }
 
 /// Checks a PSK tag in constant time.
@@ -104,6 +144,10 @@ pub(crate) fn verify(
     trailer: &[u8],
 ) -> Result<(), Error> {
     let expected = tag(psk, message, protected)?;
+    tags_match(&expected, trailer)
+}
+
+fn tags_match(expected: &[u8; TAG_LEN], trailer: &[u8]) -> Result<(), Error> {
     if trailer.len() == TAG_LEN && bool::from(expected.as_slice().ct_eq(trailer)) {
         Ok(())
     } else {
@@ -138,14 +182,14 @@ pub(crate) fn open(
     psk: &Psk,
     device: DeviceId,
     counter: u64,
-    sealed: &SealedSecret,
+    sealed: &SealedView<'_>,
     aad: &[u8],
 ) -> Result<KeyMaterial, Error> {
     if sealed.ephemeral.is_some() {
         return Err(Error::InconsistentBundle);
     }
     let key = seal_key(psk, device, counter)?;
-    ccm_open(&key, aad, &sealed.ciphertext)
+    ccm_open(&key, aad, sealed.ciphertext)
 }
 
 /// Encodes `message` in PSK mode: `version || mode || body || tag`.
@@ -163,6 +207,21 @@ pub(crate) fn check(pm: &ProtectedMessage<'_>, psk: &Psk) -> Result<(), Error> {
         return Err(Error::ModeMismatch);
     }
     verify(psk, &pm.message, pm.protected, pm.trailer)
+}
+
+/// [`check`] for a server message decoded by borrowing.
+#[cfg(feature = "keydist-member")]
+pub(crate) fn check_server(pm: &ServerProtected<'_>, psk: &Psk) -> Result<(), Error> {
+    if pm.mode != Mode::Psk {
+        return Err(Error::ModeMismatch);
+    }
+    let key = mac_key(psk, Direction::ServerToDevice, pm.message.device_id())?;
+    let expected = ccm_tag(
+        &key,
+        &mac_nonce(Some(server_source(&pm.message))),
+        pm.protected,
+    )?;
+    tags_match(&expected, pm.trailer)
 }
 
 /// Parses `bytes` and verifies its PSK tag.
@@ -186,12 +245,23 @@ pub fn seal_secret_psk(
 
 /// [`open_bundle_secret`](super::open_bundle_secret) for a PSK device.
 pub fn open_bundle_secret_psk(psk: &Psk, bundle: &KeyBundle) -> Result<KeyMaterial, Error> {
-    let aad = aad_of(bundle);
-    open(
+    open_sealed(
         psk,
-        bundle.header.device_id,
-        bundle.header.counter,
-        &bundle.sealed,
-        &aad,
+        &bundle.header,
+        bundle.epoch,
+        bundle.suite,
+        &bundle.sealed.view(),
     )
+}
+
+/// Opens the secret sealed into the bundle with this header, epoch and suite.
+pub(crate) fn open_sealed(
+    psk: &Psk,
+    header: &ServerHeader,
+    epoch: u16,
+    suite: u16,
+    sealed: &SealedView<'_>,
+) -> Result<KeyMaterial, Error> {
+    let aad = bundle_aad(header, epoch, suite);
+    open(psk, header.device_id, header.counter, sealed, &aad)
 }

@@ -15,8 +15,8 @@ use zeroize::Zeroizing;
 
 use super::error::Error;
 use super::message::{
-    KeyBundle, KeyMaterial, MAX_KEY_MATERIAL_LEN, MAX_SEALED_LEN, ServerHeader,
-    decode_key_material, encode_key_material,
+    KeyMaterial, MAX_KEY_MATERIAL_LEN, MAX_SEALED_LEN, ServerHeader, decode_key_material,
+    encode_key_material,
 };
 use super::vocabulary::{DeviceId, TAG_LEN};
 
@@ -58,11 +58,6 @@ pub(crate) fn bundle_aad(header: &ServerHeader, epoch: u16, suite: u16) -> [u8; 
     )
 }
 
-/// The associated data of `bundle`'s sealed secret.
-pub(crate) fn aad_of(bundle: &KeyBundle) -> [u8; 20] {
-    bundle_aad(&bundle.header, bundle.epoch, bundle.suite)
-}
-
 /// CCM-encrypts `material` under `key_nonce` (16-byte key || 13-byte nonce).
 pub(crate) fn ccm_seal(
     key_nonce: &[u8; 29],
@@ -91,6 +86,7 @@ pub(crate) fn ccm_seal(
 }
 
 /// CCM-decrypts a sealed secret and decodes the key material. The plaintext buffer is wiped.
+#[inline(never)] // its own frame (the member's join stack, issue 12)
 pub(crate) fn ccm_open(
     key_nonce: &[u8; 29],
     aad: &[u8],

@@ -40,7 +40,11 @@ use super::message::{
     SealedSecret, ServerHeader, encode_protected, parse,
 };
 #[cfg(feature = "signed")]
-use super::sealing::{aad_of, bundle_aad, ccm_open, ccm_seal};
+use super::sealing::{bundle_aad, ccm_open, ccm_seal};
+#[cfg(feature = "signed")]
+use super::view::SealedView;
+#[cfg(all(feature = "signed", feature = "keydist-member"))]
+use super::view::ServerProtected;
 #[cfg(feature = "signed")]
 use super::vocabulary::{Direction, Mode};
 #[cfg(feature = "signed")]
@@ -130,6 +134,25 @@ pub(crate) fn check(
     verify(key, pm.message.direction(), peer, pm.protected, pm.trailer)
 }
 
+#[cfg(all(feature = "signed", feature = "keydist-member"))]
+/// [`check`] for a server message decoded by borrowing.
+pub(crate) fn check_server(
+    pm: &ServerProtected<'_>,
+    key: &VerifyingKey,
+    peer: &VerifyingKey,
+) -> Result<(), Error> {
+    if pm.mode != Mode::Signed {
+        return Err(Error::ModeMismatch);
+    }
+    verify(
+        key,
+        Direction::ServerToDevice,
+        peer,
+        pm.protected,
+        pm.trailer,
+    )
+}
+
 #[cfg(feature = "signed")]
 /// Parses `bytes` and verifies its signature by `key`, bound to `peer`.
 pub fn verify_signed<'a>(
@@ -194,17 +217,37 @@ pub(crate) fn seal_ecdh_with(
 }
 
 #[cfg(feature = "signed")]
+#[inline(never)] // its own frame, not summed into the member's bundle planning (stack, issue 12)
 /// Opens a secret sealed to `own` (the device's static key).
 pub(crate) fn open_ecdh(
     own: &SigningKey,
-    sealed: &SealedSecret,
+    sealed: &SealedView<'_>,
     aad: &[u8],
 ) -> Result<KeyMaterial, Error> {
     let eph = sealed.ephemeral.ok_or(Error::InconsistentBundle)?;
-    let eph_key = PublicKey::from_sec1_bytes(&eph.0).map_err(|_| Error::BadPublicKey)?;
+    // Each step in its own frame, called one after the other: the point decompression, the
+    // scalar multiplication and the CCM opening are each deep, and none holds the others'
+    // temporaries (the member's join stack, issue 12).
+    let eph_key = ephemeral_point(&eph)?;
+    let key_nonce = ecdh_open_key(own, &eph_key, &eph)?;
+    ccm_open(&key_nonce, aad, sealed.ciphertext)
+}
+
+#[cfg(feature = "signed")]
+#[inline(never)] // its own frame (stack, issue 12)
+fn ephemeral_point(eph: &CompressedKey) -> Result<PublicKey, Error> {
+    PublicKey::from_sec1_bytes(&eph.0).map_err(|_| Error::BadPublicKey)
+}
+
+#[cfg(feature = "signed")]
+#[inline(never)] // its own frame (stack, issue 12)
+fn ecdh_open_key(
+    own: &SigningKey,
+    eph_key: &PublicKey,
+    eph: &CompressedKey,
+) -> Result<Zeroizing<[u8; 29]>, Error> {
     let shared = ecdh::diffie_hellman(own.as_nonzero_scalar(), eph_key.as_affine());
-    let key_nonce = ecdh_key_nonce(&shared, &eph.0, &compressed(own.verifying_key())?)?;
-    ccm_open(&key_nonce, aad, &sealed.ciphertext)
+    ecdh_key_nonce(&shared, &eph.0, &compressed(own.verifying_key())?)
 }
 
 #[cfg(feature = "signed")]
@@ -230,6 +273,24 @@ pub fn open_bundle_secret(
     device_key: &SigningKey,
     bundle: &KeyBundle,
 ) -> Result<KeyMaterial, Error> {
-    let aad = aad_of(bundle);
-    open_ecdh(device_key, &bundle.sealed, &aad)
+    open_sealed(
+        device_key,
+        &bundle.header,
+        bundle.epoch,
+        bundle.suite,
+        &bundle.sealed.view(),
+    )
+}
+
+#[cfg(feature = "signed")]
+/// Opens the secret sealed to `own` in the bundle with this header, epoch and suite.
+pub(crate) fn open_sealed(
+    own: &SigningKey,
+    header: &ServerHeader,
+    epoch: u16,
+    suite: u16,
+    sealed: &SealedView<'_>,
+) -> Result<KeyMaterial, Error> {
+    let aad = bundle_aad(header, epoch, suite);
+    open_ecdh(own, sealed, &aad)
 }

@@ -15,8 +15,18 @@ pub const VERSION: u8 = 2;
 /// Length of the fresh nonce in every device message.
 pub const NONCE_LEN: usize = 16;
 
-/// Largest number of senders a bundle lists (and a key server admits per group).
-pub const MAX_SENDERS: usize = 16;
+/// Largest number of senders a bundle lists (and a key server admits per group), in groups
+/// without record signatures: one per sender ID (1..=255); see [`MAX_SIGNING_SENDERS`] for
+/// groups with them. A member whose group tracks fewer senders keeps what fits
+/// ([`Member`](super::Member), docs/key-distribution.md §10).
+pub const MAX_SENDERS: usize = 255;
+
+/// Largest number of senders a key server admits to a group that requires record signatures,
+/// and of keyed entries in a bundle: there every sender entry carries its 33-byte verifying
+/// key, and the largest such bundle (24 keyed senders, every stale slot, an echo, wolfSSL
+/// material, every varint at its widest: 1,175 bytes) must fit [`MAX_MESSAGE_LEN`]
+/// (docs/decisions.md, "Bundle capacity").
+pub const MAX_SIGNING_SENDERS: usize = 24;
 
 /// Largest number of stale sender IDs a bundle lists.
 pub const MAX_STALE: usize = 16;

@@ -177,17 +177,22 @@ fn parse_controls(text: &str) -> Result<ControlSockets, String> {
     Ok(ControlSockets(paths))
 }
 
-/// Whether a control answer comes from a server that is not the active one: a standby or a
-/// fenced server refuses requests with `{"error":"standby"|"fenced",...}` (and its status says
-/// `"role":"standby"|"fenced"`).
+/// Whether a control answer comes from a server that is not the active one, and its role: a
+/// standby or fenced server refuses requests with an error saying it is `not active` (and
+/// naming the holder of the lease), and its status says `"role":"standby"|"fenced"`.
 pub fn not_active(answer: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(answer).ok()?;
-    ["error", "role"].iter().find_map(|k| {
-        v.get(*k)
-            .and_then(|r| r.as_str())
-            .filter(|r| matches!(*r, "standby" | "fenced"))
-            .map(str::to_owned)
-    })
+    if let Some(role) = v
+        .get("role")
+        .and_then(|r| r.as_str())
+        .filter(|r| matches!(*r, "standby" | "fenced"))
+    {
+        return Some(role.to_owned());
+    }
+    v.get("error")
+        .and_then(|e| e.as_str())
+        .filter(|e| e.contains("not active") || matches!(*e, "standby" | "fenced"))
+        .map(str::to_owned)
 }
 
 /// Runs `admin`. With several control sockets, the request goes to each in turn until an

@@ -44,6 +44,13 @@ pub enum Seen {
     /// A member holding `epoch` refused a record of that epoch as forged (its key differs from
     /// the sender's: the epoch was handed out twice with different secrets).
     AuthFailed { device: u32, epoch: u16 },
+    /// The active key server's lease (PostgreSQL): its holder, fencing token, and the state's
+    /// generation (raised by every commit).
+    Lease {
+        holder: String,
+        token: u64,
+        generation: u64,
+    },
     /// `device` was revoked from `group` when the highest epoch issued was `last_epoch`.
     Revoked {
         device: u32,
@@ -96,6 +103,9 @@ impl Ledger {
         let mut epochs = std::collections::BTreeSet::new();
         let mut opened = 0;
         let mut revoked: Vec<(u32, u32, u16)> = Vec::new();
+        let mut leases: BTreeMap<u64, &str> = BTreeMap::new();
+        let mut last_token = 0u64;
+        let mut last_generation = 0u64;
         for s in &self.seen {
             match s {
                 Seen::Bundle {
@@ -152,6 +162,32 @@ impl Ledger {
                     }
                 }
                 Seen::Opened { .. } => opened += 1,
+                Seen::Lease {
+                    holder,
+                    token,
+                    generation,
+                } => {
+                    if *generation < last_generation {
+                        bad.push(format!(
+                            "state generation went back from {last_generation} to {generation} \
+                             ({holder}): a commit was lost or the state restored"
+                        ));
+                    }
+                    last_generation = last_generation.max(*generation);
+                    if let Some(other) = leases.insert(*token, holder.as_str())
+                        && other != holder.as_str()
+                    {
+                        bad.push(format!(
+                            "fencing token {token} held by two key servers: {other} and {holder}"
+                        ));
+                    }
+                    if *token < last_token {
+                        bad.push(format!(
+                            "fencing token went back from {last_token} to {token} ({holder})"
+                        ));
+                    }
+                    last_token = last_token.max(*token);
+                }
                 Seen::AuthFailed { device, epoch } => bad.push(format!(
                     "device {device} holds epoch {epoch} but a record of that epoch failed to \
                      authenticate: two secrets for one epoch"
@@ -377,6 +413,53 @@ mod tests {
                 payload: b"other".to_vec(),
             },
             "other than the one sealed",
+        );
+    }
+
+    #[test]
+    fn a_fencing_token_held_twice_or_going_back_fails() {
+        let lease = |holder: &str, token| Seen::Lease {
+            holder: holder.into(),
+            token,
+            generation: token * 10,
+        };
+        let mut l = clean();
+        l.extend([lease("ks0", 1), lease("ks0", 1), lease("ks1", 2)]);
+        assert!(l.check().is_ok());
+        l.push(lease("ks0", 1));
+        let bad = l.check().expect_err("the checker must fail");
+        assert!(
+            bad.iter().any(|b| b.contains("went back from 2 to 1")),
+            "{bad:?}"
+        );
+        let mut l = clean();
+        l.extend([lease("ks0", 3), lease("ks1", 3)]);
+        let bad = l.check().expect_err("the checker must fail");
+        assert!(
+            bad.iter().any(|b| b.contains("held by two key servers")),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn a_state_generation_going_back_fails() {
+        let mut l = clean();
+        l.extend([
+            Seen::Lease {
+                holder: "ks0".into(),
+                token: 1,
+                generation: 40,
+            },
+            Seen::Lease {
+                holder: "ks1".into(),
+                token: 2,
+                generation: 39,
+            },
+        ]);
+        let bad = l.check().expect_err("the checker must fail");
+        assert!(
+            bad.iter().any(|b| b.contains("generation went back")),
+            "{bad:?}"
         );
     }
 

@@ -144,6 +144,11 @@ pub struct Device {
     pub failovers: u64,
     pub followed: u64,
     pub io_errors: u64,
+    /// The member's state, its current key server, and the reason of its last refusal.
+    pub state: String,
+    pub server: Option<SocketAddr>,
+    pub refused: u64,
+    pub last_refusal: Option<String>,
 }
 
 /// What every member saw, and the ledger of the run.
@@ -187,11 +192,12 @@ pub struct Site {
     pub members: BTreeMap<u32, MemberThread>,
 }
 
-/// The key-server configuration every daemon of the site shares (`listen` differs; `state`
-/// is the redb file, or the database URL line given by `store`).
+/// The key-server configuration every daemon of the site shares (`listen` differs). `store`
+/// ends the top-level keys: `state = "ks.redb"`, or the high-water file and a `[store]` table
+/// for PostgreSQL.
 fn write_config(dir: &Path, name: &str, port: u16, store: &str, group: SocketAddrV4) -> PathBuf {
     let mut text = format!(
-        "listen = \"127.0.0.1:{port}\"\n{store}\nserver_key = \"server.key\"\n\n\
+        "listen = \"127.0.0.1:{port}\"\nserver_key = \"server.key\"\n{store}\n\n\
          [[group]]\nid = {GROUP}\nsuite = \"ccm\"\nmulticast = \"{group}\"\n\
          activation_delay_ms = 200\ngrace_ms = 2000\nrekey_on_join = true\n\n"
     );
@@ -258,6 +264,47 @@ impl Site {
             server_key_hex: keyfile::public_hex(&server_key),
             shared: Arc::new(Mutex::new(Shared::default())),
             members: BTreeMap::new(),
+        }
+    }
+
+    /// The index of the server whose status says it is active (a redb server, which has no
+    /// standby, is active when it answers), waiting up to `limit`.
+    pub fn active(&self, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            let roles: Vec<Option<String>> = self
+                .servers
+                .iter()
+                .map(|s| {
+                    let a = group_std::control::request(&s.control, "status").ok()?;
+                    let v: Value = serde_json::from_str(&a).ok()?;
+                    Some(v["role"].as_str().unwrap_or("active").to_owned())
+                })
+                .collect();
+            if let Some(i) = roles.iter().position(|r| r.as_deref() == Some("active")) {
+                return i;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no key server active within {limit:?}: roles {roles:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The lease as the active server's status shows it (PostgreSQL), into the ledger.
+    pub fn note_lease(&self) {
+        let s = self.status(Duration::from_secs(20));
+        if let (Some(holder), Some(token), Some(generation)) = (
+            s["lease"]["holder"].as_str(),
+            s["lease"]["token"].as_u64(),
+            s["lease"]["generation"].as_u64(),
+        ) {
+            self.note(Seen::Lease {
+                holder: holder.to_owned(),
+                token,
+                generation,
+            });
         }
     }
 
@@ -362,24 +409,19 @@ impl Site {
                     return;
                 }
                 if Instant::now() >= deadline {
-                    let summary: Vec<String> = sh
-                        .devices
-                        .iter()
-                        .map(|(id, d)| {
-                            format!(
-                                "dev{id}: joined {} active {:?} removed {} failovers {} io_errors {}",
-                                d.joined, d.active, d.removed, d.failovers, d.io_errors
-                            )
-                        })
-                        .collect();
                     panic!(
                         "deadline ({limit:?}) passed waiting for {what}:\n{}",
-                        summary.join("\n")
+                        describe_devices(&sh.devices)
                     );
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The members' states, one line each (for failure messages).
+    pub fn describe(&self) -> String {
+        describe_devices(&self.shared.lock().unwrap().devices)
     }
 
     /// Adds an observation to the ledger.
@@ -490,6 +532,10 @@ fn run_member(
                 .map(|e| e.0);
         }
         d.failovers = rt.contact().failovers;
+        d.state = format!("{:?}", rt.member().state());
+        d.server = Some(rt.server());
+        d.refused = rt.contact().refused;
+        d.last_refusal = rt.contact().last_refusal.clone();
         d.followed = rt.contact().followed;
         if role == Role::Sender && d.joined && now.duration_since(last_send) >= SEND_EVERY {
             last_send = now;
@@ -509,6 +555,30 @@ fn run_member(
         }
         sh.ledger.extend(seen);
     }
+}
+
+/// The members' states, one line each.
+fn describe_devices(devs: &BTreeMap<u32, Device>) -> String {
+    let lines: Vec<String> = devs
+        .iter()
+        .map(|(id, d)| {
+            format!(
+                "dev{id}: {} joined {} active {:?} removed {} server {:?} failovers {} \
+                 followed {} refused {} ({:?}) io_errors {}",
+                d.state,
+                d.joined,
+                d.active,
+                d.removed,
+                d.server,
+                d.failovers,
+                d.followed,
+                d.refused,
+                d.last_refusal,
+                d.io_errors
+            )
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// Switches send, lights listen.

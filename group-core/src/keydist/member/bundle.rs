@@ -5,11 +5,10 @@
 use heapless::Vec;
 
 use super::super::error::Error;
-use super::super::message::{
-    BundlePolicy, KeyBundle, KeyMaterial, WireAdmission, WireNonceProfile,
-};
-use super::super::vocabulary::{MAX_SENDERS, Role};
-use super::{Member, MemberEvent, MemberState, SenderKey, add_listed, sender_key};
+use super::super::message::{BundlePolicy, KeyMaterial, WireAdmission, WireNonceProfile};
+use super::super::view::BundleView;
+use super::super::vocabulary::Role;
+use super::{Member, MemberEvent, MemberState, add_listed, sender_key};
 use crate::group::{Admission, GroupConfig};
 use crate::record::NonceProfile;
 use crate::replay::ReplayWindow;
@@ -46,8 +45,6 @@ impl SidSet {
 struct CheckedBundle {
     suite: Suite,
     epoch: Epoch,
-    /// The listed senders with their record-signing keys (in groups that require signatures).
-    senders: Vec<(SenderId, Option<SenderKey>), MAX_SENDERS>,
     /// It answers the outstanding join request.
     answers_join: bool,
     /// It answers a join that reported a lost sequence store.
@@ -60,8 +57,28 @@ struct BundlePlan {
     keys: RecordKeys,
 }
 
+/// The record keys of an epoch from its key material.
+#[inline(never)] // its own frame (stack, issue 12)
+fn derive_keys(
+    group_id: u32,
+    epoch: Epoch,
+    suite: Suite,
+    material: &KeyMaterial,
+) -> Result<RecordKeys, Error> {
+    Ok(match material {
+        KeyMaterial::Native { secret } => {
+            native_keys(group_id, epoch, suite, &EpochSecret(*secret))?
+        }
+        KeyMaterial::WolfSsl {
+            pms,
+            client_random,
+            server_random,
+        } => wolfssl_keys(suite, &pms.0, client_random, server_random)?.keys,
+    })
+}
+
 impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDERS, WORDS> {
-    fn group_config(&self, b: &KeyBundle) -> GroupConfig {
+    fn group_config(&self, b: &BundleView<'_>) -> GroupConfig {
         let p = &b.policy;
         let mut c = GroupConfig::new(self.config.group_id);
         c.own_sender_id = b.sender_id.map(SenderId);
@@ -101,14 +118,14 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     /// A key bundle from the key server (authenticated, addressed to this device, with a
     /// counter above the last one accepted). Refusals change nothing.
     #[inline(never)] // its own frame, not summed into the caller's (stack, issue 12)
-    pub(super) fn on_bundle(&mut self, now: Instant, b: &KeyBundle) -> Result<(), Error> {
+    pub(super) fn on_bundle(&mut self, now: Instant, b: &BundleView<'_>) -> Result<(), Error> {
         let plan = self.plan_bundle(b)?;
         self.apply_bundle(now, b, plan)
     }
 
     /// Checks a bundle: freshness, consistency and policy. Changes nothing.
     #[inline(never)] // its own frame, not summed into the caller's (stack, issue 12)
-    fn validate_bundle(&self, b: &KeyBundle) -> Result<CheckedBundle, Error> {
+    fn validate_bundle(&self, b: &BundleView<'_>) -> Result<CheckedBundle, Error> {
         // Freshness: a join response must echo the outstanding request's nonce.
         match self.state {
             MemberState::Joining => {
@@ -134,19 +151,24 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             return Err(Error::InconsistentBundle);
         }
         self.check_policy(&b.policy)?;
-        if b.senders.len() > SENDERS {
+        // More listed senders than this member's table holds: fine under trust-first
+        // admission without record signatures (the table keeps what fits, the others are
+        // admitted by their first authenticated record, evicting the least recently active);
+        // under strict admission or with record signatures the table is the list of who may
+        // send (with their keys), so the bundle can't be installed.
+        if b.senders.len() > SENDERS
+            && (b.policy.signatures_required || b.policy.admission == WireAdmission::Strict)
+        {
             return Err(Error::CapacityExceeded);
         }
-        let mut senders: Vec<(SenderId, Option<SenderKey>), MAX_SENDERS> = Vec::new();
-        for s in &b.senders {
-            let key = match (&s.public_key, b.policy.signatures_required) {
-                (Some(k), true) => Some(sender_key(&k.0)?),
-                (None, false) => None,
+        // Every listed key is checked here, one entry at a time (decoded from the datagram,
+        // no list on the stack), and parsed again where it is installed.
+        for s in b.senders.iter() {
+            match (&s.public_key, b.policy.signatures_required) {
+                (Some(k), true) => drop(sender_key(&k.0)?),
+                (None, false) => {}
                 _ => return Err(Error::InconsistentBundle),
-            };
-            senders
-                .push((SenderId(s.sender_id), key))
-                .map_err(|_| Error::CapacityExceeded)?;
+            }
         }
         let answers_join = self
             .join
@@ -164,7 +186,6 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         Ok(CheckedBundle {
             suite,
             epoch,
-            senders,
             answers_join,
             recovering,
         })
@@ -172,33 +193,39 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
 
     /// Checks a bundle, opens its secret and derives its record keys. Changes nothing.
     #[inline(never)] // its own frame, not summed into the caller's (stack, issue 12)
-    fn plan_bundle(&self, b: &KeyBundle) -> Result<BundlePlan, Error> {
+    fn plan_bundle(&self, b: &BundleView<'_>) -> Result<BundlePlan, Error> {
         let checked = self.validate_bundle(b)?;
-        let (suite, epoch) = (checked.suite, checked.epoch);
-        let material = self.creds.credential().open_secret(b)?;
-        let keys: RecordKeys = match &material {
-            KeyMaterial::Native { secret } => {
-                native_keys(self.config.group_id, epoch, suite, &EpochSecret(*secret))?
-            }
-            KeyMaterial::WolfSsl {
-                pms,
-                client_random,
-                server_random,
-            } => wolfssl_keys(suite, &pms.0, client_random, server_random)?.keys,
-        };
+        // The secret is opened in its own frame (the deepest call of a join: ECDH in signed
+        // mode), so nothing of this frame but the checked bundle sits above it.
+        let material = self.open_material(b)?;
+        let keys = derive_keys(
+            self.config.group_id,
+            checked.epoch,
+            checked.suite,
+            &material,
+        )?;
         drop(material);
         Ok(BundlePlan { checked, keys })
+    }
+
+    #[inline(never)] // its own frame (stack, issue 12)
+    fn open_material(&self, b: &BundleView<'_>) -> Result<KeyMaterial, Error> {
+        self.creds.credential().open_secret(b)
     }
 
     /// Installs a planned bundle: into the present group if its configuration still fits, else
     /// a new one; then the senders, the bookkeeping, the acknowledgement and the activation.
     #[inline(never)] // its own frame, not summed into the caller's (stack, issue 12)
-    fn apply_bundle(&mut self, now: Instant, b: &KeyBundle, plan: BundlePlan) -> Result<(), Error> {
+    fn apply_bundle(
+        &mut self,
+        now: Instant,
+        b: &BundleView<'_>,
+        plan: BundlePlan,
+    ) -> Result<(), Error> {
         let BundlePlan {
             checked:
                 CheckedBundle {
                     epoch,
-                    senders: keys_of,
                     answers_join,
                     recovering,
                     ..
@@ -238,22 +265,29 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             let _ = known.push(s.sender_id);
         }
         for sid in b.stale.iter().map(|s| SenderId(*s)).chain(known) {
-            if Some(sid.0) != own && !b.senders.iter().any(|s| s.sender_id == sid.0) {
+            if Some(sid.0) != own && !b.senders.contains(sid.0) {
                 group.remove_sender(sid);
                 self.removed.insert(sid.0);
             }
         }
         self.deferred.clear();
-        for (sid, key) in keys_of {
+        for s in b.senders.iter() {
+            let sid = SenderId(s.sender_id);
             if Some(sid.0) == own {
                 continue;
             }
+            // Parsed and checked in `validate_bundle`: can't fail here (skipped if it did).
+            let key = match s.public_key.map(|k| sender_key(&k.0)).transpose() {
+                Ok(key) => key,
+                Err(_) => continue,
+            };
             if self.removed.contains(sid.0) {
                 // Re-listed after removal: only once the epochs it used before are gone.
                 let _ = self.deferred.push((sid, key));
                 continue;
             }
-            // Can't fail: the unlisted were removed and the list fits the table (checked).
+            // Fails only with a full table, under trust-first admission without signatures
+            // (checked): that sender is admitted by its first record instead.
             let _ = add_listed(group, sid, key);
         }
         // Bookkeeping: the bundle is accepted.

@@ -27,12 +27,13 @@ use super::credential::MemberCredentials;
 use super::error::Error;
 use super::message::{
     Ack, DeviceHeader, JoinChallenge, JoinRequest, Leave, Message, RekeyNeeded, RekeyReport,
-    RemovedReason, parse,
+    RemovedReason,
 };
 use super::retry::Retry;
 #[cfg(feature = "record-signatures")]
 use super::signed::parse_key;
-use super::vocabulary::{DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role};
+use super::view::{ServerMessage, parse_server};
+use super::vocabulary::{DeviceId, NONCE_LEN, Role};
 use crate::counters::{Event, RekeyReason};
 use crate::group::{Delivery, Group, GroupConfig};
 use crate::record::{OpenError, SealError};
@@ -164,8 +165,9 @@ pub struct Member<S: SequenceStore, const SENDERS: usize = 16, const WORDS: usiz
     report: Option<Report>,
     /// Epoch staged and when (member clock) to activate it.
     activation: Option<(Epoch, u64)>,
-    /// Senders re-listed after this member removed them: added at activation of the epoch.
-    deferred: Vec<(SenderId, Option<SenderKey>), MAX_SENDERS>,
+    /// Senders re-listed after this member removed them: added at activation of the epoch (as
+    /// many as the group's table holds).
+    deferred: Vec<(SenderId, Option<SenderKey>), SENDERS>,
     removed: SidSet,
     /// Restart sending at 0 when this epoch is activated (it was issued after a state loss).
     recover_at: Option<Epoch>,
@@ -330,19 +332,17 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     /// Handles one datagram from the key server. Refusals are typed errors and change nothing.
     pub fn handle_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error> {
         self.last_now = self.last_now.max(now);
-        let pm = parse(bytes)?;
-        if pm.message.direction() != Direction::ServerToDevice {
-            return Err(Error::UnexpectedKind);
-        }
+        // Decoded by borrowing: only server → device kinds (the others are UnexpectedKind).
+        let pm = parse_server(bytes)?;
         if pm.message.device_id() != self.config.device_id {
             return Err(Error::WrongDevice);
         }
         if pm.message.group_id() != self.config.group_id {
             return Err(Error::WrongGroup);
         }
-        self.creds.credential().check(&pm)?;
+        self.creds.credential().check_server(&pm)?;
         // A challenge carries no counter: its freshness is the echo of the outstanding join.
-        if let Message::JoinChallenge(c) = &pm.message {
+        if let ServerMessage::JoinChallenge(c) = &pm.message {
             return self.on_challenge(now, c);
         }
         let counter = pm.message.server_header().map_or(0, |h| h.counter);
@@ -350,8 +350,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             return Err(Error::Replayed);
         }
         match &pm.message {
-            Message::KeyBundle(b) => self.on_bundle(now, b),
-            Message::Removed(r) => {
+            ServerMessage::KeyBundle(b) => self.on_bundle(now, b),
+            ServerMessage::Removed(r) => {
                 if !matches!(self.state, MemberState::Joined | MemberState::Leaving) {
                     return Err(Error::NotJoined);
                 }
@@ -363,7 +363,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
                 self.push_event(MemberEvent::Removed { reason: r.reason });
                 Ok(())
             }
-            _ => Err(Error::UnexpectedKind),
+            ServerMessage::JoinChallenge(_) => Err(Error::UnexpectedKind),
         }
     }
 
@@ -394,7 +394,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             return;
         }
         // The previous-but-one epoch is gone now: re-listed senders are safe to add.
-        for (sid, key) in core::mem::take(&mut self.deferred) {
+        // One entry at a time (no copy of the list on the stack).
+        while let Some((sid, key)) = self.deferred.pop() {
             let _ = add_listed(group, sid, key);
             self.removed.remove(sid.0);
         }
@@ -475,11 +476,27 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         join.max(leave).max(report)
     }
 
+    /// Starts an outstanding join over with a fresh nonce and no challenge, keeping its retry
+    /// schedule: for a join whose answers went missing (the runtime calls it when
+    /// [`unanswered_due`](Self::unanswered_due) says so). The key server may hold the join as
+    /// done (it committed it, then died before its bundle got out, or sends it to an address
+    /// the device no longer uses) and takes the same request again as a retransmission it
+    /// answers there, or, if another server took over, as nothing it issued; a fresh request
+    /// is challenged at the address it came from and answered as a rejoin. A bundle answering
+    /// the old nonce is refused from then on.
+    pub fn restart_join(&mut self) {
+        if let Some(j) = self.join.as_mut() {
+            j.nonce = None;
+            j.challenge = None;
+        }
+    }
+
     /// The member moved to another key-server address: every outstanding request (join,
-    /// leave, rekey report) is due at `now` with the first timeout again. A join keeps its
-    /// nonce (and the challenge it covers: a server that did not issue it challenges again).
+    /// leave, rekey report) is due at `now` with the first timeout again, and a join starts
+    /// over with a fresh nonce ([`restart_join`](Self::restart_join)).
     pub fn retry_now(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
+        self.restart_join();
         if let Some(j) = self.join.as_mut() {
             j.retry = Retry::now(now);
         }

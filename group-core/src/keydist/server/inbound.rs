@@ -9,7 +9,9 @@ use super::super::error::Error;
 use super::super::message::{Ack, JoinRequest, Leave, Message, RekeyNeeded, RemovedReason, parse};
 use super::super::retry::Retry;
 use super::super::store::ServerStore;
-use super::super::vocabulary::{DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role};
+use super::super::vocabulary::{
+    DeviceId, Direction, MAX_SENDERS, MAX_SIGNING_SENDERS, NONCE_LEN, Role,
+};
 use super::outbound::{ChallengeOut, Notice};
 use super::state::{Challenge, Membership, remove_member};
 use super::tables::ServerTables;
@@ -286,6 +288,17 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let (epoch, created) = g.epoch_for_join(counter, now, rng, fresh_needed, recovery)?;
         // Sender ID: kept on a rejoin in the same role, otherwise allocated (and released).
         let old = dev.membership(gid).map(|m| (m.role, m.sender_id));
+        // Every sender entry of a signed group's bundles carries a key (MAX_SIGNING_SENDERS).
+        let capacity = if g.spec.policy.signatures_required {
+            MAX_SIGNING_SENDERS
+        } else {
+            MAX_SENDERS
+        };
+        // A new sender over the group's capacity is refused before a sender ID is taken (with
+        // 255 sender IDs and `MAX_SENDERS` = 255 this is also the answer to a full ID space).
+        if j.role == Role::Sender && old.is_none_or(|(_, s)| s.is_none()) && senders >= capacity {
+            return Err(Error::CapacityExceeded);
+        }
         let sender_id = match (old, j.role) {
             (Some((Role::Sender, Some(sid))), Role::Sender) => Some(sid),
             (old, role) => {
@@ -305,9 +318,6 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let sid_changed = old.map_or(sender_id.is_some(), |(_, s)| s != sender_id);
         if sid_changed {
             g.changed_at = counter;
-        }
-        if sender_id.is_some() && old.is_none_or(|(_, s)| s.is_none()) && senders >= MAX_SENDERS {
-            return Err(Error::CapacityExceeded);
         }
         // The challenge is used up (with the commit: a failed save keeps it).
         dev.challenges.retain(|c| c.group_id != gid);

@@ -1,7 +1,6 @@
 //! Outbound messages: join challenges, removal notices and key bundles, each protected for
 //! its recipient; bundles are (re)transmitted with exponential backoff until acknowledged.
 
-use heapless::Vec;
 use rand_core::CryptoRng;
 
 use super::super::credential::{Credential, DeviceCredential};
@@ -10,8 +9,9 @@ use super::super::message::{
     JoinChallenge, KeyBundle, Message, MessageKind, Removed, RemovedReason, SealedSecret,
     SenderEntry, ServerHeader,
 };
+use super::super::sender_list::SenderEntries;
 use super::super::store::ServerStore;
-use super::super::vocabulary::{DeviceId, MAX_SENDERS, NONCE_LEN};
+use super::super::vocabulary::{DeviceId, NONCE_LEN};
 use super::KeyServer;
 use super::jobs::{BundleJob, Outgoing};
 use super::tables::ServerTables;
@@ -175,7 +175,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let d = self.tables.device(id).ok_or(Error::UnknownDevice)?;
         let m = d.membership(gid).ok_or(Error::NotMember)?;
         let e = g.newest().ok_or(Error::UnknownGroup)?;
-        let mut senders: Vec<SenderEntry, MAX_SENDERS> = Vec::new();
+        let mut senders = SenderEntries::new();
         for od in self.tables.senders(gid) {
             if let Some(om) = od.membership(gid) {
                 let Some(sid) = om.sender_id else { continue };
@@ -192,7 +192,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
                     .map_err(|_| Error::CapacityExceeded)?;
             }
         }
-        senders.sort_unstable_by_key(|s| s.sender_id);
+        senders.sort_by_sender_id();
         let header = ServerHeader {
             group_id: gid,
             device_id: d.id,
@@ -213,7 +213,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             stale: g.stale.clone(),
             sealed: SealedSecret {
                 ephemeral: None,
-                ciphertext: Vec::new(),
+                ciphertext: heapless::Vec::new(),
             },
         };
         Ok(BundleJob::new(
