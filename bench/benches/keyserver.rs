@@ -340,6 +340,10 @@ fn raw_crypto(
     t.elapsed()
 }
 
+/// One operation's results over the rounds: name, server times (ns), ratios to the anchor,
+/// the last round's work, polling times (ns).
+type Row = (&'static str, Vec<f64>, Vec<f64>, Work, Vec<f64>);
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -465,7 +469,7 @@ fn main() {
             let setup = t0.elapsed();
             let mut rng = Rng(ChaCha20Rng::seed_from_u64(99));
             let parallel = SealingConfig::from_machine();
-            let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Work, Vec<f64>)> = [
+            let mut rows: Vec<Row> = [
                 "remove one",
                 "admit and join one",
                 "remove one, parallel sealing",
