@@ -523,3 +523,52 @@ fn a_key_server_refuses_a_restored_snapshot() {
     assert!(log.contains("restored from an old snapshot"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The database drops the key server's connections (a restart or failover of PostgreSQL): the
+/// active server gives the lease up, steps down, reconnects and takes the lease again (a new
+/// token, the state loaded again), with nobody else there.
+#[test]
+fn a_lost_database_connection_is_a_step_down_and_a_new_takeover() {
+    let Some(pg) = Pg::start("reconnect") else {
+        return;
+    };
+    pg.create_db("ks");
+    let dir = common::fresh_dir("reconnect");
+    keyfile::generate(&dir.join("server")).unwrap();
+    keyfile::generate(&dir.join("d1")).unwrap();
+    keyfile::generate(&dir.join("d2")).unwrap();
+    let ci = pg.conninfo("ks");
+    let a = Server::start(&dir, "a", &ci, true);
+    a.wait("a active", Duration::from_secs(20), |s| {
+        s["role"] == "active"
+    });
+    let mut c = postgres::Client::connect(&ci, postgres::NoTls).unwrap();
+    c.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'dtls-group-keyserver'",
+        &[],
+    )
+    .unwrap();
+    let took = a.wait("a active again", Duration::from_secs(10), |s| {
+        s["role"] == "active" && s["lease"]["my_token"] == 2
+    });
+    eprintln!(
+        "RECONNECT: active again under token 2 {} ms after its connections were dropped",
+        took.as_millis()
+    );
+    let s = a.status().unwrap();
+    assert_eq!(
+        (s["takeovers"].as_u64(), s["stepped_down"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    assert_eq!(
+        s["groups"].as_array().map(Vec::len),
+        Some(1),
+        "state loaded again: {s}"
+    );
+    let log = std::fs::read_to_string(&a.log).unwrap();
+    assert!(log.contains("stepped down"), "{log}");
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -44,8 +44,13 @@ pub enum Seen {
     /// A member holding `epoch` refused a record of that epoch as forged (its key differs from
     /// the sender's: the epoch was handed out twice with different secrets).
     AuthFailed { device: u32, epoch: u16 },
-    /// The active key server's lease (PostgreSQL): its holder and fencing token.
-    Lease { holder: String, token: u64 },
+    /// The active key server's lease (PostgreSQL): its holder, fencing token, and the state's
+    /// generation (raised by every commit).
+    Lease {
+        holder: String,
+        token: u64,
+        generation: u64,
+    },
     /// `device` was revoked from `group` when the highest epoch issued was `last_epoch`.
     Revoked {
         device: u32,
@@ -100,6 +105,7 @@ impl Ledger {
         let mut revoked: Vec<(u32, u32, u16)> = Vec::new();
         let mut leases: BTreeMap<u64, &str> = BTreeMap::new();
         let mut last_token = 0u64;
+        let mut last_generation = 0u64;
         for s in &self.seen {
             match s {
                 Seen::Bundle {
@@ -156,7 +162,18 @@ impl Ledger {
                     }
                 }
                 Seen::Opened { .. } => opened += 1,
-                Seen::Lease { holder, token } => {
+                Seen::Lease {
+                    holder,
+                    token,
+                    generation,
+                } => {
+                    if *generation < last_generation {
+                        bad.push(format!(
+                            "state generation went back from {last_generation} to {generation} \
+                             ({holder}): a commit was lost or the state restored"
+                        ));
+                    }
+                    last_generation = last_generation.max(*generation);
                     if let Some(other) = leases.insert(*token, holder.as_str())
                         && other != holder.as_str()
                     {
@@ -404,6 +421,7 @@ mod tests {
         let lease = |holder: &str, token| Seen::Lease {
             holder: holder.into(),
             token,
+            generation: token * 10,
         };
         let mut l = clean();
         l.extend([lease("ks0", 1), lease("ks0", 1), lease("ks1", 2)]);
@@ -419,6 +437,28 @@ mod tests {
         let bad = l.check().expect_err("the checker must fail");
         assert!(
             bad.iter().any(|b| b.contains("held by two key servers")),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn a_state_generation_going_back_fails() {
+        let mut l = clean();
+        l.extend([
+            Seen::Lease {
+                holder: "ks0".into(),
+                token: 1,
+                generation: 40,
+            },
+            Seen::Lease {
+                holder: "ks1".into(),
+                token: 2,
+                generation: 39,
+            },
+        ]);
+        let bad = l.check().expect_err("the checker must fail");
+        assert!(
+            bad.iter().any(|b| b.contains("generation went back")),
             "{bad:?}"
         );
     }

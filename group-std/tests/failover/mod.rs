@@ -295,12 +295,15 @@ impl Site {
     /// The lease as the active server's status shows it (PostgreSQL), into the ledger.
     pub fn note_lease(&self) {
         let s = self.status(Duration::from_secs(20));
-        if let (Some(holder), Some(token)) =
-            (s["lease"]["holder"].as_str(), s["lease"]["token"].as_u64())
-        {
+        if let (Some(holder), Some(token), Some(generation)) = (
+            s["lease"]["holder"].as_str(),
+            s["lease"]["token"].as_u64(),
+            s["lease"]["generation"].as_u64(),
+        ) {
             self.note(Seen::Lease {
                 holder: holder.to_owned(),
                 token,
+                generation,
             });
         }
     }
