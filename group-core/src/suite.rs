@@ -22,8 +22,12 @@ use aes_gcm::Aes128Gcm;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-#[cfg(feature = "aes-ccm")]
-mod ccm;
+#[cfg(any(
+    feature = "aes-ccm",
+    feature = "keydist-member",
+    feature = "keydist-server"
+))]
+pub(crate) mod ccm;
 #[cfg(feature = "aes-ccm")]
 use ccm::AesCcm;
 

@@ -7,10 +7,6 @@
 //! aad             = group_id[4] || device_id[4] || counter[8] || epoch[2] || suite[2]   (big endian)
 //! ```
 
-use aead::{AeadInOut, KeyInit, Nonce, Tag};
-use aes::Aes128;
-use ccm::Ccm;
-use ccm::consts::{U13, U16};
 use zeroize::Zeroizing;
 
 use super::error::Error;
@@ -19,11 +15,13 @@ use super::message::{
     encode_key_material,
 };
 use super::vocabulary::{DeviceId, TAG_LEN};
+use crate::suite::ccm::AesCcm;
 
-/// AES-128-CCM with a 16-byte tag and a 13-byte nonce (L = 2).
-pub(crate) type KdCcm = Ccm<Aes128, U16, U13>;
+/// AES-128-CCM with a 16-byte tag and a 13-byte nonce (L = 2): the record layer's own CCM
+/// (`suite::ccm`, one AES-CCM and one AES width in a member), byte for byte the `ccm` crate's
+/// `Ccm<Aes128, U16, U13>` (checked there).
+type KdCcm = AesCcm<CCM_NONCE_LEN>;
 /// CCM nonce length used by key distribution.
-#[cfg_attr(not(feature = "psk"), allow(dead_code))]
 pub(crate) const CCM_NONCE_LEN: usize = 13;
 
 /// The associated data that binds a sealed secret to its bundle.
@@ -58,6 +56,14 @@ pub(crate) fn bundle_aad(header: &ServerHeader, epoch: u16, suite: u16) -> [u8; 
     )
 }
 
+/// The cipher and nonce of `key_nonce` (16-byte key || 13-byte nonce).
+fn kd_cipher(key_nonce: &[u8; 29]) -> Result<(KdCcm, [u8; CCM_NONCE_LEN]), Error> {
+    let (key, nonce) = key_nonce.split_at(16);
+    let cipher = KdCcm::new(key, TAG_LEN).ok_or(Error::AuthenticationFailed)?;
+    let nonce = <[u8; CCM_NONCE_LEN]>::try_from(nonce).map_err(|_| Error::AuthenticationFailed)?;
+    Ok((cipher, nonce))
+}
+
 /// CCM-encrypts `material` under `key_nonce` (16-byte key || 13-byte nonce).
 pub(crate) fn ccm_seal(
     key_nonce: &[u8; 29],
@@ -70,16 +76,12 @@ pub(crate) fn ccm_seal(
         buf.get_mut(..MAX_KEY_MATERIAL_LEN)
             .ok_or(Error::BufferTooSmall)?,
     )?;
-    let (key, nonce) = key_nonce.split_at(16);
-    let cipher = KdCcm::new_from_slice(key).map_err(|_| Error::AuthenticationFailed)?;
-    let nonce = Nonce::<KdCcm>::try_from(nonce).map_err(|_| Error::AuthenticationFailed)?;
-    let (pt, rest) = buf.split_at_mut(n);
-    let tag = cipher
-        .encrypt_inout_detached(&nonce, aad, pt.into())
+    let (cipher, nonce) = kd_cipher(key_nonce)?;
+    let (pt, rest) = buf.split_at_mut_checked(n).ok_or(Error::BufferTooSmall)?;
+    let tag = rest.get_mut(..TAG_LEN).ok_or(Error::BufferTooSmall)?;
+    cipher
+        .seal_in_place(&nonce, aad, pt, tag)
         .map_err(|_| Error::AuthenticationFailed)?;
-    rest.get_mut(..TAG_LEN)
-        .ok_or(Error::BufferTooSmall)?
-        .copy_from_slice(&tag);
     let total = n.saturating_add(TAG_LEN);
     heapless::Vec::from_slice(buf.get(..total).ok_or(Error::BufferTooSmall)?)
         .map_err(|_| Error::BufferTooSmall)
@@ -102,12 +104,9 @@ pub(crate) fn ccm_open(
     let mut buf = Zeroizing::new([0u8; MAX_SEALED_LEN]);
     let pt = buf.get_mut(..ct.len()).ok_or(Error::AuthenticationFailed)?;
     pt.copy_from_slice(ct);
-    let (key, nonce) = key_nonce.split_at(16);
-    let cipher = KdCcm::new_from_slice(key).map_err(|_| Error::AuthenticationFailed)?;
-    let nonce = Nonce::<KdCcm>::try_from(nonce).map_err(|_| Error::AuthenticationFailed)?;
-    let tag = Tag::<KdCcm>::try_from(tag).map_err(|_| Error::AuthenticationFailed)?;
+    let (cipher, nonce) = kd_cipher(key_nonce)?;
     cipher
-        .decrypt_inout_detached(&nonce, aad, pt.into(), &tag)
+        .open_in_place(&nonce, aad, pt, tag)
         .map_err(|_| Error::AuthenticationFailed)?;
     decode_key_material(pt)
 }
@@ -119,14 +118,10 @@ pub(crate) fn ccm_tag(
     nonce: &[u8; CCM_NONCE_LEN],
     aad: &[u8],
 ) -> Result<[u8; TAG_LEN], Error> {
-    let cipher = KdCcm::new_from_slice(key).map_err(|_| Error::AuthenticationFailed)?;
-    let nonce =
-        Nonce::<KdCcm>::try_from(nonce.as_slice()).map_err(|_| Error::AuthenticationFailed)?;
-    let mut empty = [0u8; 0];
-    let tag = cipher
-        .encrypt_inout_detached(&nonce, aad, empty.as_mut_slice().into())
-        .map_err(|_| Error::AuthenticationFailed)?;
+    let cipher = KdCcm::new(key, TAG_LEN).ok_or(Error::AuthenticationFailed)?;
     let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(&tag);
+    cipher
+        .seal_in_place(nonce, aad, &mut [], &mut out)
+        .map_err(|_| Error::AuthenticationFailed)?;
     Ok(out)
 }

@@ -18,6 +18,10 @@
 //!
 //! The output is byte for byte that of `ccm::Ccm<Aes128, U8 | U16, U12>` (checked against it in
 //! the tests below, and by the known-answer tests of the record layer).
+//!
+//! Key distribution uses the same code with 13-byte nonces and 16-byte tags (`AesCcm<13>`,
+//! byte for byte `ccm::Ccm<Aes128, U16, U13>`, checked below and by the key-distribution golden
+//! vectors): one AES-CCM, one AES fixslice width in a member (issue 12).
 
 use aes::Aes128;
 use aes::cipher::consts::U16;
@@ -28,27 +32,32 @@ use subtle::ConstantTimeEq;
 
 use super::AeadError;
 
-/// Nonce length of the record layer's AES suites (write IV salt 4 + explicit nonce 8).
-const NONCE_LEN: usize = 12;
-/// Largest plaintext with a 12-byte nonce: the length field has 15 - 12 = 3 bytes.
-const MAX_LEN: usize = 0xFF_FFFF;
-/// Flags byte of the counter blocks: L - 1 = 2.
-const CTR_FLAGS: u8 = 2;
-
-/// AES-128-CCM with a 12-byte nonce and an 8- or 16-byte tag.
-pub(crate) struct AesCcm {
+/// AES-128-CCM with an `N`-byte nonce (12: the record layer's AES suites, write IV salt 4 +
+/// explicit nonce 8, L = 3; 13: key distribution, L = 2) and an 8- or 16-byte tag.
+pub(crate) struct AesCcm<const N: usize = 12> {
     cipher: Aes128,
     tag_len: usize,
-    /// Flags byte of B0 without the Adata bit: M' = (M - 2) / 2 in bits 3..5, L' = 2.
+    /// Flags byte of B0 without the Adata bit: M' = (M - 2) / 2 in bits 3..5, L' = L - 1.
     flags: u8,
 }
 
-impl AesCcm {
+impl<const N: usize> AesCcm<N> {
+    /// Bytes of the length field (L = 15 - N).
+    const L: usize = 15 - N;
+    /// The flags byte of the counter blocks: L' = L - 1.
+    const CTR_FLAGS: u8 = (Self::L - 1) as u8;
+    /// Largest message: 2^(8L) - 1 bytes (and at most 2^24 - 1).
+    const MAX_LEN: usize = if Self::L >= 3 {
+        0xFF_FFFF
+    } else {
+        (1 << (8 * Self::L)) - 1
+    };
+
     /// Keys the cipher; `tag_len` is 8 or 16.
     pub(crate) fn new(key: &[u8], tag_len: usize) -> Option<Self> {
         let flags = match tag_len {
-            8 => (3 << 3) | CTR_FLAGS,
-            16 => (7 << 3) | CTR_FLAGS,
+            8 => (3 << 3) | Self::CTR_FLAGS,
+            16 => (7 << 3) | Self::CTR_FLAGS,
             _ => return None,
         };
         let cipher = Aes128::new_from_slice(key).ok()?;
@@ -62,7 +71,7 @@ impl AesCcm {
     /// Encrypts `buf` in place and writes the tag into `tag` (exactly the tag length).
     pub(crate) fn seal_in_place(
         &self,
-        nonce: &[u8; NONCE_LEN],
+        nonce: &[u8; N],
         aad: &[u8],
         buf: &mut [u8],
         tag: &mut [u8],
@@ -74,7 +83,7 @@ impl AesCcm {
         let mut full = [0u8; 16];
         self.cipher.encrypt_with_backend(Seal {
             b0,
-            base: ctr_base(nonce),
+            base: Self::ctr_base(nonce),
             aad,
             buf,
             tag: &mut full,
@@ -89,7 +98,7 @@ impl AesCcm {
     /// unauthenticated plaintext: the caller wipes it.
     pub(crate) fn open_in_place(
         &self,
-        nonce: &[u8; NONCE_LEN],
+        nonce: &[u8; N],
         aad: &[u8],
         buf: &mut [u8],
         tag: &[u8],
@@ -101,7 +110,7 @@ impl AesCcm {
         let mut full = [0u8; 16];
         self.cipher.encrypt_with_backend(Open {
             b0,
-            base: ctr_base(nonce),
+            base: Self::ctr_base(nonce),
             aad,
             buf,
             tag: &mut full,
@@ -114,36 +123,43 @@ impl AesCcm {
         }
     }
 
-    /// B0 = flags || nonce || message length (3 bytes, big endian).
-    fn b0(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], len: usize) -> Result<B16, AeadError> {
-        if len > MAX_LEN {
+    /// B0 = flags || nonce || message length (L bytes, big endian).
+    fn b0(&self, nonce: &[u8; N], aad: &[u8], len: usize) -> Result<B16, AeadError> {
+        if len > Self::MAX_LEN {
             return Err(AeadError);
         }
-        let len = u32::try_from(len).map_err(|_| AeadError)?;
-        let [_, l0, l1, l2] = len.to_be_bytes();
         let flags = if aad.is_empty() {
             self.flags
         } else {
             self.flags | 0x40
         };
-        let [n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11] = *nonce;
-        Ok([
-            flags, n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, l0, l1, l2,
-        ])
+        // The length (below 2^(8L)) fills the block's last L bytes.
+        let len = u128::from(u32::try_from(len).map_err(|_| AeadError)?);
+        Ok((u128::from_be_bytes(Self::head(flags, nonce)) | len).to_be_bytes())
+    }
+
+    /// Counter block A_0 as a big-endian integer: A_i is `base + i` (the counter has L bytes
+    /// and `i` < 2^(8L) for any allowed length, so the addition never carries into the nonce).
+    fn ctr_base(nonce: &[u8; N]) -> u128 {
+        u128::from_be_bytes(Self::head(Self::CTR_FLAGS, nonce))
+    }
+
+    /// `flags || nonce || 0^L`.
+    #[inline(always)]
+    fn head(flags: u8, nonce: &[u8; N]) -> B16 {
+        let mut out = [0u8; 16];
+        if let Some(f) = out.first_mut() {
+            *f = flags;
+        }
+        if let Some(n) = out.get_mut(1..N.saturating_add(1)) {
+            n.copy_from_slice(nonce);
+        }
+        out
     }
 }
 
 /// A 16-byte block as the loops handle it (a plain array: one vector register).
 type B16 = [u8; 16];
-
-/// Counter block A_0 as a big-endian integer: A_i is `base + i` (the counter has 3 bytes and
-/// `i` < 2^20 for any allowed length, so the addition never carries into the nonce).
-fn ctr_base(nonce: &[u8; NONCE_LEN]) -> u128 {
-    let [n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11] = *nonce;
-    u128::from_be_bytes([
-        CTR_FLAGS, n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, 0, 0, 0,
-    ])
-}
 
 #[inline(always)]
 fn ctr(base: u128, i: u32) -> B16 {
@@ -379,11 +395,44 @@ mod tests {
         assert_eq!(hex::encode(tag), "484392fbc1b09951");
     }
 
+    /// Key distribution's form: 13-byte nonces (L = 2), 16-byte tags, as the `ccm` crate.
+    #[test]
+    fn thirteen_byte_nonces_match_the_ccm_crate() {
+        type Ref13 = Ccm<Aes128, U16, ccm::consts::U13>;
+        let key: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(29) ^ 3).collect();
+        let nonce: [u8; 13] = core::array::from_fn(|i| (i as u8).wrapping_mul(7) ^ 0xa5);
+        let ours = AesCcm::<13>::new(&key, 16).unwrap();
+        let reference = Ref13::new_from_slice(&key).unwrap();
+        let n = Nonce::<Ref13>::try_from(&nonce[..]).unwrap();
+        for aad_len in [0usize, 1, 20, 31, 32, 33] {
+            let aad: Vec<u8> = (0..aad_len).map(|i| (i * 3 % 256) as u8).collect();
+            for len in [0usize, 1, 15, 16, 17, 33, 129, 145, 1000] {
+                let pt: Vec<u8> = (0..len).map(|i| (i * 13 % 256) as u8).collect();
+                let mut want = pt.clone();
+                let want_tag = reference
+                    .encrypt_inout_detached(&n, &aad, (&mut want[..]).into())
+                    .unwrap();
+                let mut buf = pt.clone();
+                let mut tag = [0u8; 16];
+                ours.seal_in_place(&nonce, &aad, &mut buf, &mut tag)
+                    .unwrap();
+                assert_eq!(buf, want, "aad {aad_len} len {len}");
+                assert_eq!(&tag[..], &want_tag[..], "aad {aad_len} len {len}");
+                ours.open_in_place(&nonce, &aad, &mut buf, &tag).unwrap();
+                assert_eq!(buf, pt);
+            }
+        }
+        // L = 2: at most 65 535 bytes.
+        let mut big = vec![0u8; 0x1_0000];
+        let mut tag = [0u8; 16];
+        assert!(ours.seal_in_place(&nonce, b"", &mut big, &mut tag).is_err());
+    }
+
     #[test]
     fn refuses_wrong_tag_lengths() {
-        assert!(AesCcm::new(&[0; 16], 12).is_none());
-        assert!(AesCcm::new(&[0; 15], 8).is_none());
-        let ccm = AesCcm::new(&[0; 16], 8).unwrap();
+        assert!(AesCcm::<12>::new(&[0; 16], 12).is_none());
+        assert!(AesCcm::<12>::new(&[0; 15], 8).is_none());
+        let ccm = AesCcm::<12>::new(&[0; 16], 8).unwrap();
         let mut tag = [0u8; 16];
         assert!(ccm.seal_in_place(&[0; 12], b"", &mut [], &mut tag).is_err());
         assert!(ccm.open_in_place(&[0; 12], b"", &mut [], &tag).is_err());
