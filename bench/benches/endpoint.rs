@@ -21,7 +21,8 @@
 //! 127.0.0.1, TTL 1) and says so.
 //!
 //! Run: `cargo bench -p group-bench --bench endpoint` (`BENCH_CRITERION=0` for the paired
-//! table alone).
+//! table alone; `ENDPOINT_BENCH_SENDMMSG=1` adds senders that batch 16 datagrams per
+//! `sendmmsg`: plain UDP and `GroupEndpoint::send_records`).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,6 +127,41 @@ fn plain(port: u16, len: usize) -> Variant<'static> {
     })
 }
 
+/// Datagrams per `sendmmsg` in the batched plain-UDP variant.
+const BATCH: usize = 16;
+
+/// Plain UDP as above, but the sender hands the kernel `BATCH` datagrams per system call
+/// (`sendmmsg`, through rustix's safe wrapper; the receiver unchanged): whether batching the
+/// sender's system calls raises the delivered rate at all on this path (issue 14 (d)). Its
+/// ratio to `plain-udp` bounds what a batched endpoint sender could gain.
+fn plain_batched(port: u16, len: usize) -> Variant<'static> {
+    use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
+    struct Tx(MulticastSocket, Vec<u8>, SocketAddrAny);
+    let s = socket(port);
+    let to = SocketAddrAny::from(s.group());
+    let tx = Arc::new(Mutex::new(Tx(s, vec![0x5a; len], to)));
+    let rx = socket(port);
+    let mut buf = vec![0u8; 65536];
+    Variant::new("plain-sendmmsg", move |n| {
+        run_pair(
+            n,
+            &tx,
+            |t| {
+                let iov = [std::io::IoSlice::new(&t.1)];
+                let mut controls: [SendAncillaryBuffer<'_, '_, '_>; BATCH] = Default::default();
+                let mut msgs = controls
+                    .each_mut()
+                    .map(|c| MMsgHdr::new_with_addr(&t.2, &iov, c));
+                let _ = rustix::net::sendmmsg(t.0.as_udp(), &mut msgs, SendFlags::empty());
+            },
+            || match rx.recv(&mut buf) {
+                Ok(Some((m, _))) if m == len => 1,
+                _ => 0,
+            },
+        )
+    })
+}
+
 /// Blocking `GroupEndpoint`s: `send` on the sender thread, `recv_datagram` on the receiver.
 fn blocking(port: u16, suite: Suite, len: usize) -> Variant<'static> {
     struct Tx(GroupEndpoint<MemorySequenceStore>, Vec<u8>);
@@ -151,6 +187,42 @@ fn blocking(port: u16, suite: Suite, len: usize) -> Variant<'static> {
             &tx,
             |t| {
                 let _ = t.0.send_record(&t.1);
+            },
+            || match rx.recv_datagram() {
+                Ok(Some((_, records))) => records.filter(|r| r.is_ok()).count() as u64,
+                _ => 0,
+            },
+        )
+    })
+}
+
+/// Blocking `GroupEndpoint`s, the sender batching: `send_records` of `BATCH` records per call
+/// (one `sendmmsg`), the receiver as in `blocking`.
+fn blocking_batched(port: u16, suite: Suite, len: usize) -> Variant<'static> {
+    struct Tx(GroupEndpoint<MemorySequenceStore>, Vec<u8>);
+    let clock = Clock::new();
+    let tx = Arc::new(Mutex::new(Tx(
+        GroupEndpoint::new(
+            socket(port),
+            group(suite, Some(1)),
+            MemorySequenceStore::commissioned(),
+            clock,
+        ),
+        vec![0x5a; len],
+    )));
+    let mut rx = GroupEndpoint::new(
+        socket(port),
+        group(suite, None),
+        MemorySequenceStore::commissioned(),
+        clock,
+    );
+    Variant::new("endpoint-sendmmsg", move |n| {
+        run_pair(
+            n,
+            &tx,
+            |t| {
+                let batch: [&[u8]; BATCH] = [&t.1; BATCH];
+                let _ = t.0.send_records(&batch);
             },
             || match rx.recv_datagram() {
                 Ok(Some((_, records))) => records.filter(|r| r.is_ok()).count() as u64,
@@ -253,6 +325,11 @@ fn main() {
                 blocking(port + 100, suite, len),
                 tokio_variant(port + 200, suite, len),
             ];
+            // ENDPOINT_BENCH_SENDMMSG=1 adds the batched senders (plain UDP and the endpoint).
+            if std::env::var("ENDPOINT_BENCH_SENDMMSG").is_ok_and(|v| v == "1") {
+                v.push(plain_batched(port + 300, record_len));
+                v.push(blocking_batched(port + 400, suite, len));
+            }
             if criterion_enabled() {
                 criterion_group(&mut c, &format!("{name}/{len}"), &mut v);
             }

@@ -13,7 +13,7 @@ use group_core::sequence::SequenceStore;
 use group_core::time::Instant;
 use group_core::wire::{Epoch, SenderId};
 
-use crate::net::MulticastSocket;
+use crate::net::{MulticastSocket, SEND_BATCH};
 
 /// Largest datagram the endpoint reads.
 pub const MAX_DATAGRAM: usize = 65_535;
@@ -114,6 +114,9 @@ pub struct GroupEndpoint<S: SequenceStore, const N: usize = 16, const W: usize =
     store: S,
     clock: Clock,
     buf: Vec<u8>,
+    /// The records of one [`send_records`](Self::send_records) batch, back to back (grows to
+    /// the largest batch, then is reused).
+    batch: Vec<u8>,
 }
 
 impl<S: SequenceStore, const N: usize, const W: usize> GroupEndpoint<S, N, W> {
@@ -125,6 +128,7 @@ impl<S: SequenceStore, const N: usize, const W: usize> GroupEndpoint<S, N, W> {
             store,
             clock,
             buf: vec![0; MAX_DATAGRAM],
+            batch: Vec::new(),
         }
     }
 
@@ -170,6 +174,62 @@ impl<S: SequenceStore, const N: usize, const W: usize> GroupEndpoint<S, N, W> {
         let record = self.buf.get(..len).unwrap_or(&[]);
         self.socket.send(record).map_err(SendError::Io)?;
         Ok(record)
+    }
+
+    /// Seals each of `plaintexts` as one record and sends each as one datagram, handing the
+    /// kernel up to [`SEND_BATCH`] datagrams per system call
+    /// ([`MulticastSocket::send_many`]: `sendmmsg` on Linux). Returns how many were sent. Every
+    /// record is sealed (its sequence number spent) before its batch is sent, so a failed send
+    /// loses records, never reuses a nonce; a refused seal sends the records sealed before it
+    /// and returns the error. No allocation in steady state (the batch buffer is reused).
+    pub fn send_records(&mut self, plaintexts: &[&[u8]]) -> Result<usize, SendError> {
+        let mut sent = 0usize;
+        for chunk in plaintexts.chunks(SEND_BATCH) {
+            let need: usize = chunk
+                .iter()
+                .map(|p| self.group.record_len(p.len()).unwrap_or(0))
+                .sum();
+            if self.batch.len() < need {
+                self.batch.resize(need, 0);
+            }
+            let now = self.clock.now();
+            let mut ends = [0usize; SEND_BATCH];
+            let mut sealed = 0usize;
+            let mut refused = None;
+            let mut at = 0usize;
+            for (p, end) in chunk.iter().zip(ends.iter_mut()) {
+                let out = self.batch.get_mut(at..).unwrap_or(&mut []);
+                match self.group.seal(now, &mut self.store, p, out) {
+                    Ok(len) => {
+                        at = at.saturating_add(len);
+                        *end = at;
+                        sealed += 1;
+                    }
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            let mut start = 0usize;
+            let datagrams: [&[u8]; SEND_BATCH] = ends.map(|end| {
+                let d = self.batch.get(start..end).unwrap_or(&[]);
+                start = end.max(start);
+                d
+            });
+            let n = self
+                .socket
+                .send_many(datagrams.get(..sealed).unwrap_or(&[]))
+                .map_err(SendError::Io)?;
+            sent = sent.saturating_add(n);
+            if let Some(e) = refused {
+                return Err(SendError::Seal(e));
+            }
+            if n < sealed {
+                break;
+            }
+        }
+        Ok(sent)
     }
 
     /// Waits up to the socket's read timeout for one datagram and returns where it came from

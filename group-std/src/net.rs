@@ -156,6 +156,26 @@ impl MulticastSocket {
         Ok(())
     }
 
+    /// Sends each of `datagrams` to the group, up to [`SEND_BATCH`] per system call
+    /// (`sendmmsg` on Linux, through rustix's safe wrapper; one `send_to` each elsewhere).
+    /// Returns how many were sent: all of them, or those before the first that failed (the
+    /// error then, if none was sent).
+    pub fn send_many(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        let mut sent = 0usize;
+        for chunk in datagrams.chunks(SEND_BATCH) {
+            let n = match send_chunk(&self.socket, self.group, chunk) {
+                Ok(n) => n,
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => return Ok(sent),
+            };
+            sent = sent.saturating_add(n);
+            if n < chunk.len() {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+
     /// Receives one datagram; `Ok(None)` on timeout.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
         match self.socket.recv_from(buf) {
@@ -193,4 +213,39 @@ impl MulticastSocket {
     pub fn into_udp(self) -> UdpSocket {
         self.socket
     }
+}
+
+/// Most datagrams [`MulticastSocket::send_many`] hands the kernel in one system call.
+pub const SEND_BATCH: usize = 16;
+
+/// Sends up to [`SEND_BATCH`] datagrams in one `sendmmsg`; returns how many went (the
+/// kernel may stop early: the caller sees it in the count).
+#[cfg(target_os = "linux")]
+fn send_chunk(socket: &UdpSocket, to: SocketAddr, chunk: &[&[u8]]) -> io::Result<usize> {
+    use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
+    let to = SocketAddrAny::from(to);
+    let iovs: [[io::IoSlice<'_>; 1]; SEND_BATCH] =
+        core::array::from_fn(|i| [io::IoSlice::new(chunk.get(i).copied().unwrap_or(&[]))]);
+    let mut controls: [SendAncillaryBuffer<'_, '_, '_>; SEND_BATCH] = Default::default();
+    // On the stack: nothing allocated per call.
+    let mut iov = iovs.iter();
+    let mut msgs: [MMsgHdr<'_>; SEND_BATCH] = controls
+        .each_mut()
+        .map(|c| MMsgHdr::new_with_addr(&to, iov.next().map_or(&[][..], |v| &v[..]), c));
+    let msgs = msgs.get_mut(..chunk.len()).unwrap_or(&mut []);
+    Ok(rustix::net::sendmmsg(socket, msgs, SendFlags::empty())?)
+}
+
+/// Elsewhere: one `send_to` per datagram.
+#[cfg(not(target_os = "linux"))]
+fn send_chunk(socket: &UdpSocket, to: SocketAddr, chunk: &[&[u8]]) -> io::Result<usize> {
+    let mut n = 0usize;
+    for d in chunk {
+        match socket.send_to(d, to) {
+            Ok(_) => n += 1,
+            Err(e) if n == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(n)
 }
