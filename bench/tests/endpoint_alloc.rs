@@ -125,6 +125,55 @@ fn no_allocation_per_record_in_steady_state() {
         );
         println!("blocking {suite:?}: {RECORDS} records, {change:?}");
 
+        // The batched sender (`send_records`, sendmmsg): batches of 4, same receiver.
+        let batched_round =
+            |tx: &mut GroupEndpoint<MemorySequenceStore>,
+             rx: &mut GroupEndpoint<MemorySequenceStore>| {
+                assert_eq!(tx.send_records(&[&payload[..]; 4]).unwrap(), 4);
+                let mut n = 0;
+                while n < 4 {
+                    let Some((_, records)) = rx.recv_datagram().unwrap() else {
+                        break;
+                    };
+                    for r in records {
+                        assert_eq!(r.unwrap().plaintext, payload);
+                        n += 1;
+                    }
+                }
+                n
+            };
+        for _ in 0..WARM_UP / 4 {
+            assert_eq!(batched_round(&mut tx, &mut rx), 4);
+        }
+        let mut change = None;
+        for _ in 0..3 {
+            let region = Region::new(GLOBAL);
+            let mut delivered = 0;
+            for _ in 0..RECORDS / 4 {
+                delivered += batched_round(&mut tx, &mut rx);
+            }
+            let c = region.change();
+            assert_eq!(delivered, RECORDS / 4 * 4);
+            change = Some(c);
+            if (c.allocations, c.reallocations, c.deallocations) == (0, 0, 0) {
+                break;
+            }
+        }
+        let change = change.unwrap();
+        assert_eq!(
+            (
+                change.allocations,
+                change.reallocations,
+                change.deallocations
+            ),
+            (0, 0, 0),
+            "batched sender, {suite:?}: {change:?}"
+        );
+        println!(
+            "batched sender {suite:?}: {} records, {change:?}",
+            RECORDS / 4 * 4
+        );
+
         // Tokio endpoints on a current-thread runtime.
         let port = port + 1;
         let rt = tokio::runtime::Builder::new_current_thread()
