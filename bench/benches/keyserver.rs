@@ -89,6 +89,8 @@ fn device_key(id: u32) -> SigningKey {
 #[derive(Default, Clone, Copy)]
 struct Work {
     time: Duration,
+    /// Of `time`, polling the output (for bundles: their sealing and signing).
+    poll: Duration,
     messages: u64,
     bytes: u64,
     bundles: u64,
@@ -97,6 +99,7 @@ struct Work {
 impl Work {
     fn add(&mut self, o: Work) {
         self.time += o.time;
+        self.poll += o.poll;
         self.messages += o.messages;
         self.bytes += o.bytes;
         self.bundles += o.bundles;
@@ -254,6 +257,7 @@ impl World {
                 }
             };
             work.time += t.elapsed();
+            work.poll += t.elapsed();
             if out.is_empty() {
                 break;
             }
@@ -335,6 +339,10 @@ fn raw_crypto(
     }
     t.elapsed()
 }
+
+/// One operation's results over the rounds: name, server times (ns), ratios to the anchor,
+/// the last round's work, polling times (ns).
+type Row = (&'static str, Vec<f64>, Vec<f64>, Work, Vec<f64>);
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -438,9 +446,9 @@ fn main() {
         }
     }
     println!(
-        "| view | devices | group size | operation | server time (median) | messages | bytes | bundles | raw crypto x bundles | ratio (median, range) | rounds |"
+        "| view | devices | group size | operation | server time (median) | of which polling and sealing | messages | bytes | bundles | raw crypto x bundles | ratio (median, range) | rounds |"
     );
-    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let budget = paired_budget().max(Duration::from_millis(1));
     let sizes: Vec<usize> = std::env::var("KEYSERVER_BENCH_SIZES")
         .ok()
@@ -461,7 +469,7 @@ fn main() {
             let setup = t0.elapsed();
             let mut rng = Rng(ChaCha20Rng::seed_from_u64(99));
             let parallel = SealingConfig::from_machine();
-            let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Work)> = [
+            let mut rows: Vec<Row> = [
                 "remove one",
                 "admit and join one",
                 "remove one, parallel sealing",
@@ -469,7 +477,7 @@ fn main() {
             ]
             .into_iter()
             .filter(|op| with_parallel || !op.ends_with("parallel sealing"))
-            .map(|op| (op, Vec::new(), Vec::new(), Work::default()))
+            .map(|op| (op, Vec::new(), Vec::new(), Work::default(), Vec::new()))
             .collect();
             let start = Instant::now();
             let mut rounds = 0;
@@ -486,6 +494,7 @@ fn main() {
                     let raw = raw_crypto(&mut rng, &server, &members, w.bundles.max(1) as usize);
                     row.1.push(w.time.as_secs_f64() * 1e9);
                     row.2.push(w.time.as_secs_f64() / raw.as_secs_f64());
+                    row.4.push(w.poll.as_secs_f64() * 1e9);
                     row.3 = w;
                 }
                 rounds += 1;
@@ -493,14 +502,16 @@ fn main() {
                     break;
                 }
             }
-            for (op, times, ratios, w) in rows.iter_mut() {
+            for (op, times, ratios, w, polls) in rows.iter_mut() {
                 let t = median(times);
+                let p = median(polls);
                 let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
                 let hi = ratios.iter().cloned().fold(0.0, f64::max);
                 let r = median(ratios);
                 println!(
-                    "| {view} | {n} | {group_size} | {op} | {} | {} | {} | {} | {} | {r:.3} ({lo:.3}..{hi:.3}) | {rounds} |",
+                    "| {view} | {n} | {group_size} | {op} | {} | {} | {} | {} | {} | {} | {r:.3} ({lo:.3}..{hi:.3}) | {rounds} |",
                     group_bench::fmt_ns(t),
+                    group_bench::fmt_ns(p),
                     w.messages,
                     w.bytes,
                     w.bundles,
@@ -508,7 +519,7 @@ fn main() {
                 );
                 report.note(serde_json::json!({
                     "view": view, "devices": n, "group_size": group_size, "op": op,
-                    "server_ns": t, "messages": w.messages, "bytes": w.bytes,
+                    "server_ns": t, "poll_ns": p, "messages": w.messages, "bytes": w.bytes,
                     "bundles": w.bundles, "ratio_to_raw": r, "ratio_min": lo, "ratio_max": hi,
                     "rounds": rounds, "setup_ms": setup.as_millis() as u64,
                 }));
