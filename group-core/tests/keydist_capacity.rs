@@ -80,10 +80,16 @@ struct Net<const N: usize> {
     rng: TestRng,
     devices: Vec<(DeviceId, Device<N>, TestRng)>,
     refused: Vec<(DeviceId, Error)>,
+    /// Server messages a member refused.
+    member_refused: Vec<(DeviceId, Error)>,
 }
 
 impl<const N: usize> Net<N> {
     fn new(signed: bool, count: usize) -> Self {
+        Self::with_spec(signed, false, count)
+    }
+
+    fn with_spec(signed: bool, strict: bool, count: usize) -> Self {
         let server_key = SigningKey::from_slice(&[0x5a; 32]).unwrap();
         let server_public = *server_key.verifying_key();
         let mut server = Box::new(
@@ -92,6 +98,11 @@ impl<const N: usize> Net<N> {
         let mut rng = TestRng(1);
         let spec = GroupSpec::new(GID, Suite::AES_128_CCM_8);
         let spec = if signed { spec.with_signatures() } else { spec };
+        let spec = if strict {
+            spec.with_strict_admission()
+        } else {
+            spec
+        };
         server.create_group(spec, Instant(0), &mut rng).unwrap();
         let mut devices = Vec::new();
         for i in 0..count {
@@ -122,6 +133,7 @@ impl<const N: usize> Net<N> {
             rng,
             devices,
             refused: Vec::new(),
+            member_refused: Vec::new(),
         }
     }
 
@@ -152,7 +164,9 @@ impl<const N: usize> Net<N> {
                     .iter_mut()
                     .find(|(id, _, _)| *id == t.device_id)
                     .unwrap();
-                m.handle_message(now, &buf[..t.len]).unwrap();
+                if let Err(e) = m.handle_message(now, &buf[..t.len]) {
+                    self.member_refused.push((t.device_id, e));
+                }
             }
             if !moved {
                 return;
@@ -210,6 +224,7 @@ fn fill<const N: usize>(signed: bool, capacity: usize) -> (Net<N>, Instant) {
         );
     }
     assert!(!net.devices[capacity].1.is_joined());
+    assert!(net.member_refused.is_empty(), "{:?}", net.member_refused);
     (net, Instant(now))
 }
 
@@ -270,4 +285,39 @@ fn members_tracking_32_senders_install_255_sender_bundles() {
 fn a_group_with_record_signatures_holds_as_many_senders_as_a_bundle_fits() {
     let (mut net, now) = fill::<32>(true, MAX_SIGNING_SENDERS);
     opens(&mut net, Instant(now.0 + 1), MAX_SIGNING_SENDERS - 1, 0);
+}
+
+/// Under strict admission a member's table is the list of who may send: a member tracking 32
+/// senders refuses a bundle listing more (`CapacityExceeded`, nothing changes: it keeps the
+/// epoch it had), while the key server admits them.
+#[test]
+fn members_tracking_32_senders_refuse_longer_lists_under_strict_admission() {
+    let mut net = Net::<32>::with_spec(false, true, 40);
+    let mut now = 0u64;
+    for batch in (0..40).collect::<Vec<_>>().chunks(16) {
+        now += 1_000;
+        for &i in batch {
+            net.devices[i].1.join(Instant(now)).unwrap();
+        }
+        net.pump(Instant(now));
+    }
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+    assert_eq!(net.server.members(GID).count(), 40);
+    assert!(!net.member_refused.is_empty());
+    assert!(
+        net.member_refused
+            .iter()
+            .all(|(_, e)| *e == Error::CapacityExceeded),
+        "{:?}",
+        net.member_refused
+    );
+    // The first 32 joined with lists that fit and still hold the epoch of the last one.
+    let newest = net.server.latest_epoch(GID);
+    let first = net.devices[0]
+        .1
+        .group()
+        .unwrap()
+        .current_epoch()
+        .map(|e| e.0);
+    assert!(first.is_some() && first < newest, "{first:?} {newest:?}");
 }

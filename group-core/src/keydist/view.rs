@@ -87,11 +87,8 @@ impl<'a> Reader<'a> {
 
     /// A sequence length or an enum tag, at most `max`.
     fn small(&mut self, max: usize) -> Result<usize, Error> {
-        let max = u64::try_from(max).unwrap_or(u64::MAX);
-        usize::try_from(self.varint(5, u64::from(u32::MAX))?)
-            .ok()
-            .filter(|n| u64::try_from(*n).is_ok_and(|n| n <= max))
-            .ok_or(Error::Malformed)
+        let max = u64::try_from(max).map_err(|_| Error::Malformed)?;
+        usize::try_from(self.varint(5, max)?).map_err(|_| Error::Malformed)
     }
 
     fn flag(&mut self) -> Result<bool, Error> {

@@ -53,8 +53,11 @@ impl<const N: usize> AesCcm<N> {
         (1 << (8 * Self::L)) - 1
     };
 
-    /// Keys the cipher; `tag_len` is 8 or 16.
+    /// Keys the cipher; `tag_len` is 8 or 16, the nonce 12 or 13 bytes (`N`).
     pub(crate) fn new(key: &[u8], tag_len: usize) -> Option<Self> {
+        if N != 12 && N != 13 {
+            return None;
+        }
         let flags = match tag_len {
             8 => (3 << 3) | Self::CTR_FLAGS,
             16 => (7 << 3) | Self::CTR_FLAGS,
@@ -128,34 +131,44 @@ impl<const N: usize> AesCcm<N> {
         if len > Self::MAX_LEN {
             return Err(AeadError);
         }
+        let len = u32::try_from(len).map_err(|_| AeadError)?;
+        let [_, l0, l1, l2] = len.to_be_bytes();
         let flags = if aad.is_empty() {
             self.flags
         } else {
             self.flags | 0x40
         };
-        // The length (below 2^(8L)) fills the block's last L bytes.
-        let len = u128::from(u32::try_from(len).map_err(|_| AeadError)?);
-        Ok((u128::from_be_bytes(Self::head(flags, nonce)) | len).to_be_bytes())
+        Ok(block(flags, nonce, [l0, l1, l2]))
     }
 
     /// Counter block A_0 as a big-endian integer: A_i is `base + i` (the counter has L bytes
     /// and `i` < 2^(8L) for any allowed length, so the addition never carries into the nonce).
     fn ctr_base(nonce: &[u8; N]) -> u128 {
-        u128::from_be_bytes(Self::head(Self::CTR_FLAGS, nonce))
+        u128::from_be_bytes(block(Self::CTR_FLAGS, nonce, [0; 3]))
     }
+}
 
-    /// `flags || nonce || 0^L`.
-    #[inline(always)]
-    fn head(flags: u8, nonce: &[u8; N]) -> B16 {
-        let mut out = [0u8; 16];
-        if let Some(f) = out.first_mut() {
-            *f = flags;
-        }
-        if let Some(n) = out.get_mut(1..N.saturating_add(1)) {
-            n.copy_from_slice(nonce);
-        }
-        out
+/// `flags || nonce || the last L = 15 - N bytes of tail`, for the two nonce lengths
+/// [`AesCcm::new`] accepts (each arm is the whole block as one array: no copies on the stack).
+#[inline(always)]
+fn block<const N: usize>(flags: u8, nonce: &[u8; N], tail: [u8; 3]) -> B16 {
+    let [t0, t1, t2] = tail;
+    if let Ok(&[n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11]) =
+        <&[u8; 12]>::try_from(nonce.as_slice())
+    {
+        return [
+            flags, n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, t0, t1, t2,
+        ];
     }
+    if let Ok(&[n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12]) =
+        <&[u8; 13]>::try_from(nonce.as_slice())
+    {
+        return [
+            flags, n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, t1, t2,
+        ];
+    }
+    // Not reached: `AesCcm::new` refuses every other nonce length.
+    [0; 16]
 }
 
 /// A 16-byte block as the loops handle it (a plain array: one vector register).
@@ -432,6 +445,9 @@ mod tests {
     fn refuses_wrong_tag_lengths() {
         assert!(AesCcm::<12>::new(&[0; 16], 12).is_none());
         assert!(AesCcm::<12>::new(&[0; 15], 8).is_none());
+        // Only 12- and 13-byte nonces are built into blocks.
+        assert!(AesCcm::<11>::new(&[0; 16], 16).is_none());
+        assert!(AesCcm::<14>::new(&[0; 16], 16).is_none());
         let ccm = AesCcm::<12>::new(&[0; 16], 8).unwrap();
         let mut tag = [0u8; 16];
         assert!(ccm.seal_in_place(&[0; 12], b"", &mut [], &mut tag).is_err());
