@@ -22,7 +22,7 @@
 //!
 //! Run: `cargo bench -p group-bench --bench endpoint` (`BENCH_CRITERION=0` for the paired
 //! table alone; `ENDPOINT_BENCH_SENDMMSG=1` adds senders that batch 16 datagrams per
-//! `sendmmsg`: plain UDP and `GroupEndpoint::send_records`).
+//! `sendmmsg`: plain UDP and both endpoints' `send_records`).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -292,6 +292,67 @@ fn tokio_variant(port: u16, suite: Suite, len: usize) -> Variant<'static> {
     })
 }
 
+/// `AsyncGroupEndpoint`s, the sender batching: `send_records` of `BATCH` records per call.
+fn tokio_batched(port: u16, suite: Suite, len: usize) -> Variant<'static> {
+    struct Tx(
+        tokio::runtime::Runtime,
+        AsyncGroupEndpoint<MemorySequenceStore>,
+        Vec<u8>,
+    );
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    };
+    let clock = Clock::new();
+    let txrt = runtime();
+    let txep = {
+        let _g = txrt.enter();
+        AsyncGroupEndpoint::new(
+            socket(port),
+            group(suite, Some(1)),
+            MemorySequenceStore::commissioned(),
+            clock,
+        )
+        .expect("tokio endpoint")
+    };
+    let tx = Arc::new(Mutex::new(Tx(txrt, txep, vec![0x5a; len])));
+    let rxrt = runtime();
+    let mut rx = {
+        let _g = rxrt.enter();
+        AsyncGroupEndpoint::new(
+            socket(port),
+            group(suite, None),
+            MemorySequenceStore::commissioned(),
+            clock,
+        )
+        .expect("tokio endpoint")
+    };
+    Variant::new("tokio-sendmmsg", move |n| {
+        run_pair(
+            n,
+            &tx,
+            |t| {
+                let Tx(rt, ep, payload) = t;
+                let batch: [&[u8]; BATCH] = [&payload[..]; BATCH];
+                rt.block_on(async {
+                    let _ = ep.send_records(&batch).await;
+                });
+            },
+            || {
+                rxrt.block_on(async {
+                    match tokio::time::timeout(Duration::from_millis(20), rx.recv_datagram()).await
+                    {
+                        Ok(Ok((_, records))) => records.filter(|r| r.is_ok()).count() as u64,
+                        _ => 0,
+                    }
+                })
+            },
+        )
+    })
+}
+
 fn main() {
     if group_std::netns::inside().is_none() && std::env::var_os("BENCH_NO_NETNS").is_none() {
         let exe = std::env::current_exe().expect("current exe");
@@ -329,6 +390,7 @@ fn main() {
             if std::env::var("ENDPOINT_BENCH_SENDMMSG").is_ok_and(|v| v == "1") {
                 v.push(plain_batched(port + 300, record_len));
                 v.push(blocking_batched(port + 400, suite, len));
+                v.push(tokio_batched(port + 500, suite, len));
             }
             if criterion_enabled() {
                 criterion_group(&mut c, &format!("{name}/{len}"), &mut v);

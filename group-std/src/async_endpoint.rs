@@ -10,8 +10,11 @@ use group_core::group::Group;
 use group_core::record::OpenError;
 use group_core::sequence::SequenceStore;
 
-use crate::endpoint::{Clock, MAX_DATAGRAM, Received, SendError, collect_records};
+use crate::endpoint::{
+    Clock, MAX_DATAGRAM, Received, SendError, batch_datagrams, collect_records, seal_batch,
+};
 use crate::net::MulticastSocket;
+use crate::net::SEND_BATCH;
 
 /// A group member on a tokio socket.
 pub struct AsyncGroupEndpoint<S: SequenceStore, const N: usize = 16, const W: usize = 2> {
@@ -21,6 +24,8 @@ pub struct AsyncGroupEndpoint<S: SequenceStore, const N: usize = 16, const W: us
     store: S,
     clock: Clock,
     buf: Vec<u8>,
+    /// The records of one [`send_records`](Self::send_records) batch, back to back.
+    batch: Vec<u8>,
 }
 
 impl<S: SequenceStore, const N: usize, const W: usize> AsyncGroupEndpoint<S, N, W> {
@@ -42,6 +47,7 @@ impl<S: SequenceStore, const N: usize, const W: usize> AsyncGroupEndpoint<S, N, 
             store,
             clock,
             buf: vec![0; MAX_DATAGRAM],
+            batch: Vec::new(),
         })
     }
 
@@ -74,6 +80,45 @@ impl<S: SequenceStore, const N: usize, const W: usize> AsyncGroupEndpoint<S, N, 
             .await
             .map_err(SendError::Io)?;
         Ok(record)
+    }
+
+    /// Seals each of `plaintexts` as one record and sends each as one datagram, up to
+    /// [`SEND_BATCH`] per system call (`sendmmsg` on Linux), as
+    /// [`GroupEndpoint::send_records`](crate::endpoint::GroupEndpoint::send_records) does;
+    /// returns how many were sent. Every record of a batch is sealed before it is sent.
+    pub async fn send_records(&mut self, plaintexts: &[&[u8]]) -> Result<usize, SendError> {
+        let mut sent = 0usize;
+        for chunk in plaintexts.chunks(SEND_BATCH) {
+            let now = self.clock.now();
+            let (ends, sealed, refused) = seal_batch(
+                &mut self.group,
+                &mut self.store,
+                now,
+                chunk,
+                &mut self.batch,
+            );
+            let datagrams = batch_datagrams(&self.batch, &ends);
+            let datagrams = datagrams.get(..sealed).unwrap_or(&[]);
+            let n = if datagrams.is_empty() {
+                0
+            } else {
+                let (socket, target) = (&self.socket, self.target);
+                socket
+                    .async_io(tokio::io::Interest::WRITABLE, || {
+                        crate::net::send_chunk(socket, target, datagrams)
+                    })
+                    .await
+                    .map_err(SendError::Io)?
+            };
+            sent = sent.saturating_add(n);
+            if let Some(e) = refused {
+                return Err(SendError::Seal(e));
+            }
+            if n < sealed {
+                break;
+            }
+        }
+        Ok(sent)
     }
 
     /// Waits for one datagram and returns where it came from and its records, opened one by

@@ -185,38 +185,15 @@ impl<S: SequenceStore, const N: usize, const W: usize> GroupEndpoint<S, N, W> {
     pub fn send_records(&mut self, plaintexts: &[&[u8]]) -> Result<usize, SendError> {
         let mut sent = 0usize;
         for chunk in plaintexts.chunks(SEND_BATCH) {
-            let need: usize = chunk
-                .iter()
-                .map(|p| self.group.record_len(p.len()).unwrap_or(0))
-                .sum();
-            if self.batch.len() < need {
-                self.batch.resize(need, 0);
-            }
             let now = self.clock.now();
-            let mut ends = [0usize; SEND_BATCH];
-            let mut sealed = 0usize;
-            let mut refused = None;
-            let mut at = 0usize;
-            for (p, end) in chunk.iter().zip(ends.iter_mut()) {
-                let out = self.batch.get_mut(at..).unwrap_or(&mut []);
-                match self.group.seal(now, &mut self.store, p, out) {
-                    Ok(len) => {
-                        at = at.saturating_add(len);
-                        *end = at;
-                        sealed += 1;
-                    }
-                    Err(e) => {
-                        refused = Some(e);
-                        break;
-                    }
-                }
-            }
-            let mut start = 0usize;
-            let datagrams: [&[u8]; SEND_BATCH] = ends.map(|end| {
-                let d = self.batch.get(start..end).unwrap_or(&[]);
-                start = end.max(start);
-                d
-            });
+            let (ends, sealed, refused) = seal_batch(
+                &mut self.group,
+                &mut self.store,
+                now,
+                chunk,
+                &mut self.batch,
+            );
+            let datagrams = batch_datagrams(&self.batch, &ends);
             let n = self
                 .socket
                 .send_many(datagrams.get(..sealed).unwrap_or(&[]))
@@ -269,4 +246,50 @@ impl<S: SequenceStore, const N: usize, const W: usize> GroupEndpoint<S, N, W> {
         }
         Ok(out)
     }
+}
+
+/// Seals `chunk` (at most [`SEND_BATCH`] plaintexts) into `batch`, back to back; returns where
+/// each record ends, how many were sealed, and the error that stopped the sealing, if any.
+pub(crate) fn seal_batch<S: SequenceStore, const N: usize, const W: usize>(
+    group: &mut Group<N, W>,
+    store: &mut S,
+    now: Instant,
+    chunk: &[&[u8]],
+    batch: &mut Vec<u8>,
+) -> ([usize; SEND_BATCH], usize, Option<SealError>) {
+    let need: usize = chunk
+        .iter()
+        .map(|p| group.record_len(p.len()).unwrap_or(0))
+        .sum();
+    if batch.len() < need {
+        batch.resize(need, 0);
+    }
+    let mut ends = [0usize; SEND_BATCH];
+    let mut sealed = 0usize;
+    let mut at = 0usize;
+    for (p, end) in chunk.iter().zip(ends.iter_mut()) {
+        let out = batch.get_mut(at..).unwrap_or(&mut []);
+        match group.seal(now, store, p, out) {
+            Ok(len) => {
+                at = at.saturating_add(len);
+                *end = at;
+                sealed += 1;
+            }
+            Err(e) => return (ends, sealed, Some(e)),
+        }
+    }
+    (ends, sealed, None)
+}
+
+/// The records of a sealed batch, as datagrams (entries past the sealed ones are empty).
+pub(crate) fn batch_datagrams<'a>(
+    batch: &'a [u8],
+    ends: &[usize; SEND_BATCH],
+) -> [&'a [u8]; SEND_BATCH] {
+    let mut start = 0usize;
+    ends.map(|end| {
+        let d = batch.get(start..end).unwrap_or(&[]);
+        start = end.max(start);
+        d
+    })
 }

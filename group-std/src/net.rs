@@ -221,7 +221,11 @@ pub const SEND_BATCH: usize = 16;
 /// Sends up to [`SEND_BATCH`] datagrams in one `sendmmsg`; returns how many went (the
 /// kernel may stop early: the caller sees it in the count).
 #[cfg(target_os = "linux")]
-fn send_chunk(socket: &UdpSocket, to: SocketAddr, chunk: &[&[u8]]) -> io::Result<usize> {
+pub(crate) fn send_chunk(
+    socket: impl std::os::fd::AsFd,
+    to: SocketAddr,
+    chunk: &[&[u8]],
+) -> io::Result<usize> {
     use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
     let to = SocketAddrAny::from(to);
     let iovs: [[io::IoSlice<'_>; 1]; SEND_BATCH] =
@@ -238,7 +242,7 @@ fn send_chunk(socket: &UdpSocket, to: SocketAddr, chunk: &[&[u8]]) -> io::Result
 
 /// Elsewhere: one `send_to` per datagram.
 #[cfg(not(target_os = "linux"))]
-fn send_chunk(socket: &UdpSocket, to: SocketAddr, chunk: &[&[u8]]) -> io::Result<usize> {
+pub(crate) fn send_chunk(socket: &UdpSocket, to: SocketAddr, chunk: &[&[u8]]) -> io::Result<usize> {
     let mut n = 0usize;
     for d in chunk {
         match socket.send_to(d, to) {
