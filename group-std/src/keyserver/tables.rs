@@ -259,3 +259,6 @@ impl<const G: usize> ServerTables<G> for StdTables<G> {
         self.timers.first().map(|(at, _)| *at)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,256 @@
+//! [`StdTables`]' indexes (members, senders, due bundles, group timers) checked through the
+//! [`ServerTables`] trait against a naive recomputation from the records, after seeded random
+//! sequences of puts, updates and removals of real records ([`pool`]); and the same sequences
+//! on group-core's [`HeaplessTables`] give the same answers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use group_core::keydist::{DeviceId, DeviceRec, GroupRec, HeaplessTables, ServerTables};
+
+use super::StdTables;
+use pool::{G, Pool, TestRng};
+
+mod pool;
+
+/// Devices of the heapless tables (more than the pool's ten).
+const D: usize = 16;
+const STEPS: usize = 400;
+
+/// What the tables answer, or what a naive recomputation from their records says.
+#[derive(Debug, PartialEq, Eq)]
+struct Answers {
+    groups: BTreeSet<u32>,
+    devices: BTreeSet<DeviceId>,
+    members: BTreeMap<u32, BTreeSet<DeviceId>>,
+    senders: BTreeMap<u32, BTreeSet<DeviceId>>,
+    next_member_time: Option<u64>,
+    next_group_time: Option<u64>,
+}
+
+fn id_set<'a, const N: usize>(it: impl Iterator<Item = &'a DeviceRec<N>>) -> BTreeSet<DeviceId> {
+    it.map(DeviceRec::id).collect()
+}
+
+/// The group IDs a check asks about: every group, every membership, one nobody uses.
+fn gids(t: &impl ServerTables<G>) -> BTreeSet<u32> {
+    let mut s: BTreeSet<u32> = t.groups().map(GroupRec::group_id).collect();
+    s.extend(t.devices().flat_map(|d| d.member_of().collect::<Vec<_>>()));
+    s.insert(99);
+    s
+}
+
+/// The indexed answers, through the trait.
+fn answers(t: &impl ServerTables<G>) -> Answers {
+    let gids = gids(t);
+    Answers {
+        groups: t.groups().map(GroupRec::group_id).collect(),
+        devices: id_set(t.devices()),
+        members: gids.iter().map(|&g| (g, id_set(t.members(g)))).collect(),
+        senders: gids.iter().map(|&g| (g, id_set(t.senders(g)))).collect(),
+        next_member_time: t.next_member_time(),
+        next_group_time: t.next_group_time(),
+    }
+}
+
+/// Every pending membership (at, device, group), from the records alone.
+fn naive_due(t: &impl ServerTables<G>) -> BTreeSet<(u64, DeviceId, u32)> {
+    let groups: BTreeMap<u32, &GroupRec> = t.groups().map(|g| (g.group_id(), g)).collect();
+    t.devices()
+        .flat_map(|d| {
+            d.due_at(|g| groups.get(&g).copied())
+                .map(|(g, at)| (at, d.id(), g))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every group timer (at, group), from the records alone.
+fn naive_timers(t: &impl ServerTables<G>) -> BTreeSet<(u64, u32)> {
+    t.groups()
+        .filter_map(|g| {
+            let gid = g.group_id();
+            let has = t.devices().any(|d| d.member_of().any(|m| m == gid));
+            g.timer(|| has).map(|at| (at, gid))
+        })
+        .collect()
+}
+
+/// The answers recomputed by scanning the records.
+fn naive(t: &impl ServerTables<G>) -> Answers {
+    let gids = gids(t);
+    let scan = |g: u32, sender: bool| -> BTreeSet<DeviceId> {
+        t.devices()
+            .filter(|d| d.member_of().any(|m| m == g))
+            .filter(|d| !sender || d.sender_in(g).is_some())
+            .map(DeviceRec::id)
+            .collect()
+    };
+    Answers {
+        groups: t.groups().map(GroupRec::group_id).collect(),
+        devices: id_set(t.devices()),
+        members: gids.iter().map(|&g| (g, scan(g, false))).collect(),
+        senders: gids.iter().map(|&g| (g, scan(g, true))).collect(),
+        next_member_time: naive_due(t).first().map(|e| e.0),
+        next_group_time: naive_timers(t).first().map(|e| e.0),
+    }
+}
+
+/// The times a check asks `due_member` and `due_group` about: around every due time.
+fn probe_times(due: &BTreeSet<(u64, DeviceId, u32)>, timers: &BTreeSet<(u64, u32)>) -> Vec<u64> {
+    let mut at: BTreeSet<u64> = [0, u64::MAX].into();
+    for t in due.iter().map(|e| e.0).chain(timers.iter().map(|e| e.0)) {
+        at.extend([t.saturating_sub(1), t, t.saturating_add(1)]);
+    }
+    at.into_iter().collect()
+}
+
+/// Checks `t`'s indexed answers against the naive ones; `ordered`: its due answers are the
+/// earliest (StdTables), not just some due one (the trait's defaults, in table order).
+fn check(t: &impl ServerTables<G>, ordered: bool, step: usize) {
+    let want = naive(t);
+    assert_eq!(answers(t), want, "step {step}");
+    assert_eq!(t.group_count(), want.groups.len(), "step {step}");
+    assert_eq!(t.device_count(), want.devices.len(), "step {step}");
+    for &g in &want.groups {
+        assert_eq!(t.group(g).map(GroupRec::group_id), Some(g), "step {step}");
+    }
+    for &d in &want.devices {
+        assert_eq!(t.device(d).map(DeviceRec::id), Some(d), "step {step}");
+    }
+    let (due, timers) = (naive_due(t), naive_timers(t));
+    for now in probe_times(&due, &timers) {
+        let got = t.due_member(now);
+        let earliest = due.first().filter(|e| e.0 <= now);
+        assert_eq!(got.is_some(), earliest.is_some(), "step {step}, now {now}");
+        if let Some((id, g)) = got {
+            let at = due.iter().find(|e| e.1 == id && e.2 == g).map(|e| e.0);
+            assert!(at.is_some_and(|at| at <= now), "step {step}: ({id:?}, {g}) not due");
+            if ordered {
+                assert_eq!(Some((id, g)), earliest.map(|e| (e.1, e.2)), "step {step}");
+            }
+        }
+        let got = t.due_group(now);
+        let earliest = timers.first().filter(|e| e.0 <= now);
+        assert_eq!(got.is_some(), earliest.is_some(), "step {step}, now {now}");
+        if let Some(g) = got {
+            let at = timers.iter().find(|e| e.1 == g).map(|e| e.0);
+            assert!(at.is_some_and(|at| at <= now), "step {step}: group {g} not due");
+            if ordered {
+                assert_eq!(Some(g), earliest.map(|e| e.1), "step {step}");
+            }
+        }
+    }
+}
+
+/// A device's memberships and sender IDs: an update may not change them (the trait's contract).
+fn shape(d: &DeviceRec<G>) -> Vec<(u32, Option<u8>)> {
+    let mut s: Vec<_> = d.member_of().map(|g| (g, d.sender_in(g))).collect();
+    s.sort_unstable();
+    s
+}
+
+/// A version of `d` from the pool with the same memberships, picked by `pick`.
+fn variant(pool: &Pool, d: &DeviceRec<G>, pick: u64) -> Option<DeviceRec<G>> {
+    let same: Vec<&DeviceRec<G>> = pool.devices[&d.id()]
+        .iter()
+        .filter(|v| shape(v) == shape(d))
+        .collect();
+    let i = usize::try_from(pick % same.len().max(1) as u64).ok()?;
+    same.get(i).map(|v| (*v).clone())
+}
+
+enum Op {
+    PutGroup(GroupRec),
+    PutDevice(DeviceRec<G>),
+    Remove(DeviceId),
+    /// Replaces a device by a version with the same memberships (in-memory fields change).
+    Update(DeviceId, u64),
+    UpdateMembers(u32, u64),
+}
+
+fn random_op(pool: &Pool, rng: &mut TestRng) -> Op {
+    let ids: Vec<DeviceId> = pool.devices.keys().copied().collect();
+    let id = ids[rng.below(ids.len())];
+    match rng.below(10) {
+        0 | 1 => Op::PutGroup(pool.groups[rng.below(pool.groups.len())].clone()),
+        2..=4 => {
+            let v = &pool.devices[&id];
+            Op::PutDevice(v[rng.below(v.len())].clone())
+        }
+        5 => Op::Remove(id),
+        6 | 7 => Op::Update(id, rng.next()),
+        _ => Op::UpdateMembers(1 + rng.below(4) as u32, rng.next()),
+    }
+}
+
+fn apply(t: &mut impl ServerTables<G>, pool: &Pool, op: &Op) {
+    match op {
+        Op::PutGroup(g) => t.put_group(g.clone()),
+        Op::PutDevice(d) => t.put_device(d.clone()),
+        Op::Remove(id) => t.remove_device(*id),
+        Op::Update(id, pick) => {
+            t.update_device(*id, |d| {
+                if let Some(v) = variant(pool, d, *pick) {
+                    *d = v;
+                }
+            });
+        }
+        Op::UpdateMembers(g, pick) => t.update_members(*g, |d| {
+            // Picked by the device, not by the call order: both tables get the same versions.
+            if let Some(v) = variant(pool, d, pick ^ u64::from(d.id().0)) {
+                *d = v;
+            }
+        }),
+    }
+}
+
+#[test]
+fn pool_has_the_interesting_records() {
+    let pool = pool::pool();
+    let all = || pool.devices.values().flatten();
+    assert!(all().any(|d| d.member_of().count() >= 2), "multi-group devices");
+    assert!(all().any(|d| d.member_of().count() == 0), "devices without groups");
+    assert!(all().any(|d| d.member_of().any(|g| d.sender_in(g).is_some())));
+    assert!(all().any(|d| d.member_of().any(|g| d.sender_in(g).is_none())));
+    let changed: BTreeSet<u64> = pool.groups.iter().map(GroupRec::changed_at).collect();
+    assert!(changed.len() >= 3, "groups changed over time");
+    // Some memberships were pending (with a retransmission time), some groups staged an epoch.
+    let pending = all().any(|d| {
+        pool.groups
+            .iter()
+            .any(|g| d.due_at(|id| (id == g.group_id()).then_some(g)).next().is_some())
+    });
+    assert!(pending, "pending memberships");
+    assert!(pool.groups.iter().any(|g| g.timer(|| false).is_some()));
+}
+
+/// Runs `steps` random operations from `seed` on both tables, checking after each.
+fn run(seed: u64, steps: usize) {
+    let pool = pool::pool();
+    let mut rng = TestRng(seed);
+    let mut std_t = StdTables::<G>::new();
+    let mut heapless = HeaplessTables::<D, G>::default();
+    let mut busy = [0usize; 3];
+    for step in 0..steps {
+        let op = random_op(&pool, &mut rng);
+        apply(&mut std_t, &pool, &op);
+        apply(&mut heapless, &pool, &op);
+        check(&std_t, true, step);
+        check(&heapless, false, step);
+        assert_eq!(answers(&std_t), answers(&heapless), "step {step}");
+        let a = answers(&std_t);
+        busy[0] += usize::from(a.next_member_time.is_some());
+        busy[1] += usize::from(a.next_group_time.is_some());
+        busy[2] += usize::from(a.senders.values().any(|s| s.len() >= 2));
+    }
+    // The sequences went through the states that matter (pending bundles, group timers,
+    // several senders in a group) often, not once.
+    assert!(busy.iter().all(|&n| n >= steps / 4), "seed {seed}: {busy:?}");
+}
+
+#[test]
+fn indexes_match_a_rescan_and_the_heapless_tables() {
+    for seed in [1, 2, 3, 0x5eed] {
+        run(seed, STEPS);
+    }
+}
