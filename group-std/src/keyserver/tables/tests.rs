@@ -124,7 +124,10 @@ fn check(t: &impl ServerTables<G>, ordered: bool, step: usize) {
         assert_eq!(got.is_some(), earliest.is_some(), "step {step}, now {now}");
         if let Some((id, g)) = got {
             let at = due.iter().find(|e| e.1 == id && e.2 == g).map(|e| e.0);
-            assert!(at.is_some_and(|at| at <= now), "step {step}: ({id:?}, {g}) not due");
+            assert!(
+                at.is_some_and(|at| at <= now),
+                "step {step}: ({id:?}, {g}) not due"
+            );
             if ordered {
                 assert_eq!(Some((id, g)), earliest.map(|e| (e.1, e.2)), "step {step}");
             }
@@ -134,7 +137,10 @@ fn check(t: &impl ServerTables<G>, ordered: bool, step: usize) {
         assert_eq!(got.is_some(), earliest.is_some(), "step {step}, now {now}");
         if let Some(g) = got {
             let at = timers.iter().find(|e| e.1 == g).map(|e| e.0);
-            assert!(at.is_some_and(|at| at <= now), "step {step}: group {g} not due");
+            assert!(
+                at.is_some_and(|at| at <= now),
+                "step {step}: group {g} not due"
+            );
             if ordered {
                 assert_eq!(Some(g), earliest.map(|e| e.1), "step {step}");
             }
@@ -208,17 +214,25 @@ fn apply(t: &mut impl ServerTables<G>, pool: &Pool, op: &Op) {
 fn pool_has_the_interesting_records() {
     let pool = pool::pool();
     let all = || pool.devices.values().flatten();
-    assert!(all().any(|d| d.member_of().count() >= 2), "multi-group devices");
-    assert!(all().any(|d| d.member_of().count() == 0), "devices without groups");
+    assert!(
+        all().any(|d| d.member_of().count() >= 2),
+        "multi-group devices"
+    );
+    assert!(
+        all().any(|d| d.member_of().count() == 0),
+        "devices without groups"
+    );
     assert!(all().any(|d| d.member_of().any(|g| d.sender_in(g).is_some())));
     assert!(all().any(|d| d.member_of().any(|g| d.sender_in(g).is_none())));
     let changed: BTreeSet<u64> = pool.groups.iter().map(GroupRec::changed_at).collect();
     assert!(changed.len() >= 3, "groups changed over time");
     // Some memberships were pending (with a retransmission time), some groups staged an epoch.
     let pending = all().any(|d| {
-        pool.groups
-            .iter()
-            .any(|g| d.due_at(|id| (id == g.group_id()).then_some(g)).next().is_some())
+        pool.groups.iter().any(|g| {
+            d.due_at(|id| (id == g.group_id()).then_some(g))
+                .next()
+                .is_some()
+        })
     });
     assert!(pending, "pending memberships");
     assert!(pool.groups.iter().any(|g| g.timer(|| false).is_some()));
@@ -245,7 +259,10 @@ fn run(seed: u64, steps: usize) {
     }
     // The sequences went through the states that matter (pending bundles, group timers,
     // several senders in a group) often, not once.
-    assert!(busy.iter().all(|&n| n >= steps / 4), "seed {seed}: {busy:?}");
+    assert!(
+        busy.iter().all(|&n| n >= steps / 4),
+        "seed {seed}: {busy:?}"
+    );
 }
 
 #[test]

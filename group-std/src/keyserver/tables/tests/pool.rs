@@ -14,8 +14,8 @@ use group_core::suite::Suite;
 use group_core::time::Instant;
 use p256::ecdsa::SigningKey;
 
-use crate::keyserver::StdTables;
 use crate::keyserver::MemRowStore;
+use crate::keyserver::StdTables;
 
 /// Groups per device of the test tables (and groups of the heapless tables).
 pub(super) const G: usize = 4;
