@@ -139,7 +139,7 @@ fn a_replayed_ack_from_another_address_does_not_redirect_bundles() {
         daemon.step().unwrap();
     }
     assert!(member.is_joined());
-    assert!(!daemon.server().is_pending(DeviceId(1), GID));
+    assert!(!daemon.active_server().unwrap().is_pending(DeviceId(1), GID));
     let ack = captured
         .iter()
         .rfind(|b| matches!(parse(b).unwrap().message, Message::Ack(_)))
@@ -148,13 +148,13 @@ fn a_replayed_ack_from_another_address_does_not_redirect_bundles() {
 
     // The attacker replays the captured ack, and every captured join request, from its own
     // address.
-    let replays_before = daemon.server().replays();
+    let replays_before = daemon.active_server().unwrap().replays();
     attacker.send_to(&ack, server_addr).unwrap();
     for _ in 0..5 {
         daemon.step().unwrap();
     }
     assert!(
-        daemon.server().replays() > replays_before,
+        daemon.active_server().unwrap().replays() > replays_before,
         "the replayed ack was not counted"
     );
     for b in captured

@@ -77,13 +77,39 @@ pub struct StoreConfig {
     #[serde(default)]
     pub kind: StoreKind,
     /// PostgreSQL connection string (libpq keywords or a URL).
-    pub conninfo: Option<String>,
+    pub conninfo: Option<Conninfo>,
     /// This server's name in the lease (unique among the key servers of one database).
     pub server_name: Option<String>,
     /// Lease duration in milliseconds (default 3000).
     pub lease_ms: Option<u64>,
     /// Renewal interval in milliseconds (default a third of the lease).
     pub renew_ms: Option<u64>,
+}
+
+/// A PostgreSQL connection string. It may hold the database password (`password=...` or
+/// `postgresql://user:PASSWORD@host`), so its `Debug` shows none of it: a configuration printed
+/// with `{:?}`, in a log or an error, does not leak the password.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Conninfo(String);
+
+impl Conninfo {
+    /// The connection string itself, for the client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Conninfo {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Conninfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conninfo(<redacted>)")
+    }
 }
 
 /// Which store.
@@ -101,7 +127,7 @@ pub enum StoreKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgSettings {
     /// Connection string.
-    pub conninfo: String,
+    pub conninfo: Conninfo,
     /// This server's name in the lease.
     pub server_name: String,
     /// Lease duration.
@@ -363,6 +389,25 @@ mod tests {
         ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_database_password_never_shows_in_debug() {
+        for conninfo in [
+            "host=db user=ks password=hunter2-secret dbname=ks",
+            "postgresql://ks:hunter2-secret@db/ks",
+        ] {
+            let cfg = parse(&format!(
+                "[store]\nkind = \"postgres\"\nconninfo = \"{conninfo}\"\nserver_name = \"a\"\n"
+            ))
+            .unwrap();
+            let settings = cfg.store.postgres().unwrap().unwrap();
+            assert_eq!(settings.conninfo.expose(), conninfo);
+            for shown in [format!("{cfg:?}"), format!("{settings:?}")] {
+                assert!(!shown.contains("hunter2"), "{shown}");
+                assert!(shown.contains("Conninfo(<redacted>)"), "{shown}");
+            }
         }
     }
 }

@@ -308,18 +308,8 @@ impl KeyServerDaemon {
         Ok(daemon)
     }
 
-    /// The state machine.
-    ///
-    /// # Panics
-    /// On a server that is not active (a standby on PostgreSQL): use
-    /// [`active_server`](Self::active_server) there.
-    pub fn server(&self) -> &DaemonServer {
-        self.server
-            .as_ref()
-            .expect("KeyServerDaemon::server on a standby: use active_server")
-    }
-
-    /// The state machine while this server is active.
+    /// The state machine while this server is active (`None` on a standby or fenced server:
+    /// it holds no state).
     pub fn active_server(&self) -> Option<&DaemonServer> {
         self.server.as_ref()
     }

@@ -19,7 +19,7 @@ use crate::metrics::{Exposition, MetricType};
 /// high-water file at `high_water`), commissions a new state with `init`.
 pub(super) fn connect(high_water: &Path, pg: PgSettings, init: bool) -> io::Result<Ha> {
     let fence = Arc::new(Mutex::new(HighWater::open(high_water)?));
-    let mut lease = PgLease::connect(&pg.conninfo, &pg.server_name, pg.lease, fence)
+    let mut lease = PgLease::connect(pg.conninfo.expose(), &pg.server_name, pg.lease, fence)
         .map_err(|e| other(format!("postgres: {e}")))?;
     if init {
         lease.commission()?;
