@@ -13,7 +13,7 @@ use group_core::keydist::{
 };
 use group_core::sequence::MemorySequenceStore;
 use group_core::time::Instant;
-use group_std::keyfile;
+use group_std::keyfile::{self, os_rng};
 use group_std::keyserver::{KeyServerConfig, KeyServerDaemon};
 
 const GID: u32 = 5;
@@ -36,26 +36,6 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
-
-struct Rng;
-impl rand_core::TryRng for Rng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let mut b = [0u8; 4];
-        getrandom::fill(&mut b).unwrap();
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).unwrap();
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> {
-        getrandom::fill(d).unwrap();
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for Rng {}
 
 /// Datagrams waiting on `sock` (non-blocking drain).
 fn drain(sock: &UdpSocket) -> Vec<Vec<u8>> {
@@ -111,7 +91,7 @@ fn a_replayed_ack_from_another_address_does_not_redirect_bundles() {
     );
     let t0 = StdInstant::now();
     let now = || Instant(t0.elapsed().as_millis() as u64);
-    let mut rng = Rng;
+    let mut rng = os_rng();
     member.join(now()).unwrap();
 
     // Join, with everything the device sends captured.

@@ -19,32 +19,12 @@ use group_core::keydist::{
 };
 use group_core::sequence::MemorySequenceStore;
 use group_core::time::Instant;
-use group_std::keyfile;
+use group_std::keyfile::{self, os_rng};
 use serde_json::Value;
 
 const GID: u32 = 3;
 const LEASE_MS: u64 = 1000;
 const RENEW_MS: u64 = 250;
-
-struct Rng;
-impl rand_core::TryRng for Rng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let mut b = [0u8; 4];
-        getrandom::fill(&mut b).unwrap();
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).unwrap();
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> {
-        getrandom::fill(d).unwrap();
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for Rng {}
 
 /// A key-server process, its stderr in a log file; killed when dropped.
 struct Server {
@@ -217,7 +197,11 @@ impl Device {
                 self.events
             );
             let now = self.now();
-            while let Some(n) = self.member.poll_transmit(now, &mut Rng, &mut buf).unwrap() {
+            while let Some(n) = self
+                .member
+                .poll_transmit(now, &mut os_rng(), &mut buf)
+                .unwrap()
+            {
                 self.sent.push(buf[..n].to_vec());
                 self.sock.send_to(&buf[..n], server).unwrap();
             }
