@@ -232,13 +232,24 @@ fn blocking_batched(port: u16, suite: Suite, len: usize) -> Variant<'static> {
     })
 }
 
-/// `AsyncGroupEndpoint`s, each on its own current-thread tokio runtime.
-fn tokio_variant(port: u16, suite: Suite, len: usize) -> Variant<'static> {
-    struct Tx(
-        tokio::runtime::Runtime,
-        AsyncGroupEndpoint<MemorySequenceStore>,
-        Vec<u8>,
-    );
+/// The sending side of a tokio pair: its runtime, its endpoint and the payload.
+struct TokioTx(
+    tokio::runtime::Runtime,
+    AsyncGroupEndpoint<MemorySequenceStore>,
+    Vec<u8>,
+);
+
+/// A sending and a receiving `AsyncGroupEndpoint`, each on its own current-thread tokio
+/// runtime.
+fn tokio_pair(
+    port: u16,
+    suite: Suite,
+    len: usize,
+) -> (
+    Arc<Mutex<TokioTx>>,
+    tokio::runtime::Runtime,
+    AsyncGroupEndpoint<MemorySequenceStore>,
+) {
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -246,109 +257,73 @@ fn tokio_variant(port: u16, suite: Suite, len: usize) -> Variant<'static> {
             .expect("tokio runtime")
     };
     let clock = Clock::new();
+    let endpoint = |rt: &tokio::runtime::Runtime, sender: Option<u8>| {
+        let _g = rt.enter();
+        AsyncGroupEndpoint::new(
+            socket(port),
+            group(suite, sender),
+            MemorySequenceStore::commissioned(),
+            clock,
+        )
+        .expect("tokio endpoint")
+    };
     let txrt = runtime();
-    let txep = {
-        let _g = txrt.enter();
-        AsyncGroupEndpoint::new(
-            socket(port),
-            group(suite, Some(1)),
-            MemorySequenceStore::commissioned(),
-            clock,
-        )
-        .expect("tokio endpoint")
-    };
-    let tx = Arc::new(Mutex::new(Tx(txrt, txep, vec![0x5a; len])));
+    let txep = endpoint(&txrt, Some(1));
     let rxrt = runtime();
-    let mut rx = {
-        let _g = rxrt.enter();
-        AsyncGroupEndpoint::new(
-            socket(port),
-            group(suite, None),
-            MemorySequenceStore::commissioned(),
-            clock,
-        )
-        .expect("tokio endpoint")
-    };
+    let rx = endpoint(&rxrt, None);
+    (
+        Arc::new(Mutex::new(TokioTx(txrt, txep, vec![0x5a; len]))),
+        rxrt,
+        rx,
+    )
+}
+
+/// Records authenticated from one datagram received within 20 ms (0 on a timeout).
+fn tokio_receive(
+    rt: &tokio::runtime::Runtime,
+    rx: &mut AsyncGroupEndpoint<MemorySequenceStore>,
+) -> u64 {
+    rt.block_on(async {
+        match tokio::time::timeout(Duration::from_millis(20), rx.recv_datagram()).await {
+            Ok(Ok((_, records))) => records.filter(|r| r.is_ok()).count() as u64,
+            _ => 0,
+        }
+    })
+}
+
+/// `AsyncGroupEndpoint`s, each on its own current-thread tokio runtime.
+fn tokio_variant(port: u16, suite: Suite, len: usize) -> Variant<'static> {
+    let (tx, rxrt, mut rx) = tokio_pair(port, suite, len);
     Variant::new("tokio-endpoint", move |n| {
         run_pair(
             n,
             &tx,
             |t| {
-                let Tx(rt, ep, payload) = t;
+                let TokioTx(rt, ep, payload) = t;
                 rt.block_on(async {
                     let _ = ep.send_record(payload).await;
                 });
             },
-            || {
-                rxrt.block_on(async {
-                    match tokio::time::timeout(Duration::from_millis(20), rx.recv_datagram()).await
-                    {
-                        Ok(Ok((_, records))) => records.filter(|r| r.is_ok()).count() as u64,
-                        _ => 0,
-                    }
-                })
-            },
+            || tokio_receive(&rxrt, &mut rx),
         )
     })
 }
 
 /// `AsyncGroupEndpoint`s, the sender batching: `send_records` of `BATCH` records per call.
 fn tokio_batched(port: u16, suite: Suite, len: usize) -> Variant<'static> {
-    struct Tx(
-        tokio::runtime::Runtime,
-        AsyncGroupEndpoint<MemorySequenceStore>,
-        Vec<u8>,
-    );
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-    };
-    let clock = Clock::new();
-    let txrt = runtime();
-    let txep = {
-        let _g = txrt.enter();
-        AsyncGroupEndpoint::new(
-            socket(port),
-            group(suite, Some(1)),
-            MemorySequenceStore::commissioned(),
-            clock,
-        )
-        .expect("tokio endpoint")
-    };
-    let tx = Arc::new(Mutex::new(Tx(txrt, txep, vec![0x5a; len])));
-    let rxrt = runtime();
-    let mut rx = {
-        let _g = rxrt.enter();
-        AsyncGroupEndpoint::new(
-            socket(port),
-            group(suite, None),
-            MemorySequenceStore::commissioned(),
-            clock,
-        )
-        .expect("tokio endpoint")
-    };
+    let (tx, rxrt, mut rx) = tokio_pair(port, suite, len);
     Variant::new("tokio-sendmmsg", move |n| {
         run_pair(
             n,
             &tx,
             |t| {
-                let Tx(rt, ep, payload) = t;
+                let TokioTx(rt, ep, payload) = t;
                 let batch: [&[u8]; BATCH] = [&payload[..]; BATCH];
                 rt.block_on(async {
                     let _ = ep.send_records(&batch).await;
                 });
             },
-            || {
-                rxrt.block_on(async {
-                    match tokio::time::timeout(Duration::from_millis(20), rx.recv_datagram()).await
-                    {
-                        Ok(Ok((_, records))) => records.filter(|r| r.is_ok()).count() as u64,
-                        _ => 0,
-                    }
-                })
-            },
+            || tokio_receive(&rxrt, &mut rx),
         )
     })
 }
