@@ -48,6 +48,31 @@ fn group(suite: Suite, sid: Option<u8>, clock: Clock) -> Group {
     g
 }
 
+/// The allocator's change over `rounds` calls of `round`, which must deliver `expected`
+/// records in all; measured up to three times until a run allocates nothing (a first run may
+/// still grow a buffer), and the last run's change returned.
+fn steady_state_change(
+    rounds: usize,
+    expected: usize,
+    mut round: impl FnMut() -> usize,
+) -> stats_alloc::Stats {
+    let mut change = None;
+    for _ in 0..3 {
+        let region = Region::new(GLOBAL);
+        let mut delivered = 0;
+        for _ in 0..rounds {
+            delivered += round();
+        }
+        let c = region.change();
+        assert_eq!(delivered, expected);
+        change = Some(c);
+        if (c.allocations, c.reallocations, c.deallocations) == (0, 0, 0) {
+            break;
+        }
+    }
+    change.unwrap()
+}
+
 /// Sends one record and receives it; returns how many records were delivered (1 expected).
 fn blocking_round(
     tx: &mut GroupEndpoint<MemorySequenceStore>,
@@ -99,21 +124,9 @@ fn no_allocation_per_record_in_steady_state() {
         for _ in 0..WARM_UP {
             assert_eq!(blocking_round(&mut tx, &mut rx, &payload), 1);
         }
-        let mut change = None;
-        for _ in 0..3 {
-            let region = Region::new(GLOBAL);
-            let mut delivered = 0;
-            for _ in 0..RECORDS {
-                delivered += blocking_round(&mut tx, &mut rx, &payload);
-            }
-            let c = region.change();
-            assert_eq!(delivered, RECORDS);
-            change = Some(c);
-            if (c.allocations, c.reallocations, c.deallocations) == (0, 0, 0) {
-                break;
-            }
-        }
-        let change = change.unwrap();
+        let change = steady_state_change(RECORDS, RECORDS, || {
+            blocking_round(&mut tx, &mut rx, &payload)
+        });
         assert_eq!(
             (
                 change.allocations,
@@ -145,21 +158,9 @@ fn no_allocation_per_record_in_steady_state() {
         for _ in 0..WARM_UP / 4 {
             assert_eq!(batched_round(&mut tx, &mut rx), 4);
         }
-        let mut change = None;
-        for _ in 0..3 {
-            let region = Region::new(GLOBAL);
-            let mut delivered = 0;
-            for _ in 0..RECORDS / 4 {
-                delivered += batched_round(&mut tx, &mut rx);
-            }
-            let c = region.change();
-            assert_eq!(delivered, RECORDS / 4 * 4);
-            change = Some(c);
-            if (c.allocations, c.reallocations, c.deallocations) == (0, 0, 0) {
-                break;
-            }
-        }
-        let change = change.unwrap();
+        let change = steady_state_change(RECORDS / 4, RECORDS / 4 * 4, || {
+            batched_round(&mut tx, &mut rx)
+        });
         assert_eq!(
             (
                 change.allocations,
