@@ -13,10 +13,27 @@ use group_std::async_endpoint::AsyncGroupEndpoint;
 use group_std::endpoint::Clock;
 use group_std::net::{MulticastConfig, MulticastSocket};
 
+/// The port of this test process's groups.
+fn port() -> u16 {
+    40_000 + (std::process::id() % 20_000) as u16
+}
+
 fn endpoint(sid: Option<u8>) -> AsyncGroupEndpoint<MemorySequenceStore> {
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
-    let addr = SocketAddrV4::new(Ipv4Addr::new(239, 255, 47, 2), port);
-    let keys = native_keys(2, Epoch(1), Suite::AES_128_CCM, &EpochSecret([5; 32])).unwrap();
+    endpoint_on(
+        SocketAddrV4::new(Ipv4Addr::new(239, 255, 47, 2), port()),
+        5,
+        sid,
+    )
+}
+
+/// An endpoint of group `addr`, epoch 1 keyed from the secret `[secret; 32]`, sending as
+/// `sid` if given.
+fn endpoint_on(
+    addr: SocketAddrV4,
+    secret: u8,
+    sid: Option<u8>,
+) -> AsyncGroupEndpoint<MemorySequenceStore> {
+    let keys = native_keys(2, Epoch(1), Suite::AES_128_CCM, &EpochSecret([secret; 32])).unwrap();
     let mut cfg = GroupConfig::new(2);
     cfg.own_sender_id = sid.map(SenderId);
     let mut g: Group = Group::new(cfg);
@@ -46,7 +63,7 @@ async fn async_switch_and_lights() {
     }
     // A replay injected through the switch's socket path is dropped by the lights.
     let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let port = port();
     raw.send_to(&first, ("239.255.47.2", port)).unwrap();
     for light in lights.iter_mut() {
         let (d, e) = tokio::time::timeout(Duration::from_secs(5), light.recv())
@@ -62,20 +79,9 @@ async fn async_switch_and_lights() {
 /// batches (16, 5) arrive in order, each in its own datagram, and open.
 #[tokio::test]
 async fn async_batched_sends_arrive_in_order() {
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
     // Its own group address: the test above counts what arrives on its group.
-    let addr = SocketAddrV4::new(Ipv4Addr::new(239, 255, 47, 3), port);
-    let open = |sid: Option<u8>| {
-        let keys = native_keys(2, Epoch(1), Suite::AES_128_CCM, &EpochSecret([6; 32])).unwrap();
-        let mut cfg = GroupConfig::new(2);
-        cfg.own_sender_id = sid.map(SenderId);
-        let mut g: Group = Group::new(cfg);
-        let clock = Clock::new();
-        g.install_and_activate(Epoch(1), &keys, clock.now())
-            .unwrap();
-        let sock = MulticastSocket::open(&MulticastConfig::loopback_v4(addr)).unwrap();
-        AsyncGroupEndpoint::new(sock, g, MemorySequenceStore::commissioned(), clock).unwrap()
-    };
+    let addr = SocketAddrV4::new(Ipv4Addr::new(239, 255, 47, 3), port());
+    let open = |sid: Option<u8>| endpoint_on(addr, 6, sid);
     let mut light = open(None);
     let mut switch = open(Some(4));
     let texts: Vec<Vec<u8>> = (0..21).map(|i| format!("async {i}").into_bytes()).collect();
