@@ -22,6 +22,14 @@
 //! Key distribution uses the same code with 13-byte nonces and 16-byte tags (`AesCcm<13>`,
 //! byte for byte `ccm::Ccm<Aes128, U16, U13>`, checked below and by the key-distribution golden
 //! vectors): one AES-CCM, one AES fixslice width in a member (issue 12).
+//!
+//! Sealing and opening are two loops (one per [`Mode`] type, no branch in either) in the
+//! default build, and one loop with a run-time mode in the size builds that set the `aes`
+//! crate's `--cfg aes_backend_soft="compact"` (this workspace's `.cargo/config.toml` for
+//! thumbv7em): there the software AES block dwarfs a predicted branch, and one pass instead of
+//! two saved 456 to 732 bytes of flash in the footprint images and, no longer inlined into
+//! `Group::seal` and `Group::open`, 268 to 380 bytes of their stack (docs/footprint.md, eighth
+//! step).
 
 use aes::Aes128;
 use aes::cipher::consts::U16;
@@ -79,12 +87,25 @@ impl<const N: usize> AesCcm<N> {
         buf: &mut [u8],
         tag: &mut [u8],
     ) -> Result<(), AeadError> {
-        if tag.len() != self.tag_len {
+        self.seal_with(SEAL, nonce, aad, buf, tag)
+    }
+
+    /// [`Self::seal_in_place`] with the pass's mode given: [`Sealing`] or `true`.
+    fn seal_with<M: Mode>(
+        &self,
+        mode: M,
+        nonce: &[u8; N],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &mut [u8],
+    ) -> Result<(), AeadError> {
+        if !mode.seals() || tag.len() != self.tag_len {
             return Err(AeadError);
         }
         let b0 = self.b0(nonce, aad, buf.len())?;
         let mut full = [0u8; 16];
-        self.cipher.encrypt_with_backend(Seal {
+        self.cipher.encrypt_with_backend(Pass {
+            mode,
             b0,
             base: Self::ctr_base(nonce),
             aad,
@@ -106,12 +127,25 @@ impl<const N: usize> AesCcm<N> {
         buf: &mut [u8],
         tag: &[u8],
     ) -> Result<(), AeadError> {
-        if tag.len() != self.tag_len {
+        self.open_with(OPEN, nonce, aad, buf, tag)
+    }
+
+    /// [`Self::open_in_place`] with the pass's mode given: [`Opening`] or `false`.
+    fn open_with<M: Mode>(
+        &self,
+        mode: M,
+        nonce: &[u8; N],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), AeadError> {
+        if mode.seals() || tag.len() != self.tag_len {
             return Err(AeadError);
         }
         let b0 = self.b0(nonce, aad, buf.len())?;
         let mut full = [0u8; 16];
-        self.cipher.encrypt_with_backend(Open {
+        self.cipher.encrypt_with_backend(Pass {
+            mode,
             b0,
             base: Self::ctr_base(nonce),
             aad,
@@ -255,10 +289,57 @@ fn start<B: BlockCipherEncBackend<BlockSize = U16>>(
     (mac, s0)
 }
 
-/// One record's encryption (`SEAL`) or decryption: CTR over the buffer and CBC-MAC over the
-/// plaintext, block by block. The mode is a constant: each instance compiles to its own loop
-/// with no branch in it.
-struct Pass<'a, const SEAL: bool> {
+/// Whether a [`Pass`] seals or opens: a type per mode ([`Sealing`], [`Opening`]: each pass
+/// compiles to its own loop, with no branch in it) or a run-time `bool` (one loop for both).
+trait Mode: Copy {
+    /// True when the pass seals.
+    fn seals(self) -> bool;
+}
+
+/// The sealing pass, as a type.
+#[derive(Clone, Copy)]
+#[cfg_attr(aes_backend_soft = "compact", allow(dead_code))]
+struct Sealing;
+/// The opening pass, as a type.
+#[derive(Clone, Copy)]
+#[cfg_attr(aes_backend_soft = "compact", allow(dead_code))]
+struct Opening;
+
+impl Mode for Sealing {
+    #[inline(always)]
+    fn seals(self) -> bool {
+        true
+    }
+}
+
+impl Mode for Opening {
+    #[inline(always)]
+    fn seals(self) -> bool {
+        false
+    }
+}
+
+impl Mode for bool {
+    #[inline(always)]
+    fn seals(self) -> bool {
+        self
+    }
+}
+
+/// The modes the build uses: two loops by default, one in the compact (size) builds.
+#[cfg(not(aes_backend_soft = "compact"))]
+const SEAL: Sealing = Sealing;
+#[cfg(not(aes_backend_soft = "compact"))]
+const OPEN: Opening = Opening;
+#[cfg(aes_backend_soft = "compact")]
+const SEAL: bool = true;
+#[cfg(aes_backend_soft = "compact")]
+const OPEN: bool = false;
+
+/// One record's encryption or decryption (`mode`): CTR over the buffer and CBC-MAC over the
+/// plaintext, block by block.
+struct Pass<'a, M: Mode> {
+    mode: M,
     b0: B16,
     base: u128,
     aad: &'a [u8],
@@ -266,18 +347,16 @@ struct Pass<'a, const SEAL: bool> {
     tag: &'a mut B16,
 }
 
-/// Sealing: the MAC absorbs each plaintext block, which then becomes ciphertext.
-type Seal<'a> = Pass<'a, true>;
-/// Opening: each ciphertext block becomes plaintext, which the MAC then absorbs.
-type Open<'a> = Pass<'a, false>;
-
-impl<const SEAL: bool> BlockSizeUser for Pass<'_, SEAL> {
+impl<M: Mode> BlockSizeUser for Pass<'_, M> {
     type BlockSize = U16;
 }
 
-impl<const SEAL: bool> BlockCipherEncClosure for Pass<'_, SEAL> {
+impl<M: Mode> BlockCipherEncClosure for Pass<'_, M> {
+    /// Sealing: the MAC absorbs each plaintext block, which then becomes ciphertext. Opening:
+    /// each ciphertext block becomes plaintext, which the MAC then absorbs.
     #[inline(always)]
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        let seal = self.mode.seals();
         let (mut mac, s0) = start(backend, self.b0, self.base, self.aad);
         let mut counter = 1u32;
         let (blocks, tail) = self.buf.as_chunks_mut::<16>();
@@ -285,7 +364,7 @@ impl<const SEAL: bool> BlockCipherEncClosure for Pass<'_, SEAL> {
             // The keystream does not depend on the MAC chain: the CPU computes it while the
             // MAC absorbs the previous block.
             let ks = enc(backend, ctr(self.base, counter));
-            let (plain, out) = if SEAL {
+            let (plain, out) = if seal {
                 (*block, xor(*block, &ks))
             } else {
                 let p = xor(*block, &ks);
@@ -297,13 +376,13 @@ impl<const SEAL: bool> BlockCipherEncClosure for Pass<'_, SEAL> {
         }
         if !tail.is_empty() {
             let ks = enc(backend, ctr(self.base, counter));
-            if SEAL {
+            if seal {
                 mac = enc(backend, xor(mac, &padded(tail)));
             }
             for (t, k) in tail.iter_mut().zip(ks.iter()) {
                 *t ^= *k;
             }
-            if !SEAL {
+            if !seal {
                 mac = enc(backend, xor(mac, &padded(tail)));
             }
         }
@@ -319,7 +398,7 @@ mod tests {
     use ccm::consts::{U8, U12};
 
     extern crate std;
-    use std::{vec, vec::Vec};
+    use std::{format, vec, vec::Vec};
 
     type Ref8 = Ccm<Aes128, U8, U12>;
     type Ref16 = Ccm<Aes128, U16, U12>;
@@ -439,6 +518,52 @@ mod tests {
         let mut big = vec![0u8; 0x1_0000];
         let mut tag = [0u8; 16];
         assert!(ours.seal_in_place(&nonce, b"", &mut big, &mut tag).is_err());
+    }
+
+    /// Both forms of the pass (a type per mode, the default build's; a run-time `bool`, the
+    /// compact builds') give the `ccm` crate's output, and each refuses the other's mode.
+    #[test]
+    fn both_pass_forms_match_the_ccm_crate() {
+        let key: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(53) ^ 9).collect();
+        let nonce: [u8; 12] = core::array::from_fn(|i| (i as u8).wrapping_mul(5) ^ 0x3c);
+        for tag_len in [8, 16] {
+            let ccm = AesCcm::new(&key, tag_len).unwrap();
+            for aad_len in [0usize, 13, 16, 40] {
+                let aad: Vec<u8> = (0..aad_len).map(|i| (i * 5 % 256) as u8).collect();
+                for len in [0usize, 1, 16, 17, 33, 100] {
+                    let pt: Vec<u8> = (0..len).map(|i| (i * 11 % 256) as u8).collect();
+                    let (ct, rtag) = reference(tag_len, &key, &nonce, &aad, &pt);
+                    let ctx = format!("tag {tag_len} aad {aad_len} len {len}");
+                    let mut typed = pt.clone();
+                    let mut typed_tag = vec![0u8; tag_len];
+                    ccm.seal_with(Sealing, &nonce, &aad, &mut typed, &mut typed_tag)
+                        .unwrap();
+                    let mut flag = pt.clone();
+                    let mut flag_tag = vec![0u8; tag_len];
+                    ccm.seal_with(true, &nonce, &aad, &mut flag, &mut flag_tag)
+                        .unwrap();
+                    assert_eq!((&typed, &typed_tag), (&ct, &rtag), "typed {ctx}");
+                    assert_eq!((&flag, &flag_tag), (&ct, &rtag), "run-time {ctx}");
+                    ccm.open_with(Opening, &nonce, &aad, &mut typed, &rtag)
+                        .unwrap();
+                    ccm.open_with(false, &nonce, &aad, &mut flag, &rtag)
+                        .unwrap();
+                    assert_eq!((&typed, &flag), (&pt, &pt), "{ctx}");
+                    let mut bad = ct.clone();
+                    let mut bad_tag = rtag.clone();
+                    bad_tag[tag_len - 1] ^= 1;
+                    assert!(
+                        ccm.open_with(false, &nonce, &aad, &mut bad, &bad_tag)
+                            .is_err()
+                    );
+                    assert!(ccm.open_with(true, &nonce, &aad, &mut bad, &rtag).is_err());
+                    assert!(
+                        ccm.seal_with(false, &nonce, &aad, &mut bad, &mut bad_tag)
+                            .is_err()
+                    );
+                }
+            }
+        }
     }
 
     #[test]
