@@ -162,3 +162,61 @@ fn non_canonical_message_bodies_are_refused_even_when_signed() {
         Err(Error::NotMember)
     );
 }
+
+/// The reference for `decode_key_material`: postcard's own decoder, then the canonical check
+/// (the re-encoding must be the input), with postcard's errors mapped as the library maps them.
+fn postcard_decode(bytes: &[u8]) -> Result<KeyMaterial, Error> {
+    let (m, left) = postcard::take_from_bytes::<KeyMaterial>(bytes).map_err(|e| match e {
+        postcard::Error::DeserializeUnexpectedEnd => Error::Truncated,
+        _ => Error::Malformed,
+    })?;
+    if !left.is_empty() {
+        return Err(Error::TrailingBytes);
+    }
+    if material_bytes(&m) != bytes {
+        return Err(Error::NonCanonical);
+    }
+    Ok(m)
+}
+
+proptest::proptest! {
+    /// The hand-written key-material reader answers as postcard does for every input: the
+    /// same material, or the same error (`Truncated`, `Malformed`, `TrailingBytes`,
+    /// `NonCanonical`). Inputs start with a variant index written in 1 to 6 varint bytes
+    /// (canonical, overlong, overflowing), then any body around the two variants' lengths.
+    #[test]
+    fn key_material_reader_agrees_with_postcard(
+        index in proptest::prop_oneof![0u64..3, 0u64..(1 << 35)],
+        overlong in 0usize..3,
+        last_high in proptest::bool::ANY,
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..140),
+        cut in 0usize..140,
+    ) {
+        let mut input = Vec::new();
+        let mut v = index;
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 && overlong == 0 {
+                input.push(if last_high && input.len() == 4 { byte | 0x10 } else { byte });
+                break;
+            }
+            input.push(byte | 0x80);
+            if v == 0 {
+                input.extend(std::iter::repeat_n(0x80u8, overlong - 1));
+                input.push(0);
+                break;
+            }
+        }
+        input.extend_from_slice(&body[..cut.min(body.len())]);
+        proptest::prop_assert_eq!(decode_key_material(&input), postcard_decode(&input));
+        // Exact-length bodies too (random ones rarely are 32 or 128 bytes long).
+        for len in [32usize, 128] {
+            if body.len() >= len {
+                let mut exact = input[..input.len() - cut.min(body.len())].to_vec();
+                exact.extend_from_slice(&body[..len]);
+                proptest::prop_assert_eq!(decode_key_material(&exact), postcard_decode(&exact));
+            }
+        }
+    }
+}

@@ -599,13 +599,61 @@ pub fn encode_key_material(m: &KeyMaterial, out: &mut [u8]) -> Result<usize, Err
 
 /// Decodes key material; trailing bytes and non-canonical encodings (e.g. the variant tag as
 /// a non-minimal varint) are refused: only the bytes [`encode_key_material`] writes decode.
+///
+/// Read by hand rather than through serde (postcard's encoding: the variant index as a `u32`
+/// varint, then the fields' bytes, fixed-size arrays without a length): serde's element-by-
+/// element array reader cost a member ~1 KB of flash. It returns what postcard's decoder and
+/// the canonical check returned for every input (`Truncated`, `Malformed` for an unknown
+/// variant or an overlong varint, `TrailingBytes`, `NonCanonical`; checked against postcard
+/// by `keydist_canonical`'s property test).
 pub fn decode_key_material(bytes: &[u8]) -> Result<KeyMaterial, Error> {
-    let (m, left) = postcard::take_from_bytes::<KeyMaterial>(bytes).map_err(map_postcard)?;
-    if !left.is_empty() {
-        return Err(Error::TrailingBytes);
+    // The variant index: 7 bits a byte, low first, at most 5 bytes, the fifth below 0x10 (so
+    // no shift loses a bit). Running out of bytes before its last byte is truncation.
+    let mut variant = 0u32;
+    let mut last = None;
+    for (i, (&byte, shift)) in bytes.iter().zip([0u32, 7, 14, 21, 28]).enumerate() {
+        if shift == 28 && byte > 0x0f {
+            return Err(Error::Malformed);
+        }
+        variant |= u32::from(byte & 0x7f).wrapping_shl(shift);
+        if byte & 0x80 == 0 {
+            last = Some(i);
+            break;
+        }
     }
-    if !is_canonical(&m, bytes) {
+    let last = last.ok_or(Error::Truncated)?;
+    let (_, body) = bytes
+        .get(last..)
+        .and_then(<[u8]>::split_first)
+        .ok_or(Error::Truncated)?;
+    // Lengths first, then the material is copied straight from `bytes` into the value (which
+    // wipes itself on drop): no secret bytes are left in a local on an early return.
+    let need = match variant {
+        0 => 32,
+        1 => 128, // pms 64, client and server randoms 32 each
+        _ => return Err(Error::Malformed),
+    };
+    match body.len().cmp(&need) {
+        core::cmp::Ordering::Less => return Err(Error::Truncated),
+        core::cmp::Ordering::Greater => return Err(Error::TrailingBytes),
+        core::cmp::Ordering::Equal => {}
+    }
+    // The only canonical variant index is one byte (0 or 1).
+    if last != 0 {
         return Err(Error::NonCanonical);
     }
+    let m = if variant == 0 {
+        KeyMaterial::Native {
+            secret: *body.first_chunk::<32>().ok_or(Error::Truncated)?,
+        }
+    } else {
+        let (pms, randoms) = body.split_first_chunk::<64>().ok_or(Error::Truncated)?;
+        let (client, server) = randoms.split_first_chunk::<32>().ok_or(Error::Truncated)?;
+        KeyMaterial::WolfSsl {
+            pms: Bytes(*pms),
+            client_random: *client,
+            server_random: *server.first_chunk::<32>().ok_or(Error::Truncated)?,
+        }
+    };
     Ok(m)
 }
