@@ -23,13 +23,13 @@
 //! byte for byte `ccm::Ccm<Aes128, U16, U13>`, checked below and by the key-distribution golden
 //! vectors): one AES-CCM, one AES fixslice width in a member (issue 12).
 //!
-//! Sealing and opening are two loops (one per [`Mode`] type, no branch in either) in the
-//! default build, and one loop with a run-time mode in the size builds that set the `aes`
-//! crate's `--cfg aes_backend_soft="compact"` (this workspace's `.cargo/config.toml` for
-//! thumbv7em): there the software AES block dwarfs a predicted branch, and one pass instead of
-//! two saved 456 to 732 bytes of flash in the footprint images and, no longer inlined into
-//! `Group::seal` and `Group::open`, 268 to 380 bytes of their stack (docs/footprint.md, eighth
-//! step).
+//! Sealing and opening are two loops (one per `Mode` type, no branch in either) in the default
+//! build, and one loop with a run-time mode in the size builds that set the `aes` crate's
+//! `--cfg aes_backend_soft="compact"` (this workspace's `.cargo/config.toml` for thumbv7em):
+//! there the software AES block dwarfs a predicted branch, and one pass instead of two saved
+//! 456 to 732 bytes of flash in the footprint images and, no longer inlined into `Group::seal`
+//! and `Group::open`, 290 to 380 bytes of the seal, open and join stack peaks
+//! (docs/footprint.md, eighth step).
 
 use aes::Aes128;
 use aes::cipher::consts::U16;
