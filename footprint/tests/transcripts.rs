@@ -266,11 +266,11 @@ fn transcript_reader_refuses_truncation() {
     assert!(transcript::entries(b"nope").is_none());
 }
 
-/// The member images are built without group-core's `wolfssl-schedule` (so is this test: the
-/// footprint crate's group-core features leave it out). A bundle whose key material is for the
-/// wolfSSL schedule (the TLS 1.2 PRF) is then refused as unsupported, before the member
-/// changes anything: it stays unjoined. With the feature the same member joins
-/// (group-core's `keydist_sim::members_join_a_wolfssl_schedule_group`).
+/// The member images are built without group-core's `wolfssl-schedule` (so is this test when
+/// the footprint crate is built on its own, as `.ci/footprint.sh` does). A bundle whose key
+/// material is for the wolfSSL schedule (the TLS 1.2 PRF) is then refused as unsupported,
+/// before the member changes anything: it stays unjoined. In a workspace-wide build cargo
+/// unifies the feature in (`schedule::WOLFSSL_SCHEDULE`), and the same member joins.
 #[cfg(feature = "psk")]
 #[test]
 fn a_member_without_the_wolfssl_schedule_refuses_its_bundle() {
@@ -316,6 +316,14 @@ fn a_member_without_the_wolfssl_schedule_refuses_its_bundle() {
                 Err(e) => panic!("unexpected error {e:?}"),
             }
         }
+    }
+    if group_core::schedule::WOLFSSL_SCHEDULE {
+        assert_eq!(
+            refused, 0,
+            "a build with the wolfSSL schedule takes the bundle"
+        );
+        assert!(m.is_joined(), "a build with the wolfSSL schedule joins");
+        return;
     }
     assert!(refused >= 1, "the bundle was refused");
     assert!(!m.is_joined(), "no keys from a refused bundle");

@@ -24,6 +24,12 @@ pub const NATIVE_KEY_LABEL: &[u8] = b"dtls-group key";
 /// Label prefix of the write IV.
 pub const NATIVE_IV_LABEL: &[u8] = b"dtls-group iv";
 
+/// Whether this build derives keys on the wolfSSL schedule (feature `wolfssl-schedule`):
+/// without it a member refuses a bundle with wolfSSL key material (`PolicyUnsupported`).
+/// Cargo unifies features within one build, so a crate that depends on group-core without
+/// the feature may still get it: this says which build it got.
+pub const WOLFSSL_SCHEDULE: bool = cfg!(feature = "wolfssl-schedule");
+
 /// A fresh 32-byte secret the key server picks for each epoch. Zeroized on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
 pub struct EpochSecret(pub [u8; 32]);
