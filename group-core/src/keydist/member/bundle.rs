@@ -10,6 +10,7 @@ use super::super::message::{
 };
 use super::super::view::BundleView;
 use super::super::vocabulary::Role;
+#[cfg(feature = "record-signatures")]
 use super::pending::PendingFields;
 use super::{Member, MemberEvent, MemberState, SenderKey, add_listed, sender_key};
 use crate::group::{Admission, GroupConfig};
@@ -26,6 +27,7 @@ use crate::wire::{Epoch, MAX_FRAGMENT_LEN, SenderId};
 pub(super) struct SidSet([u32; 8]);
 
 impl SidSet {
+    #[cfg(feature = "record-signatures")]
     pub(super) const EMPTY: Self = Self([0; 8]);
     pub(super) fn contains(&self, sid: u8) -> bool {
         let (w, b) = (usize::from(sid / 32), u32::from(sid % 32));
@@ -54,6 +56,7 @@ struct CheckedBundle {
     /// It answers a join that reported a lost sequence store.
     recovering: bool,
     /// Entries whose key follows in `SenderKeys` parts (a signed group's split list).
+    #[cfg_attr(not(feature = "record-signatures"), allow(dead_code))]
     missing: usize,
 }
 
@@ -125,6 +128,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     #[inline(never)] // its own frame, not summed into the caller's (stack, issue 12)
     pub(super) fn on_bundle(&mut self, now: Instant, b: &BundleView<'_>) -> Result<(), Error> {
         let plan = self.plan_bundle(b)?;
+        // Keys missing only with record signatures (refused by `check_policy` without them).
+        #[cfg(feature = "record-signatures")]
         if plan.checked.missing > 0 {
             // The list continues in parts: hold the bundle, install nothing yet.
             let c = &plan.checked;
@@ -295,6 +300,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
 
     /// Installs the bundle held in `pending` now that every listed key arrived: as
     /// [`apply_bundle`](Self::apply_bundle), from the held fields.
+    #[cfg(feature = "record-signatures")]
     #[inline(never)] // its own frame (stack, issue 12)
     pub(super) fn apply_pending(&mut self, now: Instant) -> Result<(), Error> {
         let (Some(f), Some(keys)) = (self.pending.fields, self.pending.keys.take()) else {

@@ -9,18 +9,34 @@
 //! Everything is kept in the member (no buffer on the stack of a join or rekey): the sender
 //! IDs (1 byte each) and the compressed keys (33 bytes each) of at most `SENDERS` entries
 //! (a longer list is refused with `CapacityExceeded` in a signed group anyway).
+//!
+//! Only with the `record-signatures` feature: without it a member refuses groups with record
+//! signatures (`PolicyUnsupported`), the only ones whose lists are split, and `Pending` is an
+//! empty type (no RAM in the member images without signed records).
 
+#[cfg(feature = "record-signatures")]
 use heapless::Vec;
 
 use super::super::error::Error;
-use super::super::message::{BundlePolicy, COMPRESSED_KEY_LEN, CompressedKey};
-use super::super::view::{BundleView, SenderKeysView};
-use super::super::vocabulary::{MAX_STALE, NONCE_LEN};
+#[cfg(feature = "record-signatures")]
+use super::super::message::BundlePolicy;
+#[cfg(feature = "record-signatures")]
+use super::super::message::{COMPRESSED_KEY_LEN, CompressedKey};
+#[cfg(feature = "record-signatures")]
+use super::super::view::BundleView;
+use super::super::view::SenderKeysView;
+#[cfg(feature = "record-signatures")]
+use super::super::vocabulary::MAX_STALE;
+#[cfg(feature = "record-signatures")]
+use super::super::vocabulary::NONCE_LEN;
+#[cfg(feature = "record-signatures")]
 use super::bundle::SidSet;
+#[cfg(feature = "record-signatures")]
 use crate::suite::RecordKeys;
 
 /// The bundle's fields that its installation needs (everything but the sender list, the stale
 /// list and the sealed secret, whose record keys are derived already).
+#[cfg(feature = "record-signatures")]
 #[derive(Clone, Copy)]
 pub(super) struct PendingFields {
     /// The bundle's counter (parts name it).
@@ -37,7 +53,29 @@ pub(super) struct PendingFields {
     pub(super) recovering: bool,
 }
 
+/// Without signed records nothing is ever split: no bundle is held.
+#[cfg(not(feature = "record-signatures"))]
+pub(super) struct Pending<const SENDERS: usize>;
+
+#[cfg(not(feature = "record-signatures"))]
+impl<const SENDERS: usize> Pending<SENDERS> {
+    pub(super) const fn new() -> Self {
+        Self
+    }
+    pub(super) fn clear(&mut self) {}
+    pub(super) fn is_active(&self) -> bool {
+        false
+    }
+    pub(super) fn last_counter(&self) -> u64 {
+        0
+    }
+    pub(super) fn check_part(&self, _p: &SenderKeysView<'_>) -> Result<(), Error> {
+        Err(Error::Stale)
+    }
+}
+
 /// The bundle being completed, if any.
+#[cfg(feature = "record-signatures")]
 pub(super) struct Pending<const SENDERS: usize> {
     pub(super) fields: Option<PendingFields>,
     /// The record keys derived from the bundle's secret (zeroized on drop).
@@ -53,6 +91,7 @@ pub(super) struct Pending<const SENDERS: usize> {
     missing: usize,
 }
 
+#[cfg(feature = "record-signatures")]
 impl<const SENDERS: usize> Pending<SENDERS> {
     pub(super) const fn new() -> Self {
         Self {
@@ -81,6 +120,11 @@ impl<const SENDERS: usize> Pending<SENDERS> {
     /// Whether a bundle is being completed.
     pub(super) fn is_active(&self) -> bool {
         self.fields.is_some()
+    }
+
+    /// Highest counter among the held bundle and its accepted parts.
+    pub(super) fn last_counter(&self) -> u64 {
+        self.last_counter
     }
 
     /// Holds a checked bundle whose list lacks keys, with its derived record keys (in place:
@@ -165,6 +209,7 @@ impl<const SENDERS: usize> Pending<SENDERS> {
 }
 
 /// A list index as a set element (lists have at most 255 entries).
+#[cfg(feature = "record-signatures")]
 fn index(i: usize) -> Result<u8, Error> {
     u8::try_from(i).map_err(|_| Error::InconsistentBundle)
 }
