@@ -324,7 +324,12 @@ fn a_group_with_record_signatures_holds_255_senders() {
         .unwrap();
     let last = rec[..n].len() - 1;
     rec[last] ^= 1;
-    assert!(net.devices[9].1.open(Instant(now.0 + 4), &mut rec[..n]).is_err());
+    assert!(
+        net.devices[9]
+            .1
+            .open(Instant(now.0 + 4), &mut rec[..n])
+            .is_err()
+    );
     for (_, m, _) in &net.devices[..MAX_SENDERS] {
         assert_eq!(m.parts_refused(), 0);
         assert!(!m.is_completing_bundle());
@@ -357,9 +362,7 @@ fn signed_group(count: usize) -> (Net<128>, u64) {
 /// Rekeys the group and collects what the key server sends: (device, kind, bytes), in order.
 #[cfg(feature = "record-signatures")]
 fn rekey_messages(net: &mut Net<128>, now: u64) -> Vec<(DeviceId, MessageKind, Vec<u8>)> {
-    net.server
-        .rekey(GID, Instant(now), &mut net.rng)
-        .unwrap();
+    net.server.rekey(GID, Instant(now), &mut net.rng).unwrap();
     drain(net, now)
 }
 
@@ -397,7 +400,11 @@ fn acks(net: &mut Net<128>, i: usize, now: u64) -> usize {
     let mut buf = [0u8; 2048];
     let (_, m, rng) = &mut net.devices[i];
     let mut n = 0;
-    while m.poll_transmit(Instant(now), rng, &mut buf).unwrap().is_some() {
+    while m
+        .poll_transmit(Instant(now), rng, &mut buf)
+        .unwrap()
+        .is_some()
+    {
         n += 1;
     }
     n
@@ -420,12 +427,14 @@ fn nothing_is_installed_from_a_partial_list() {
     while m.poll_event().is_some() {}
     m.handle_message(Instant(now), &mine[0].1).unwrap();
     assert!(m.is_completing_bundle());
-    assert_eq!(m.group().unwrap().epochs().highest(), before, "no epoch installed");
+    assert_eq!(
+        m.group().unwrap().epochs().highest(),
+        before,
+        "no epoch installed"
+    );
     assert!(
-        m.poll_event().is_none_or(|e| !matches!(
-            e,
-            group_core::keydist::MemberEvent::BundleInstalled { .. }
-        ))
+        m.poll_event()
+            .is_none_or(|e| !matches!(e, group_core::keydist::MemberEvent::BundleInstalled { .. }))
     );
     assert_eq!(acks(&mut net, 0, now), 0, "nothing acknowledged");
     let m = &mut net.devices[0].1;
@@ -469,7 +478,13 @@ fn a_lost_part_is_sent_again_with_the_bundle() {
     }
     assert!(!net.devices[0].1.is_completing_bundle());
     assert_eq!(
-        net.devices[0].1.group().unwrap().epochs().highest().map(|e| e.0),
+        net.devices[0]
+            .1
+            .group()
+            .unwrap()
+            .epochs()
+            .highest()
+            .map(|e| e.0),
         net.server.latest_epoch(GID)
     );
     net.pump(Instant(later));

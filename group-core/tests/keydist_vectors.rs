@@ -10,11 +10,11 @@ use std::path::PathBuf;
 
 use group_core::keydist::{
     Ack, BundlePolicy, Bytes, DeviceHeader, DeviceId, Direction, Error, JoinChallenge, JoinRequest,
-    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_SENDERS, MAX_SIGNING_SENDERS,
-    MAX_STALE, Message, PublicKeyBytes, RekeyNeeded, RekeyReport, Removed, RemovedReason, Role,
-    SPLIT_BUNDLE_KEYS, SealedSecret, SenderEntries, SenderEntry, SenderKeys, ServerHeader,
-    WireAdmission, WireNonceProfile, encode_signed,
-    open_bundle_secret, seal_secret, verify_signed,
+    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_SENDERS,
+    MAX_SIGNING_SENDERS, MAX_STALE, Message, PublicKeyBytes, RekeyNeeded, RekeyReport, Removed,
+    RemovedReason, Role, SPLIT_BUNDLE_KEYS, SealedSecret, SenderEntries, SenderEntry, SenderKeys,
+    ServerHeader, WireAdmission, WireNonceProfile, encode_signed, open_bundle_secret, seal_secret,
+    verify_signed,
 };
 use group_core::schedule::{EpochSecret, native_keys, wolfssl_keys};
 use group_core::suite::Suite;

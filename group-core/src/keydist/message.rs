@@ -23,8 +23,7 @@ use zeroize::Zeroize;
 use super::error::Error;
 use super::sender_list::SenderEntries;
 use super::vocabulary::{
-    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_STALE, Mode, NONCE_LEN, Role,
-    VERSION,
+    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_STALE, Mode, NONCE_LEN, Role, VERSION,
 };
 
 /// Largest sealed secret: the longest [`KeyMaterial`] encoding (129 bytes) plus the tag.

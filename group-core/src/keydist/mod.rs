@@ -122,8 +122,7 @@ pub use message::{
     Ack, BundlePolicy, Bytes, CompressedKey, DeviceHeader, JoinChallenge, JoinRequest, KeyBundle,
     KeyMaterial, Leave, MAX_SEALED_LEN, Message, MessageKind, ProtectedMessage, PublicKeyBytes,
     RekeyNeeded, RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, SenderKeys,
-    ServerHeader,
-    WireAdmission, WireNonceProfile, decode_key_material, encode_key_material, parse,
+    ServerHeader, WireAdmission, WireNonceProfile, decode_key_material, encode_key_material, parse,
 };
 #[cfg(feature = "psk")]
 pub use psk::{Psk, encode_psk, open_bundle_secret_psk, seal_secret_psk, verify_psk};

@@ -19,8 +19,7 @@ use super::message::{
 };
 use super::sender_list::SenderEntries;
 use super::vocabulary::{
-    DeviceId, MAX_PART_KEYS, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode, NONCE_LEN,
-    VERSION,
+    DeviceId, MAX_PART_KEYS, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode, NONCE_LEN, VERSION,
 };
 
 /// A cursor over postcard bytes that refuses every non-canonical encoding.

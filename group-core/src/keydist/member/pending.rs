@@ -170,7 +170,9 @@ impl<const SENDERS: usize> Pending<SENDERS> {
             return Err(Error::Replayed);
         }
         let first = usize::from(p.first);
-        let end = first.checked_add(p.len()).ok_or(Error::InconsistentBundle)?;
+        let end = first
+            .checked_add(p.len())
+            .ok_or(Error::InconsistentBundle)?;
         if p.is_empty() || end > self.ids.len() {
             return Err(Error::InconsistentBundle);
         }

@@ -9,9 +9,7 @@ use super::super::error::Error;
 use super::super::message::{Ack, JoinRequest, Leave, Message, RekeyNeeded, RemovedReason, parse};
 use super::super::retry::Retry;
 use super::super::store::ServerStore;
-use super::super::vocabulary::{
-    DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role,
-};
+use super::super::vocabulary::{DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role};
 use super::outbound::{ChallengeOut, Notice};
 use super::state::{Challenge, Membership, remove_member};
 use super::tables::ServerTables;
