@@ -324,8 +324,8 @@ fn a_takeover_loads_a_building_from_postgres() {
     use group_core::keydist::{DeviceCredential, DeviceId, GroupSpec, KeyServer, Role};
     use group_core::suite::Suite;
     use group_std::keyserver::{MemRowStore, StdTables};
-    type Pg32 = KeyServer<PgServerStore, 32, StdTables<32>, 65536>;
-    type Mem32 = KeyServer<MemRowStore, 32, StdTables<32>, 65536>;
+    type Pg32 = KeyServer<PgServerStore, 32, StdTables, 65536>;
+    type Mem32 = KeyServer<MemRowStore, 32, StdTables, 65536>;
     const DEVICES: u32 = 10_000;
     const GROUPS: u32 = 1_000;
 

@@ -204,13 +204,14 @@ fn lost_or_corrupt_state_is_refused() {
     }
 }
 
-/// A transaction writes only the rows it changes: a join writes its device and its group, a
-/// rekey its group, an admission its device; the store's other rows stay byte for byte.
+/// A transaction writes only the rows it changes: a rekey its group, an admission its device
+/// and one (device, group) row per group, a revocation deletes them; the store's other rows
+/// stay byte for byte.
 #[test]
 fn each_change_commits_only_its_rows() {
     struct Log {
         inner: MemoryServerStore,
-        last: Vec<(Table, u32, bool), 8>,
+        last: Vec<(Table, u64, bool), 8>,
     }
     impl ServerStore for Log {
         fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
@@ -246,11 +247,26 @@ fn each_change_commits_only_its_rows() {
         DeviceCredential::public_key(SigningKey::from_slice(&[9; 32]).unwrap().verifying_key());
     s.admit_device(DeviceId(5), cred, Role::Sender, &[1, 2])
         .unwrap();
-    assert_eq!(s.store().last.as_slice(), &[(Table::Devices, 5, true)]);
+    let k = |g| crate::keydist::member_key(5, g);
+    assert_eq!(
+        s.store().last.as_slice(),
+        &[
+            (Table::Devices, 5, true),
+            (Table::Memberships, k(1), true),
+            (Table::Memberships, k(2), true)
+        ]
+    );
     s.rekey(2, Instant(0), &mut rng).unwrap();
     assert_eq!(s.store().last.as_slice(), &[(Table::Groups, 2, true)]);
     s.revoke_device(DeviceId(5), Instant(0), &mut rng).unwrap();
-    assert_eq!(s.store().last.as_slice(), &[(Table::Devices, 5, false)]);
+    assert_eq!(
+        s.store().last.as_slice(),
+        &[
+            (Table::Devices, 5, false),
+            (Table::Memberships, k(1), false),
+            (Table::Memberships, k(2), false)
+        ]
+    );
     // A restart sees the same state.
     let key = SigningKey::from_slice(&[7; 32]).unwrap();
     let store = s.into_store();

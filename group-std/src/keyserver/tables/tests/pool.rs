@@ -19,7 +19,7 @@ use crate::keyserver::StdTables;
 
 /// Groups per device of the test tables (and groups of the heapless tables).
 pub(super) const G: usize = 4;
-type Srv = KeyServer<MemRowStore, G, StdTables<G>, 65536>;
+type Srv = KeyServer<MemRowStore, G, StdTables, 65536>;
 
 /// Seeded splitmix64 (NOT a CSPRNG): the tests and the records are the same on every run.
 #[derive(Clone)]
