@@ -6,9 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use group_core::keydist::{
-    DeviceId, DeviceRec, GroupRec, HeaplessTables, MemberRec, ServerTables,
-};
+use group_core::keydist::{DeviceId, DeviceRec, GroupRec, HeaplessTables, MemberRec, ServerTables};
 
 use super::StdTables;
 use pool::{G, Pool, TestRng};
@@ -153,7 +151,11 @@ fn check(t: &impl ServerTables, ordered: bool, step: usize) {
     assert_eq!(t.member_count(), want.records.len(), "step {step}");
     for &(d, g) in &want.records {
         let m = t.member(d, g);
-        assert_eq!(m.map(|m| (m.device(), m.group_id())), Some((d, g)), "step {step}");
+        assert_eq!(
+            m.map(|m| (m.device(), m.group_id())),
+            Some((d, g)),
+            "step {step}"
+        );
     }
     for &g in &want.groups {
         assert_eq!(t.group(g).map(GroupRec::group_id), Some(g), "step {step}");
@@ -269,9 +271,15 @@ fn pool_has_the_interesting_records() {
     let all = || pool.members.values().flatten();
     let mut groups_of: BTreeMap<DeviceId, BTreeSet<u32>> = BTreeMap::new();
     for m in all() {
-        groups_of.entry(m.device()).or_default().insert(m.group_id());
+        groups_of
+            .entry(m.device())
+            .or_default()
+            .insert(m.group_id());
     }
-    assert!(groups_of.values().any(|g| g.len() >= 2), "multi-group devices");
+    assert!(
+        groups_of.values().any(|g| g.len() >= 2),
+        "multi-group devices"
+    );
     assert!(all().any(|m| !m.is_member()), "admitted, not joined");
     assert!(all().any(|m| m.sender_id().is_some()));
     assert!(all().any(|m| m.is_member() && m.sender_id().is_none()));
