@@ -89,7 +89,10 @@ pub fn rows(format: u8) -> Vec<(Table, u64, Vec<u8>)> {
         role: Role::Sender,
         groups: vec![1, 2, 3],
         last_join_nonce: Some([3; 16]),
-        memberships: vec![m(1, Role::Sender, Some(1), 0), m(3, Role::Sender, Some(2), 9)],
+        memberships: vec![
+            m(1, Role::Sender, Some(1), 0),
+            m(3, Role::Sender, Some(2), 9),
+        ],
     };
     let d6 = DeviceRec {
         id: DeviceId(6),

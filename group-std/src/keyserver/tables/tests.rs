@@ -209,6 +209,8 @@ fn variant(pool: &Pool, m: &MemberRec, pick: u64) -> Option<MemberRec> {
     same.get(i).map(|v| (*v).clone())
 }
 
+// A test's list of operations, built once: the size of a group record does not matter here.
+#[allow(clippy::large_enum_variant)]
 enum Op {
     PutGroup(GroupRec),
     PutDevice(DeviceRec),
