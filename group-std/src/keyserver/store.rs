@@ -438,8 +438,10 @@ mod tests {
         };
         assert_eq!(all(&mut s), (Ok(false), vec![]));
         let row = |table, key, value| Row { table, key, value };
+        // A counters row of this build's format (postcard `Meta`: format 3, reserved 1): `open`
+        // reads the format from it.
         s.commit(&[
-            row(Table::Counters, 0, Some(&b"c1"[..])),
+            row(Table::Counters, 0, Some(&[FORMAT, 1][..])),
             row(Table::Groups, 7, Some(b"g7")),
             row(Table::Devices, 1, Some(b"d1")),
         ])
@@ -457,7 +459,7 @@ mod tests {
             (
                 Ok(true),
                 vec![
-                    (Table::Counters, 0, b"c1".to_vec()),
+                    (Table::Counters, 0, vec![FORMAT, 1]),
                     (Table::Groups, 7, b"g7".to_vec()),
                     (Table::Devices, 2, b"d2".to_vec())
                 ]
