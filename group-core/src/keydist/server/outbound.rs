@@ -65,7 +65,7 @@ pub(super) struct PartsOut {
 /// A group's senders as its bundles list them: (sender ID, device), by sender ID.
 type Listed = heapless::Vec<(u8, DeviceId), MAX_SENDERS>;
 
-impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
+impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer<St, G, T, B> {
     /// The next message to send, written to `buf` (at least
     /// [`MAX_MESSAGE_LEN`](super::super::MAX_MESSAGE_LEN) bytes). Join challenges first, then removal
     /// notices, then the [`SenderKeys`] parts of the last bundle whose list did not fit it (a
@@ -168,8 +168,8 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         }
         let counter = self.take_counter()?;
         let (job, split) = self.build_bundle(device_id, gid, counter, now, rng)?;
-        self.tables.update_device(device_id, |d| {
-            if let Some(m) = d.membership_mut(gid) {
+        self.tables.update_member(device_id, gid, |r| {
+            if let Some(m) = r.joined.as_mut() {
                 m.retx.backoff(now);
             }
         });
@@ -190,10 +190,14 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         if g.newest().map(|e| e.epoch) != Some(p.epoch) || g.changed_at > p.bundle {
             return Ok(None);
         }
+        let joined = self
+            .tables
+            .member(p.device, p.group_id)
+            .is_some_and(|r| r.joined.is_some());
         let Some(credential) = self
             .tables
             .device(p.device)
-            .filter(|d| d.membership(p.group_id).is_some())
+            .filter(|_| joined)
             .map(|d| d.credential.clone())
         else {
             return Ok(None);
@@ -238,10 +242,10 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
     /// Group `gid`'s senders as bundles list them: by sender ID.
     fn listed(&self, gid: u32) -> Result<Listed, Error> {
         let mut listed = Listed::new();
-        for od in self.tables.senders(gid) {
-            if let Some(sid) = od.membership(gid).and_then(|m| m.sender_id) {
+        for om in self.tables.senders(gid) {
+            if let Some(sid) = om.sender_id() {
                 listed
-                    .push((sid, od.id))
+                    .push((sid, om.device()))
                     .map_err(|_| Error::CapacityExceeded)?;
             }
         }
@@ -281,7 +285,11 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
     ) -> Result<(BundleJob, Option<PartsOut>), Error> {
         let g = self.tables.group(gid).ok_or(Error::UnknownGroup)?;
         let d = self.tables.device(id).ok_or(Error::UnknownDevice)?;
-        let m = d.membership(gid).ok_or(Error::NotMember)?;
+        let m = self
+            .tables
+            .member(id, gid)
+            .and_then(|r| r.joined.as_ref())
+            .ok_or(Error::NotMember)?;
         let e = g.newest().ok_or(Error::UnknownGroup)?;
         let listed = self.listed(gid)?;
         let signed = g.spec.policy.signatures_required;
