@@ -15,9 +15,9 @@ pub const VERSION: u8 = 2;
 /// Length of the fresh nonce in every device message.
 pub const NONCE_LEN: usize = 16;
 
-/// Largest number of senders a bundle lists (and a key server admits per group), in groups
-/// without record signatures: one per sender ID (1..=255); see [`MAX_SIGNING_SENDERS`] for
-/// groups with them. A member whose group tracks fewer senders keeps what fits
+/// Largest number of senders a bundle lists (and a key server admits per group), with or
+/// without record signatures: one per sender ID (1..=255); see [`MAX_SIGNING_SENDERS`] for how
+/// the keys of a signed group's senders travel. A member whose group tracks fewer senders keeps what fits
 /// ([`Member`](super::Member), docs/key-distribution.md §10).
 pub const MAX_SENDERS: usize = 255;
 
