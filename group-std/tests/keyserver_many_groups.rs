@@ -1,5 +1,5 @@
-//! One device in many groups through the real key server (issue 16): admitted to 1,000
-//! groups (more than one transaction stages), joined to 100 of them with real members, and
+//! One device in many groups through the real key server (issue 16): admitted to 1,001
+//! groups (more than one transaction stages), joined to 1,000 of them with real members, and
 //! each join commits the same rows whatever number of groups the device is already in (its
 //! group's row and its (device, group) row: never the device's row). Then revoked: every
 //! record of it is gone and each group it was in is rekeyed.
@@ -18,8 +18,8 @@ use p256::ecdsa::SigningKey;
 
 type Srv = KeyServer<MemRowStore, TXN_GROUPS, StdTables, 65536>;
 
-const GROUPS: u32 = 1_000;
-const JOINED: u32 = 100;
+const GROUPS: u32 = 1_001;
+const JOINED: u32 = 1_000;
 
 /// Seeded splitmix64 (NOT a CSPRNG: a test).
 struct TestRng(u64);
@@ -127,7 +127,7 @@ fn a_device_in_a_thousand_groups_joins_each_at_the_same_cost() {
             "sender 1 in group {g}"
         );
     }
-    // The first join and the hundredth cost the same rows: the group's and the (device,
+    // The first join and the thousandth cost the same rows: the group's and the (device,
     // group) record (and the counters' row when a block of counters is reserved).
     let first = costs[&1];
     for (g, c) in &costs {
