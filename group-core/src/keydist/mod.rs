@@ -121,8 +121,8 @@ pub use member::{Member, MemberConfig, MemberEvent, MemberState};
 pub use message::{
     Ack, BundlePolicy, Bytes, CompressedKey, DeviceHeader, JoinChallenge, JoinRequest, KeyBundle,
     KeyMaterial, Leave, MAX_SEALED_LEN, Message, MessageKind, ProtectedMessage, PublicKeyBytes,
-    RekeyNeeded, RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, ServerHeader,
-    WireAdmission, WireNonceProfile, decode_key_material, encode_key_material, parse,
+    RekeyNeeded, RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, SenderKeys,
+    ServerHeader, WireAdmission, WireNonceProfile, decode_key_material, encode_key_material, parse,
 };
 #[cfg(feature = "psk")]
 pub use psk::{Psk, encode_psk, open_bundle_secret_psk, seal_secret_psk, verify_psk};
@@ -130,18 +130,24 @@ pub use sender_list::SenderEntries;
 #[cfg(feature = "keydist-server")]
 pub use server::{
     BundleJob, CHALLENGE_TTL_MS, DeviceRec, GroupRec, GroupSpec, HeaplessTables, KeySchedule,
-    KeyServer, Outgoing, Received, ServerEvent, ServerTables, Transmit, migrate_v1,
+    KeyServer, MemberRec, Outgoing, Received, ServerEvent, ServerTables, Transmit, migrate_v1,
+    migrate_v2_row, state_format,
 };
 #[cfg(feature = "signed")]
 pub use signed::{
     SEAL_SALT, SIGN_LABEL, encode_signed, open_bundle_secret, seal_secret, verify_signed,
 };
 #[cfg(feature = "keydist-server")]
-pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table};
-pub use view::{BundleView, SealedView, SenderList, ServerMessage, ServerProtected, parse_server};
+pub use store::{
+    MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table, member_key,
+};
+pub use view::{
+    BundleView, SealedView, SenderKeysView, SenderList, ServerMessage, ServerProtected,
+    parse_server,
+};
 pub use vocabulary::{
-    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode,
-    NONCE_LEN, Role, TAG_LEN, VERSION,
+    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_SENDERS, MAX_SIGNING_SENDERS,
+    MAX_STALE, Mode, NONCE_LEN, Role, SPLIT_BUNDLE_KEYS, TAG_LEN, VERSION,
 };
 
 pub use crate::signature::SIGNATURE_LEN;
