@@ -185,6 +185,38 @@ impl EpochSet {
         }
     }
 
+    /// The slot `epoch` is in, whatever the time (the previous slot until
+    /// [`expire`](Self::expire) empties it); `None` for an epoch in no slot.
+    pub(crate) fn slot_of(&self, epoch: Epoch) -> Option<EpochRole> {
+        if self.current.as_ref().is_some_and(|c| c.epoch == epoch) {
+            Some(EpochRole::Current)
+        } else if self.next.as_ref().is_some_and(|n| n.epoch == epoch) {
+            Some(EpochRole::Next)
+        } else if self
+            .previous
+            .as_ref()
+            .is_some_and(|(p, _)| p.epoch == epoch)
+        {
+            Some(EpochRole::Previous)
+        } else {
+            None
+        }
+    }
+
+    /// The newest slot whose epoch is at most `bound` (slots hold previous < current < next).
+    pub(crate) fn newest_slot_through(&self, bound: Epoch) -> Option<EpochRole> {
+        [
+            (self.next.as_ref().map(|n| n.epoch), EpochRole::Next),
+            (self.current.as_ref().map(|c| c.epoch), EpochRole::Current),
+            (
+                self.previous.as_ref().map(|(p, _)| p.epoch),
+                EpochRole::Previous,
+            ),
+        ]
+        .into_iter()
+        .find_map(|(e, role)| e.filter(|e| *e <= bound).map(|_| role))
+    }
+
     /// Whether `epoch` is held (in any role) at `now`.
     pub fn holds(&self, epoch: Epoch, now: Instant) -> bool {
         self.current.as_ref().is_some_and(|c| c.epoch == epoch)

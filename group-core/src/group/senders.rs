@@ -6,6 +6,7 @@ use p256::ecdsa::VerifyingKey;
 
 use super::{Admission, Group, OpenError};
 use crate::counters::Event;
+use crate::epochs::EpochRole;
 use crate::replay::{ReplayWindow, WindowStart};
 use crate::time::Instant;
 use crate::wire::{Epoch, SenderId};
@@ -45,19 +46,39 @@ pub(super) enum Plan {
     },
 }
 
-/// Per sender ID, the newest epoch in which its records are refused (`Epoch(0)`: none; epoch 0
-/// is never held, so "epoch ≤ bound" refuses nothing then). 2 bytes × 256 sender IDs, fixed.
+/// Per sender ID, through which of the held epoch slots its records are refused: 2 bits
+/// (0: none; 1: the previous slot; 2: previous and current; 3: previous, current and the staged
+/// next), 64 bytes for the 256 sender IDs (issue 12; it was one `Epoch` per ID, 512 bytes).
 ///
-/// A bound is only ever raised, never cleared: it covers epochs up to the newest one in which
-/// the dropped state may have accepted records, and every epoch installed later is newer than
-/// that (epochs only move forward), so the bound stops mattering by itself once those epochs
-/// are no longer held, whoever lists the sender again in the meantime.
+/// The bound is an epoch (the newest epoch in which the dropped state may have accepted
+/// records), kept relative to the slots: "refuse every held epoch up to the bound" is "refuse
+/// the slots up to the newest one whose epoch is at most the bound", since the slots hold
+/// previous < current < next. Epochs not in a slot are refused anyway (`UnknownEpoch`, checked
+/// before the sender), and every epoch installed later is newer than every bound (epochs only
+/// move forward, and a bound is at most the highest epoch installed), so a new staged epoch is
+/// never covered. The codes follow the slots: [`shift`](Self::shift) when an activation moves
+/// next → current → previous (and drops the previous), [`staged_replaced`](Self::staged_replaced)
+/// when a newer staged epoch replaces one never activated. A previous slot emptied by its
+/// grace period keeps its code until the next activation shifts it out: nothing can fill that
+/// slot but an activation.
+///
+/// A bound is only ever raised, never cleared: it stops mattering by itself once the epochs it
+/// covers are no longer held, whoever lists the sender again in the meantime.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct BlockedThrough([Epoch; 256]);
+pub(super) struct BlockedThrough([u8; 64]);
 
 impl Default for BlockedThrough {
     fn default() -> Self {
-        Self([Epoch(0); 256])
+        Self([0; 64])
+    }
+}
+
+/// A slot's rank in [`BlockedThrough`]'s codes.
+fn rank(role: EpochRole) -> u8 {
+    match role {
+        EpochRole::Previous => 1,
+        EpochRole::Current => 2,
+        EpochRole::Next => 3,
     }
 }
 
@@ -65,20 +86,66 @@ impl BlockedThrough {
     /// Refuses nothing any more (a new group's list).
     #[cfg(feature = "keydist-member")]
     pub(super) fn clear(&mut self) {
-        self.0.fill(Epoch(0));
+        self.0.fill(0);
     }
 
-    /// Whether `sid`'s records in `epoch` are refused.
-    fn refuses(&self, sid: SenderId, epoch: Epoch) -> bool {
+    /// Byte index and bit shift of `sid`'s code.
+    fn at(sid: SenderId) -> (usize, u32) {
+        (usize::from(sid.0 / 4), u32::from(sid.0 % 4) * 2)
+    }
+
+    /// `sid`'s code (0..=3).
+    fn code(&self, sid: SenderId) -> u8 {
+        let (i, shift) = Self::at(sid);
         self.0
-            .get(usize::from(sid.0))
-            .is_some_and(|bound| epoch <= *bound)
+            .get(i)
+            .map_or(0, |b| b.checked_shr(shift).unwrap_or(0) & 3)
     }
 
-    /// Refuses `sid` in every epoch up to `epoch` (keeping a higher bound it already has).
-    fn raise(&mut self, sid: SenderId, epoch: Epoch) {
-        if let Some(bound) = self.0.get_mut(usize::from(sid.0)) {
-            *bound = (*bound).max(epoch);
+    fn set_code(&mut self, sid: SenderId, code: u8) {
+        let (i, shift) = Self::at(sid);
+        if let Some(b) = self.0.get_mut(i) {
+            let mask = 3u8.checked_shl(shift).unwrap_or(0);
+            *b = (*b & !mask) | ((code & 3).checked_shl(shift).unwrap_or(0));
+        }
+    }
+
+    /// Whether `sid`'s records in the epoch of `slot` are refused.
+    pub(super) fn refuses(&self, sid: SenderId, slot: Option<EpochRole>) -> bool {
+        slot.is_some_and(|r| rank(r) <= self.code(sid))
+    }
+
+    /// Refuses `sid` in every slot up to `through` (keeping a higher bound it already has).
+    pub(super) fn raise(&mut self, sid: SenderId, through: Option<EpochRole>) {
+        if let Some(r) = through {
+            let code = self.code(sid).max(rank(r));
+            self.set_code(sid, code);
+        }
+    }
+
+    /// An activation moved every epoch one slot down (next → current → previous) and dropped
+    /// the previous one: every bound moves with its epochs.
+    pub(super) fn shift(&mut self) {
+        for b in self.0.iter_mut() {
+            let mut out = 0u8;
+            for k in 0..4u32 {
+                let code = b.checked_shr(2 * k).unwrap_or(0) & 3;
+                out |= code.saturating_sub(1).checked_shl(2 * k).unwrap_or(0);
+            }
+            *b = out;
+        }
+    }
+
+    /// A newer staged epoch replaced one never activated: a bound through the old staged epoch
+    /// is a bound through the current one (the new epoch is newer than every bound).
+    pub(super) fn staged_replaced(&mut self) {
+        for b in self.0.iter_mut() {
+            let mut out = 0u8;
+            for k in 0..4u32 {
+                let code = b.checked_shr(2 * k).unwrap_or(0) & 3;
+                out |= code.min(2).checked_shl(2 * k).unwrap_or(0);
+            }
+            *b = out;
         }
     }
 }
@@ -180,7 +247,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     /// Refuses `sid` in every epoch installed so far (the staged one too).
     fn block(&mut self, sid: SenderId) {
         if let Some(h) = self.epochs.highest() {
-            self.blocked.raise(sid, h);
+            self.blocked.raise(sid, self.epochs.newest_slot_through(h));
         }
     }
 
@@ -222,7 +289,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     ) -> Result<Plan, OpenError> {
         // A sender whose state was dropped is refused in the epochs that state covered, also
         // when it was listed (and a state made for it) again since.
-        if self.blocked.refuses(sid, epoch) {
+        if self.blocked.refuses(sid, self.epochs.slot_of(epoch)) {
             return Err(OpenError::UnknownSender(sid));
         }
         if let Some(i) = self.position(sid) {
@@ -353,7 +420,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                             // when its newest epoch was a staged one replaced before activation.
                             // Keep refusing it there, as the state did; no event, since this
                             // refuses nothing it would have accepted.
-                            self.blocked.raise(old, newest);
+                            self.blocked
+                                .raise(old, self.epochs.newest_slot_through(newest));
                         }
                     }
                     None => {
@@ -453,21 +521,41 @@ mod tests {
 
     #[test]
     fn blocked_bounds_are_per_sender_id_and_only_rise() {
+        use EpochRole::{Current, Next, Previous};
         let mut b = BlockedThrough::default();
         for sid in [0u8, 1, 31, 32, 33, 200, 255] {
-            assert!(!b.refuses(SenderId(sid), Epoch(1)));
+            assert!(!b.refuses(SenderId(sid), Some(Previous)));
         }
-        b.raise(SenderId(33), Epoch(3));
-        b.raise(SenderId(200), Epoch(5));
-        b.raise(SenderId(255), Epoch(1));
-        b.raise(SenderId(200), Epoch(2)); // a lower bound never lowers a higher one
-        for (sid, through) in [(33u8, 3u16), (200, 5), (255, 1)] {
-            assert!(b.refuses(SenderId(sid), Epoch(1)));
-            assert!(b.refuses(SenderId(sid), Epoch(through)));
-            assert!(!b.refuses(SenderId(sid), Epoch(through + 1)));
+        b.raise(SenderId(33), Some(Current));
+        b.raise(SenderId(200), Some(Next));
+        b.raise(SenderId(255), Some(Previous));
+        b.raise(SenderId(200), Some(Previous)); // a lower bound never lowers a higher one
+        b.raise(SenderId(34), None); // a bound below every slot refuses nothing
+        let refused = |b: &BlockedThrough, sid: u8| -> [bool; 4] {
+            [None, Some(Previous), Some(Current), Some(Next)].map(|r| b.refuses(SenderId(sid), r))
+        };
+        assert_eq!(refused(&b, 33), [false, true, true, false]);
+        assert_eq!(refused(&b, 200), [false, true, true, true]);
+        assert_eq!(refused(&b, 255), [false, true, false, false]);
+        for sid in [0u8, 1, 32, 34, 35, 65, 199, 201, 254] {
+            assert_eq!(refused(&b, sid), [false; 4], "sid {sid}");
         }
-        for sid in [0u8, 1, 32, 34, 65, 199, 201, 254] {
-            assert!(!b.refuses(SenderId(sid), Epoch(1)), "sid {sid}");
+        // A newer staged epoch replaces the old one: bounds through it end at the current.
+        b.staged_replaced();
+        assert_eq!(refused(&b, 200), [false, true, true, false]);
+        assert_eq!(refused(&b, 33), [false, true, true, false]);
+        assert_eq!(refused(&b, 255), [false, true, false, false]);
+        // An activation moves every epoch down a slot, the bounds with them.
+        b.raise(SenderId(7), Some(Next));
+        b.shift();
+        assert_eq!(refused(&b, 7), [false, true, true, false]);
+        assert_eq!(refused(&b, 200), [false, true, false, false]);
+        assert_eq!(refused(&b, 255), [false; 4]);
+        b.shift();
+        b.shift();
+        for sid in 0..=255u8 {
+            assert_eq!(refused(&b, sid), [false; 4], "sid {sid}");
         }
+        assert_eq!(b, BlockedThrough::default());
     }
 }
