@@ -128,9 +128,9 @@ impl BlockedThrough {
     pub(super) fn shift(&mut self) {
         for b in self.0.iter_mut() {
             let mut out = 0u8;
-            for k in 0..4u32 {
-                let code = b.checked_shr(2 * k).unwrap_or(0) & 3;
-                out |= code.saturating_sub(1).checked_shl(2 * k).unwrap_or(0);
+            for shift in [0u32, 2, 4, 6] {
+                let code = b.checked_shr(shift).unwrap_or(0) & 3;
+                out |= code.saturating_sub(1).checked_shl(shift).unwrap_or(0);
             }
             *b = out;
         }
@@ -141,9 +141,9 @@ impl BlockedThrough {
     pub(super) fn staged_replaced(&mut self) {
         for b in self.0.iter_mut() {
             let mut out = 0u8;
-            for k in 0..4u32 {
-                let code = b.checked_shr(2 * k).unwrap_or(0) & 3;
-                out |= code.min(2).checked_shl(2 * k).unwrap_or(0);
+            for shift in [0u32, 2, 4, 6] {
+                let code = b.checked_shr(shift).unwrap_or(0) & 3;
+                out |= code.min(2).checked_shl(shift).unwrap_or(0);
             }
             *b = out;
         }
