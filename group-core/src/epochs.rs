@@ -205,16 +205,15 @@ impl EpochSet {
 
     /// The newest slot whose epoch is at most `bound` (slots hold previous < current < next).
     pub(crate) fn newest_slot_through(&self, bound: Epoch) -> Option<EpochRole> {
-        [
-            (self.next.as_ref().map(|n| n.epoch), EpochRole::Next),
-            (self.current.as_ref().map(|c| c.epoch), EpochRole::Current),
-            (
-                self.previous.as_ref().map(|(p, _)| p.epoch),
-                EpochRole::Previous,
-            ),
-        ]
-        .into_iter()
-        .find_map(|(e, role)| e.filter(|e| *e <= bound).map(|_| role))
+        if self.next.as_ref().is_some_and(|n| n.epoch <= bound) {
+            Some(EpochRole::Next)
+        } else if self.current.as_ref().is_some_and(|c| c.epoch <= bound) {
+            Some(EpochRole::Current)
+        } else if self.previous.as_ref().is_some_and(|(p, _)| p.epoch <= bound) {
+            Some(EpochRole::Previous)
+        } else {
+            None
+        }
     }
 
     /// Whether `epoch` is held (in any role) at `now`.

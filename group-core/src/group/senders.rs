@@ -126,26 +126,19 @@ impl BlockedThrough {
     /// An activation moved every epoch one slot down (next → current → previous) and dropped
     /// the previous one: every bound moves with its epochs.
     pub(super) fn shift(&mut self) {
+        // Each code `hl` (high, low bit) becomes `hl - 1`, 0 staying 0: 3 → 2, 2 → 1, 1 → 0.
         for b in self.0.iter_mut() {
-            let mut out = 0u8;
-            for shift in [0u32, 2, 4, 6] {
-                let code = b.checked_shr(shift).unwrap_or(0) & 3;
-                out |= code.saturating_sub(1).checked_shl(shift).unwrap_or(0);
-            }
-            *b = out;
+            let (hi, lo) = ((*b >> 1) & 0x55, *b & 0x55);
+            *b = ((hi & lo) << 1) | (hi & !lo);
         }
     }
 
     /// A newer staged epoch replaced one never activated: a bound through the old staged epoch
     /// is a bound through the current one (the new epoch is newer than every bound).
     pub(super) fn staged_replaced(&mut self) {
+        // Each code 3 becomes 2: the low bit is cleared where the high one is set.
         for b in self.0.iter_mut() {
-            let mut out = 0u8;
-            for shift in [0u32, 2, 4, 6] {
-                let code = b.checked_shr(shift).unwrap_or(0) & 3;
-                out |= code.min(2).checked_shl(shift).unwrap_or(0);
-            }
-            *b = out;
+            *b &= !((*b >> 1) & 0x55);
         }
     }
 }
@@ -557,5 +550,26 @@ mod tests {
             assert_eq!(refused(&b, sid), [false; 4], "sid {sid}");
         }
         assert_eq!(b, BlockedThrough::default());
+    }
+
+    /// `shift` and `staged_replaced` work on four codes at once: every byte value against the
+    /// codes one by one.
+    #[test]
+    fn shift_and_replacement_move_each_of_a_bytes_four_codes() {
+        for byte in 0..=255u8 {
+            let codes = [0u32, 2, 4, 6].map(|k| (byte >> k) & 3);
+            let pack = |f: &dyn Fn(u8) -> u8| {
+                codes
+                    .iter()
+                    .zip([0u32, 2, 4, 6])
+                    .fold(0u8, |acc, (c, k)| acc | (f(*c) << k))
+            };
+            let mut b = BlockedThrough([byte; 64]);
+            b.shift();
+            assert_eq!(b.0, [pack(&|c| c.saturating_sub(1)); 64], "shift {byte:#04x}");
+            let mut b = BlockedThrough([byte; 64]);
+            b.staged_replaced();
+            assert_eq!(b.0, [pack(&|c| c.min(2)); 64], "replaced {byte:#04x}");
+        }
     }
 }
