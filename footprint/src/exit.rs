@@ -51,11 +51,22 @@ pub fn finish(image: &str, r: Result<Figures, Failure>) -> ! {
     std::process::exit(if r.is_ok() { 0 } else { 1 })
 }
 
+/// A panic prints a fixed line and exits with failure. The message and location are printed
+/// only with the feature `panic-message` (to debug an image): formatting them links every
+/// panic site's file path and `Location`, and the `Debug` impls of the errors that library
+/// code `expect`s (for example `sec1`'s and `der`'s), which a production panic handler
+/// (halt or reset) does not link: 3 to 12 KB of the images' flash (docs/footprint.md).
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     use cortex_m_semihosting::{debug, hprintln};
+    #[cfg(feature = "panic-message")]
     hprintln!("PANIC {}", info);
+    #[cfg(not(feature = "panic-message"))]
+    {
+        let _ = info;
+        hprintln!("PANIC (build with --features panic-message for where and why)");
+    }
     debug::exit(debug::EXIT_FAILURE);
     loop {
         cortex_m::asm::wfi();

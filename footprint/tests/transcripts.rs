@@ -265,3 +265,59 @@ fn transcript_reader_refuses_truncation() {
     assert_eq!(e.next(), Some(None));
     assert!(transcript::entries(b"nope").is_none());
 }
+
+/// The member images are built without group-core's `wolfssl-schedule` (so is this test: the
+/// footprint crate's group-core features leave it out). A bundle whose key material is for the
+/// wolfSSL schedule (the TLS 1.2 PRF) is then refused as unsupported, before the member
+/// changes anything: it stays unjoined. With the feature the same member joins
+/// (group-core's `keydist_sim::members_join_a_wolfssl_schedule_group`).
+#[cfg(feature = "psk")]
+#[test]
+fn a_member_without_the_wolfssl_schedule_refuses_its_bundle() {
+    use group_core::keydist::{Error, KeySchedule, Psk};
+    let server_key = SigningKey::from_slice(&member::SERVER_KEY).unwrap();
+    let mut server: KeyServer<MemoryServerStore> =
+        KeyServer::open(ServerCredentials::new(server_key), MemoryServerStore::new()).unwrap();
+    let mut rng = TestRng(0x5eed);
+    server
+        .create_group(
+            GroupSpec::new(GROUP_ID, Suite::AES_128_CCM_8).with_schedule(KeySchedule::WolfSsl),
+            Instant(0),
+            &mut rng,
+        )
+        .unwrap();
+    server
+        .admit_device(
+            PEER,
+            DeviceCredential::Psk(Psk(PEER_PSK)),
+            Role::Sender,
+            &[GROUP_ID],
+        )
+        .unwrap();
+    let mut m: Member<MemorySequenceStore, 32, 2> = Member::new(
+        MemberConfig::new(PEER, GROUP_ID, Role::Sender),
+        MemberCredentials::Psk(Psk(PEER_PSK)),
+        MemorySequenceStore::commissioned(),
+    );
+    let now = Instant(0);
+    m.join(now).unwrap();
+    let mut refused = 0;
+    let mut buf = [0u8; member::MAX_MESSAGE];
+    for _ in 0..8 {
+        while let Some(n) = m.poll_transmit(now, &mut rng, &mut buf).unwrap() {
+            server.handle_message(now, &mut rng, &buf[..n]).unwrap();
+        }
+        let mut out = [0u8; member::MAX_MESSAGE];
+        while let Some(t) = server.poll_transmit(now, &mut rng, &mut out).unwrap() {
+            assert_eq!(t.device_id, PEER);
+            match m.handle_message(now, &out[..t.len]) {
+                Ok(_) => {}
+                Err(Error::PolicyUnsupported) => refused += 1,
+                Err(e) => panic!("unexpected error {e:?}"),
+            }
+        }
+    }
+    assert!(refused >= 1, "the bundle was refused");
+    assert!(!m.is_joined(), "no keys from a refused bundle");
+    assert!(m.group().is_none(), "no group from a refused bundle");
+}

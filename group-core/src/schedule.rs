@@ -2,12 +2,14 @@
 //!
 //! - [`native_keys`]: HKDF-SHA256 (RFC 5869) from a 32-byte epoch secret, bound to the group,
 //!   epoch and suite.
-//! - [`wolfssl_keys`]: the TLS 1.2 PRF (RFC 5246 §5, P_SHA256) schedule wolfSSL's
-//!   `wolfSSL_set_secret` uses, for interoperation with wolfSSL multicast members.
+//! - [`wolfssl_keys`] (feature `wolfssl-schedule`, a default): the TLS 1.2 PRF (RFC 5246 §5,
+//!   P_SHA256) schedule wolfSSL's `wolfSSL_set_secret` uses, for interoperation with wolfSSL
+//!   multicast members.
 
 use core::fmt;
 
 use hkdf::Hkdf;
+#[cfg(feature = "wolfssl-schedule")]
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -68,6 +70,7 @@ pub fn native_keys(
     )
 }
 
+#[cfg(feature = "wolfssl-schedule")]
 /// TLS 1.2 PRF with SHA-256 (RFC 5246 §5): fills `out` with
 /// `P_SHA256(secret, label || seed_a || seed_b)`.
 pub fn tls12_prf_sha256(secret: &[u8], label: &[u8], seed_a: &[u8], seed_b: &[u8], out: &mut [u8]) {
@@ -102,6 +105,7 @@ pub fn tls12_prf_sha256(secret: &[u8], label: &[u8], seed_a: &[u8], seed_b: &[u8
     }
 }
 
+#[cfg(feature = "wolfssl-schedule")]
 /// The master secret and key block of the wolfSSL schedule, for checking against wolfSSL.
 pub struct WolfSslDerivation {
     /// `PRF(pms, "master secret", client_random || server_random)[0..48]`.
@@ -110,12 +114,14 @@ pub struct WolfSslDerivation {
     pub keys: RecordKeys,
 }
 
+#[cfg(feature = "wolfssl-schedule")]
 impl fmt::Debug for WolfSslDerivation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WolfSslDerivation").finish_non_exhaustive()
     }
 }
 
+#[cfg(feature = "wolfssl-schedule")]
 /// wolfSSL-compatible schedule (`wolfSSL_set_secret`, no extended master secret):
 /// ```text
 /// master_secret = PRF(pms, "master secret", client_random || server_random)[0..48]

@@ -252,3 +252,23 @@ fn story_of_a_group() {
         sim.crashes
     );
 }
+
+/// A group on the wolfSSL key schedule (feature `wolfssl-schedule`, a default): members derive
+/// their record keys with the TLS 1.2 PRF from the bundle's pre-master secret and randoms, and
+/// a record one seals opens at the other. (Without the feature a member refuses such a bundle:
+/// `footprint/tests/transcripts.rs`, whose build leaves the feature out.)
+#[test]
+fn members_join_a_wolfssl_schedule_group() {
+    use group_core::keydist::KeySchedule;
+    let mut sim = Sim::new(11, NetParams::PERFECT, GID);
+    sim.create_group(GroupSpec::new(GID, Suite::AES_128_CCM_8).with_schedule(KeySchedule::WolfSsl));
+    let a = sim.add_device(1, Role::Sender);
+    let b = sim.add_device(2, Role::Listener);
+    for i in [a, b] {
+        let now = sim.now();
+        sim.nodes[i].member.join(now).unwrap();
+    }
+    sim.run_until(10_000, "joined", |s| s.converged(&[a, b]));
+    let rec = sim.seal(a, b"wolf").expect("seal");
+    assert_eq!(sim.open(b, &rec).expect("open"), b"wolf");
+}

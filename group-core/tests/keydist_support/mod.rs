@@ -190,12 +190,15 @@ impl Tap {
 
     fn note_bundle(&mut self, b: &KeyBundle, key: &Cred) {
         let m = key.open(b).expect("tap can't open a bundle");
-        let KeyMaterial::Native { secret } = &m else {
-            panic!("native schedule expected")
+        // The epoch's secret, or for the wolfSSL schedule the first half of its pre-master
+        // secret (two different draws differ there too).
+        let secret: [u8; 32] = match &m {
+            KeyMaterial::Native { secret } => *secret,
+            KeyMaterial::WolfSsl { pms, .. } => pms.0[..32].try_into().unwrap(),
         };
         let g = b.header.group_id;
-        if let Some(old) = self.secrets.insert((g, b.epoch), *secret)
-            && old != *secret
+        if let Some(old) = self.secrets.insert((g, b.epoch), secret)
+            && old != secret
         {
             self.violations
                 .push(format!("epoch {} handed out with two secrets", b.epoch));

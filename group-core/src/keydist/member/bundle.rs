@@ -12,7 +12,9 @@ use super::{Member, MemberEvent, MemberState, add_listed, sender_key};
 use crate::group::{Admission, GroupConfig};
 use crate::record::NonceProfile;
 use crate::replay::ReplayWindow;
-use crate::schedule::{EpochSecret, native_keys, wolfssl_keys};
+#[cfg(feature = "wolfssl-schedule")]
+use crate::schedule::wolfssl_keys;
+use crate::schedule::{EpochSecret, native_keys};
 use crate::sequence::SequenceStore;
 use crate::suite::{RecordKeys, Suite};
 use crate::time::Instant;
@@ -69,11 +71,16 @@ fn derive_keys(
         KeyMaterial::Native { secret } => {
             native_keys(group_id, epoch, suite, &EpochSecret(*secret))?
         }
+        #[cfg(feature = "wolfssl-schedule")]
         KeyMaterial::WolfSsl {
             pms,
             client_random,
             server_random,
         } => wolfssl_keys(suite, &pms.0, client_random, server_random)?.keys,
+        // Without the TLS 1.2 PRF this build can't derive the epoch's keys: the bundle is
+        // refused here, in the plan step, before anything is applied.
+        #[cfg(not(feature = "wolfssl-schedule"))]
+        KeyMaterial::WolfSsl { .. } => return Err(Error::PolicyUnsupported),
     })
 }
 
