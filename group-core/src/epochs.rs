@@ -209,7 +209,11 @@ impl EpochSet {
             Some(EpochRole::Next)
         } else if self.current.as_ref().is_some_and(|c| c.epoch <= bound) {
             Some(EpochRole::Current)
-        } else if self.previous.as_ref().is_some_and(|(p, _)| p.epoch <= bound) {
+        } else if self
+            .previous
+            .as_ref()
+            .is_some_and(|(p, _)| p.epoch <= bound)
+        {
             Some(EpochRole::Previous)
         } else {
             None
