@@ -750,6 +750,16 @@ mod tests {
         }
     }
 
+    /// The layout issue 12 counts on: the previous epoch in 9 bytes, a sender in 28 with the
+    /// default window, every `Group`'s bounds in 64.
+    #[test]
+    fn receiver_state_sizes() {
+        assert_eq!(core::mem::size_of::<PreviousEpoch>(), 9);
+        #[cfg(not(feature = "record-signatures"))]
+        assert_eq!(core::mem::size_of::<SenderState<2>>(), 28);
+        assert_eq!(core::mem::size_of::<BlockedThrough>(), 64);
+    }
+
     #[test]
     fn shift_and_replacement_move_each_of_a_bytes_four_codes() {
         for byte in 0..=255u8 {
