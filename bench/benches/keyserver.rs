@@ -48,9 +48,9 @@ use group_core::keydist::{
 use group_core::sequence::MemorySequenceStore;
 use group_core::suite::Suite;
 use group_core::time::Instant as Now;
-use group_std::keyserver::{DEVICE_GROUPS, MemRowStore, SealingConfig, StdTables, poll_batch};
+use group_std::keyserver::{MemRowStore, SealingConfig, StdTables, TXN_GROUPS, poll_batch};
 
-type Srv = KeyServer<MemRowStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
+type Srv = KeyServer<MemRowStore, TXN_GROUPS, StdTables, 65536>;
 type Mem = Member<MemorySequenceStore>;
 
 /// The group the operations are measured in.

@@ -26,11 +26,12 @@ use rand_core::{TryCryptoRng, TryRng};
 
 const GID: u32 = 9;
 type Device<const N: usize> = Member<MemorySequenceStore, N, 2>;
-type Server = KeyServer<MapStore, 1, HeaplessTables<256, 1>>;
+/// 256 devices, one group, 256 (device, group) records.
+type Server = KeyServer<MapStore, 1, HeaplessTables<256, 1, 256>>;
 
 /// An unbounded in-memory store (the fixed-size `MemoryServerStore` can't hold 256 devices).
 #[derive(Default)]
-struct MapStore(BTreeMap<(Table, u32), Vec<u8>>);
+struct MapStore(BTreeMap<(Table, u64), Vec<u8>>);
 
 impl ServerStore for MapStore {
     fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {

@@ -19,7 +19,7 @@ fn fence(dir: &std::path::Path, name: &str) -> Arc<Mutex<HighWater>> {
 }
 
 /// Whether the state was written, and its rows sorted.
-type Loaded = (bool, Vec<(Table, u32, Vec<u8>)>);
+type Loaded = (bool, Vec<(Table, u64, Vec<u8>)>);
 
 fn rows(s: &mut PgServerStore) -> Result<Loaded, StoreError> {
     let mut out = Vec::new();
@@ -31,7 +31,7 @@ fn rows(s: &mut PgServerStore) -> Result<Loaded, StoreError> {
     Ok((written, out))
 }
 
-fn row(table: Table, key: u32, value: Option<&[u8]>) -> Row<'_> {
+fn row(table: Table, key: u64, value: Option<&[u8]>) -> Row<'_> {
     Row { table, key, value }
 }
 
@@ -83,7 +83,7 @@ fn schema_round_trip_and_versioning() {
         row(Table::Counters, 0, Some(b"c1")),
         row(Table::Groups, 7, Some(b"g7")),
         row(Table::Devices, 1, Some(b"d1")),
-        row(Table::Devices, u32::MAX, Some(b"dmax")),
+        row(Table::Devices, u64::from(u32::MAX), Some(b"dmax")),
     ])
     .unwrap();
     s.commit(&[
@@ -100,7 +100,7 @@ fn schema_round_trip_and_versioning() {
                 (Table::Counters, 0, b"c1".to_vec()),
                 (Table::Groups, 7, b"g7'".to_vec()),
                 (Table::Devices, 2, b"d2".to_vec()),
-                (Table::Devices, u32::MAX, b"dmax".to_vec()),
+                (Table::Devices, u64::from(u32::MAX), b"dmax".to_vec()),
             ]
         ))
     );
@@ -120,7 +120,7 @@ fn schema_round_trip_and_versioning() {
             assert!(lease.renew(token).unwrap());
         }
         s.commit(&[
-            row(Table::Devices, 1000 + i, Some(&[7u8; 300])),
+            row(Table::Devices, u64::from(1000 + i), Some(&[7u8; 300])),
             row(Table::Groups, 7, Some(b"g7'")),
         ])
         .unwrap();
@@ -132,7 +132,7 @@ fn schema_round_trip_and_versioning() {
     assert!(lease.renew(token).unwrap());
     s.commit(
         &(0..200u32)
-            .map(|i| row(Table::Devices, 1000 + i, None))
+            .map(|i| row(Table::Devices, u64::from(1000 + i), None))
             .collect::<Vec<_>>(),
     )
     .unwrap();
@@ -324,8 +324,8 @@ fn a_takeover_loads_a_building_from_postgres() {
     use group_core::keydist::{DeviceCredential, DeviceId, GroupSpec, KeyServer, Role};
     use group_core::suite::Suite;
     use group_std::keyserver::{MemRowStore, StdTables};
-    type Pg32 = KeyServer<PgServerStore, 32, StdTables<32>, 65536>;
-    type Mem32 = KeyServer<MemRowStore, 32, StdTables<32>, 65536>;
+    type Pg32 = KeyServer<PgServerStore, 32, StdTables, 65536>;
+    type Mem32 = KeyServer<MemRowStore, 32, StdTables, 65536>;
     const DEVICES: u32 = 10_000;
     const GROUPS: u32 = 1_000;
 
@@ -370,7 +370,7 @@ fn a_takeover_loads_a_building_from_postgres() {
         .unwrap();
     }
     let mut mem = s.into_store();
-    let mut state: Vec<(Table, u32, Vec<u8>)> = Vec::new();
+    let mut state: Vec<(Table, u64, Vec<u8>)> = Vec::new();
     mem.load(&mut |t, k, v| {
         state.push((t, k, v.to_vec()));
         Ok(())
@@ -405,8 +405,59 @@ fn a_takeover_loads_a_building_from_postgres() {
         (GROUPS as usize, DEVICES as usize)
     );
     assert_eq!(s.epochs(1_000), Some((Some(1), None)));
+    assert!(s.device(DeviceId(7_777)).is_some());
     assert_eq!(
-        s.device(DeviceId(7_777)).map(|(_, _, g)| g.to_vec()),
-        Some(vec![777])
+        s.device_groups(DeviceId(7_777)).collect::<Vec<_>>(),
+        vec![777]
     );
+}
+
+/// Issue 16: a PostgreSQL state of record format 2 (each device's groups and memberships inside
+/// its row, written with format 2's structs: tests/common/v2.rs) is converted when the lease
+/// holder opens its store, in one fenced transaction, and opens as the same state; a state of
+/// a newer format is refused.
+#[test]
+fn a_format_2_postgres_state_is_migrated_by_the_lease_holder() {
+    use common::v2;
+    use group_core::keydist::{KeyServer, ServerCredentials, state_format};
+    use group_std::keyserver::StdTables;
+    type Pg32 = KeyServer<PgServerStore, 32, StdTables, 65536>;
+
+    let Some(pg) = Pg::start("migrate") else {
+        return;
+    };
+    let dir = pg.dir().to_owned();
+    for (db, format) in [("ks", 2u8), ("newer", 4)] {
+        pg.create_db(db);
+        let ci = pg.conninfo(db);
+        let f = fence(&dir, &format!("{db}.hwm"));
+        let mut lease = PgLease::connect(&ci, "a", LEASE, f.clone()).unwrap();
+        lease.commission().unwrap();
+        let token = lease.try_acquire().unwrap().unwrap();
+        let mut s = PgServerStore::open(&ci, "a", token, LEASE, f.clone()).unwrap();
+        let old = v2::rows(format);
+        let batch: Vec<Row<'_>> = old
+            .iter()
+            .map(|(t, k, v)| row(*t, *k, Some(v.as_slice())))
+            .collect();
+        s.commit(&batch).unwrap();
+        drop(s);
+        let opened = PgServerStore::open(&ci, "a", token, LEASE, f.clone());
+        if format > 3 {
+            let e = opened.unwrap_err();
+            assert!(e.to_string().contains("newer"), "{e}");
+            continue;
+        }
+        let mut s = opened.unwrap();
+        let (_, loaded) = rows(&mut s).unwrap();
+        let counters = loaded.iter().find(|r| r.0 == Table::Counters).unwrap();
+        assert_eq!(state_format(&counters.2), Some(3));
+        assert_eq!(
+            loaded.iter().filter(|r| r.0 == Table::Memberships).count(),
+            4,
+            "one row per (device, group)"
+        );
+        let ks: Pg32 = KeyServer::open(ServerCredentials::new(v2::server_key()), s).unwrap();
+        v2::check(&ks);
+    }
 }

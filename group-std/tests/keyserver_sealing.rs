@@ -11,10 +11,10 @@ use group_core::keydist::{
 use group_core::sequence::MemorySequenceStore;
 use group_core::suite::Suite;
 use group_core::time::Instant;
-use group_std::keyserver::{DEVICE_GROUPS, MemRowStore, SealingConfig, StdTables, poll_batch};
+use group_std::keyserver::{MemRowStore, SealingConfig, StdTables, TXN_GROUPS, poll_batch};
 use p256::ecdsa::SigningKey;
 
-type Srv = KeyServer<MemRowStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
+type Srv = KeyServer<MemRowStore, TXN_GROUPS, StdTables, 65536>;
 
 /// A seeded test generator (splitmix64; NOT a CSPRNG): two servers fed the same seed draw the
 /// same ephemeral keys, so their bundles can be compared byte for byte.

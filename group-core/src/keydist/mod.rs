@@ -130,14 +130,17 @@ pub use sender_list::SenderEntries;
 #[cfg(feature = "keydist-server")]
 pub use server::{
     BundleJob, CHALLENGE_TTL_MS, DeviceRec, GroupRec, GroupSpec, HeaplessTables, KeySchedule,
-    KeyServer, Outgoing, Received, ServerEvent, ServerTables, Transmit, migrate_v1,
+    KeyServer, MemberRec, Outgoing, Received, ServerEvent, ServerTables, Transmit, migrate_v1,
+    migrate_v2_row, state_format,
 };
 #[cfg(feature = "signed")]
 pub use signed::{
     SEAL_SALT, SIGN_LABEL, encode_signed, open_bundle_secret, seal_secret, verify_signed,
 };
 #[cfg(feature = "keydist-server")]
-pub use store::{MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table};
+pub use store::{
+    MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table, member_key,
+};
 pub use view::{BundleView, SealedView, SenderList, ServerMessage, ServerProtected, parse_server};
 pub use vocabulary::{
     DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode,

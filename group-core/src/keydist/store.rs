@@ -12,14 +12,28 @@ pub enum Table {
     /// One row per group (key: group ID): spec, epochs (current and staged, with their key
     /// material), sender-ID allocation.
     Groups,
-    /// One row per admitted device (key: device ID): credential, role, the groups it may
-    /// join, its memberships (sender ID, since which counter).
+    /// One row per admitted device (key: device ID): credential and role.
     Devices,
+    /// One row per (device, group) the device is admitted to (key: [`member_key`]): whether it
+    /// is a member now, its role and sender ID there, since which counter. A join or a leave
+    /// writes this row (and the group's), never the device's.
+    Memberships,
+}
+
+/// The key of the row of (`device`, `group`) in [`Table::Memberships`]: the device ID in the
+/// high 32 bits, the group ID in the low 32 (the rows of one device are contiguous).
+pub const fn member_key(device: u32, group: u32) -> u64 {
+    ((device as u64) << 32) | group as u64
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 3] = [Table::Counters, Table::Groups, Table::Devices];
+    pub const ALL: [Table; 4] = [
+        Table::Counters,
+        Table::Groups,
+        Table::Devices,
+        Table::Memberships,
+    ];
 
     /// A stable name (a table's name in a database).
     pub const fn name(self) -> &'static str {
@@ -27,6 +41,7 @@ impl Table {
             Table::Counters => "keyserver_counters",
             Table::Groups => "keyserver_groups",
             Table::Devices => "keyserver_devices",
+            Table::Memberships => "keyserver_memberships",
         }
     }
 
@@ -36,6 +51,7 @@ impl Table {
             Table::Counters => 0,
             Table::Groups => 1,
             Table::Devices => 2,
+            Table::Memberships => 3,
         }
     }
 
@@ -45,6 +61,7 @@ impl Table {
             0 => Some(Table::Counters),
             1 => Some(Table::Groups),
             2 => Some(Table::Devices),
+            3 => Some(Table::Memberships),
             _ => None,
         }
     }
@@ -56,14 +73,14 @@ impl Table {
 pub struct Row<'a> {
     /// The table.
     pub table: Table,
-    /// The row's key.
-    pub key: u32,
+    /// The row's key (a device or group ID, or a [`member_key`]).
+    pub key: u64,
     /// The new value, or `None` to delete the row.
     pub value: Option<&'a [u8]>,
 }
 
 /// What [`ServerStore::load`] hands each stored row to: (table, key, value).
-pub type RowVisitor<'a> = dyn FnMut(Table, u32, &[u8]) -> Result<(), StoreError> + 'a;
+pub type RowVisitor<'a> = dyn FnMut(Table, u64, &[u8]) -> Result<(), StoreError> + 'a;
 
 /// Durable storage for the key server's records ([`Table`]).
 ///
@@ -93,11 +110,11 @@ impl<S: ServerStore + ?Sized> ServerStore for &mut S {
     }
 }
 
-/// Capacity of a [`MemoryServerStore`] in bytes (rows and a 7-byte header each).
+/// Capacity of a [`MemoryServerStore`] in bytes (rows and an 11-byte header each).
 pub const MEMORY_STORE_CAPACITY: usize = 16384;
 
 /// Bytes before each row's value in a [`MemoryServerStore`]: table, key, length.
-const ROW_HEADER: usize = 7;
+const ROW_HEADER: usize = 11;
 
 /// In-memory store for tests and simulations: rows packed into one fixed buffer. It can
 /// simulate a power loss: after [`crash_after`](Self::crash_after)`(n)`, `n` more commits
@@ -116,7 +133,7 @@ impl Default for MemoryServerStore {
 }
 
 /// The rows packed in `data`: (offset of the header, table code, key, value).
-fn rows(data: &[u8]) -> impl Iterator<Item = Result<(usize, u8, u32, &[u8]), StoreError>> + '_ {
+fn rows(data: &[u8]) -> impl Iterator<Item = Result<(usize, u8, u64, &[u8]), StoreError>> + '_ {
     let mut at = 0usize;
     core::iter::from_fn(move || {
         if at >= data.len() {
@@ -126,8 +143,8 @@ fn rows(data: &[u8]) -> impl Iterator<Item = Result<(usize, u8, u32, &[u8]), Sto
         let parsed = (|| {
             let h = data.get(at..at.checked_add(ROW_HEADER)?)?;
             let table = *h.first()?;
-            let key = u32::from_le_bytes(h.get(1..5)?.try_into().ok()?);
-            let len = usize::from(u16::from_le_bytes(h.get(5..7)?.try_into().ok()?));
+            let key = u64::from_le_bytes(h.get(1..9)?.try_into().ok()?);
+            let len = usize::from(u16::from_le_bytes(h.get(9..11)?.try_into().ok()?));
             let vstart = at.checked_add(ROW_HEADER)?;
             let value = data.get(vstart..vstart.checked_add(len)?)?;
             Some((table, key, value, vstart.checked_add(len)?))
@@ -181,7 +198,7 @@ impl MemoryServerStore {
     }
 
     /// Removes row (`table`, `key`) from `data`, if there.
-    fn remove(data: &mut Vec<u8, MEMORY_STORE_CAPACITY>, table: u8, key: u32) {
+    fn remove(data: &mut Vec<u8, MEMORY_STORE_CAPACITY>, table: u8, key: u64) {
         let found = rows(data).find_map(|r| match r {
             Ok((start, t, k, v)) if t == table && k == key => {
                 Some((start, ROW_HEADER.saturating_add(v.len())))

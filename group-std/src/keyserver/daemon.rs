@@ -29,18 +29,19 @@ use crate::metrics::{
 #[cfg(feature = "postgres")]
 mod lease_role;
 
-/// How many groups a device may be in (the one fixed capacity of the daemon's key server; the
-/// number of devices and groups is bounded only by memory).
-pub const DEVICE_GROUPS: usize = 32;
+/// How many groups one transaction of the daemon's key server stages (not a capacity: a device
+/// in more groups is admitted or revoked in several transactions; the numbers of devices,
+/// groups and groups per device are bounded only by memory).
+pub const TXN_GROUPS: usize = 32;
 
 /// The key server type the daemon runs: records in redb or PostgreSQL ([`StateStore`]),
-/// unbounded tables in memory, devices in up to [`DEVICE_GROUPS`] groups, a 64 KB buffer for
-/// one transaction's rows.
-pub type DaemonServer = KeyServer<StateStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
+/// unbounded tables in memory (a device in any number of groups), up to [`TXN_GROUPS`] groups
+/// per transaction, a 64 KB buffer for one transaction's rows.
+pub type DaemonServer = KeyServer<StateStore, TXN_GROUPS, StdTables, 65536>;
 
 /// The daemon's key server on a redb store alone (benchmarks and tests that build one
 /// directly): the same tables and capacities as [`DaemonServer`].
-pub type ServerType = KeyServer<RedbServerStore, DEVICE_GROUPS, StdTables<DEVICE_GROUPS>, 65536>;
+pub type ServerType = KeyServer<RedbServerStore, TXN_GROUPS, StdTables, 65536>;
 
 /// The configuration, read and checked, kept to (re)build the key server on every takeover.
 pub(super) struct Prepared {
@@ -134,6 +135,16 @@ fn open_and_apply(
     }
     for d in &prepared.devices {
         if server.store().is_revoked(d.id)? {
+            if server.device(DeviceId(d.id)).is_some() {
+                // A revocation that did not complete (a device in more groups than one
+                // transaction takes, and a crash or a failed write in between): finish it.
+                server
+                    .revoke_device(DeviceId(d.id), now, rng)
+                    .map_err(|e| {
+                        other(format!("device {}: finishing its revocation: {e}", d.id))
+                    })?;
+                tracing::warn!(device = d.id, "revocation finished");
+            }
             tracing::warn!(
                 device = d.id,
                 "revoked earlier: not admitted (remove it from the config)"
@@ -143,9 +154,13 @@ fn open_and_apply(
         match server.admit_device(DeviceId(d.id), d.credential.clone(), d.role, &d.groups) {
             Ok(()) => tracing::info!(device = d.id, name = %d.name, "device admitted"),
             Err(Error::AlreadyExists) => {
-                let same = server.device(DeviceId(d.id)).is_some_and(|(c, r, gs)| {
-                    *c == d.credential && r == d.role && gs == d.groups.as_slice()
-                });
+                let mut want = d.groups.clone();
+                want.sort_unstable();
+                want.dedup();
+                let have: Vec<u32> = server.device_groups(DeviceId(d.id)).collect();
+                let same = server
+                    .device(DeviceId(d.id))
+                    .is_some_and(|(c, r)| *c == d.credential && r == d.role && have == want);
                 if !same {
                     tracing::warn!(
                         device = d.id,
@@ -398,10 +413,8 @@ impl KeyServerDaemon {
         // Configured devices per group, in one pass over the devices.
         let mut per_group: HashMap<u32, usize> = HashMap::new();
         for d in &self.device_ids {
-            if let Some((_, _, gs)) = server.device(DeviceId(*d)) {
-                for g in gs {
-                    *per_group.entry(*g).or_default() += 1;
-                }
+            for g in server.device_groups(DeviceId(*d)) {
+                *per_group.entry(g).or_default() += 1;
             }
         }
         let groups: Vec<GroupView> = self
@@ -756,17 +769,19 @@ impl KeyServerDaemon {
                 let admitted = server.device(DeviceId(*id));
                 let mut joined: Vec<u32> = server
                     .tables()
-                    .device(DeviceId(*id))
-                    .map(|d| d.member_of().collect())
-                    .unwrap_or_default();
+                    .member_of(DeviceId(*id))
+                    .filter(|m| m.is_member())
+                    .map(|m| m.group_id())
+                    .collect();
                 joined.sort_unstable();
+                let groups: Vec<u32> = server.device_groups(DeviceId(*id)).collect();
                 serde_json::json!({
                     "id": id,
                     "name": name,
                     "admitted": admitted.is_some(),
                     "revoked": server.store().is_revoked(*id).unwrap_or(false),
-                    "role": admitted.map(|(_, role, _)| format!("{role:?}").to_lowercase()),
-                    "groups": admitted.map(|(_, _, gs)| gs.to_vec()).unwrap_or_default(),
+                    "role": admitted.map(|(_, role)| format!("{role:?}").to_lowercase()),
+                    "groups": groups,
                     "joined": joined,
                 })
             })

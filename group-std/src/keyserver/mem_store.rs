@@ -9,7 +9,7 @@ use group_core::sequence::StoreError;
 /// Rows in a map; a commit applies all of its rows. Counts commits and rows written.
 #[derive(Default, Debug, Clone)]
 pub struct MemRowStore {
-    rows: BTreeMap<(Table, u32), Vec<u8>>,
+    rows: BTreeMap<(Table, u64), Vec<u8>>,
     commits: u64,
     rows_written: u64,
     bytes_written: u64,

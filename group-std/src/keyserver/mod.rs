@@ -27,7 +27,7 @@ mod tables;
 pub use config::{
     DeviceConfig, GroupConfigFile, KeyServerConfig, PgSettings, StoreConfig, StoreKind,
 };
-pub use daemon::{DEVICE_GROUPS, DaemonServer, KeyServerDaemon, ServerType};
+pub use daemon::{DaemonServer, KeyServerDaemon, ServerType, TXN_GROUPS};
 pub use ha::Role;
 pub use high_water::{Behind, HighWater};
 pub use mem_store::MemRowStore;

@@ -11,13 +11,23 @@
 //! - `keyserver_device_addresses (device, addr)`: each device's last authenticated address, so
 //!   that a server taking over reaches members for rekeys.
 //! - `keyserver_revoked (device)`: devices an operator revoked.
+//!
+//! Version 2 (the same tables): `keyserver_rows` also holds the (device, group) records
+//! (kind `keyserver_memberships`, the key's 64 bits stored bit for bit in the `bigint`), and
+//! the records are of state format 3; records of format 2 (memberships inside the device rows)
+//! are converted by the lease holder when it opens the store (`PgServerStore::open`), in one
+//! fenced transaction. A key server of version 1 refuses the schema (it would write device
+//! rows of format 2).
 
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// The key server's state format (group-core's) the rows of this schema hold.
+pub const STATE_FORMAT: u8 = 3;
 
 /// Any advisory-lock key, the same in every server: serializes migrations.
 const MIGRATION_LOCK: i64 = 0x6474_6c73_6b73; // "dtlsks"

@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use group_core::keydist::{Row, RowVisitor, ServerStore, Table};
+use group_core::keydist::{Row, RowVisitor, ServerStore, Table, migrate_v2_row, state_format};
 use group_core::sequence::StoreError;
 use postgres::Client;
 
@@ -78,7 +78,7 @@ impl PgServerStore {
                 .prepare("DELETE FROM keyserver_rows WHERE kind = $1 AND key = $2")
                 .map_err(io)?,
         };
-        Ok(Self {
+        let store = Self {
             stmts,
             client: RefCell::new(client),
             me: me.to_owned(),
@@ -86,7 +86,81 @@ impl PgServerStore {
             fence,
             fenced: Cell::new(false),
             refused: Cell::new(0),
-        })
+        };
+        store.migrate_records()?;
+        Ok(store)
+    }
+
+    /// Converts records of format 2 (memberships inside the device rows) to format 3 (a row
+    /// per (device, group)) in one fenced transaction, so only the lease holder migrates and a
+    /// server that lost the lease meanwhile writes nothing; refuses a newer format.
+    fn migrate_records(&self) -> std::io::Result<()> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT value FROM keyserver_rows WHERE kind = $1 AND key = 0",
+                &[&Table::Counters.name()],
+            )
+            .map_err(io)?;
+        let Some(row) = row else { return Ok(()) };
+        let format = state_format(row.get::<_, &[u8]>(0))
+            .ok_or_else(|| other("postgres state: the counters row does not decode"))?;
+        match format {
+            pg_schema::STATE_FORMAT => return Ok(()),
+            2 => {}
+            f if f > pg_schema::STATE_FORMAT => {
+                return Err(other(format!(
+                    "postgres state format {f} is newer than this key server's ({}): upgrade \
+                     the key server",
+                    pg_schema::STATE_FORMAT
+                )));
+            }
+            f => return Err(other(format!("postgres state: unknown format {f}"))),
+        }
+        let mut failed = None;
+        self.write(|tx| {
+            let rows = tx.query(
+                "SELECT kind, key, value FROM keyserver_rows WHERE kind = $1 OR kind = $2 \
+                 FOR UPDATE",
+                &[&Table::Counters.name(), &Table::Devices.name()],
+            )?;
+            let mut out: Vec<(Table, u64, Vec<u8>)> = Vec::new();
+            for r in &rows {
+                let Some(kind) = kind_of(r.get::<_, &str>(0)) else {
+                    failed = Some("a row of an unknown kind".to_owned());
+                    return Ok(());
+                };
+                let key = from_sql_key(r.get::<_, i64>(1));
+                let res = migrate_v2_row(kind, key, r.get::<_, &[u8]>(2), &mut |k, key, v| {
+                    out.push((k, key, v.to_vec()));
+                    Ok(())
+                });
+                if let Err(e) = res {
+                    failed = Some(format!("a row of format 2 does not decode ({e:?})"));
+                    return Ok(());
+                }
+            }
+            for (kind, key, value) in &mut out {
+                tx.execute(
+                    &self.stmts.upsert,
+                    &[&kind.name(), &to_sql_key(*key), &value.as_slice()],
+                )?;
+                zeroize::Zeroize::zeroize(value);
+            }
+            Ok(())
+        })?;
+        // A row that did not convert: the transaction wrote it all or nothing; say which.
+        match failed {
+            Some(e) => Err(other(format!("postgres state: migrating: {e}"))),
+            None => {
+                tracing::info!(
+                    "key-server state converted from format 2 (memberships inside device rows) \
+                     to format 3 (a row per device and group)"
+                );
+                Ok(())
+            }
+        }
     }
 
     /// The fencing token this store writes under.
@@ -251,6 +325,17 @@ fn kind_of(name: &str) -> Option<Table> {
     Table::ALL.into_iter().find(|t| t.name() == name)
 }
 
+/// A row key as PostgreSQL's `bigint` (bit for bit: a (device, group) key may use all 64
+/// bits; a device or group ID is the same number).
+fn to_sql_key(key: u64) -> i64 {
+    i64::from_be_bytes(key.to_be_bytes())
+}
+
+/// The row key of a `bigint`.
+fn from_sql_key(key: i64) -> u64 {
+    u64::from_be_bytes(key.to_be_bytes())
+}
+
 impl ServerStore for PgServerStore {
     fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
         let mut client = self.client.borrow_mut();
@@ -270,7 +355,7 @@ impl ServerStore for PgServerStore {
         let mut written = false;
         for r in &rows {
             let kind = kind_of(r.get::<_, &str>(0)).ok_or(StoreError::Corrupt)?;
-            let key = u32::try_from(r.get::<_, i64>(1)).map_err(|_| StoreError::Corrupt)?;
+            let key = from_sql_key(r.get::<_, i64>(1));
             written = true;
             visit(kind, key, r.get::<_, &[u8]>(2))?;
         }
@@ -285,7 +370,7 @@ impl ServerStore for PgServerStore {
     fn commit(&mut self, rows: &[Row<'_>]) -> Result<(), StoreError> {
         self.fenced_tx(|tx, st| {
             for r in rows {
-                let key = i64::from(r.key);
+                let key = to_sql_key(r.key);
                 match r.value {
                     Some(v) => tx.execute(&st.upsert, &[&r.table.name(), &key, &v])?,
                     None => tx.execute(&st.delete, &[&r.table.name(), &key])?,

@@ -85,7 +85,7 @@ pub fn poll_batch<St, const G: usize, T, const B: usize, R>(
 ) -> Batch
 where
     St: ServerStore,
-    T: ServerTables<G>,
+    T: ServerTables,
     R: CryptoRng + ?Sized,
 {
     let mut slots = Vec::new();

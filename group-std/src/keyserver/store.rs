@@ -1,15 +1,19 @@
 //! [`ServerStore`] in a redb database: one table per record kind ([`Table`]: counters, groups,
-//! devices), one row per record. A commit is one write transaction touching only the rows the
+//! devices, (device, group) memberships), one row per record. A commit is one write transaction touching only the rows the
 //! key server changed, committed with redb's default (immediate) durability, so a crash at any
 //! point leaves the previous or the new state, never a mix.
 //!
 //! A database in the single-blob format of before issue 16 (table `keyserver_state`, one row,
 //! format 1) is converted on open, in one write transaction: the records are written and the
-//! old table deleted together.
+//! old table deleted together. A database of records of format 2 (each device's groups and
+//! memberships inside its row) is converted on open too, in one write transaction, to format
+//! 3 (a row per (device, group)). A state of a newer format is refused.
 
 use std::path::Path;
 
-use group_core::keydist::{Row, RowVisitor, ServerStore, Table, migrate_v1};
+use group_core::keydist::{
+    Row, RowVisitor, ServerStore, Table, migrate_v1, migrate_v2_row, state_format,
+};
 use group_core::sequence::StoreError;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -20,10 +24,17 @@ const KEY: &str = "state";
 const V1_DEVICES: usize = 64;
 const V1_GROUPS: usize = 8;
 
-/// The redb table of a record kind.
+/// The redb table of a record kind keyed by a device or group ID (counters, groups, devices).
 fn table(t: Table) -> TableDefinition<'static, u32, &'static [u8]> {
     TableDefinition::new(t.name())
 }
+/// The (device, group) records, keyed by [`member_key`](group_core::keydist::member_key).
+const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("keyserver_memberships");
+/// The record kinds keyed by a 32-bit ID.
+const ID_TABLES: [Table; 3] = [Table::Counters, Table::Groups, Table::Devices];
+/// The record format this build writes (group-core's), and the one it migrates from.
+const FORMAT: u8 = 3;
+const V2_FORMAT: u8 = 2;
 /// Written once when the state is created: an empty state is only legitimate with it.
 const COMMISSIONED: TableDefinition<&str, u64> = TableDefinition::new("commissioned");
 /// Last authenticated UDP address of each device, so a restarted server can reach members.
@@ -79,6 +90,15 @@ impl RedbServerStore {
             tracing::info!(
                 state = %path.display(),
                 "key-server state converted from the single-blob format (1) to records"
+            );
+        }
+        if migrate_v2(&db).map_err(|e| {
+            std::io::Error::other(format!("state {}: migrating: {e}", path.display()))
+        })? {
+            tracing::info!(
+                state = %path.display(),
+                "key-server state converted from format 2 (memberships inside device rows) \
+                 to format 3 (a row per device and group)"
             );
         }
         Ok(Self {
@@ -213,28 +233,101 @@ fn migrate(db: &Database) -> Result<bool, String> {
     };
     let tx = db.begin_write().map_err(|e| e.to_string())?;
     {
-        let mut tables = Table::ALL
+        let mut tables = ID_TABLES
             .iter()
             .map(|t| tx.open_table(table(*t)).map(|o| (*t, o)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
+        let mut members = tx.open_table(MEMBERS).map_err(|e| e.to_string())?;
         if tables
             .iter()
             .any(|(_, t)| t.first().ok().flatten().is_some())
+            || members.first().ok().flatten().is_some()
         {
             return Err("both the single-blob state and records are present".into());
         }
         migrate_v1::<V1_DEVICES, V1_GROUPS>(&blob, &mut |kind, key, value| {
-            let (_, t) = tables
-                .iter_mut()
-                .find(|(k, _)| *k == kind)
-                .ok_or(StoreError::Io)?;
-            t.insert(key, value).map_err(|_| StoreError::Io)?;
-            Ok(())
+            insert(&mut tables, &mut members, kind, key, value)
         })
         .map_err(|e| format!("the single-blob state does not decode ({e:?})"))?;
     }
     tx.delete_table(STATE).map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+/// Writes row (`kind`, `key`) in the open tables of a write transaction.
+fn insert(
+    tables: &mut [(Table, redb::Table<'_, u32, &'static [u8]>)],
+    members: &mut redb::Table<'_, u64, &'static [u8]>,
+    kind: Table,
+    key: u64,
+    value: &[u8],
+) -> Result<(), StoreError> {
+    if kind == Table::Memberships {
+        members.insert(key, value).map_err(|_| StoreError::Io)?;
+        return Ok(());
+    }
+    let key = u32::try_from(key).map_err(|_| StoreError::Corrupt)?;
+    let (_, t) = tables
+        .iter_mut()
+        .find(|(k, _)| *k == kind)
+        .ok_or(StoreError::Io)?;
+    t.insert(key, value).map_err(|_| StoreError::Io)?;
+    Ok(())
+}
+
+/// Converts a state of format 2 (memberships inside the device rows) to format 3 in one write
+/// transaction; refuses a newer format. Returns whether there was one to convert.
+fn migrate_v2(db: &Database) -> Result<bool, String> {
+    let tx = db.begin_write().map_err(|e| e.to_string())?;
+    let format = {
+        let t = tx
+            .open_table(table(Table::Counters))
+            .map_err(|e| e.to_string())?;
+        let row = t.get(0).map_err(|e| e.to_string())?;
+        match row {
+            None => None,
+            Some(v) => Some(state_format(v.value()).ok_or("the counters row does not decode")?),
+        }
+    };
+    match format {
+        // Never written, or already of this format.
+        None | Some(FORMAT) => {
+            tx.abort().map_err(|e| e.to_string())?;
+            return Ok(false);
+        }
+        Some(V2_FORMAT) => {}
+        Some(f) if f > FORMAT => {
+            return Err(format!(
+                "state format {f} is newer than this key server's ({FORMAT}): upgrade the key server"
+            ));
+        }
+        Some(f) => return Err(format!("unknown state format {f}")),
+    }
+    {
+        let mut old: Vec<(Table, u64, Vec<u8>)> = Vec::new();
+        for kind in [Table::Counters, Table::Devices] {
+            let t = tx.open_table(table(kind)).map_err(|e| e.to_string())?;
+            for row in t.iter().map_err(|e| e.to_string())? {
+                let (k, v) = row.map_err(|e| e.to_string())?;
+                old.push((kind, u64::from(k.value()), v.value().to_vec()));
+            }
+        }
+        let mut tables = ID_TABLES
+            .iter()
+            .map(|t| tx.open_table(table(*t)).map(|o| (*t, o)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut members = tx.open_table(MEMBERS).map_err(|e| e.to_string())?;
+        for (kind, key, mut value) in old {
+            let r = migrate_v2_row(kind, key, &value, &mut |k, key, v| {
+                insert(&mut tables, &mut members, k, key, v)
+            });
+            zeroize::Zeroize::zeroize(&mut value);
+            r.map_err(|e| format!("a row of format 2 does not decode ({e:?})"))?;
+        }
+    }
     tx.commit().map_err(|e| e.to_string())?;
     Ok(true)
 }
@@ -248,7 +341,7 @@ impl ServerStore for RedbServerStore {
             Err(_) => return Err(StoreError::Io),
         };
         let mut written = false;
-        for kind in Table::ALL {
+        for kind in ID_TABLES {
             let t = match tx.open_table(table(kind)) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => continue,
@@ -257,8 +350,19 @@ impl ServerStore for RedbServerStore {
             for row in t.iter().map_err(|_| StoreError::Io)? {
                 let (k, v) = row.map_err(|_| StoreError::Corrupt)?;
                 written = true;
-                visit(kind, k.value(), v.value())?;
+                visit(kind, u64::from(k.value()), v.value())?;
             }
+        }
+        match tx.open_table(MEMBERS) {
+            Ok(t) => {
+                for row in t.iter().map_err(|_| StoreError::Io)? {
+                    let (k, v) = row.map_err(|_| StoreError::Corrupt)?;
+                    written = true;
+                    visit(Table::Memberships, k.value(), v.value())?;
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(_) => return Err(StoreError::Io),
         }
         match (written, commissioned) {
             (true, _) => Ok(true),
@@ -274,12 +378,26 @@ impl ServerStore for RedbServerStore {
             tx.set_durability(redb::Durability::None)
                 .map_err(|_| StoreError::Io)?;
         }
-        for kind in Table::ALL {
+        for kind in ID_TABLES {
             if !rows.iter().any(|r| r.table == kind) {
                 continue;
             }
             let mut t = tx.open_table(table(kind)).map_err(|_| StoreError::Io)?;
             for r in rows.iter().filter(|r| r.table == kind) {
+                let key = u32::try_from(r.key).map_err(|_| StoreError::Corrupt)?;
+                match r.value {
+                    Some(v) => {
+                        t.insert(key, v).map_err(|_| StoreError::Io)?;
+                    }
+                    None => {
+                        t.remove(key).map_err(|_| StoreError::Io)?;
+                    }
+                }
+            }
+        }
+        if rows.iter().any(|r| r.table == Table::Memberships) {
+            let mut t = tx.open_table(MEMBERS).map_err(|_| StoreError::Io)?;
+            for r in rows.iter().filter(|r| r.table == Table::Memberships) {
                 match r.value {
                     Some(v) => {
                         t.insert(r.key, v).map_err(|_| StoreError::Io)?;
@@ -320,8 +438,10 @@ mod tests {
         };
         assert_eq!(all(&mut s), (Ok(false), vec![]));
         let row = |table, key, value| Row { table, key, value };
+        // A counters row of this build's format (postcard `Meta`: format 3, reserved 1): `open`
+        // reads the format from it.
         s.commit(&[
-            row(Table::Counters, 0, Some(&b"c1"[..])),
+            row(Table::Counters, 0, Some(&[FORMAT, 1][..])),
             row(Table::Groups, 7, Some(b"g7")),
             row(Table::Devices, 1, Some(b"d1")),
         ])
@@ -339,7 +459,7 @@ mod tests {
             (
                 Ok(true),
                 vec![
-                    (Table::Counters, 0, b"c1".to_vec()),
+                    (Table::Counters, 0, vec![FORMAT, 1]),
                     (Table::Groups, 7, b"g7".to_vec()),
                     (Table::Devices, 2, b"d2".to_vec())
                 ]

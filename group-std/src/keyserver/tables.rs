@@ -1,17 +1,21 @@
-//! Unbounded live records for the key server ([`StdTables`]): groups and devices in ordered
-//! maps, with indexes so that nothing the key server does per message scans every device:
-//! the members of each group, the pending memberships by the time their bundle is due, and
-//! the groups by their next timer (activation or scheduled rotation).
+//! Unbounded live records for the key server ([`StdTables`]): groups, devices and (device,
+//! group) records in ordered maps, with indexes so that nothing the key server does per
+//! message scans every device or every group of a device: the members and senders of each
+//! group, the pending memberships by the time their bundle is due, and the groups by their
+//! next timer (activation or scheduled rotation). A device may be in any number of groups.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use group_core::keydist::{DeviceId, DeviceRec, GroupRec, ServerTables};
+use group_core::keydist::{DeviceId, DeviceRec, GroupRec, MemberRec, ServerTables};
 
-/// The key server's live records, without a capacity: devices may be in up to `G` groups each.
+/// The key server's live records, without a capacity.
 #[derive(Default)]
-pub struct StdTables<const G: usize> {
+pub struct StdTables {
     groups: BTreeMap<u32, GroupRec>,
-    devices: BTreeMap<DeviceId, DeviceRec<G>>,
+    devices: BTreeMap<DeviceId, DeviceRec>,
+    /// (device, group) records, ordered by device: a device's groups are one range.
+    records: BTreeMap<(DeviceId, u32), MemberRec>,
+    /// The members of each group (records with a membership).
     members: HashMap<u32, BTreeSet<DeviceId>>,
     /// The members of each group that hold a sender ID in it.
     senders: HashMap<u32, BTreeSet<DeviceId>>,
@@ -21,42 +25,32 @@ pub struct StdTables<const G: usize> {
     timer_of: HashMap<u32, u64>,
 }
 
-impl<const G: usize> std::fmt::Debug for StdTables<G> {
+impl std::fmt::Debug for StdTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StdTables")
             .field("groups", &self.groups.len())
             .field("devices", &self.devices.len())
+            .field("records", &self.records.len())
             .field("pending", &self.due.len())
             .finish_non_exhaustive()
     }
 }
 
-impl<const G: usize> StdTables<G> {
+impl StdTables {
     /// Empty tables.
     pub fn new() -> Self {
-        Self {
-            groups: BTreeMap::new(),
-            devices: BTreeMap::new(),
-            members: HashMap::new(),
-            senders: HashMap::new(),
-            due: BTreeSet::new(),
-            due_of: HashMap::new(),
-            timers: BTreeSet::new(),
-            timer_of: HashMap::new(),
-        }
+        Self::default()
     }
 
     /// Re-reads when membership (`id`, `gid`) is due (if it is pending).
-    fn index_member(&mut self, id: DeviceId, gid: u32) {
+    fn index_due(&mut self, id: DeviceId, gid: u32) {
         if let Some(at) = self.due_of.remove(&(id, gid)) {
             self.due.remove(&(at, id, gid));
         }
-        let groups = &self.groups;
-        let at = self.devices.get(&id).and_then(|d| {
-            d.due_at(|g| groups.get(&g))
-                .find(|(g, _)| *g == gid)
-                .map(|(_, at)| at)
-        });
+        let at = match (self.records.get(&(id, gid)), self.groups.get(&gid)) {
+            (Some(r), Some(g)) => r.due_at(g),
+            _ => None,
+        };
         if let Some(at) = at {
             self.due.insert((at, id, gid));
             self.due_of.insert((id, gid), at);
@@ -75,62 +69,48 @@ impl<const G: usize> StdTables<G> {
         }
     }
 
-    /// Drops device `id` from the indexes of groups `gids`.
-    fn unindex_device(&mut self, id: DeviceId, gids: &[u32]) {
-        for &gid in gids {
-            if let Some(at) = self.due_of.remove(&(id, gid)) {
-                self.due.remove(&(at, id, gid));
+    /// Drops record (`id`, `gid`) from the indexes.
+    fn unindex(&mut self, id: DeviceId, gid: u32) {
+        if let Some(at) = self.due_of.remove(&(id, gid)) {
+            self.due.remove(&(at, id, gid));
+        }
+        if let Some(s) = self.senders.get_mut(&gid) {
+            s.remove(&id);
+            if s.is_empty() {
+                self.senders.remove(&gid);
             }
-            if let Some(s) = self.senders.get_mut(&gid) {
-                s.remove(&id);
-                if s.is_empty() {
-                    self.senders.remove(&gid);
-                }
-            }
-            if let Some(m) = self.members.get_mut(&gid) {
-                m.remove(&id);
-                if m.is_empty() {
-                    self.members.remove(&gid);
-                    self.index_timer(gid);
-                }
+        }
+        if let Some(m) = self.members.get_mut(&gid) {
+            m.remove(&id);
+            if m.is_empty() {
+                self.members.remove(&gid);
+                self.index_timer(gid);
             }
         }
     }
 
-    /// Adds device `id` to the indexes of the groups it is a member of.
-    fn index_device(&mut self, id: DeviceId) {
-        let gids: Vec<(u32, bool)> = self
-            .devices
-            .get(&id)
-            .map(|d| {
-                d.member_of()
-                    .map(|g| (g, d.sender_in(g).is_some()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (gid, sender) in gids {
-            if sender {
-                self.senders.entry(gid).or_default().insert(id);
-            }
+    /// Adds record (`id`, `gid`) to the indexes.
+    fn index(&mut self, id: DeviceId, gid: u32) {
+        let (member, sender) = self
+            .records
+            .get(&(id, gid))
+            .map_or((false, false), |r| (r.is_member(), r.sender_id().is_some()));
+        if sender {
+            self.senders.entry(gid).or_default().insert(id);
+        }
+        if member {
             let set = self.members.entry(gid).or_default();
             let first = set.is_empty();
             set.insert(id);
             if first {
                 self.index_timer(gid);
             }
-            self.index_member(id, gid);
         }
-    }
-
-    fn gids_of(&self, id: DeviceId) -> Vec<u32> {
-        self.devices
-            .get(&id)
-            .map(|d| d.member_of().collect())
-            .unwrap_or_default()
+        self.index_due(id, gid);
     }
 }
 
-impl<const G: usize> ServerTables<G> for StdTables<G> {
+impl ServerTables for StdTables {
     fn group(&self, group_id: u32) -> Option<&GroupRec> {
         self.groups.get(&group_id)
     }
@@ -159,27 +139,15 @@ impl<const G: usize> ServerTables<G> for StdTables<G> {
             .map(|m| m.iter().copied().collect())
             .unwrap_or_default();
         for id in ids {
-            self.index_member(id, gid);
+            self.index_due(id, gid);
         }
     }
 
-    fn device(&self, id: DeviceId) -> Option<&DeviceRec<G>> {
+    fn device(&self, id: DeviceId) -> Option<&DeviceRec> {
         self.devices.get(&id)
     }
 
-    fn update_device<R>(
-        &mut self,
-        id: DeviceId,
-        f: impl FnOnce(&mut DeviceRec<G>) -> R,
-    ) -> Option<R> {
-        let r = self.devices.get_mut(&id).map(f)?;
-        for gid in self.gids_of(id) {
-            self.index_member(id, gid);
-        }
-        Some(r)
-    }
-
-    fn devices(&self) -> impl Iterator<Item = &DeviceRec<G>> {
+    fn devices(&self) -> impl Iterator<Item = &DeviceRec> {
         self.devices.values()
     }
 
@@ -187,53 +155,84 @@ impl<const G: usize> ServerTables<G> for StdTables<G> {
         self.devices.len()
     }
 
-    fn put_device(&mut self, device: DeviceRec<G>) {
-        let id = device.id();
-        let old = self.gids_of(id);
-        self.unindex_device(id, &old);
-        self.devices.insert(id, device);
-        self.index_device(id);
+    fn put_device(&mut self, device: DeviceRec) {
+        self.devices.insert(device.id(), device);
     }
 
     fn remove_device(&mut self, id: DeviceId) {
-        let old = self.gids_of(id);
-        self.unindex_device(id, &old);
         self.devices.remove(&id);
     }
 
-    fn has_room(&self, _groups: usize, _devices: usize) -> bool {
+    fn member(&self, id: DeviceId, group_id: u32) -> Option<&MemberRec> {
+        self.records.get(&(id, group_id))
+    }
+
+    fn all_members(&self) -> impl Iterator<Item = &MemberRec> {
+        self.records.values()
+    }
+
+    fn member_count(&self) -> usize {
+        self.records.len()
+    }
+
+    fn put_member(&mut self, member: MemberRec) {
+        let key = (member.device(), member.group_id());
+        self.unindex(key.0, key.1);
+        self.records.insert(key, member);
+        self.index(key.0, key.1);
+    }
+
+    fn remove_member(&mut self, id: DeviceId, group_id: u32) {
+        self.unindex(id, group_id);
+        self.records.remove(&(id, group_id));
+    }
+
+    fn update_member<R>(
+        &mut self,
+        id: DeviceId,
+        group_id: u32,
+        f: impl FnOnce(&mut MemberRec) -> R,
+    ) -> Option<R> {
+        let r = self.records.get_mut(&(id, group_id)).map(f)?;
+        self.index_due(id, group_id);
+        Some(r)
+    }
+
+    fn has_room(&self, _groups: usize, _devices: usize, _members: usize) -> bool {
         true
     }
 
-    fn members(&self, group_id: u32) -> impl Iterator<Item = &DeviceRec<G>> {
+    fn member_of(&self, id: DeviceId) -> impl Iterator<Item = &MemberRec> {
+        self.records.range((id, 0)..=(id, u32::MAX)).map(|(_, r)| r)
+    }
+
+    fn members(&self, group_id: u32) -> impl Iterator<Item = &MemberRec> {
         self.members
             .get(&group_id)
             .into_iter()
             .flat_map(|m| m.iter())
-            .filter_map(|id| self.devices.get(id))
+            .filter_map(move |id| self.records.get(&(*id, group_id)))
     }
 
-    fn senders(&self, group_id: u32) -> impl Iterator<Item = &DeviceRec<G>> {
+    fn senders(&self, group_id: u32) -> impl Iterator<Item = &MemberRec> {
         self.senders
             .get(&group_id)
             .into_iter()
             .flat_map(|m| m.iter())
-            .filter_map(|id| self.devices.get(id))
+            .filter_map(move |id| self.records.get(&(*id, group_id)))
     }
 
-    fn update_members(&mut self, group_id: u32, mut f: impl FnMut(&mut DeviceRec<G>)) {
+    fn update_members(&mut self, group_id: u32, mut f: impl FnMut(&mut MemberRec)) {
         let ids: Vec<DeviceId> = self
             .members
             .get(&group_id)
             .map(|m| m.iter().copied().collect())
             .unwrap_or_default();
         for id in ids {
-            if let Some(d) = self.devices.get_mut(&id) {
-                f(d);
+            if let Some(r) = self.records.get_mut(&(id, group_id)) {
+                f(r);
             }
-            for gid in self.gids_of(id) {
-                self.index_member(id, gid);
-            }
+            self.index_due(id, group_id);
         }
     }
 

@@ -206,3 +206,4 @@ impl Drop for Proc {
     }
 }
 pub mod pg;
+pub mod v2;

@@ -83,7 +83,7 @@ struct JoinPlan<const G: usize> {
     sender_id: Option<u8>,
 }
 
-impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
+impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer<St, G, T, B> {
     /// Handles one datagram from a device. Returns the authenticated device and whether the
     /// message proved freshness ([`Received`]): the driver notes the device's address only on
     /// [`Received::Fresh`]. Every refusal is a typed error and changes nothing.
@@ -141,25 +141,20 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         }
         let nonce = self
             .tables
-            .update_device(id, |dev| {
-                dev.challenges.retain(|c| c.expires_at > now.0);
-                match dev.challenges.iter().find(|c| c.group_id == gid) {
-                    Some(c) => Ok::<_, Error>(c.nonce),
-                    None => {
-                        let mut nonce = [0u8; NONCE_LEN];
-                        rng.fill_bytes(&mut nonce);
-                        dev.challenges
-                            .push(Challenge {
-                                group_id: gid,
-                                nonce,
-                                expires_at: now.0.saturating_add(CHALLENGE_TTL_MS),
-                            })
-                            .map_err(|_| Error::CapacityExceeded)?;
-                        Ok(nonce)
-                    }
+            .update_member(id, gid, |r| match r.challenge {
+                Some(c) if c.expires_at > now.0 => c.nonce,
+                _ => {
+                    let mut nonce = [0u8; NONCE_LEN];
+                    rng.fill_bytes(&mut nonce);
+                    r.challenge = Some(Challenge {
+                        group_id: gid,
+                        nonce,
+                        expires_at: now.0.saturating_add(CHALLENGE_TTL_MS),
+                    });
+                    nonce
                 }
             })
-            .ok_or(Error::UnknownDevice)??;
+            .ok_or(Error::NotAdmitted)?;
         let out = ChallengeOut {
             device: id,
             group_id: gid,
@@ -175,8 +170,11 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
 
     /// Checks that a device message refers to the device's current membership in the group.
     fn check_fresh(&self, id: DeviceId, group_id: u32, counter: u64) -> Result<(), Error> {
-        let dev = self.tables.device(id).ok_or(Error::UnknownDevice)?;
-        let m = dev.membership(group_id).ok_or(Error::NotMember)?;
+        let m = self
+            .tables
+            .member(id, group_id)
+            .and_then(|r| r.joined.as_ref())
+            .ok_or(Error::NotMember)?;
         if counter < m.since || counter >= self.next_counter {
             return Err(Error::Stale);
         }
@@ -194,8 +192,8 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let gid = j.header.group_id;
         match self.validate_join(now, id, j)? {
             JoinVerdict::Retransmission => {
-                self.tables.update_device(id, |d| {
-                    if let Some(m) = d.membership_mut(gid) {
+                self.tables.update_member(id, gid, |r| {
+                    if let Some(m) = r.joined.as_mut() {
                         m.retx = Retry::now(now);
                     }
                 });
@@ -226,7 +224,8 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let dev = self.tables.device(id).ok_or(Error::UnknownDevice)?;
         // The key on file must be the one in the request (signed mode), or none (PSK).
         dev.credential.check_claimed_key(&j.public_key)?;
-        if !dev.groups.contains(&gid) || !dev.role.allows(j.role) {
+        let rec = self.tables.member(id, gid).ok_or(Error::NotAdmitted)?;
+        if !dev.role.allows(j.role) {
             return Err(Error::NotAdmitted);
         }
         if g.spec.policy.signatures_required && dev.credential.is_psk() {
@@ -235,19 +234,18 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         if j.header.counter >= self.next_counter {
             return Err(Error::Stale);
         }
-        let existing = dev.membership(gid);
+        let existing = rec.joined.as_ref();
         // A retransmission of the request that made the current membership (its bundle was
         // lost): send the bundle again, change nothing else.
-        if dev.last_join_nonce == Some(j.header.nonce) && existing.is_some() {
+        if existing.is_some_and(|m| m.request_nonce == j.header.nonce) {
             return Ok(JoinVerdict::Retransmission);
         }
         // Freshness (finding 1): a signature proves who wrote a request, not when. Only a
         // request covering an outstanding challenge of ours may change anything; any other
         // (a first request, or one captured at any time and replayed) just gets a challenge.
         let challenged = j.challenge.is_some_and(|c| {
-            dev.challenges
-                .iter()
-                .any(|p| p.group_id == gid && p.nonce == c && p.expires_at > now.0)
+            rec.challenge
+                .is_some_and(|p| p.group_id == gid && p.nonce == c && p.expires_at > now.0)
         });
         if !challenged {
             return Ok(JoinVerdict::Unchallenged);
@@ -284,10 +282,10 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         // Senders of the group now (the joiner's own sender ID counts only if it keeps one).
         let senders = self.tables.senders(gid).count();
         let mut txn = Txn::new();
-        let (dev, g) = txn.device_and_group_mut(&self.tables, id, gid)?;
+        let (rec, g) = txn.member_and_group_mut(&self.tables, id, gid)?;
         let (epoch, created) = g.epoch_for_join(counter, now, rng, fresh_needed, recovery)?;
         // Sender ID: kept on a rejoin in the same role, otherwise allocated (and released).
-        let old = dev.membership(gid).map(|m| (m.role, m.sender_id));
+        let old = rec.joined.as_ref().map(|m| (m.role, m.sender_id));
         // Every sender entry of a signed group's bundles carries a key (MAX_SIGNING_SENDERS).
         let capacity = if g.spec.policy.signatures_required {
             MAX_SIGNING_SENDERS
@@ -320,25 +318,17 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             g.changed_at = counter;
         }
         // The challenge is used up (with the commit: a failed save keeps it).
-        dev.challenges.retain(|c| c.group_id != gid);
-        let membership = Membership {
-            group_id: gid,
+        rec.challenge = None;
+        rec.joined = Some(Membership {
             role: j.role,
             sender_id,
             since: counter,
             acked: 0,
             acked_epoch: 0,
             join_nonce: Some(j.header.nonce),
+            request_nonce: j.header.nonce,
             retx: Retry::now(now),
-        };
-        match dev.membership_mut(gid) {
-            Some(m) => *m = membership,
-            None => dev
-                .memberships
-                .push(membership)
-                .map_err(|_| Error::CapacityExceeded)?,
-        }
-        dev.last_join_nonce = Some(j.header.nonce);
+        });
         Ok(JoinPlan {
             txn,
             epoch,
@@ -390,8 +380,8 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let boot = self.boot_counter;
         let (fresh, newer) = self
             .tables
-            .update_device(id, |dev| {
-                let m = dev.membership_mut(gid)?;
+            .update_member(id, gid, |r| {
+                let m = r.joined.as_mut()?;
                 let fresh = a.header.counter > m.acked && a.header.counter >= boot;
                 let newer = a.header.counter > m.acked;
                 if newer {
@@ -429,7 +419,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             return Err(Error::UnknownGroup);
         }
         let dev = self.tables.device(id).ok_or(Error::UnknownDevice)?;
-        if dev.membership(gid).is_none() {
+        if self.tables.member(id, gid).is_none_or(|r| !r.is_member()) {
             // Already out (the confirmation was lost, or this is a replay): confirm again.
             // Harmless: a device accepts `Removed` only while joined or leaving, and a device
             // that is a member again is handled above by the freshness check.
@@ -448,14 +438,16 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             return Ok(false);
         }
         self.check_fresh(id, gid, l.header.counter)?;
-        let mut txn = Txn::new();
-        let (dev, g) = txn.device_and_group_mut(&self.tables, id, gid)?;
-        let epoch = remove_member(self.next_counter, dev, g, now, rng)?;
+        let credential = dev.credential.clone();
+        let mut txn: Txn<G> = Txn::new();
+        let (rec, g) = txn.member_and_group_mut(&self.tables, id, gid)?;
+        // The admission stays (the device may join again); the membership ends.
+        let epoch = remove_member(self.next_counter, rec, g, now, rng)?;
         let notice = Notice {
-            device: dev.id,
+            device: id,
             group_id: gid,
             reason: RemovedReason::Left,
-            credential: dev.credential.clone(),
+            credential,
         };
         self.commit(txn)?;
         let _ = self.notices.push_back(notice);

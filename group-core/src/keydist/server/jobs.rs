@@ -101,7 +101,7 @@ impl fmt::Debug for BundleJob {
     }
 }
 
-impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
+impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer<St, G, T, B> {
     /// The key server's own credentials, for [`BundleJob::seal`] (they sign; shareable
     /// between threads).
     pub fn credentials(&self) -> &ServerCredentials {

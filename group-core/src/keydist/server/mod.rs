@@ -1,10 +1,11 @@
 //! The key server: a sans-IO state machine (docs/key-distribution.md §6).
 //!
-//! It holds groups (ID, suite, policy, epochs), admitted devices (credential, role, groups) and
-//! memberships (sender ID, acknowledgement state) as records in [`ServerTables`]. Every change
-//! goes through a [`ServerStore`] *before* any message that depends on it is emitted: an
-//! operation stages copies of the records it changes (a transaction: at most one device, the
-//! groups it touches, the counter reservation), the store commits exactly those rows in one
+//! It holds groups (ID, suite, policy, epochs), admitted devices (credential, role) and, per
+//! (device, group) the device is admitted to, its membership (sender ID, acknowledgement
+//! state) as records in [`ServerTables`]. Every change goes through a [`ServerStore`]
+//! *before* any message that depends on it is emitted: an operation stages copies of the
+//! records it changes (a transaction: at most one device, up to `G` groups and `G` (device,
+//! group) records, the counter reservation), the store commits exactly those rows in one
 //! transaction, and only then do they replace the live records. A commit that fails leaves the
 //! server exactly as it was. An operation's cost does not depend on how many devices and
 //! groups the server holds (with indexed tables, as group-std's), only on what it touches
@@ -32,10 +33,10 @@
 //!
 //! ```text
 //!   spec      GroupSpec, KeySchedule: a group as the key server runs it
-//!   state     the records (GroupRec, DeviceRec, Meta) and their pure operations
+//!   state     the records (GroupRec, DeviceRec, MemberRec, Meta) and their pure operations
 //!   tables    ServerTables (live records, by ID) and HeaplessTables (fixed capacity)
 //!   txn       Txn: the staged records of one operation
-//!   legacy    migrate_v1: the single-blob state of format 1 as records
+//!   legacy    migrate_v1, migrate_v2_row: states of formats 1 and 2 as records of format 3
 //!   admin     operator requests: create_group, admit_device, revoke_device, rekey; queries
 //!   inbound   handle_message: join (validate, plan, apply), ack, leave, rekey report
 //!   timers    handle_timeout, poll_timeout: activation and scheduled rotation
@@ -66,20 +67,20 @@ use zeroize::Zeroize;
 use super::credential::ServerCredentials;
 use super::error::Error;
 use super::retry::Retry;
-use super::store::{Row, ServerStore, Table};
+use super::store::{Row, ServerStore, Table, member_key};
 use super::vocabulary::DeviceId;
 use crate::sequence::StoreError;
 use crate::time::Instant;
 use outbound::{ChallengeOut, Notice};
 use state::{Meta, STATE_FORMAT};
-use txn::{DeviceChange, Txn};
+use txn::{DeviceChange, MemberChange, Txn};
 
 pub use inbound::Received;
 pub use jobs::{BundleJob, Outgoing};
-pub use legacy::migrate_v1;
+pub use legacy::{migrate_v1, migrate_v2_row, state_format};
 pub use outbound::Transmit;
 pub use spec::{GroupSpec, KeySchedule};
-pub use state::{DeviceRec, GroupRec};
+pub use state::{DeviceRec, GroupRec, MemberRec};
 pub use tables::{HeaplessTables, ServerTables};
 
 /// Server counters reserved per store write.
@@ -88,8 +89,8 @@ const COUNTER_STEP: u64 = 64;
 const NOTICE_CAP: usize = 8;
 /// Queued events.
 const EVENT_CAP: usize = 32;
-/// Most rows one transaction writes (a revocation: the device and each of its groups, and the
-/// counters): a configuration with more than 64 groups per device is refused at commit.
+/// Most rows one transaction writes (a revocation step: the device, `G` groups, `G` (device,
+/// group) records, and the counters): a `KeyServer` with `G` above 32 is refused at commit.
 const TXN_ROWS: usize = 66;
 /// Queued join challenges (a full queue refuses further unchallenged joins until it drains).
 const CHALLENGE_OUT_CAP: usize = 16;
@@ -171,13 +172,15 @@ pub enum ServerEvent {
 }
 
 /// The key server. Its live records are in `T` ([`ServerTables`]): by default
-/// [`HeaplessTables`]`<32, 4>` (32 devices, 4 groups, no allocation); group-std's daemon uses
-/// unbounded tables. A device may be in up to `G` groups. Each transaction's rows are encoded
-/// into a `B`-byte buffer (one device and up to `G` groups must fit).
+/// [`HeaplessTables`]`<32, G>` (32 devices, `G` groups, 128 (device, group) admissions, no
+/// allocation); group-std's daemon uses unbounded tables, where a device may be in any number
+/// of groups. One transaction stages up to `G` groups and `G` (device, group) records (at
+/// most 32: admitting or revoking a device in more groups takes several transactions); its
+/// rows are encoded into a `B`-byte buffer (one device and `G` groups must fit).
 pub struct KeyServer<
     St: ServerStore,
     const G: usize = 4,
-    T: ServerTables<G> = HeaplessTables<32, G>,
+    T: ServerTables = HeaplessTables<32, G>,
     const B: usize = 16384,
 > {
     creds: ServerCredentials,
@@ -199,7 +202,7 @@ pub struct KeyServer<
     challenges_issued: u64,
 }
 
-impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> fmt::Debug
+impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> fmt::Debug
     for KeyServer<St, G, T, B>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -219,7 +222,7 @@ enum LoadFault {
     Full,
 }
 
-impl<St: ServerStore, const G: usize, T: ServerTables<G> + Default, const B: usize>
+impl<St: ServerStore, const G: usize, T: ServerTables + Default, const B: usize>
     KeyServer<St, G, T, B>
 {
     /// Starts the key server from its store: a commissioned empty store gives an empty server;
@@ -230,7 +233,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G> + Default, const B: usi
     }
 }
 
-impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
+impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer<St, G, T, B> {
     /// [`open`](Self::open) into the given (empty) tables.
     pub fn open_with(
         creds: ServerCredentials,
@@ -249,8 +252,8 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
                     _ => false,
                 },
                 Table::Groups => match postcard::from_bytes::<GroupRec>(bytes) {
-                    Ok(g) if g.group_id() == key => {
-                        if !tables.has_room(1, 0) {
+                    Ok(g) if u64::from(g.group_id()) == key => {
+                        if !tables.has_room(1, 0, 0) {
                             fault = LoadFault::Full;
                             return Err(StoreError::Corrupt);
                         }
@@ -259,13 +262,24 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
                     }
                     _ => false,
                 },
-                Table::Devices => match postcard::from_bytes::<DeviceRec<G>>(bytes) {
-                    Ok(d) if d.id().0 == key => {
-                        if !tables.has_room(0, 1) {
+                Table::Devices => match postcard::from_bytes::<DeviceRec>(bytes) {
+                    Ok(d) if u64::from(d.id().0) == key => {
+                        if !tables.has_room(0, 1, 0) {
                             fault = LoadFault::Full;
                             return Err(StoreError::Corrupt);
                         }
                         tables.put_device(d);
+                        true
+                    }
+                    _ => false,
+                },
+                Table::Memberships => match postcard::from_bytes::<MemberRec>(bytes) {
+                    Ok(m) if member_key(m.device().0, m.group_id()) == key => {
+                        if !tables.has_room(0, 0, 1) {
+                            fault = LoadFault::Full;
+                            return Err(StoreError::Corrupt);
+                        }
+                        tables.put_member(m);
                         true
                     }
                     _ => false,
@@ -360,9 +374,13 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         self.challenges_issued
     }
 
-    /// Join challenges outstanding (in memory; at most one per device and group).
+    /// Join challenges issued and not used up (in memory; at most one per device and group;
+    /// counts every admission record).
     pub fn outstanding_challenges(&self) -> usize {
-        self.tables.devices().map(|d| d.challenges.len()).sum()
+        self.tables
+            .all_members()
+            .filter(|m| m.challenge.is_some())
+            .count()
     }
 
     fn push_event(&mut self, e: ServerEvent) {
@@ -386,7 +404,15 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             Some(DeviceChange::Put(d)) => usize::from(self.tables.device(d.id()).is_none()),
             _ => 0,
         };
-        if !self.tables.has_room(new_groups, new_device) {
+        let new_members = txn
+            .members
+            .iter()
+            .filter(|c| match c {
+                MemberChange::Put(m) => self.tables.member(m.device(), m.group_id()).is_none(),
+                MemberChange::Remove(..) => false,
+            })
+            .count();
+        if !self.tables.has_room(new_groups, new_device, new_members) {
             return Err(Error::CapacityExceeded);
         }
         let result = self.write_rows(&txn);
@@ -403,6 +429,12 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
             Some(DeviceChange::Remove(id)) => self.tables.remove_device(id),
             None => {}
         }
+        for c in txn.members {
+            match c {
+                MemberChange::Put(m) => self.tables.put_member(m),
+                MemberChange::Remove(id, gid) => self.tables.remove_member(id, gid),
+            }
+        }
         Ok(())
     }
 
@@ -412,18 +444,25 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         let mut at = 0usize;
         let result = (|| {
             let scratch = &mut self.scratch;
+            // `bytes`: the encoded value's length, or `None` for a deleted row.
             let mut put = |table: Table,
-                           key: u32,
-                           bytes: Result<usize, postcard::Error>,
+                           key: u64,
+                           bytes: Option<Result<usize, postcard::Error>>,
                            at: &mut usize|
              -> Result<(), Error> {
-                let n = bytes.map_err(|_| Error::StateTooLarge)?;
-                let end = at.checked_add(n).ok_or(Error::StateTooLarge)?;
+                let span = match bytes {
+                    Some(n) => {
+                        let n = n.map_err(|_| Error::StateTooLarge)?;
+                        let end = at.checked_add(n).ok_or(Error::StateTooLarge)?;
+                        let span = (*at, end);
+                        *at = end;
+                        Some(span)
+                    }
+                    None => None,
+                };
                 spans
-                    .push((table, key, Some((*at, end))))
-                    .map_err(|_| Error::CapacityExceeded)?;
-                *at = end;
-                Ok(())
+                    .push((table, key, span))
+                    .map_err(|_| Error::CapacityExceeded)
             };
             if let Some(c) = txn.counter_reserved {
                 let meta = Meta {
@@ -431,21 +470,29 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
                     counter_reserved: c,
                 };
                 let n = encode(&meta, scratch, at);
-                put(Table::Counters, 0, n, &mut at)?;
+                put(Table::Counters, 0, Some(n), &mut at)?;
             }
             for g in &txn.groups {
                 let n = encode(g, scratch, at);
-                put(Table::Groups, g.group_id(), n, &mut at)?;
+                put(Table::Groups, u64::from(g.group_id()), Some(n), &mut at)?;
             }
             match &txn.device {
                 Some(DeviceChange::Put(d)) => {
                     let n = encode(d, scratch, at);
-                    put(Table::Devices, d.id().0, n, &mut at)?;
+                    put(Table::Devices, u64::from(d.id().0), Some(n), &mut at)?;
                 }
-                Some(DeviceChange::Remove(id)) => spans
-                    .push((Table::Devices, id.0, None))
-                    .map_err(|_| Error::CapacityExceeded)?,
+                Some(DeviceChange::Remove(id)) => {
+                    put(Table::Devices, u64::from(id.0), None, &mut at)?;
+                }
                 None => {}
+            }
+            for c in &txn.members {
+                let (id, gid) = c.key();
+                let n = match c {
+                    MemberChange::Put(m) => Some(encode(m, scratch, at)),
+                    MemberChange::Remove(..) => None,
+                };
+                put(Table::Memberships, member_key(id.0, gid), n, &mut at)?;
             }
             Ok::<(), Error>(())
         })();
@@ -473,8 +520,8 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
 
     /// Makes every member of group `group_id` due for a bundle now.
     fn mark_group_due(&mut self, group_id: u32, now: Instant) {
-        self.tables.update_members(group_id, |d| {
-            if let Some(m) = d.membership_mut(group_id) {
+        self.tables.update_members(group_id, |r| {
+            if let Some(m) = r.joined.as_mut() {
                 m.retx = Retry::now(now);
             }
         });
@@ -518,7 +565,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
 
 /// A row of a transaction being written: table, key, and where its value is in the scratch
 /// buffer (`None`: deleted).
-type Span = (Table, u32, Option<(usize, usize)>);
+type Span = (Table, u64, Option<(usize, usize)>);
 
 /// Encodes `value` into `scratch` from `at`; returns its length.
 fn encode<V: serde::Serialize>(

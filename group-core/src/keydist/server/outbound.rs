@@ -48,7 +48,7 @@ pub(super) struct Notice {
     pub(super) credential: DeviceCredential,
 }
 
-impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
+impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer<St, G, T, B> {
     /// The next message to send, written to `buf` (at least
     /// [`MAX_MESSAGE_LEN`](super::super::MAX_MESSAGE_LEN) bytes). Join challenges first, then removal
     /// notices, then due bundles (first transmissions and retransmissions with exponential
@@ -144,8 +144,8 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
         }
         let counter = self.take_counter()?;
         let job = self.build_bundle(device_id, gid, counter, now, rng)?;
-        self.tables.update_device(device_id, |d| {
-            if let Some(m) = d.membership_mut(gid) {
+        self.tables.update_member(device_id, gid, |r| {
+            if let Some(m) = r.joined.as_mut() {
                 m.retx.backoff(now);
             }
         });
@@ -173,24 +173,28 @@ impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeySer
     ) -> Result<BundleJob, Error> {
         let g = self.tables.group(gid).ok_or(Error::UnknownGroup)?;
         let d = self.tables.device(id).ok_or(Error::UnknownDevice)?;
-        let m = d.membership(gid).ok_or(Error::NotMember)?;
+        let m = self
+            .tables
+            .member(id, gid)
+            .and_then(|r| r.joined.as_ref())
+            .ok_or(Error::NotMember)?;
         let e = g.newest().ok_or(Error::UnknownGroup)?;
         let mut senders = SenderEntries::new();
-        for od in self.tables.senders(gid) {
-            if let Some(om) = od.membership(gid) {
-                let Some(sid) = om.sender_id else { continue };
-                let public_key = if g.spec.policy.signatures_required {
-                    od.credential.compressed_key().copied()
-                } else {
-                    None
-                };
-                senders
-                    .push(SenderEntry {
-                        sender_id: sid,
-                        public_key,
-                    })
-                    .map_err(|_| Error::CapacityExceeded)?;
-            }
+        for om in self.tables.senders(gid) {
+            let Some(sid) = om.sender_id() else { continue };
+            let public_key = if g.spec.policy.signatures_required {
+                self.tables
+                    .device(om.device())
+                    .and_then(|od| od.credential.compressed_key().copied())
+            } else {
+                None
+            };
+            senders
+                .push(SenderEntry {
+                    sender_id: sid,
+                    public_key,
+                })
+                .map_err(|_| Error::CapacityExceeded)?;
         }
         senders.sort_by_sender_id();
         let header = ServerHeader {

@@ -1,6 +1,6 @@
 //! The key server's persistent records and their pure operations: a group with its epochs and
-//! sender IDs ([`GroupRec`]), an admitted device with its memberships ([`DeviceRec`]), the
-//! server's counters ([`Meta`]). Each is stored as one row (postcard) of its table. Operations
+//! sender IDs ([`GroupRec`]), an admitted device ([`DeviceRec`]), a device's admission to one
+//! group and its membership there ([`MemberRec`]), the server's counters ([`Meta`]). Each is stored as one row (postcard) of its table. Operations
 //! here work on staged copies of the records a transaction touches (never on the live ones),
 //! take `now`, the next server counter and the caller's random generator as arguments, and do
 //! no I/O.
@@ -24,8 +24,12 @@ use super::spec::{GroupSpec, KeySchedule};
 use crate::time::Instant;
 
 /// Format byte of the stored records (in [`Meta`]). Format 1 was one blob holding the whole
-/// state ([`LegacyState`]), converted on first start by [`migrate_v1`](super::migrate_v1).
-pub(super) const STATE_FORMAT: u8 = 2;
+/// state ([`LegacyState`]), converted on first start by [`migrate_v1`](super::migrate_v1);
+/// format 2 kept each device's groups and memberships inline in its row, converted by
+/// [`migrate_v2_row`](super::migrate_v2_row).
+pub(super) const STATE_FORMAT: u8 = 3;
+/// Format byte of the records of format 2 (memberships inside the device rows).
+pub(super) const V2_FORMAT: u8 = 2;
 /// Format byte of the single-blob state before issue 16.
 pub(super) const LEGACY_FORMAT: u8 = 1;
 /// Released sender IDs remembered for reuse.
@@ -62,9 +66,9 @@ pub struct GroupRec {
     pub(super) stale: Vec<u8, MAX_STALE>,
 }
 
+/// A device's membership of one group (inside its [`MemberRec`]).
 #[derive(Clone, Serialize, Deserialize)]
 pub(super) struct Membership {
-    pub(super) group_id: u32,
     pub(super) role: Role,
     pub(super) sender_id: Option<u8>,
     /// Server counter when this membership began: device messages must refer to a counter at
@@ -77,25 +81,39 @@ pub(super) struct Membership {
     pub(super) acked_epoch: u16,
     /// Join nonce echoed until the first acknowledgement.
     pub(super) join_nonce: Option<[u8; NONCE_LEN]>,
+    /// Nonce of the join request that made this membership (a retransmission of it gets the
+    /// bundle again and changes nothing).
+    pub(super) request_nonce: [u8; NONCE_LEN],
     #[serde(skip)]
     pub(super) retx: Retry,
 }
 
-/// An admitted device's record: credential, role, the groups it may join and its memberships,
-/// at most `G` of each (one row of the devices table). Opaque outside the key server; a
-/// [`ServerTables`](super::ServerTables) implementation keeps it by [`id`](Self::id).
+/// An admitted device's record: credential and role (one row of the devices table). The
+/// groups it may join and its memberships are [`MemberRec`]s of their own. Opaque outside the
+/// key server; a [`ServerTables`](super::ServerTables) implementation keeps it by
+/// [`id`](Self::id).
 #[derive(Clone, Serialize, Deserialize)]
-pub struct DeviceRec<const G: usize> {
+pub struct DeviceRec {
     pub(super) id: DeviceId,
     pub(super) credential: DeviceCredential,
     pub(super) role: Role,
-    pub(super) groups: Vec<u32, G>,
-    pub(super) last_join_nonce: Option<[u8; NONCE_LEN]>,
-    pub(super) memberships: Vec<Membership, G>,
-    /// Outstanding join challenges, at most one per group (the device may join only its
-    /// `groups`, at most `G`). Not persisted.
+}
+
+/// A device's admission to one group and, while it is a member, its membership (one row of
+/// the memberships table, keyed by (device, group): [`member_key`](crate::keydist::member_key)).
+/// Exists for every group the device may join, from its admission to its revocation; a join
+/// or a leave changes only this record and the group's. Opaque outside the key server; a
+/// [`ServerTables`](super::ServerTables) implementation keeps it by
+/// ([`device`](Self::device), [`group_id`](Self::group_id)).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MemberRec {
+    pub(super) device: DeviceId,
+    pub(super) group_id: u32,
+    pub(super) joined: Option<Membership>,
+    /// The outstanding join challenge of this device for this group. Not persisted (after a
+    /// restart the device is simply challenged again).
     #[serde(skip)]
-    pub(super) challenges: Vec<Challenge, G>,
+    pub(super) challenge: Option<Challenge>,
 }
 
 /// The server's own row (counters table): format and counter reservation.
@@ -113,7 +131,31 @@ pub(super) struct LegacyState<const D: usize, const G: usize> {
     /// Every counter below this may have been used.
     pub(super) counter_reserved: u64,
     pub(super) groups: Vec<GroupRec, G>,
-    pub(super) devices: Vec<DeviceRec<G>, D>,
+    pub(super) devices: Vec<DeviceRecV2<G>, D>,
+}
+
+/// A membership as formats 1 and 2 stored it (inside its device's row): read only to migrate.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct MembershipV2 {
+    pub(super) group_id: u32,
+    pub(super) role: Role,
+    pub(super) sender_id: Option<u8>,
+    pub(super) since: u64,
+    pub(super) acked: u64,
+    pub(super) acked_epoch: u16,
+    pub(super) join_nonce: Option<[u8; NONCE_LEN]>,
+}
+
+/// A device row of formats 1 and 2: the groups it may join and its memberships inline, at
+/// most `G` each. Read only to migrate.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct DeviceRecV2<const G: usize> {
+    pub(super) id: DeviceId,
+    pub(super) credential: DeviceCredential,
+    pub(super) role: Role,
+    pub(super) groups: Vec<u32, G>,
+    pub(super) last_join_nonce: Option<[u8; NONCE_LEN]>,
+    pub(super) memberships: Vec<MembershipV2, G>,
 }
 
 /// A challenge the key server issued and still accepts (in memory only: after a restart the
@@ -304,68 +346,64 @@ impl GroupRec {
     }
 }
 
-impl<const G: usize> DeviceRec<G> {
+impl DeviceRec {
     /// The device's ID (its key in the devices table).
     pub fn id(&self) -> DeviceId {
         self.id
     }
+}
 
-    /// The groups the device is a member of now.
-    pub fn member_of(&self) -> impl Iterator<Item = u32> + '_ {
-        self.memberships.iter().map(|m| m.group_id)
+impl MemberRec {
+    /// The device.
+    pub fn device(&self) -> DeviceId {
+        self.device
     }
 
-    /// When each of its memberships that still has to acknowledge its group's present content
-    /// is due for a bundle: (group, time). `group` looks a group up.
-    pub fn due_at<'a>(
-        &'a self,
-        group: impl Fn(u32) -> Option<&'a GroupRec> + 'a,
-    ) -> impl Iterator<Item = (u32, u64)> + 'a {
-        self.memberships.iter().filter_map(move |m| {
-            let g = group(m.group_id)?;
-            g.is_pending(m).then_some((m.group_id, m.retx.next_at()))
-        })
+    /// The group.
+    pub fn group_id(&self) -> u32 {
+        self.group_id
     }
 
-    /// Its sender ID in group `group_id`, if it is a member there and a sender.
-    pub fn sender_in(&self, group_id: u32) -> Option<u8> {
-        self.membership(group_id).and_then(|m| m.sender_id)
+    /// Whether the device is a member of the group now (not only admitted to it).
+    pub fn is_member(&self) -> bool {
+        self.joined.is_some()
     }
 
-    /// Its membership in `group_id`.
-    pub(super) fn membership(&self, group_id: u32) -> Option<&Membership> {
-        self.memberships.iter().find(|m| m.group_id == group_id)
+    /// Its sender ID in the group, if it is a member there and a sender.
+    pub fn sender_id(&self) -> Option<u8> {
+        self.joined.as_ref().and_then(|m| m.sender_id)
     }
 
-    /// Its membership in `group_id`, to change in-memory fields.
-    pub(super) fn membership_mut(&mut self, group_id: u32) -> Option<&mut Membership> {
-        self.memberships.iter_mut().find(|m| m.group_id == group_id)
+    /// When its bundle is due, if it is a member that still has to acknowledge `group`'s
+    /// present content (`group` must be this record's group).
+    pub fn due_at(&self, group: &GroupRec) -> Option<u64> {
+        let m = self.joined.as_ref()?;
+        group.is_pending(m).then(|| m.retx.next_at())
+    }
+
+    /// Whether it has a join challenge outstanding at `now` (ms on the server's clock).
+    pub fn has_challenge(&self, now: u64) -> bool {
+        self.challenge.is_some_and(|c| c.expires_at > now)
     }
 }
 
-/// Removes the device of `dev` from group `g` (both staged copies) and rekeys the group: a
-/// fresh epoch secret even if nobody is left (the removed device holds the old one). Returns
-/// the new epoch.
-pub(super) fn remove_member<R: CryptoRng + ?Sized, const G: usize>(
+/// Ends membership `m` in group `g` (both staged copies) and rekeys the group: a fresh epoch
+/// secret even if nobody is left (the removed device holds the old one). Returns the new
+/// epoch.
+pub(super) fn remove_member<R: CryptoRng + ?Sized>(
     counter: u64,
-    dev: &mut DeviceRec<G>,
+    m: &mut MemberRec,
     g: &mut GroupRec,
     now: Instant,
     rng: &mut R,
 ) -> Result<u16, Error> {
-    let group_id = g.spec.group_id;
-    let mi = dev
-        .memberships
-        .iter()
-        .position(|m| m.group_id == group_id)
-        .ok_or(Error::NotMember)?;
-    let m = dev.memberships.swap_remove(mi);
+    let joined = m.joined.take().ok_or(Error::NotMember)?;
     // The newest epoch the removed device could know: the one before the new epoch.
     let last_known = g.latest_epoch;
     // The epoch first, then the release: the bundles of this epoch announce the removal,
     // so its stale list must name the released sid.
     let epoch = g.new_epoch(counter, now, rng)?;
-    if let Some(sid) = m.sender_id {
+    if let Some(sid) = joined.sender_id {
         g.release_sid(sid, last_known);
     }
     Ok(epoch)

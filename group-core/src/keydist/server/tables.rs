@@ -1,30 +1,34 @@
 //! Where the key server keeps its live records: the [`ServerTables`] trait (groups by ID,
-//! devices by ID, the members of a group) and its fixed-capacity implementation
-//! [`HeaplessTables`] (no allocation: the embedded configuration). group-std has an unbounded
-//! one.
+//! devices by ID, memberships by (device, group), the members of a group) and its
+//! fixed-capacity implementation [`HeaplessTables`] (no allocation: the embedded
+//! configuration). group-std has an unbounded one.
 //!
 //! The tables hold what is durable in the store (and a few in-memory fields of the records:
 //! retransmission timers, acknowledgements, join challenges). The key server changes a record
 //! only through a transaction ([`Txn`](super::txn::Txn)): staged copies, committed to the
 //! store, and only then put here with [`put_group`](ServerTables::put_group),
-//! [`put_device`](ServerTables::put_device) and
-//! [`remove_device`](ServerTables::remove_device). Those calls cannot fail: the key server
-//! asks [`has_room`](ServerTables::has_room) before it commits.
+//! [`put_device`](ServerTables::put_device), [`put_member`](ServerTables::put_member) and the
+//! removals. Those calls cannot fail: the key server asks [`has_room`](ServerTables::has_room)
+//! before it commits.
 
 use heapless::Vec;
 
-use super::state::{DeviceRec, GroupRec};
+use super::state::{DeviceRec, GroupRec, MemberRec};
 use crate::keydist::vocabulary::DeviceId;
 
-/// The live records of a key server whose devices may be in up to `G` groups each.
+/// The live records of a key server.
 ///
-/// Contract: [`update_device`](Self::update_device) and
+/// A [`MemberRec`] exists for every (device, group) the device is admitted to; it is a
+/// *member* of the group while [`MemberRec::is_member`]. There is no limit per device in the
+/// trait: a device may be admitted to any number of groups.
+///
+/// Contract: [`update_member`](Self::update_member) and
 /// [`update_members`](Self::update_members) change in-memory fields only (timers,
-/// acknowledgements, challenges), never a membership's existence: memberships come and go
-/// through [`put_device`](Self::put_device), so an implementation may index the members of a
-/// group there. An implementation that indexes timers re-reads a record after each of these
-/// calls ([`DeviceRec::due_at`], [`GroupRec::timer`]).
-pub trait ServerTables<const G: usize> {
+/// acknowledgements, challenges), never whether a membership exists or its sender ID:
+/// memberships come and go through [`put_member`](Self::put_member), so an implementation may
+/// index the members and senders of a group there. An implementation that indexes timers
+/// re-reads a record after each of these calls ([`MemberRec::due_at`], [`GroupRec::timer`]).
+pub trait ServerTables {
     /// Group `group_id`.
     fn group(&self, group_id: u32) -> Option<&GroupRec>;
     /// Every group.
@@ -34,50 +38,67 @@ pub trait ServerTables<const G: usize> {
     /// Inserts or replaces a group (room was checked with [`has_room`](Self::has_room)).
     fn put_group(&mut self, group: GroupRec);
     /// Device `id`.
-    fn device(&self, id: DeviceId) -> Option<&DeviceRec<G>>;
-    /// Calls `f` with device `id` to change in-memory fields (see the trait's contract).
-    fn update_device<R>(
-        &mut self,
-        id: DeviceId,
-        f: impl FnOnce(&mut DeviceRec<G>) -> R,
-    ) -> Option<R>;
+    fn device(&self, id: DeviceId) -> Option<&DeviceRec>;
     /// Every device.
-    fn devices(&self) -> impl Iterator<Item = &DeviceRec<G>>;
+    fn devices(&self) -> impl Iterator<Item = &DeviceRec>;
     /// How many devices there are.
     fn device_count(&self) -> usize;
     /// Inserts or replaces a device (room was checked with [`has_room`](Self::has_room)).
-    fn put_device(&mut self, device: DeviceRec<G>);
-    /// Removes a device.
+    fn put_device(&mut self, device: DeviceRec);
+    /// Removes a device record (its [`MemberRec`]s are removed on their own).
     fn remove_device(&mut self, id: DeviceId);
-    /// Whether `groups` more groups and `devices` more devices fit.
-    fn has_room(&self, groups: usize, devices: usize) -> bool;
-    /// The members of group `group_id` (devices with a membership in it). The default scans
-    /// every device; an implementation with an index answers in the group's size.
-    fn members(&self, group_id: u32) -> impl Iterator<Item = &DeviceRec<G>> {
-        self.devices()
-            .filter(move |d| d.member_of().any(|g| g == group_id))
+    /// The record of device `id` in group `group_id` (it is admitted there).
+    fn member(&self, id: DeviceId, group_id: u32) -> Option<&MemberRec>;
+    /// Every (device, group) record.
+    fn all_members(&self) -> impl Iterator<Item = &MemberRec>;
+    /// How many (device, group) records there are.
+    fn member_count(&self) -> usize;
+    /// Inserts or replaces a (device, group) record (room was checked).
+    fn put_member(&mut self, member: MemberRec);
+    /// Removes the record of device `id` in group `group_id`.
+    fn remove_member(&mut self, id: DeviceId, group_id: u32);
+    /// Calls `f` with the record of device `id` in group `group_id` to change in-memory
+    /// fields (see the trait's contract).
+    fn update_member<R>(
+        &mut self,
+        id: DeviceId,
+        group_id: u32,
+        f: impl FnOnce(&mut MemberRec) -> R,
+    ) -> Option<R>;
+    /// Whether `groups` more groups, `devices` more devices and `members` more (device, group)
+    /// records fit.
+    fn has_room(&self, groups: usize, devices: usize, members: usize) -> bool;
+    /// The records of device `id` (the groups it is admitted to). The default scans every
+    /// record; an implementation with an index answers in the device's number of groups.
+    fn member_of(&self, id: DeviceId) -> impl Iterator<Item = &MemberRec> {
+        self.all_members().filter(move |m| m.device() == id)
+    }
+    /// The members of group `group_id` (records with a membership). The default scans every
+    /// record; an implementation with an index answers in the group's size.
+    fn members(&self, group_id: u32) -> impl Iterator<Item = &MemberRec> {
+        self.all_members()
+            .filter(move |m| m.group_id() == group_id && m.is_member())
     }
     /// The members of group `group_id` that hold a sender ID in it (at most 255). The default
     /// filters [`members`](Self::members); an implementation with an index answers in the
     /// number of senders.
-    fn senders(&self, group_id: u32) -> impl Iterator<Item = &DeviceRec<G>> {
-        self.members(group_id)
-            .filter(move |d| d.sender_in(group_id).is_some())
+    fn senders(&self, group_id: u32) -> impl Iterator<Item = &MemberRec> {
+        self.members(group_id).filter(|m| m.sender_id().is_some())
     }
     /// Calls `f` with each member of group `group_id`, to change in-memory fields.
-    fn update_members(&mut self, group_id: u32, f: impl FnMut(&mut DeviceRec<G>));
+    fn update_members(&mut self, group_id: u32, f: impl FnMut(&mut MemberRec));
     /// The first membership (device, group) whose bundle is due at `now`. The default scans
-    /// every membership in table order.
+    /// every record in table order.
     fn due_member(&self, now: u64) -> Option<(DeviceId, u32)> {
-        self.devices().find_map(|d| {
-            let gid = d.due_at(|g| self.group(g)).find(|(_, at)| *at <= now)?.0;
-            Some((d.id(), gid))
+        self.all_members().find_map(|m| {
+            let at = m.due_at(self.group(m.group_id())?)?;
+            (at <= now).then_some((m.device(), m.group_id()))
         })
     }
-    /// When the next bundle is due (the earliest [`DeviceRec::due_at`]). The default scans.
+    /// When the next bundle is due (the earliest [`MemberRec::due_at`]). The default scans.
     fn next_member_time(&self) -> Option<u64> {
-        self.devices()
-            .flat_map(|d| d.due_at(|g| self.group(g)).map(|(_, at)| at))
+        self.all_members()
+            .filter_map(|m| m.due_at(self.group(m.group_id())?))
             .min()
     }
     /// The first group whose timer ([`GroupRec::timer`]: activation or scheduled rotation)
@@ -98,24 +119,28 @@ pub trait ServerTables<const G: usize> {
     }
 }
 
-/// Fixed-capacity tables: up to `D` devices and `G` groups (and `G` groups per device), in
-/// place, no allocation. Lookups scan (a few dozen records).
+/// Fixed-capacity tables: up to `D` devices, `G` groups and `M` (device, group) records
+/// (admissions, with their memberships) in all, in place, no allocation. Lookups scan (a few
+/// dozen records). The embedded configuration's capacities: a site with more needs
+/// group-std's unbounded tables.
 #[derive(Clone)]
-pub struct HeaplessTables<const D: usize, const G: usize> {
+pub struct HeaplessTables<const D: usize, const G: usize, const M: usize = 128> {
     groups: Vec<GroupRec, G>,
-    devices: Vec<DeviceRec<G>, D>,
+    devices: Vec<DeviceRec, D>,
+    members: Vec<MemberRec, M>,
 }
 
-impl<const D: usize, const G: usize> Default for HeaplessTables<D, G> {
+impl<const D: usize, const G: usize, const M: usize> Default for HeaplessTables<D, G, M> {
     fn default() -> Self {
         Self {
             groups: Vec::new(),
             devices: Vec::new(),
+            members: Vec::new(),
         }
     }
 }
 
-impl<const D: usize, const G: usize> ServerTables<G> for HeaplessTables<D, G> {
+impl<const D: usize, const G: usize, const M: usize> ServerTables for HeaplessTables<D, G, M> {
     fn group(&self, group_id: u32) -> Option<&GroupRec> {
         self.groups.iter().find(|g| g.group_id() == group_id)
     }
@@ -139,19 +164,11 @@ impl<const D: usize, const G: usize> ServerTables<G> for HeaplessTables<D, G> {
         }
     }
 
-    fn device(&self, id: DeviceId) -> Option<&DeviceRec<G>> {
+    fn device(&self, id: DeviceId) -> Option<&DeviceRec> {
         self.devices.iter().find(|d| d.id() == id)
     }
 
-    fn update_device<R>(
-        &mut self,
-        id: DeviceId,
-        f: impl FnOnce(&mut DeviceRec<G>) -> R,
-    ) -> Option<R> {
-        self.devices.iter_mut().find(|d| d.id() == id).map(f)
-    }
-
-    fn devices(&self) -> impl Iterator<Item = &DeviceRec<G>> {
+    fn devices(&self) -> impl Iterator<Item = &DeviceRec> {
         self.devices.iter()
     }
 
@@ -159,7 +176,7 @@ impl<const D: usize, const G: usize> ServerTables<G> for HeaplessTables<D, G> {
         self.devices.len()
     }
 
-    fn put_device(&mut self, device: DeviceRec<G>) {
+    fn put_device(&mut self, device: DeviceRec) {
         let id = device.id();
         match self.devices.iter_mut().find(|d| d.id() == id) {
             Some(d) => *d = device,
@@ -175,18 +192,69 @@ impl<const D: usize, const G: usize> ServerTables<G> for HeaplessTables<D, G> {
         }
     }
 
-    fn has_room(&self, groups: usize, devices: usize) -> bool {
-        self.groups.len().saturating_add(groups) <= G
-            && self.devices.len().saturating_add(devices) <= D
+    fn member(&self, id: DeviceId, group_id: u32) -> Option<&MemberRec> {
+        self.members
+            .iter()
+            .find(|m| m.device() == id && m.group_id() == group_id)
     }
 
-    fn update_members(&mut self, group_id: u32, mut f: impl FnMut(&mut DeviceRec<G>)) {
-        for d in self
-            .devices
+    fn all_members(&self) -> impl Iterator<Item = &MemberRec> {
+        self.members.iter()
+    }
+
+    fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    fn put_member(&mut self, member: MemberRec) {
+        let (id, gid) = (member.device(), member.group_id());
+        match self
+            .members
             .iter_mut()
-            .filter(|d| d.member_of().any(|g| g == group_id))
+            .find(|m| m.device() == id && m.group_id() == gid)
         {
-            f(d);
+            Some(m) => *m = member,
+            None => {
+                let _ = self.members.push(member);
+            }
+        }
+    }
+
+    fn remove_member(&mut self, id: DeviceId, group_id: u32) {
+        if let Some(i) = self
+            .members
+            .iter()
+            .position(|m| m.device() == id && m.group_id() == group_id)
+        {
+            self.members.swap_remove(i);
+        }
+    }
+
+    fn update_member<R>(
+        &mut self,
+        id: DeviceId,
+        group_id: u32,
+        f: impl FnOnce(&mut MemberRec) -> R,
+    ) -> Option<R> {
+        self.members
+            .iter_mut()
+            .find(|m| m.device() == id && m.group_id() == group_id)
+            .map(f)
+    }
+
+    fn has_room(&self, groups: usize, devices: usize, members: usize) -> bool {
+        self.groups.len().saturating_add(groups) <= G
+            && self.devices.len().saturating_add(devices) <= D
+            && self.members.len().saturating_add(members) <= M
+    }
+
+    fn update_members(&mut self, group_id: u32, mut f: impl FnMut(&mut MemberRec)) {
+        for m in self
+            .members
+            .iter_mut()
+            .filter(|m| m.group_id() == group_id && m.is_member())
+        {
+            f(m);
         }
     }
 }

@@ -204,13 +204,14 @@ fn lost_or_corrupt_state_is_refused() {
     }
 }
 
-/// A transaction writes only the rows it changes: a join writes its device and its group, a
-/// rekey its group, an admission its device; the store's other rows stay byte for byte.
+/// A transaction writes only the rows it changes: a rekey its group, an admission its device
+/// and one (device, group) row per group, a revocation deletes them; the store's other rows
+/// stay byte for byte.
 #[test]
 fn each_change_commits_only_its_rows() {
     struct Log {
         inner: MemoryServerStore,
-        last: Vec<(Table, u32, bool), 8>,
+        last: Vec<(Table, u64, bool), 8>,
     }
     impl ServerStore for Log {
         fn load(&mut self, visit: &mut RowVisitor<'_>) -> Result<bool, StoreError> {
@@ -246,11 +247,26 @@ fn each_change_commits_only_its_rows() {
         DeviceCredential::public_key(SigningKey::from_slice(&[9; 32]).unwrap().verifying_key());
     s.admit_device(DeviceId(5), cred, Role::Sender, &[1, 2])
         .unwrap();
-    assert_eq!(s.store().last.as_slice(), &[(Table::Devices, 5, true)]);
+    let k = |g| crate::keydist::member_key(5, g);
+    assert_eq!(
+        s.store().last.as_slice(),
+        &[
+            (Table::Devices, 5, true),
+            (Table::Memberships, k(1), true),
+            (Table::Memberships, k(2), true)
+        ]
+    );
     s.rekey(2, Instant(0), &mut rng).unwrap();
     assert_eq!(s.store().last.as_slice(), &[(Table::Groups, 2, true)]);
     s.revoke_device(DeviceId(5), Instant(0), &mut rng).unwrap();
-    assert_eq!(s.store().last.as_slice(), &[(Table::Devices, 5, false)]);
+    assert_eq!(
+        s.store().last.as_slice(),
+        &[
+            (Table::Devices, 5, false),
+            (Table::Memberships, k(1), false),
+            (Table::Memberships, k(2), false)
+        ]
+    );
     // A restart sees the same state.
     let key = SigningKey::from_slice(&[7; 32]).unwrap();
     let store = s.into_store();
@@ -259,4 +275,116 @@ fn each_change_commits_only_its_rows() {
     assert_eq!(s.latest_epoch(2), Some(2));
     assert_eq!(s.group_count(), 2);
     assert_eq!(s.device_count(), 0);
+}
+
+/// A state of format 2 (each device's groups and memberships inside its row, as main wrote it
+/// before the (device, group) records) converted row by row with `migrate_v2_row` opens as
+/// the same state; unconverted it is refused, and so is a newer format.
+#[test]
+fn format_2_state_migrates_to_format_3() {
+    extern crate std;
+    use super::state::{DeviceRecV2, MembershipV2, Meta};
+    let mut s = server();
+    let mut rng = Xs(5);
+    for g in [1, 2] {
+        s.create_group(GroupSpec::new(g, Suite::AES_128_CCM), Instant(0), &mut rng)
+            .unwrap();
+    }
+    let mut groups: std::vec::Vec<(u64, std::vec::Vec<u8>)> = std::vec::Vec::new();
+    let mut store = s.into_store();
+    store
+        .load(&mut |t, k, v| {
+            if t == Table::Groups {
+                groups.push((k, v.to_vec()));
+            }
+            Ok(())
+        })
+        .unwrap();
+    let cred =
+        DeviceCredential::public_key(SigningKey::from_slice(&[9; 32]).unwrap().verifying_key());
+    let old_device: DeviceRecV2<32> = DeviceRecV2 {
+        id: DeviceId(5),
+        credential: cred,
+        role: Role::Sender,
+        groups: Vec::from_slice(&[1, 2]).unwrap(),
+        last_join_nonce: Some([3; 16]),
+        memberships: Vec::from_slice(&[MembershipV2 {
+            group_id: 1,
+            role: Role::Sender,
+            sender_id: Some(1),
+            since: 1,
+            acked: 0,
+            acked_epoch: 0,
+            join_nonce: Some([3; 16]),
+        }])
+        .unwrap(),
+    };
+    let meta = |format| Meta {
+        format,
+        counter_reserved: 128,
+    };
+    let enc = |v: &dyn Fn(&mut [u8]) -> usize| {
+        let mut b = [0u8; 1024];
+        let n = v(&mut b);
+        b[..n].to_vec()
+    };
+    let meta2 = enc(&|b| postcard::to_slice(&meta(2), b).unwrap().len());
+    let dev2 = enc(&|b| postcard::to_slice(&old_device, b).unwrap().len());
+    let key = || SigningKey::from_slice(&[7; 32]).unwrap();
+    let write = |rows: &[(Table, u64, std::vec::Vec<u8>)]| {
+        let mut st = MemoryServerStore::new();
+        let rows: std::vec::Vec<Row<'_>> = rows
+            .iter()
+            .map(|(t, k, v)| Row {
+                table: *t,
+                key: *k,
+                value: Some(v),
+            })
+            .collect();
+        st.commit(&rows).unwrap();
+        st
+    };
+    let mut old: std::vec::Vec<(Table, u64, std::vec::Vec<u8>)> =
+        std::vec![(Table::Counters, 0, meta2), (Table::Devices, 5, dev2)];
+    old.extend(groups.iter().map(|(k, v)| (Table::Groups, *k, v.clone())));
+    // Unconverted: refused (format 2 is not this server's).
+    assert_eq!(
+        Ks::open(ServerCredentials::new(key()), write(&old)).err(),
+        Some(Error::StateCorrupt)
+    );
+    // Converted: groups as they were, the device's row and one row per group it may join.
+    let mut new: std::vec::Vec<(Table, u64, std::vec::Vec<u8>)> = std::vec::Vec::new();
+    for (t, k, v) in &old {
+        if *t == Table::Groups {
+            new.push((*t, *k, v.clone()));
+        }
+        migrate_v2_row(*t, *k, v, &mut |t, k, v| {
+            new.push((t, k, v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    }
+    let kinds: std::vec::Vec<(Table, u64)> = new.iter().map(|(t, k, _)| (*t, *k)).collect();
+    assert!(kinds.contains(&(Table::Memberships, crate::keydist::member_key(5, 1))));
+    assert!(kinds.contains(&(Table::Memberships, crate::keydist::member_key(5, 2))));
+    assert_eq!(state_format(&new[0].2), Some(3));
+    let s = Ks::open(ServerCredentials::new(key()), write(&new)).unwrap();
+    assert_eq!(s.device_count(), 1);
+    let mut gs: std::vec::Vec<u32> = s.device_groups(DeviceId(5)).collect();
+    gs.sort_unstable();
+    assert_eq!(gs, [1, 2]);
+    assert_eq!(
+        s.membership(DeviceId(5), 1),
+        Some(Some(1)),
+        "member, sender 1"
+    );
+    assert_eq!(s.membership(DeviceId(5), 2), None, "admitted, not a member");
+    assert_eq!(s.members(1).count(), 1);
+    // A newer format than this server's is refused.
+    new[0].2 = enc(&|b| postcard::to_slice(&meta(4), b).unwrap().len());
+    assert_eq!(
+        Ks::open(ServerCredentials::new(key()), write(&new)).err(),
+        Some(Error::StateCorrupt)
+    );
+    assert!(migrate_v2_row(Table::Counters, 0, &new[0].2, &mut |_, _, _| Ok(())).is_err());
 }

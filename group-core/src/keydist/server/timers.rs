@@ -10,7 +10,7 @@ use super::txn::Txn;
 use super::{KeyServer, RekeyCause, ServerEvent};
 use crate::time::Instant;
 
-impl<St: ServerStore, const G: usize, T: ServerTables<G>, const B: usize> KeyServer<St, G, T, B> {
+impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer<St, G, T, B> {
     /// Activates staged epochs whose time came and starts scheduled rotations.
     pub fn handle_timeout<R: CryptoRng + ?Sized>(
         &mut self,

@@ -1,13 +1,14 @@
 //! Real records for the table tests: a key server (on [`StdTables`]) runs joins, a rekey and a
 //! revocation with four groups and ten devices, and every version of every record it holds
 //! along the way is kept (no members, pending, acknowledged, staged epochs, scheduled
-//! rotations, senders and listeners, devices in one to three groups).
+//! rotations, senders and listeners, devices admitted to one to three groups, (device, group)
+//! records with and without a membership).
 
 use std::collections::BTreeMap;
 
 use group_core::keydist::{
     DeviceCredential, DeviceId, DeviceRec, GroupRec, GroupSpec, KeyServer, Member, MemberConfig,
-    MemberCredentials, Role, ServerCredentials, ServerTables,
+    MemberCredentials, MemberRec, Role, ServerCredentials, ServerTables,
 };
 use group_core::sequence::MemorySequenceStore;
 use group_core::suite::Suite;
@@ -17,9 +18,9 @@ use p256::ecdsa::SigningKey;
 use crate::keyserver::MemRowStore;
 use crate::keyserver::StdTables;
 
-/// Groups per device of the test tables (and groups of the heapless tables).
+/// Groups of the heapless tables (and groups per transaction of the server).
 pub(super) const G: usize = 4;
-type Srv = KeyServer<MemRowStore, G, StdTables<G>, 65536>;
+type Srv = KeyServer<MemRowStore, G, StdTables, 65536>;
 
 /// Seeded splitmix64 (NOT a CSPRNG): the tests and the records are the same on every run.
 #[derive(Clone)]
@@ -62,7 +63,8 @@ impl rand_core::TryCryptoRng for TestRng {}
 /// Every version seen of every record.
 pub(super) struct Pool {
     pub(super) groups: Vec<GroupRec>,
-    pub(super) devices: BTreeMap<DeviceId, Vec<DeviceRec<G>>>,
+    pub(super) devices: BTreeMap<DeviceId, Vec<DeviceRec>>,
+    pub(super) members: BTreeMap<(DeviceId, u32), Vec<MemberRec>>,
 }
 
 impl Pool {
@@ -70,6 +72,12 @@ impl Pool {
         self.groups.extend(server.tables().groups().cloned());
         for d in server.tables().devices() {
             self.devices.entry(d.id()).or_default().push(d.clone());
+        }
+        for m in server.tables().all_members() {
+            self.members
+                .entry((m.device(), m.group_id()))
+                .or_default()
+                .push(m.clone());
         }
     }
 }
@@ -120,6 +128,7 @@ pub(super) fn pool() -> Pool {
     let mut pool = Pool {
         groups: Vec::new(),
         devices: BTreeMap::new(),
+        members: BTreeMap::new(),
     };
     let server_key = SigningKey::from_slice(&[0x44; 32]).unwrap();
     let mut rng = TestRng(16);
