@@ -156,7 +156,8 @@ end
 local kd = Proto("dtlsgroup_kd", "DTLS Group Key Distribution")
 
 local KINDS = { [0] = "JoinRequest", [1] = "KeyBundle", [2] = "Ack", [3] = "Leave",
-                [4] = "RekeyNeeded", [5] = "Removed", [6] = "JoinChallenge" }
+                [4] = "RekeyNeeded", [5] = "Removed", [6] = "JoinChallenge",
+                [7] = "SenderKeys" }
 local MODES = { [1] = "signed", [2] = "psk" }
 local ROLES = { [0] = "Listener", [1] = "Sender" }
 local REKEY_REASONS = { [0] = "SenderBudget", [1] = "GroupUsage", [2] = "SequenceExhausted",
@@ -394,6 +395,22 @@ BODY[6] = function(t, rd, s) -- JoinChallenge
     s.device = num(add_varint(t, kf.device_id, rd))
     t:add(kf.echo, rd:bytes(16))
     t:add(kf.challenge, rd:bytes(16))
+end
+
+BODY[7] = function(t, rd, s) -- SenderKeys: keys of a bundle's entries first, first + 1, ...
+    server_header(t, rd, s)
+    s.epoch = num(add_varint(t, kf.epoch, rd))
+    local bundle, br = rd:varint()
+    t:add(kf.counter, br, num(bundle)):append_text(" (the bundle's counter)")
+    local first, fr = rd:u8()
+    t:add(kf.sender, fr):append_text(" (first entry index)")
+    local n, nr = rd:varint()
+    n = num(n)
+    t:add(kf.senders_count, nr, n)
+    for _ = 1, n do
+        t:add(kf.sender_key, rd:bytes(33))
+    end
+    s.extra = "bundle=" .. tostring(num(bundle)) .. " first=" .. tostring(first) .. " keys=" .. tostring(n)
 end
 
 function kd.dissector(tvb, pinfo, tree)

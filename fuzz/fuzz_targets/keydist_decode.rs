@@ -22,6 +22,9 @@ fn decoders_agree(data: &[u8]) {
                 }
                 (Message::Removed(a), ServerMessage::Removed(b)) => assert_eq!(a, b),
                 (Message::JoinChallenge(a), ServerMessage::JoinChallenge(b)) => assert_eq!(a, b),
+                (Message::SenderKeys(a), ServerMessage::SenderKeys(b)) => {
+                    assert_eq!(&b.to_owned_part().expect("fits the owned form"), a);
+                }
                 (a, b) => panic!("{a:?} decoded as {b:?}"),
             }
         }

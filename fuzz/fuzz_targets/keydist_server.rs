@@ -1,19 +1,25 @@
 //! The key server's datagram handler fed hostile datagrams mid-protocol (raw bytes, and
-//! captured messages replayed or edited). Input: a configuration byte (bit 0: signed mode,
+//! captured messages replayed or edited). Input: a configuration byte (0xe0 and above: signed
+//! mode; 0xd0 to 0xdf: signed, a group whose sender lists continue in `SenderKeys` parts;
 //! otherwise PSK), then datagrams (see `keydist_fixture::datagrams`).
 //!
 //! Asserts: no panic; a refused datagram changes nothing (persisted state, memberships,
 //! pending joins, epochs, next deadline); only byte-exact captured messages are accepted.
 #![no_main]
 
-use dtls_group_fuzz::keydist_fixture::{datagrams, server_summary, setup};
+use dtls_group_fuzz::keydist_fixture::{datagrams, server_summary, setup, setup_split};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cfg, rest)) = data.split_first() else {
         return;
     };
-    let mut s = setup(cfg >= 0xe0);
+    // 0xd0..=0xdf: the signed group of split sender lists (device 1 completing a bundle).
+    let mut s = if cfg & 0xf0 == 0xd0 {
+        setup_split()
+    } else {
+        setup(cfg >= 0xe0)
+    };
     let mut buf = [0u8; 2048];
     for d in datagrams(&s.captured, rest) {
         let before = server_summary(&s.server);

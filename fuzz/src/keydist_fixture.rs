@@ -2,7 +2,9 @@
 //! and acknowledged, device 2 (listener) with its join answered but the answer not yet
 //! delivered, then a rekey whose bundle for device 1 is not yet delivered either: both
 //! members are mid-protocol. Every message exchanged is captured, for the targets to replay
-//! and mutate.
+//! and mutate. [`setup_split`]: the same in a group with record signatures and 27 senders, whose
+//! lists continue in `SenderKeys` parts; device 1 holds the rekey's bundle waiting for its
+//! parts (captured, not delivered).
 
 use group_core::keydist::{
     DeviceCredential, DeviceId, GroupSpec, KeyServer, Member, MemberConfig, MemberCredentials,
@@ -21,7 +23,7 @@ pub const GROUP: u32 = 42;
 /// The server type of the set-up.
 pub type Server = KeyServer<MemoryServerStore>;
 /// The member type of the set-up.
-pub type Device = Member<MemorySequenceStore>;
+pub type Device = Member<MemorySequenceStore, 32>;
 
 /// The set-up, mid-protocol.
 pub struct Setup {
@@ -174,6 +176,113 @@ pub fn setup(signed: bool) -> Setup {
     }
 }
 
+/// Senders besides device 1 in [`setup_split`]'s group (devices 3, 4, …): with device 1, more
+/// than `MAX_SIGNING_SENDERS`, so every bundle's list is split.
+const EXTRA_SENDERS: u32 = 25;
+
+/// Builds the split-list set-up (signed mode): a group with record signatures and 26 senders
+/// (device 1 and 25 others), device 2 a listener whose join response is in flight, then a
+/// rekey whose bundle device 1 holds while its `SenderKeys` parts are in flight.
+pub fn setup_split() -> Setup {
+    let mut rng = TestRng(9);
+    let now = Instant(1_000);
+    let server_key = key(0x11);
+    let mut server: Server = KeyServer::open(
+        ServerCredentials::new(server_key.clone()),
+        MemoryServerStore::new(),
+    )
+    .expect("empty store");
+    server
+        .create_group(
+            GroupSpec::new(GROUP, Suite::AES_128_CCM).with_signatures(),
+            now,
+            &mut rng,
+        )
+        .expect("group");
+    let mut devices: Vec<(u32, Device)> = Vec::new();
+    for id in (1..=2).chain(3..3 + EXTRA_SENDERS) {
+        let k = key(0x20 + id as u8);
+        let role = if id == 2 { Role::Listener } else { Role::Sender };
+        server
+            .admit_device(
+                DeviceId(id),
+                DeviceCredential::public_key(k.verifying_key()),
+                role,
+                &[GROUP],
+            )
+            .expect("admit");
+        let m = Member::new(
+            MemberConfig::new(DeviceId(id), GROUP, role),
+            MemberCredentials::signed(k, *server_key.verifying_key()),
+            MemorySequenceStore::commissioned(),
+        );
+        devices.push((id, m));
+    }
+    let mut captured = Vec::new();
+    // Every message both ways until quiet; messages for device 2 are captured and withheld
+    // once `hold_2`, and so are device 1's parts once `hold_1_parts`.
+    let mut exchange = |server: &mut Server,
+                        devices: &mut Vec<(u32, Device)>,
+                        captured: &mut Vec<Vec<u8>>,
+                        rng: &mut TestRng,
+                        hold_2: bool,
+                        hold_1_parts: bool| {
+        let mut buf = [0u8; 2048];
+        loop {
+            let mut moved = false;
+            for (id, m) in devices.iter_mut() {
+                while let Some(n) = m.poll_transmit(now, rng, &mut buf).expect("tx") {
+                    moved = true;
+                    if *id <= 2 {
+                        captured.push(buf[..n].to_vec());
+                    }
+                    let _ = server.handle_message(now, rng, &buf[..n]);
+                }
+            }
+            while let Some(t) = server.poll_transmit(now, rng, &mut buf).expect("tx") {
+                moved = true;
+                let id = t.device_id.0;
+                let bytes = &buf[..t.len];
+                if id <= 2 {
+                    captured.push(bytes.to_vec());
+                }
+                let part = t.kind == group_core::keydist::MessageKind::SenderKeys;
+                if (id == 2 && hold_2) || (id == 1 && hold_1_parts && part) {
+                    continue;
+                }
+                if let Some((_, m)) = devices.iter_mut().find(|(d, _)| *d == id) {
+                    let _ = m.handle_message(now, bytes);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    };
+    // The senders join, one at a time; then device 1; then device 2 (its answer withheld).
+    for i in (2..devices.len()).chain([0]) {
+        devices[i].1.join(now).expect("join");
+        exchange(&mut server, &mut devices, &mut captured, &mut rng, false, false);
+    }
+    assert!(devices.iter().all(|(id, m)| *id == 2 || m.is_joined()));
+    devices[1].1.join(now).expect("join");
+    exchange(&mut server, &mut devices, &mut captured, &mut rng, true, false);
+    // A rekey: device 1 gets the bundle, its parts stay in flight.
+    server.rekey(GROUP, now, &mut rng).expect("rekey");
+    exchange(&mut server, &mut devices, &mut captured, &mut rng, true, true);
+    let joining = devices.remove(1).1;
+    let joined = devices.remove(0).1;
+    assert!(joined.is_completing_bundle());
+    Setup {
+        server,
+        joined,
+        joining,
+        captured,
+        rng,
+        now,
+    }
+}
+
 /// What a server refusal must leave unchanged.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ServerSummary {
@@ -204,6 +313,7 @@ pub struct MemberSummary {
     next_send: Option<(u16, u64)>,
     stored: Result<Option<StoredSequence>, StoreError>,
     deadline: Option<Instant>,
+    completing: bool,
 }
 
 /// A member's observable state.
@@ -225,6 +335,7 @@ pub fn member_summary(m: &Device) -> MemberSummary {
             .map(|(e, s)| (e.0, s)),
         stored: m.store().stored(),
         deadline: m.poll_timeout(),
+        completing: m.is_completing_bundle(),
     }
 }
 

@@ -7,16 +7,16 @@
 //! - `parse` of arbitrary bytes never panics and, when it accepts, the message re-encodes to
 //!   exactly the body parsed (decoding is canonical).
 //! - The member's borrowing decoder (`parse_server`) agrees with `parse` on every valid message
-//!   and on every mutation of one (the same accepted, the same fields; device kinds are
+//!   (the `SenderKeys` parts of split sender lists included) and on every mutation of one (the same accepted, the same fields; device kinds are
 //!   `UnexpectedKind`), and never panics.
 
 mod keydist_support;
 
 use group_core::keydist::{
     Ack, BundlePolicy, Bytes, DeviceHeader, DeviceId, Direction, Error, JoinChallenge, JoinRequest,
-    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_SIGNING_SENDERS, MAX_STALE, Message,
-    PublicKeyBytes, RekeyNeeded, RekeyReport, Removed, RemovedReason, Role, SealedSecret,
-    SenderEntries, SenderEntry, ServerHeader, ServerMessage, VERSION, WireAdmission,
+    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_SIGNING_SENDERS, MAX_STALE,
+    Message, PublicKeyBytes, RekeyNeeded, RekeyReport, Removed, RemovedReason, Role, SealedSecret,
+    SenderEntries, SenderEntry, SenderKeys, ServerHeader, ServerMessage, VERSION, WireAdmission,
     WireNonceProfile, decode_key_material, encode_key_material, encode_signed, parse, parse_server,
     verify_signed,
 };
@@ -171,6 +171,22 @@ fn message() -> impl Strategy<Value = Message> {
                 ][r],
             })
         }),
+        (
+            srv_header(),
+            any::<u16>(),
+            any::<u64>(),
+            any::<u8>(),
+            proptest::collection::vec(key33(), 0..=MAX_PART_KEYS)
+        )
+            .prop_map(|(header, epoch, bundle, first, keys)| {
+                Message::SenderKeys(SenderKeys {
+                    header,
+                    epoch,
+                    bundle,
+                    first,
+                    keys: heapless::Vec::from_slice(&keys).unwrap(),
+                })
+            }),
         (srv_header(), any::<bool>()).prop_map(|(header, revoked)| Message::Removed(Removed {
             header,
             reason: if revoked {
@@ -202,6 +218,10 @@ fn decoders_agree(bytes: &[u8]) -> Result<(), TestCaseError> {
                 (Message::Removed(a), ServerMessage::Removed(b)) => prop_assert_eq!(a, b),
                 (Message::JoinChallenge(a), ServerMessage::JoinChallenge(b)) => {
                     prop_assert_eq!(a, b)
+                }
+                (Message::SenderKeys(a), ServerMessage::SenderKeys(b)) => {
+                    prop_assert_eq!(&b.to_owned_part().unwrap(), a);
+                    prop_assert_eq!(b.len(), a.keys.len());
                 }
                 (a, b) => prop_assert!(false, "{a:?} decoded as {b:?}"),
             }
@@ -321,7 +341,7 @@ proptest! {
     }
 
     #[test]
-    fn borrowing_decode_of_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400), kind in prop_oneof![Just(1u8), Just(5), Just(6), any::<u8>()], signed in any::<bool>()) {
+    fn borrowing_decode_of_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400), kind in prop_oneof![Just(1u8), Just(5), Just(6), Just(7), any::<u8>()], signed in any::<bool>()) {
         let mut bytes = bytes;
         if bytes.len() >= 3 {
             bytes[0] = VERSION;

@@ -10,10 +10,11 @@ use std::path::PathBuf;
 
 use group_core::keydist::{
     Ack, BundlePolicy, Bytes, DeviceHeader, DeviceId, Direction, Error, JoinChallenge, JoinRequest,
-    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE,
-    Message, PublicKeyBytes, RekeyNeeded, RekeyReport, Removed, RemovedReason, Role, SealedSecret,
-    SenderEntries, SenderEntry, ServerHeader, WireAdmission, WireNonceProfile, encode_signed,
-    open_bundle_secret, seal_secret, verify_signed,
+    KeyBundle, KeyMaterial, Leave, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_SENDERS,
+    MAX_SIGNING_SENDERS, MAX_STALE, Message, PublicKeyBytes, RekeyNeeded, RekeyReport, Removed,
+    RemovedReason, Role, SPLIT_BUNDLE_KEYS, SealedSecret, SenderEntries, SenderEntry, SenderKeys,
+    ServerHeader, WireAdmission, WireNonceProfile, encode_signed, open_bundle_secret, seal_secret,
+    verify_signed,
 };
 use group_core::schedule::{EpochSecret, native_keys, wolfssl_keys};
 use group_core::suite::Suite;
@@ -332,6 +333,7 @@ fn kind_number(m: &Message) -> u8 {
         Message::RekeyNeeded(_) => 4,
         Message::Removed(_) => 5,
         Message::JoinChallenge(_) => 6,
+        Message::SenderKeys(_) => 7,
     }
 }
 
@@ -466,7 +468,8 @@ fn psk_mode_vectors() {
 
 /// The largest bundle with `senders` entries (keyed or not), every stale slot, an echo and
 /// wolfSSL material, every varint at its widest; its encoded length.
-fn largest_bundle(senders: usize, keyed: bool) -> usize {
+fn largest_bundle(senders: usize, keys: usize) -> usize {
+    let keyed = keys > 0;
     let server = SigningKey::from_slice(&SERVER_SK).unwrap();
     let device = SigningKey::from_slice(&DEVICE_SK).unwrap();
     let mut rng = TestRng::seeded(1);
@@ -474,7 +477,7 @@ fn largest_bundle(senders: usize, keyed: bool) -> usize {
     let senders = (0..senders)
         .map(|i| SenderEntry {
             sender_id: 200u8.wrapping_add(i as u8),
-            public_key: keyed.then_some(k),
+            public_key: (i < keys).then_some(k),
         })
         .collect::<Vec<_>>();
     let header = ServerHeader {
@@ -528,14 +531,36 @@ fn worst_case_sizes_fit() {
     let server = SigningKey::from_slice(&SERVER_SK).unwrap();
     let device = SigningKey::from_slice(&DEVICE_SK).unwrap();
     let mut buf = [0u8; 2048];
-    let keyed = largest_bundle(MAX_SIGNING_SENDERS, true);
+    let keyed = largest_bundle(MAX_SIGNING_SENDERS, MAX_SIGNING_SENDERS);
     eprintln!("largest signed-group bundle: {keyed} bytes (limit {MAX_MESSAGE_LEN})");
     assert!(keyed <= MAX_MESSAGE_LEN);
     // One keyed entry more adds 35 bytes (sender ID, key tag, key; the count stays one byte).
     assert!(keyed + 35 > MAX_MESSAGE_LEN);
-    let plain = largest_bundle(MAX_SENDERS, false);
+    let plain = largest_bundle(MAX_SENDERS, 0);
     eprintln!("largest bundle without record signatures: {plain} bytes");
     assert!(plain <= MAX_MESSAGE_LEN);
+    // A signed group's split list (issue 16): the bundle lists 255 entries, 10 with keys...
+    let split = largest_bundle(MAX_SENDERS, SPLIT_BUNDLE_KEYS);
+    eprintln!("largest bundle of a split list: {split} bytes");
+    assert!(split <= MAX_MESSAGE_LEN);
+    assert!(largest_bundle(MAX_SENDERS, SPLIT_BUNDLE_KEYS + 1) > MAX_MESSAGE_LEN);
+    // ... and the parts carry up to 32 keys each.
+    let part = Message::SenderKeys(SenderKeys {
+        header: ServerHeader {
+            group_id: u32::MAX,
+            device_id: DeviceId(u32::MAX),
+            counter: u64::MAX,
+        },
+        epoch: u16::MAX,
+        bundle: u64::MAX,
+        first: u8::MAX,
+        keys: heapless::Vec::from_slice(&[Bytes(compressed(&device)); MAX_PART_KEYS]).unwrap(),
+    });
+    let n = encode_signed(&part, &server, device.verifying_key(), &mut buf).unwrap();
+    eprintln!("largest sender-keys part: {n} bytes");
+    assert!(n <= MAX_MESSAGE_LEN);
+    // 255 senders: the bundle's 10 keys and 8 parts.
+    assert_eq!((MAX_SENDERS - SPLIT_BUNDLE_KEYS).div_ceil(MAX_PART_KEYS), 8);
     let j = JoinRequest {
         header: DeviceHeader {
             group_id: u32::MAX,

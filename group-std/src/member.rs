@@ -33,9 +33,18 @@ const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 /// again: 1 s, then 2 s more), a member with several key-server addresses moves to the next.
 pub const FAILOVER_AFTER_UNANSWERED: u32 = 2;
 
+/// Senders a std member tracks: every sender a group may have (`MAX_SENDERS`, 255), so a
+/// gateway or CLI member installs the full list of any group, also under strict admission or
+/// record signatures, where a member refuses a list longer than its table
+/// (docs/decisions.md, "Signed groups of 255 senders").
+pub const MEMBER_SENDERS: usize = group_core::keydist::MAX_SENDERS;
+
+/// The key-distribution state machine of a std member.
+pub type StdMember<S> = Member<S, MEMBER_SENDERS>;
+
 /// A key-distribution member with its sockets.
 pub struct MemberRuntime<S: SequenceStore> {
-    member: Member<S>,
+    member: Box<StdMember<S>>,
     servers: Vec<SocketAddr>,
     current: usize,
     unicast: UdpSocket,
@@ -118,7 +127,7 @@ impl<S: SequenceStore> MemberRuntime<S> {
         let unicast = UdpSocket::bind(bind)?;
         unicast.set_nonblocking(true)?;
         let clock = Clock::new();
-        let mut member = Member::new(config, creds, store);
+        let mut member: Box<StdMember<S>> = Box::new(Member::new(config, creds, store));
         member
             .join(clock.now())
             .map_err(|e| io::Error::other(format!("join: {e}")))?;
@@ -136,12 +145,12 @@ impl<S: SequenceStore> MemberRuntime<S> {
     }
 
     /// The state machine (group, counters, state).
-    pub fn member(&self) -> &Member<S> {
+    pub fn member(&self) -> &StdMember<S> {
         &self.member
     }
 
     /// The state machine, for leave / rekey requests.
-    pub fn member_mut(&mut self) -> &mut Member<S> {
+    pub fn member_mut(&mut self) -> &mut StdMember<S> {
         &mut self.member
     }
 

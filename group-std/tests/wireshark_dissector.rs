@@ -230,6 +230,7 @@ fn kind_index(m: &Message) -> u8 {
         Message::RekeyNeeded(_) => 4,
         Message::Removed(_) => 5,
         Message::JoinChallenge(_) => 6,
+        Message::SenderKeys(_) => 7,
     }
 }
 
@@ -278,6 +279,12 @@ fn expected_kd(m: &Message) -> (String, String, String, String) {
             "".into(),
         ),
         Message::JoinChallenge(c) => (s(&c.device_id.0), "".into(), "".into(), "".into()),
+        Message::SenderKeys(p) => (
+            s(&p.header.device_id.0),
+            s(&p.header.counter),
+            s(&p.epoch),
+            "".into(),
+        ),
     }
 }
 

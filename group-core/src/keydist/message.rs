@@ -23,7 +23,7 @@ use zeroize::Zeroize;
 use super::error::Error;
 use super::sender_list::SenderEntries;
 use super::vocabulary::{
-    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_STALE, Mode, NONCE_LEN, Role, VERSION,
+    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_STALE, Mode, NONCE_LEN, Role, VERSION,
 };
 
 /// Largest sealed secret: the longest [`KeyMaterial`] encoding (129 bytes) plus the tag.
@@ -236,6 +236,27 @@ pub struct KeyBundle {
     pub sealed: SealedSecret,
 }
 
+/// Server → device: the verifying keys of a bundle's entries that the bundle itself does not
+/// carry (a group that requires record signatures, with more senders than one message holds:
+/// docs/key-distribution.md §3, "`SenderKeys`"). Protected like every server message (the
+/// server's signature bound to the recipient's key, or the PSK tag), with its own counter;
+/// bound to its bundle by `epoch` and `bundle` (the bundle's counter). A member installs
+/// nothing of the bundle until it holds every key the bundle lists, then acknowledges the
+/// bundle.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SenderKeys {
+    /// Common fields (its own counter, above the bundle's).
+    pub header: ServerHeader,
+    /// The bundle's epoch.
+    pub epoch: u16,
+    /// The bundle's counter: this part completes that bundle only.
+    pub bundle: u64,
+    /// Index in the bundle's sender list of the entry the first key belongs to.
+    pub first: u8,
+    /// The keys of entries `first`, `first + 1`, … (compressed SEC1), in list order.
+    pub keys: Vec<CompressedKey, MAX_PART_KEYS>,
+}
+
 /// Device → server: this bundle arrived and is installed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Ack {
@@ -318,6 +339,8 @@ pub enum Message {
     Removed(Removed),
     /// 6: server → device.
     JoinChallenge(JoinChallenge),
+    /// 7: server → device.
+    SenderKeys(SenderKeys),
 }
 
 /// A message kind, for sizes and logs.
@@ -337,6 +360,8 @@ pub enum MessageKind {
     Removed,
     /// [`JoinChallenge`].
     JoinChallenge,
+    /// [`SenderKeys`].
+    SenderKeys,
 }
 
 impl Message {
@@ -350,15 +375,17 @@ impl Message {
             Message::RekeyNeeded(_) => MessageKind::RekeyNeeded,
             Message::Removed(_) => MessageKind::Removed,
             Message::JoinChallenge(_) => MessageKind::JoinChallenge,
+            Message::SenderKeys(_) => MessageKind::SenderKeys,
         }
     }
 
     /// Which way this kind travels.
     pub fn direction(&self) -> Direction {
         match self {
-            Message::KeyBundle(_) | Message::Removed(_) | Message::JoinChallenge(_) => {
-                Direction::ServerToDevice
-            }
+            Message::KeyBundle(_)
+            | Message::Removed(_)
+            | Message::JoinChallenge(_)
+            | Message::SenderKeys(_) => Direction::ServerToDevice,
             _ => Direction::DeviceToServer,
         }
     }
@@ -373,6 +400,7 @@ impl Message {
             Message::RekeyNeeded(m) => m.header.group_id,
             Message::Removed(m) => m.header.group_id,
             Message::JoinChallenge(m) => m.group_id,
+            Message::SenderKeys(m) => m.header.group_id,
         }
     }
 
@@ -386,6 +414,7 @@ impl Message {
             Message::RekeyNeeded(m) => m.header.device_id,
             Message::Removed(m) => m.header.device_id,
             Message::JoinChallenge(m) => m.device_id,
+            Message::SenderKeys(m) => m.header.device_id,
         }
     }
 
@@ -396,7 +425,10 @@ impl Message {
             Message::Ack(m) => Some(&m.header),
             Message::Leave(m) => Some(&m.header),
             Message::RekeyNeeded(m) => Some(&m.header),
-            Message::KeyBundle(_) | Message::Removed(_) | Message::JoinChallenge(_) => None,
+            Message::KeyBundle(_)
+            | Message::Removed(_)
+            | Message::JoinChallenge(_)
+            | Message::SenderKeys(_) => None,
         }
     }
 
@@ -405,6 +437,7 @@ impl Message {
         match self {
             Message::KeyBundle(m) => Some(&m.header),
             Message::Removed(m) => Some(&m.header),
+            Message::SenderKeys(m) => Some(&m.header),
             _ => None,
         }
     }

@@ -121,8 +121,8 @@ pub use member::{Member, MemberConfig, MemberEvent, MemberState};
 pub use message::{
     Ack, BundlePolicy, Bytes, CompressedKey, DeviceHeader, JoinChallenge, JoinRequest, KeyBundle,
     KeyMaterial, Leave, MAX_SEALED_LEN, Message, MessageKind, ProtectedMessage, PublicKeyBytes,
-    RekeyNeeded, RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, ServerHeader,
-    WireAdmission, WireNonceProfile, decode_key_material, encode_key_material, parse,
+    RekeyNeeded, RekeyReport, Removed, RemovedReason, SealedSecret, SenderEntry, SenderKeys,
+    ServerHeader, WireAdmission, WireNonceProfile, decode_key_material, encode_key_material, parse,
 };
 #[cfg(feature = "psk")]
 pub use psk::{Psk, encode_psk, open_bundle_secret_psk, seal_secret_psk, verify_psk};
@@ -141,10 +141,13 @@ pub use signed::{
 pub use store::{
     MEMORY_STORE_CAPACITY, MemoryServerStore, Row, RowVisitor, ServerStore, Table, member_key,
 };
-pub use view::{BundleView, SealedView, SenderList, ServerMessage, ServerProtected, parse_server};
+pub use view::{
+    BundleView, SealedView, SenderKeysView, SenderList, ServerMessage, ServerProtected,
+    parse_server,
+};
 pub use vocabulary::{
-    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode,
-    NONCE_LEN, Role, TAG_LEN, VERSION,
+    DeviceId, Direction, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_SENDERS, MAX_SIGNING_SENDERS,
+    MAX_STALE, Mode, NONCE_LEN, Role, SPLIT_BUNDLE_KEYS, TAG_LEN, VERSION,
 };
 
 pub use crate::signature::SIGNATURE_LEN;

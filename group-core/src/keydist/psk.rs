@@ -100,6 +100,7 @@ fn server_source<'a>(message: &'a ServerMessage<'_>) -> NonceSource<'a> {
         ServerMessage::JoinChallenge(c) => NonceSource::Challenge(&c.challenge),
         ServerMessage::KeyBundle(b) => NonceSource::Counter(b.header.counter),
         ServerMessage::Removed(r) => NonceSource::Counter(r.header.counter),
+        ServerMessage::SenderKeys(p) => NonceSource::Counter(p.header.counter),
     }
 }
 

@@ -14,12 +14,12 @@
 use super::error::Error;
 use super::message::{
     BundlePolicy, COMPRESSED_KEY_LEN, CompressedKey, JoinChallenge, KeyBundle, MAX_SEALED_LEN,
-    Removed, RemovedReason, SealedSecret, SenderEntry, ServerHeader, WireAdmission,
+    Removed, RemovedReason, SealedSecret, SenderEntry, SenderKeys, ServerHeader, WireAdmission,
     WireNonceProfile,
 };
 use super::sender_list::SenderEntries;
 use super::vocabulary::{
-    DeviceId, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode, NONCE_LEN, VERSION,
+    DeviceId, MAX_PART_KEYS, MAX_SENDERS, MAX_SIGNING_SENDERS, MAX_STALE, Mode, NONCE_LEN, VERSION,
 };
 
 /// A cursor over postcard bytes that refuses every non-canonical encoding.
@@ -153,7 +153,7 @@ impl<'a> SenderList<'a> {
     }
 
     /// The entries, in the order listed.
-    pub fn iter(&self) -> impl Iterator<Item = SenderEntry> + 'a {
+    pub fn iter(&self) -> impl Iterator<Item = SenderEntry> + Clone + 'a {
         let mut r = Reader { rest: self.bytes };
         (0..self.len).map_while(move |_| read_sender(&mut r).ok())
     }
@@ -245,6 +245,57 @@ impl BundleView<'_> {
     }
 }
 
+/// A [`SenderKeys`] part decoded by borrowing: the keys stay in the datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SenderKeysView<'a> {
+    /// Common fields.
+    pub header: ServerHeader,
+    /// The bundle's epoch.
+    pub epoch: u16,
+    /// The bundle's counter.
+    pub bundle: u64,
+    /// Index in the bundle's sender list of the entry the first key belongs to.
+    pub first: u8,
+    /// The keys, 33 bytes each (at most [`MAX_PART_KEYS`]).
+    keys: &'a [u8],
+}
+
+impl<'a> SenderKeysView<'a> {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len() / COMPRESSED_KEY_LEN
+    }
+
+    /// Whether the part carries no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys, in list order (entry `first`, then `first + 1`, …).
+    pub fn keys(&self) -> impl Iterator<Item = CompressedKey> + 'a {
+        self.keys.chunks_exact(COMPRESSED_KEY_LEN).map(|c| {
+            let mut k = [0u8; COMPRESSED_KEY_LEN];
+            k.copy_from_slice(c);
+            CompressedKey::from(k)
+        })
+    }
+
+    /// The owned [`SenderKeys`] with the same fields: for tests and diagnostics.
+    pub fn to_owned_part(&self) -> Result<SenderKeys, Error> {
+        let mut keys = heapless::Vec::new();
+        for k in self.keys() {
+            keys.push(k).map_err(|_| Error::CapacityExceeded)?;
+        }
+        Ok(SenderKeys {
+            header: self.header,
+            epoch: self.epoch,
+            bundle: self.bundle,
+            first: self.first,
+            keys,
+        })
+    }
+}
+
 /// A server → device message, decoded by borrowing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerMessage<'a> {
@@ -254,6 +305,8 @@ pub enum ServerMessage<'a> {
     Removed(Removed),
     /// Kind 6: a join challenge.
     JoinChallenge(JoinChallenge),
+    /// Kind 7: keys of a bundle's sender list that the bundle does not carry.
+    SenderKeys(SenderKeysView<'a>),
 }
 
 impl ServerMessage<'_> {
@@ -263,6 +316,7 @@ impl ServerMessage<'_> {
             Self::KeyBundle(b) => b.header.group_id,
             Self::Removed(r) => r.header.group_id,
             Self::JoinChallenge(c) => c.group_id,
+            Self::SenderKeys(p) => p.header.group_id,
         }
     }
 
@@ -272,6 +326,7 @@ impl ServerMessage<'_> {
             Self::KeyBundle(b) => b.header.device_id,
             Self::Removed(r) => r.header.device_id,
             Self::JoinChallenge(c) => c.device_id,
+            Self::SenderKeys(p) => p.header.device_id,
         }
     }
 
@@ -280,6 +335,7 @@ impl ServerMessage<'_> {
         match self {
             Self::KeyBundle(b) => Some(&b.header),
             Self::Removed(r) => Some(&r.header),
+            Self::SenderKeys(p) => Some(&p.header),
             Self::JoinChallenge(_) => None,
         }
     }
@@ -316,7 +372,7 @@ pub fn parse_server(bytes: &[u8]) -> Result<ServerProtected<'_>, Error> {
     let (protected, trailer) = bytes.split_at_checked(split).ok_or(Error::Truncated)?;
     let body = protected.get(2..).ok_or(Error::Truncated)?;
     let mut r = Reader { rest: body };
-    let message = match r.small(6)? {
+    let message = match r.small(7)? {
         1 => ServerMessage::KeyBundle(read_bundle(&mut r)?),
         5 => ServerMessage::Removed(Removed {
             header: r.server_header()?,
@@ -331,6 +387,7 @@ pub fn parse_server(bytes: &[u8]) -> Result<ServerProtected<'_>, Error> {
             echo: r.array()?,
             challenge: r.array()?,
         }),
+        7 => ServerMessage::SenderKeys(read_sender_keys(&mut r)?),
         _ => return Err(Error::UnexpectedKind),
     };
     if !r.rest.is_empty() {
@@ -341,6 +398,22 @@ pub fn parse_server(bytes: &[u8]) -> Result<ServerProtected<'_>, Error> {
         message,
         protected,
         trailer,
+    })
+}
+
+fn read_sender_keys<'a>(r: &mut Reader<'a>) -> Result<SenderKeysView<'a>, Error> {
+    let header = r.server_header()?;
+    let epoch = r.u16()?;
+    let bundle = r.u64()?;
+    let first = r.byte()?;
+    let n = r.small(MAX_PART_KEYS)?;
+    let keys = r.take(n.saturating_mul(COMPRESSED_KEY_LEN))?;
+    Ok(SenderKeysView {
+        header,
+        epoch,
+        bundle,
+        first,
+        keys,
     })
 }
 

@@ -15,18 +15,33 @@ pub const VERSION: u8 = 2;
 /// Length of the fresh nonce in every device message.
 pub const NONCE_LEN: usize = 16;
 
-/// Largest number of senders a bundle lists (and a key server admits per group), in groups
-/// without record signatures: one per sender ID (1..=255); see [`MAX_SIGNING_SENDERS`] for
-/// groups with them. A member whose group tracks fewer senders keeps what fits
+/// Largest number of senders a bundle lists (and a key server admits per group), with or
+/// without record signatures: one per sender ID (1..=255); see [`MAX_SIGNING_SENDERS`] for how
+/// the keys of a signed group's senders travel. A member whose group tracks fewer senders keeps what fits
 /// ([`Member`](super::Member), docs/key-distribution.md §10).
 pub const MAX_SENDERS: usize = 255;
 
-/// Largest number of senders a key server admits to a group that requires record signatures,
-/// and of keyed entries in a bundle: there every sender entry carries its 33-byte verifying
-/// key, and the largest such bundle (24 keyed senders, every stale slot, an echo, wolfSSL
-/// material, every varint at its widest: 1,175 bytes) must fit [`MAX_MESSAGE_LEN`]
-/// (docs/decisions.md, "Bundle capacity").
+/// Largest number of keyed entries in one bundle, and of senders whose keys all travel in the
+/// bundle itself: every sender entry of a group that requires record signatures carries its
+/// 33-byte verifying key, and the largest such bundle (24 keyed senders, every stale slot, an
+/// echo, wolfSSL material, every varint at its widest: 1,175 bytes) must fit
+/// [`MAX_MESSAGE_LEN`] (docs/decisions.md, "Bundle capacity"). A signed group with more senders
+/// (up to [`MAX_SENDERS`]) has its list split: the bundle carries [`SPLIT_BUNDLE_KEYS`] keys,
+/// [`SenderKeys`](super::SenderKeys) parts the others.
 pub const MAX_SIGNING_SENDERS: usize = 24;
+
+/// Keys a bundle carries when its group's list does not fit one message (a group that requires
+/// record signatures and has more than [`MAX_SIGNING_SENDERS`] senders): the keys of its first
+/// 10 entries; the others follow in [`SenderKeys`](super::SenderKeys) parts of at most
+/// [`MAX_PART_KEYS`]. The largest such bundle (255 entries, 10 keyed, every stale slot, an echo,
+/// wolfSSL material, every varint at its widest) is 1,176 bytes (docs/decisions.md, "Signed
+/// groups of 255 senders").
+pub const SPLIT_BUNDLE_KEYS: usize = 10;
+
+/// Most keys one [`SenderKeys`](super::SenderKeys) part carries: the largest part (32 keys,
+/// every varint at its widest, a signature) is 1,158 bytes, within [`MAX_MESSAGE_LEN`]. A
+/// 255-sender signed group's list is its bundle and 8 parts.
+pub const MAX_PART_KEYS: usize = 32;
 
 /// Largest number of stale sender IDs a bundle lists.
 pub const MAX_STALE: usize = 16;

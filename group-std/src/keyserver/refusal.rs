@@ -35,6 +35,11 @@ pub(super) fn claimed_sender(bytes: &[u8]) -> Option<(u32, u32, MessageKind)> {
             MessageKind::Removed,
         ),
         Message::JoinChallenge(c) => (c.device_id.0, c.group_id, MessageKind::JoinChallenge),
+        Message::SenderKeys(p) => (
+            p.header.device_id.0,
+            p.header.group_id,
+            MessageKind::SenderKeys,
+        ),
     })
 }
 

@@ -14,6 +14,7 @@
 //! ```
 
 mod bundle;
+mod pending;
 
 use core::fmt;
 
@@ -32,7 +33,7 @@ use super::message::{
 use super::retry::Retry;
 #[cfg(feature = "record-signatures")]
 use super::signed::parse_key;
-use super::view::{ServerMessage, parse_server};
+use super::view::{SenderKeysView, ServerMessage, parse_server};
 use super::vocabulary::{DeviceId, NONCE_LEN, Role};
 use crate::counters::{Event, RekeyReason};
 use crate::group::{Delivery, Group, GroupConfig};
@@ -41,6 +42,7 @@ use crate::sequence::SequenceStore;
 use crate::time::Instant;
 use crate::wire::{Epoch, SenderId};
 use bundle::SidSet;
+use pending::Pending;
 
 /// Queued member events.
 const EVENT_CAP: usize = 16;
@@ -169,6 +171,10 @@ pub struct Member<S: SequenceStore, const SENDERS: usize = 16, const WORDS: usiz
     /// many as the group's table holds).
     deferred: Vec<(SenderId, Option<SenderKey>), SENDERS>,
     removed: SidSet,
+    /// A bundle whose sender list continues in `SenderKeys` parts, held until complete.
+    pending: Pending<SENDERS>,
+    /// `SenderKeys` parts refused (forged, replayed, stale, malformed).
+    parts_refused: u64,
     /// Restart sending at 0 when this epoch is activated (it was issued after a state loss).
     recover_at: Option<Epoch>,
     /// Epochs at or below this were held before the state loss (never recovered into).
@@ -211,6 +217,8 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
             activation: None,
             deferred: Vec::new(),
             removed: SidSet::default(),
+            pending: Pending::new(),
+            parts_refused: 0,
             recover_at: None,
             recovery_floor: None,
             expiry: None,
@@ -249,6 +257,18 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
     /// The highest server counter accepted.
     pub fn last_counter(&self) -> u64 {
         self.last_counter
+    }
+
+    /// `SenderKeys` parts refused since this member was created: forged (bad signature or
+    /// tag), replayed, of another bundle or epoch (stale), or inconsistent with their bundle.
+    pub fn parts_refused(&self) -> u64 {
+        self.parts_refused
+    }
+
+    /// Whether a bundle is held waiting for the rest of its sender keys (nothing of it is
+    /// installed yet).
+    pub fn is_completing_bundle(&self) -> bool {
+        self.pending.is_active()
     }
 
     /// Events dropped because the queue was full.
@@ -324,29 +344,50 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         self.keyed = false;
         self.activation = None;
         self.deferred.clear();
+        self.pending.clear();
         self.expiry = None;
         self.report = None;
         self.ack = None;
     }
 
-    /// Handles one datagram from the key server. Refusals are typed errors and change nothing.
+    /// Handles one datagram from the key server. Refusals are typed errors and change nothing
+    /// (but the count of refused [`SenderKeys`](super::SenderKeys) parts).
     pub fn handle_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error> {
         self.last_now = self.last_now.max(now);
         // Decoded by borrowing: only server → device kinds (the others are UnexpectedKind).
         let pm = parse_server(bytes)?;
+        let r = self.handle_parsed(now, &pm);
+        if r.is_err() && matches!(pm.message, ServerMessage::SenderKeys(_)) {
+            self.parts_refused = self.parts_refused.saturating_add(1);
+        }
+        r
+    }
+
+    fn handle_parsed(
+        &mut self,
+        now: Instant,
+        pm: &super::view::ServerProtected<'_>,
+    ) -> Result<(), Error> {
         if pm.message.device_id() != self.config.device_id {
             return Err(Error::WrongDevice);
         }
         if pm.message.group_id() != self.config.group_id {
             return Err(Error::WrongGroup);
         }
-        self.creds.credential().check_server(&pm)?;
+        self.creds.credential().check_server(pm)?;
         // A challenge carries no counter: its freshness is the echo of the outstanding join.
         if let ServerMessage::JoinChallenge(c) = &pm.message {
             return self.on_challenge(now, c);
         }
         let counter = pm.message.server_header().map_or(0, |h| h.counter);
         if counter <= self.last_counter {
+            return Err(Error::Replayed);
+        }
+        if let ServerMessage::SenderKeys(p) = &pm.message {
+            return self.on_sender_keys(now, p);
+        }
+        // Above the bundle being completed and its parts too.
+        if self.pending.is_active() && counter <= self.pending.last_counter() {
             return Err(Error::Replayed);
         }
         match &pm.message {
@@ -363,8 +404,31 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
                 self.push_event(MemberEvent::Removed { reason: r.reason });
                 Ok(())
             }
-            ServerMessage::JoinChallenge(_) => Err(Error::UnexpectedKind),
+            ServerMessage::JoinChallenge(_) | ServerMessage::SenderKeys(_) => {
+                Err(Error::UnexpectedKind)
+            }
         }
+    }
+
+    /// A part of the sender list of the bundle being completed (authenticated, addressed to
+    /// this device, with a counter above the last one accepted). Its keys are checked and
+    /// held; the last one installs the bundle. Refusals change nothing.
+    #[inline(never)] // its own frame (stack, issue 12)
+    fn on_sender_keys(&mut self, now: Instant, p: &SenderKeysView<'_>) -> Result<(), Error> {
+        // Without signed records no bundle is ever held: every part is `Stale` here.
+        self.pending.check_part(p)?;
+        #[cfg(feature = "record-signatures")]
+        {
+            for k in p.keys() {
+                let _key = sender_key(&k.0)?;
+            }
+            if self.pending.add_part(p)? {
+                self.apply_pending(now)?;
+            }
+        }
+        #[cfg(not(feature = "record-signatures"))]
+        let _ = now;
+        Ok(())
     }
 
     /// The key server wants the outstanding join request again, covering its challenge: it is

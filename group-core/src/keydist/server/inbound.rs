@@ -9,9 +9,7 @@ use super::super::error::Error;
 use super::super::message::{Ack, JoinRequest, Leave, Message, RekeyNeeded, RemovedReason, parse};
 use super::super::retry::Retry;
 use super::super::store::ServerStore;
-use super::super::vocabulary::{
-    DeviceId, Direction, MAX_SENDERS, MAX_SIGNING_SENDERS, NONCE_LEN, Role,
-};
+use super::super::vocabulary::{DeviceId, Direction, MAX_SENDERS, NONCE_LEN, Role};
 use super::outbound::{ChallengeOut, Notice};
 use super::state::{Challenge, Membership, remove_member};
 use super::tables::ServerTables;
@@ -108,7 +106,10 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
             Message::Ack(a) => self.on_ack(id, &a)?,
             Message::Leave(l) => self.on_leave(now, rng, id, &l)?,
             Message::RekeyNeeded(r) => self.on_rekey_needed(now, rng, id, &r)?,
-            Message::KeyBundle(_) | Message::Removed(_) | Message::JoinChallenge(_) => {
+            Message::KeyBundle(_)
+            | Message::Removed(_)
+            | Message::JoinChallenge(_)
+            | Message::SenderKeys(_) => {
                 return Err(Error::UnexpectedKind);
             }
         };
@@ -286,15 +287,12 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
         let (epoch, created) = g.epoch_for_join(counter, now, rng, fresh_needed, recovery)?;
         // Sender ID: kept on a rejoin in the same role, otherwise allocated (and released).
         let old = rec.joined.as_ref().map(|m| (m.role, m.sender_id));
-        // Every sender entry of a signed group's bundles carries a key (MAX_SIGNING_SENDERS).
-        let capacity = if g.spec.policy.signatures_required {
-            MAX_SIGNING_SENDERS
-        } else {
-            MAX_SENDERS
-        };
         // A new sender over the group's capacity is refused before a sender ID is taken (with
         // 255 sender IDs and `MAX_SENDERS` = 255 this is also the answer to a full ID space).
-        if j.role == Role::Sender && old.is_none_or(|(_, s)| s.is_none()) && senders >= capacity {
+        // Groups with record signatures hold as many: a list whose keys don't fit one bundle
+        // continues in `SenderKeys` parts.
+        if j.role == Role::Sender && old.is_none_or(|(_, s)| s.is_none()) && senders >= MAX_SENDERS
+        {
             return Err(Error::CapacityExceeded);
         }
         let sender_id = match (old, j.role) {

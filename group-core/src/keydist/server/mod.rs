@@ -71,7 +71,7 @@ use super::store::{Row, ServerStore, Table, member_key};
 use super::vocabulary::DeviceId;
 use crate::sequence::StoreError;
 use crate::time::Instant;
-use outbound::{ChallengeOut, Notice};
+use outbound::{ChallengeOut, Notice, PartsOut};
 use state::{Meta, STATE_FORMAT};
 use txn::{DeviceChange, MemberChange, Txn};
 
@@ -92,6 +92,9 @@ const EVENT_CAP: usize = 32;
 /// Most rows one transaction writes (a revocation step: the device, `G` groups, `G` (device,
 /// group) records, and the counters): a `KeyServer` with `G` above 32 is refused at commit.
 const TXN_ROWS: usize = 66;
+/// Queued `SenderKeys` continuations (one per bundle whose list was split; they go out before
+/// the next bundle is polled, so one is queued at a time in practice).
+const PARTS_OUT_CAP: usize = 4;
 /// Queued join challenges (a full queue refuses further unchallenged joins until it drains).
 const CHALLENGE_OUT_CAP: usize = 16;
 /// How long a join challenge stays valid (ms on the server's clock). The device answers at
@@ -196,6 +199,9 @@ pub struct KeyServer<
     events: Deque<ServerEvent, EVENT_CAP>,
     events_dropped: u64,
     challenges_out: Deque<ChallengeOut, CHALLENGE_OUT_CAP>,
+    /// Bundles whose sender keys still have parts to go out (in memory: a lost or forgotten
+    /// part is sent again with the bundle's retransmission).
+    parts_out: Deque<PartsOut, PARTS_OUT_CAP>,
     /// The first counter this run may use: counters below may have been used before a restart.
     boot_counter: u64,
     replays: u64,
@@ -317,6 +323,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
             events: Deque::new(),
             events_dropped: 0,
             challenges_out: Deque::new(),
+            parts_out: Deque::new(),
             boot_counter: next_counter,
             replays: 0,
             challenges_issued: 0,

@@ -6,12 +6,14 @@ use rand_core::CryptoRng;
 use super::super::credential::{Credential, DeviceCredential};
 use super::super::error::Error;
 use super::super::message::{
-    JoinChallenge, KeyBundle, Message, MessageKind, Removed, RemovedReason, SealedSecret,
-    SenderEntry, ServerHeader,
+    CompressedKey, JoinChallenge, KeyBundle, Message, MessageKind, Removed, RemovedReason,
+    SealedSecret, SenderEntry, SenderKeys, ServerHeader,
 };
 use super::super::sender_list::SenderEntries;
 use super::super::store::ServerStore;
-use super::super::vocabulary::{DeviceId, NONCE_LEN};
+use super::super::vocabulary::{
+    DeviceId, MAX_PART_KEYS, MAX_SENDERS, MAX_SIGNING_SENDERS, NONCE_LEN, SPLIT_BUNDLE_KEYS,
+};
 use super::KeyServer;
 use super::jobs::{BundleJob, Outgoing};
 use super::tables::ServerTables;
@@ -48,10 +50,27 @@ pub(super) struct Notice {
     pub(super) credential: DeviceCredential,
 }
 
+/// The `SenderKeys` parts of a bundle still to go out: entries `next..` of its list.
+#[derive(Clone, Copy)]
+pub(super) struct PartsOut {
+    pub(super) device: DeviceId,
+    pub(super) group_id: u32,
+    /// The bundle's counter and epoch.
+    pub(super) bundle: u64,
+    pub(super) epoch: u16,
+    /// Index of the first entry whose key is still to be sent.
+    pub(super) next: usize,
+}
+
+/// A group's senders as its bundles list them: (sender ID, device), by sender ID.
+type Listed = heapless::Vec<(u8, DeviceId), MAX_SENDERS>;
+
 impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer<St, G, T, B> {
     /// The next message to send, written to `buf` (at least
     /// [`MAX_MESSAGE_LEN`](super::super::MAX_MESSAGE_LEN) bytes). Join challenges first, then removal
-    /// notices, then due bundles (first transmissions and retransmissions with exponential
+    /// notices, then the [`SenderKeys`] parts of the last bundle whose list did not fit it (a
+    /// group with record signatures and more than
+    /// [`MAX_SIGNING_SENDERS`](super::super::MAX_SIGNING_SENDERS) senders), then due bundles (first transmissions and retransmissions with exponential
     /// backoff). A store failure is returned and nothing is emitted.
     ///
     /// The same as [`KeyServer::poll_outgoing`] followed at once by [`BundleJob::seal`].
@@ -123,6 +142,11 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
                 kind: MessageKind::Removed,
             })));
         }
+        while let Some(p) = self.parts_out.pop_front() {
+            if let Some(t) = self.next_part(p, buf)? {
+                return Ok(Some(Outgoing::Ready(t)));
+            }
+        }
         let Some((device_id, gid)) = self.tables.due_member(now.0) else {
             return Ok(None);
         };
@@ -143,13 +167,98 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
             self.commit(txn)?;
         }
         let counter = self.take_counter()?;
-        let job = self.build_bundle(device_id, gid, counter, now, rng)?;
+        let (job, split) = self.build_bundle(device_id, gid, counter, now, rng)?;
         self.tables.update_member(device_id, gid, |r| {
             if let Some(m) = r.joined.as_mut() {
                 m.retx.backoff(now);
             }
         });
+        if let Some(p) = split {
+            // A full queue only delays this member to the bundle's retransmission.
+            let _ = self.parts_out.push_back(p);
+        }
         Ok(Some(Outgoing::Bundle(job)))
+    }
+
+    /// Writes the next `SenderKeys` part of `p` into `buf` and queues the rest; `None` if the
+    /// bundle is out of date (a newer epoch or sender list, or the device left): the bundle
+    /// that replaces it has its own parts.
+    fn next_part(&mut self, mut p: PartsOut, buf: &mut [u8]) -> Result<Option<Transmit>, Error> {
+        let Some(g) = self.tables.group(p.group_id) else {
+            return Ok(None);
+        };
+        if g.newest().map(|e| e.epoch) != Some(p.epoch) || g.changed_at > p.bundle {
+            return Ok(None);
+        }
+        let joined = self
+            .tables
+            .member(p.device, p.group_id)
+            .is_some_and(|r| r.joined.is_some());
+        let Some(credential) = self
+            .tables
+            .device(p.device)
+            .filter(|_| joined)
+            .map(|d| d.credential.clone())
+        else {
+            return Ok(None);
+        };
+        let listed = self.listed(p.group_id)?;
+        let end = p.next.saturating_add(MAX_PART_KEYS).min(listed.len());
+        let Ok(first) = u8::try_from(p.next) else {
+            return Ok(None);
+        };
+        let mut keys = heapless::Vec::new();
+        for (_, id) in listed.get(p.next..end).unwrap_or(&[]) {
+            keys.push(self.key_of(*id)?)
+                .map_err(|_| Error::CapacityExceeded)?;
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let counter = self.take_counter()?;
+        let msg = Message::SenderKeys(SenderKeys {
+            header: ServerHeader {
+                group_id: p.group_id,
+                device_id: p.device,
+                counter,
+            },
+            epoch: p.epoch,
+            bundle: p.bundle,
+            first,
+            keys,
+        });
+        let len = self.protect_for(&credential, &msg, buf)?;
+        if end < listed.len() {
+            p.next = end;
+            let _ = self.parts_out.push_front(p);
+        }
+        Ok(Some(Transmit {
+            device_id: p.device,
+            len,
+            kind: MessageKind::SenderKeys,
+        }))
+    }
+
+    /// Group `gid`'s senders as bundles list them: by sender ID.
+    fn listed(&self, gid: u32) -> Result<Listed, Error> {
+        let mut listed = Listed::new();
+        for om in self.tables.senders(gid) {
+            if let Some(sid) = om.sender_id() {
+                listed
+                    .push((sid, om.device()))
+                    .map_err(|_| Error::CapacityExceeded)?;
+            }
+        }
+        listed.sort_unstable_by_key(|(sid, _)| *sid);
+        Ok(listed)
+    }
+
+    /// The record-verifying key of sender device `id` (compressed).
+    fn key_of(&self, id: DeviceId) -> Result<CompressedKey, Error> {
+        self.tables
+            .device(id)
+            .and_then(|d| d.credential.compressed_key().copied())
+            .ok_or(Error::PskWithSignatures)
     }
 
     fn protect_for(
@@ -162,7 +271,10 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
     }
 
     /// Builds device `id`'s bundle for group `gid`, all but its sealed secret and signature
-    /// (the job's public-key work); draws its ephemeral key from `rng`.
+    /// (the job's public-key work); draws its ephemeral key from `rng`. In a group with
+    /// record signatures and more than [`MAX_SIGNING_SENDERS`] senders the bundle carries the
+    /// keys of its first [`SPLIT_BUNDLE_KEYS`] entries and the parts to send after it are
+    /// returned too.
     fn build_bundle<R: CryptoRng + ?Sized>(
         &self,
         id: DeviceId,
@@ -170,7 +282,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
         counter: u64,
         now: Instant,
         rng: &mut R,
-    ) -> Result<BundleJob, Error> {
+    ) -> Result<(BundleJob, Option<PartsOut>), Error> {
         let g = self.tables.group(gid).ok_or(Error::UnknownGroup)?;
         let d = self.tables.device(id).ok_or(Error::UnknownDevice)?;
         let m = self
@@ -179,24 +291,23 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
             .and_then(|r| r.joined.as_ref())
             .ok_or(Error::NotMember)?;
         let e = g.newest().ok_or(Error::UnknownGroup)?;
+        let listed = self.listed(gid)?;
+        let signed = g.spec.policy.signatures_required;
+        let split = signed && listed.len() > MAX_SIGNING_SENDERS;
         let mut senders = SenderEntries::new();
-        for om in self.tables.senders(gid) {
-            let Some(sid) = om.sender_id() else { continue };
-            let public_key = if g.spec.policy.signatures_required {
-                self.tables
-                    .device(om.device())
-                    .and_then(|od| od.credential.compressed_key().copied())
+        for (i, (sid, od)) in listed.iter().enumerate() {
+            let public_key = if signed && (!split || i < SPLIT_BUNDLE_KEYS) {
+                Some(self.key_of(*od)?)
             } else {
                 None
             };
             senders
                 .push(SenderEntry {
-                    sender_id: sid,
+                    sender_id: *sid,
                     public_key,
                 })
                 .map_err(|_| Error::CapacityExceeded)?;
         }
-        senders.sort_by_sender_id();
         let header = ServerHeader {
             group_id: gid,
             device_id: d.id,
@@ -220,11 +331,14 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
                 ciphertext: heapless::Vec::new(),
             },
         };
-        Ok(BundleJob::new(
-            d.credential.clone(),
-            bundle,
-            e.material.clone(),
-            ephemeral,
-        ))
+        let parts = split.then_some(PartsOut {
+            device: d.id,
+            group_id: gid,
+            bundle: counter,
+            epoch: e.epoch,
+            next: SPLIT_BUNDLE_KEYS,
+        });
+        let job = BundleJob::new(d.credential.clone(), bundle, e.material.clone(), ephemeral);
+        Ok((job, parts))
     }
 }
