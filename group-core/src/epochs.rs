@@ -185,6 +185,41 @@ impl EpochSet {
         }
     }
 
+    /// The slot `epoch` is in, whatever the time (the previous slot until
+    /// [`expire`](Self::expire) empties it); `None` for an epoch in no slot.
+    pub(crate) fn slot_of(&self, epoch: Epoch) -> Option<EpochRole> {
+        if self.current.as_ref().is_some_and(|c| c.epoch == epoch) {
+            Some(EpochRole::Current)
+        } else if self.next.as_ref().is_some_and(|n| n.epoch == epoch) {
+            Some(EpochRole::Next)
+        } else if self
+            .previous
+            .as_ref()
+            .is_some_and(|(p, _)| p.epoch == epoch)
+        {
+            Some(EpochRole::Previous)
+        } else {
+            None
+        }
+    }
+
+    /// The newest slot whose epoch is at most `bound` (slots hold previous < current < next).
+    pub(crate) fn newest_slot_through(&self, bound: Epoch) -> Option<EpochRole> {
+        if self.next.as_ref().is_some_and(|n| n.epoch <= bound) {
+            Some(EpochRole::Next)
+        } else if self.current.as_ref().is_some_and(|c| c.epoch <= bound) {
+            Some(EpochRole::Current)
+        } else if self
+            .previous
+            .as_ref()
+            .is_some_and(|(p, _)| p.epoch <= bound)
+        {
+            Some(EpochRole::Previous)
+        } else {
+            None
+        }
+    }
+
     /// Whether `epoch` is held (in any role) at `now`.
     pub fn holds(&self, epoch: Epoch, now: Instant) -> bool {
         self.current.as_ref().is_some_and(|c| c.epoch == epoch)

@@ -41,6 +41,8 @@ use keydist_support::{Kind, NetParams, Packet, Sim, TestRng, To};
 const GID: u32 = 0x0CA4_9A16;
 /// The members' replay window (the default `Member`: 2 words of 32 records).
 const WINDOW: u64 = 64;
+/// The window a receiver keeps of a sender's previous epoch (issue 12).
+const PREVIOUS_WINDOW: u64 = 16;
 /// Chaos steps per seed.
 const STEPS: usize = 160;
 /// Captured messages kept by the attacker (oldest replaced at random beyond that).
@@ -351,13 +353,18 @@ impl Campaign {
             }
             OpenError::TooOld => match g.senders().find(|s| s.sender_id.0 == sid) {
                 Some(info) => {
-                    let in_window = |w: Option<(Epoch, Option<u64>)>| match w {
+                    // Of a sender's previous epoch a receiver keeps the 16 numbers up to
+                    // the highest (docs/decisions.md, "Receiver state and member stack").
+                    let in_window = |w: Option<(Epoch, Option<u64>)>, size: u64| match w {
                         Some((e, h)) if e.0 == epoch => {
-                            Some(h.is_some_and(|h| h >= seq.saturating_add(WINDOW)))
+                            Some(h.is_some_and(|h| h >= seq.saturating_add(size)))
                         }
                         _ => None,
                     };
-                    match (in_window(info.current), in_window(info.previous)) {
+                    match (
+                        in_window(info.current, WINDOW),
+                        in_window(info.previous, PREVIOUS_WINDOW),
+                    ) {
                         (Some(v), _) | (None, Some(v)) => v,
                         (None, None) => info.current.is_some_and(|(ce, _)| ce.0 > epoch),
                     }

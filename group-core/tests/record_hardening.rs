@@ -389,3 +389,87 @@ fn plaintexts_over_2_pow_14_are_refused_on_seal_and_open() {
         );
     }
 }
+
+/// Issue 12: the refusal bounds of dropped senders are kept relative to the epoch slots
+/// (2 bits per sender ID). They must follow the epochs through every change of the slots: a
+/// staged epoch replaced before activation, an activation (next → current → previous), the
+/// previous epoch's grace period ending. At each step a dropped sender is refused in exactly
+/// the held epochs up to its bound, and admitted in the newer ones.
+#[test]
+fn blocked_sender_ids_follow_the_epochs_through_staging_activation_and_grace() {
+    let mut l: Group<2, 2> = Group::new(GroupConfig::new(GID).with_grace_ms(1_000));
+    l.install_and_activate(Epoch(1), &keys(1), Instant(0))
+        .unwrap();
+    let (mut a, mut b, mut c) = (Sender::new(1), Sender::new(2), Sender::new(3));
+    // E1: A and B fill the table; C evicts A (blocked through E1, the highest epoch).
+    let a1 = a.seal(b"a1");
+    assert_eq!(open(&mut l, &a1), Ok((1, 0)));
+    let b1 = b.seal(b"b1");
+    assert_eq!(open(&mut l, &b1), Ok((2, 0)));
+    assert_eq!(open(&mut l, &c.seal(b"c1")), Ok((3, 0)));
+    let unknown = |sid| Err(OpenError::UnknownSender(SenderId(sid)));
+    assert_eq!(open(&mut l, &a1), unknown(1));
+
+    // E2 staged: A is admitted there (newer than its bound), still refused in E1.
+    l.install_epoch(Epoch(2), &keys(2)).unwrap();
+    let mut a2 = Sender::new(1);
+    a2.move_to(2);
+    assert_eq!(open(&mut l, &a2.seal(b"a2")), Ok((1, 0)));
+    assert_eq!(open(&mut l, &a1), unknown(1));
+    // B removed while E2 is staged: refused in E1 and E2 (its bound is E2).
+    l.remove_sender(SenderId(2));
+    assert_eq!(open(&mut l, &b1), unknown(2));
+    let mut b2 = Sender::new(2);
+    b2.move_to(2);
+    let b2r = b2.seal(b"b2");
+    assert_eq!(open(&mut l, &b2r), unknown(2));
+
+    // E3 replaces the staged E2: B's bound (E2) now ends at the current epoch E1; in E3 both
+    // are admitted; in E1 both are still refused. (A's first record in E2 evicted B, which
+    // blocked it through E2 already.)
+    l.install_epoch(Epoch(3), &keys(3)).unwrap();
+    assert_eq!(open(&mut l, &b1), unknown(2));
+    assert_eq!(open(&mut l, &a1), unknown(1));
+    assert_eq!(open(&mut l, &b2r), Err(OpenError::UnknownEpoch(Epoch(2))));
+    let (mut a3, mut b3) = (Sender::new(1), Sender::new(2));
+    a3.move_to(3);
+    b3.move_to(3);
+    assert_eq!(open(&mut l, &b3.seal(b"b3")), Ok((2, 0)));
+    // Removed again in E3's staging: B is refused through E3 now.
+    l.remove_sender(SenderId(2));
+    assert_eq!(open(&mut l, &b3.seal(b"b3 again")), unknown(2));
+    assert_eq!(open(&mut l, &a3.seal(b"a3")), Ok((1, 0)));
+
+    // E3 active, E1 in its grace period: A is still refused in E1 (previous), admitted in E3;
+    // B is refused in both (its bound is E3).
+    l.activate_epoch(Epoch(3), Instant(0)).unwrap();
+    assert_eq!(l.epochs().previous(), Some(Epoch(1)));
+    assert_eq!(open(&mut l, &a1), unknown(1));
+    assert_eq!(open(&mut l, &b1), unknown(2));
+    assert_eq!(open(&mut l, &a3.seal(b"a3'")), Ok((1, 1)));
+    assert_eq!(open(&mut l, &b3.seal(b"b3'")), unknown(2));
+    // E4 staged: B is admitted there; the others stay as they were.
+    l.install_epoch(Epoch(4), &keys(4)).unwrap();
+    let mut b4 = Sender::new(2);
+    b4.move_to(4);
+    assert_eq!(open(&mut l, &b4.seal(b"b4")), Ok((2, 0)));
+    assert_eq!(open(&mut l, &b3.seal(b"b3''")), unknown(2));
+    assert_eq!(open(&mut l, &a1), unknown(1));
+
+    // E1's grace period ends; E4 activated: E3 is previous and B still refused there; nobody
+    // is refused in E4, and E1 is no longer held.
+    l.handle_timeout(Instant(1_000));
+    assert_eq!(l.epochs().previous(), None);
+    l.activate_epoch(Epoch(4), Instant(1_000)).unwrap();
+    assert_eq!(l.epochs().previous(), Some(Epoch(3)));
+    assert_eq!(open(&mut l, &b3.seal(b"b3'''")), unknown(2));
+    assert_eq!(open(&mut l, &a1), Err(OpenError::UnknownEpoch(Epoch(1))));
+    assert_eq!(open(&mut l, &b4.seal(b"b4'")), Ok((2, 1)));
+    let mut a4 = Sender::new(1);
+    a4.move_to(4);
+    assert_eq!(open(&mut l, &a4.seal(b"a4")), Ok((1, 0)));
+    // E5: E3 leaves the slots, B's bound with it.
+    l.install_and_activate(Epoch(5), &keys(5), Instant(2_000))
+        .unwrap();
+    assert_eq!(open(&mut l, &b4.seal(b"b4''")), Ok((2, 2)));
+}

@@ -13,7 +13,8 @@
 //!   and the sender's window opens there (lower numbers count as seen);
 //! - a record in the sender's current or previous epoch → delivered iff it is fresh: not
 //!   delivered before, not below the first accepted one (`Replay`), and inside the window
-//!   (`seq > top - 64`, else `TooOld`);
+//!   (`seq > top - 64`, else `TooOld`; in the previous epoch `seq > top - 16`, the window a
+//!   receiver keeps of a sender's previous epoch, docs/decisions.md "Receiver state");
 //! - a record in an epoch older than both → `TooOld`.
 //!
 //! The simulation asserts, for every datagram copy that reaches a listener:
@@ -61,6 +62,8 @@ type Member = Group<16, 2>;
 
 const GROUP_ID: u32 = 0x0000_B1D6;
 const WINDOW: u64 = 64;
+/// The window kept of a sender's previous epoch (issue 12).
+const PREVIOUS_WINDOW: u64 = 16;
 const SENDER_NAMES: [&str; 4] = ["wall switch", "motion sensor", "thermostat", "door contact"];
 const SIDS: [SenderId; 4] = [SenderId(11), SenderId(12), SenderId(13), SenderId(14)];
 const LISTENERS: usize = 5;
@@ -228,7 +231,12 @@ impl WindowModel {
     }
 
     fn verdict(&self, seq: u64) -> Result<(), OpenError> {
-        if seq + WINDOW <= self.top {
+        self.verdict_within(seq, WINDOW)
+    }
+
+    /// The verdict of a window `size` records wide (the previous epoch's: 16, issue 12).
+    fn verdict_within(&self, seq: u64, size: u64) -> Result<(), OpenError> {
+        if seq + size <= self.top {
             Err(OpenError::TooOld)
         } else if self.seen.contains(&seq) || seq < self.first {
             Err(OpenError::Replay)
@@ -273,13 +281,14 @@ impl ListenerModel {
         let Some(s) = self.senders.get(&sid) else {
             return Verdict::FirstContact;
         };
-        let window = match (&s.current, &s.previous) {
-            (Some(c), _) if c.epoch == epoch => c,
+        let verdict = match (&s.current, &s.previous) {
+            (Some(c), _) if c.epoch == epoch => c.verdict(seq),
             (Some(c), _) if epoch > c.epoch => return Verdict::FirstContact,
-            (_, Some(p)) if p.epoch == epoch => p,
+            // Of its previous epoch a receiver keeps the 16 numbers up to the highest.
+            (_, Some(p)) if p.epoch == epoch => p.verdict_within(seq, PREVIOUS_WINDOW),
             _ => return Verdict::Refuse(OpenError::TooOld),
         };
-        match window.verdict(seq) {
+        match verdict {
             Ok(()) => Verdict::Fresh,
             Err(e) => Verdict::Refuse(e),
         }

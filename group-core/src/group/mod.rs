@@ -149,7 +149,12 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         if self.config.signatures_required && !cfg!(feature = "record-signatures") {
             return Err(KeyError::SignaturesNotEnabled);
         }
+        let staged = self.epochs.staged();
         self.epochs.install(epoch, keys)?;
+        if staged.is_some() && self.epochs.staged() != staged {
+            // A newer epoch replaced the staged one: the blocks follow the slots.
+            self.blocked.staged_replaced();
+        }
         crate::log::epoch_installed(epoch);
         Ok(())
     }
@@ -157,7 +162,12 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     /// Makes the staged `epoch` current: this node sends in it from now on; the old current
     /// epoch stays receivable for the grace period.
     pub fn activate_epoch(&mut self, epoch: Epoch, now: Instant) -> Result<(), KeyError> {
+        let moves = self.epochs.staged() == Some(epoch);
         let retired = self.epochs.activate(epoch, now, self.config.grace_ms)?;
+        if moves {
+            // Every epoch moved one slot down: the blocks follow the slots.
+            self.blocked.shift();
+        }
         crate::log::epoch_activated(epoch);
         if let Some(dropped) = retired {
             self.push_event(Event::EpochRetired { epoch: dropped });

@@ -6,9 +6,10 @@ use p256::ecdsa::VerifyingKey;
 
 use super::{Admission, Group, OpenError};
 use crate::counters::Event;
+use crate::epochs::EpochRole;
 use crate::replay::{ReplayWindow, WindowStart};
 use crate::time::Instant;
-use crate::wire::{Epoch, SenderId};
+use crate::wire::{Epoch, MAX_SEQ, SenderId};
 
 /// What a receiver knows of one sender, for status displays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,10 +28,124 @@ pub(super) struct SenderState<const WORDS: usize> {
     #[cfg(feature = "record-signatures")]
     pub(super) key: Option<VerifyingKey>,
     current: Option<(Epoch, ReplayWindow<WORDS>)>,
-    previous: Option<(Epoch, ReplayWindow<WORDS>)>,
+    /// The epoch the sender sent in before its current one and the highest sequence number
+    /// accepted there (no window: see [`PreviousEpoch`]).
+    previous: PreviousEpoch,
     /// When the sender was last active, in the group's tick (an eviction order, not a clock:
     /// 16 bits, halved for every sender when the tick runs out, which keeps the order).
     last_active: u16,
+}
+
+/// A sender's previous epoch once it moved to a newer one: the epoch, the highest sequence
+/// number accepted in it and a window of the 16 numbers up to it, 9 bytes (issue 12: it was a
+/// whole `ReplayWindow`, 16 bytes with the default 64 records, and the sender state 36 bytes
+/// where it is 28 now). A record of that epoch is fresh above the highest, or within the 16
+/// below it and not seen; further below it is `too_old`. When the sender moves on, every number
+/// its window would have refused stays refused (the 16 bits are read from the window's own
+/// check), so the narrower window only refuses more: late records of the old epoch are
+/// accepted if they were overtaken by at most 15 later numbers. `Epoch(0)` (never held) means
+/// none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PreviousEpoch {
+    /// The epoch, little-endian (bytes, so the state has alignment 1 and no padding).
+    epoch: [u8; 2],
+    /// The highest accepted sequence number, little-endian (sequence numbers are 40 bits).
+    top: [u8; 5],
+    /// Bit `d` (of the little-endian u16): `top - d` is refused (seen, or never fresh).
+    seen: [u8; 2],
+}
+
+/// Numbers at and below the top that [`PreviousEpoch`] remembers.
+const PREVIOUS_WINDOW: u64 = 16;
+
+impl PreviousEpoch {
+    const NONE: Self = Self {
+        epoch: [0; 2],
+        top: [0; 5],
+        seen: [0; 2],
+    };
+
+    /// What is kept of `window` (in `epoch`) when the sender moves on: its highest and, for
+    /// each of the 16 numbers up to it, whether the window refuses it. A window that accepted
+    /// nothing keeps nothing (its epoch is then refused `too_old`, as an epoch with no window).
+    fn of<const WORDS: usize>(epoch: Epoch, window: &ReplayWindow<WORDS>) -> Self {
+        let Some(top) = window.highest() else {
+            return Self::NONE;
+        };
+        let mut seen = 0u16;
+        for d in 0..PREVIOUS_WINDOW {
+            let refused = top.checked_sub(d).is_none_or(|s| window.check(s).is_err());
+            if refused {
+                seen |= 1u16.checked_shl(d as u32).unwrap_or(0);
+            }
+        }
+        Self {
+            epoch: epoch.0.to_le_bytes(),
+            top: pack(top),
+            seen: seen.to_le_bytes(),
+        }
+    }
+
+    fn get(&self) -> Option<(Epoch, u64)> {
+        let epoch = Epoch(u16::from_le_bytes(self.epoch));
+        (epoch.0 != 0).then(|| (epoch, unpack(self.top)))
+    }
+
+    /// Pre-check of `seq` in the previous epoch.
+    fn check(&self, seq: u64) -> Result<(), OpenError> {
+        if seq > MAX_SEQ {
+            return Err(OpenError::TooOld);
+        }
+        let top = unpack(self.top);
+        let Some(d) = top.checked_sub(seq) else {
+            return Ok(());
+        };
+        if d >= PREVIOUS_WINDOW {
+            return Err(OpenError::TooOld);
+        }
+        let bit = 1u16.checked_shl(d as u32).unwrap_or(0);
+        if u16::from_le_bytes(self.seen) & bit != 0 {
+            Err(OpenError::Replay)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records an authenticated `seq` (fresh, by [`check`](Self::check)).
+    fn commit(&mut self, seq: u64) {
+        if self.check(seq).is_err() {
+            return;
+        }
+        let top = unpack(self.top);
+        let mut seen = u16::from_le_bytes(self.seen);
+        match top.checked_sub(seq) {
+            // Above the top: the window slides up.
+            None => {
+                let shift = seq.saturating_sub(top);
+                seen = if shift >= PREVIOUS_WINDOW {
+                    0
+                } else {
+                    seen.checked_shl(shift as u32).unwrap_or(0)
+                };
+                seen |= 1;
+                self.top = pack(seq);
+            }
+            Some(d) if d < PREVIOUS_WINDOW => seen |= 1u16.checked_shl(d as u32).unwrap_or(0),
+            Some(_) => {}
+        }
+        self.seen = seen.to_le_bytes();
+    }
+}
+
+/// `seq` (at most 40 bits, [`MAX_SEQ`]: `check` refuses more) as 5 little-endian bytes.
+fn pack(seq: u64) -> [u8; 5] {
+    let [a, b, c, d, e, ..] = seq.to_le_bytes();
+    [a, b, c, d, e]
+}
+
+fn unpack(top: [u8; 5]) -> u64 {
+    let [a, b, c, d, e] = top;
+    u64::from_le_bytes([a, b, c, d, e, 0, 0, 0])
 }
 
 /// Where a record's replay state is, decided before decryption and applied after.
@@ -45,19 +160,39 @@ pub(super) enum Plan {
     },
 }
 
-/// Per sender ID, the newest epoch in which its records are refused (`Epoch(0)`: none; epoch 0
-/// is never held, so "epoch ≤ bound" refuses nothing then). 2 bytes × 256 sender IDs, fixed.
+/// Per sender ID, through which of the held epoch slots its records are refused: 2 bits
+/// (0: none; 1: the previous slot; 2: previous and current; 3: previous, current and the staged
+/// next), 64 bytes for the 256 sender IDs (issue 12; it was one `Epoch` per ID, 512 bytes).
 ///
-/// A bound is only ever raised, never cleared: it covers epochs up to the newest one in which
-/// the dropped state may have accepted records, and every epoch installed later is newer than
-/// that (epochs only move forward), so the bound stops mattering by itself once those epochs
-/// are no longer held, whoever lists the sender again in the meantime.
+/// The bound is an epoch (the newest epoch in which the dropped state may have accepted
+/// records), kept relative to the slots: "refuse every held epoch up to the bound" is "refuse
+/// the slots up to the newest one whose epoch is at most the bound", since the slots hold
+/// previous < current < next. Epochs not in a slot are refused anyway (`UnknownEpoch`, checked
+/// before the sender), and every epoch installed later is newer than every bound (epochs only
+/// move forward, and a bound is at most the highest epoch installed), so a new staged epoch is
+/// never covered. The codes follow the slots: [`shift`](Self::shift) when an activation moves
+/// next → current → previous (and drops the previous), [`staged_replaced`](Self::staged_replaced)
+/// when a newer staged epoch replaces one never activated. A previous slot emptied by its
+/// grace period keeps its code until the next activation shifts it out: nothing can fill that
+/// slot but an activation.
+///
+/// A bound is only ever raised, never cleared: it stops mattering by itself once the epochs it
+/// covers are no longer held, whoever lists the sender again in the meantime.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct BlockedThrough([Epoch; 256]);
+pub(super) struct BlockedThrough([u8; 64]);
 
 impl Default for BlockedThrough {
     fn default() -> Self {
-        Self([Epoch(0); 256])
+        Self([0; 64])
+    }
+}
+
+/// A slot's rank in [`BlockedThrough`]'s codes.
+fn rank(role: EpochRole) -> u8 {
+    match role {
+        EpochRole::Previous => 1,
+        EpochRole::Current => 2,
+        EpochRole::Next => 3,
     }
 }
 
@@ -65,20 +200,59 @@ impl BlockedThrough {
     /// Refuses nothing any more (a new group's list).
     #[cfg(feature = "keydist-member")]
     pub(super) fn clear(&mut self) {
-        self.0.fill(Epoch(0));
+        self.0.fill(0);
     }
 
-    /// Whether `sid`'s records in `epoch` are refused.
-    fn refuses(&self, sid: SenderId, epoch: Epoch) -> bool {
+    /// Byte index and bit shift of `sid`'s code.
+    fn at(sid: SenderId) -> (usize, u32) {
+        (usize::from(sid.0 / 4), u32::from(sid.0 % 4) * 2)
+    }
+
+    /// `sid`'s code (0..=3).
+    fn code(&self, sid: SenderId) -> u8 {
+        let (i, shift) = Self::at(sid);
         self.0
-            .get(usize::from(sid.0))
-            .is_some_and(|bound| epoch <= *bound)
+            .get(i)
+            .map_or(0, |b| b.checked_shr(shift).unwrap_or(0) & 3)
     }
 
-    /// Refuses `sid` in every epoch up to `epoch` (keeping a higher bound it already has).
-    fn raise(&mut self, sid: SenderId, epoch: Epoch) {
-        if let Some(bound) = self.0.get_mut(usize::from(sid.0)) {
-            *bound = (*bound).max(epoch);
+    fn set_code(&mut self, sid: SenderId, code: u8) {
+        let (i, shift) = Self::at(sid);
+        if let Some(b) = self.0.get_mut(i) {
+            let mask = 3u8.checked_shl(shift).unwrap_or(0);
+            *b = (*b & !mask) | ((code & 3).checked_shl(shift).unwrap_or(0));
+        }
+    }
+
+    /// Whether `sid`'s records in the epoch of `slot` are refused.
+    pub(super) fn refuses(&self, sid: SenderId, slot: Option<EpochRole>) -> bool {
+        slot.is_some_and(|r| rank(r) <= self.code(sid))
+    }
+
+    /// Refuses `sid` in every slot up to `through` (keeping a higher bound it already has).
+    pub(super) fn raise(&mut self, sid: SenderId, through: Option<EpochRole>) {
+        if let Some(r) = through {
+            let code = self.code(sid).max(rank(r));
+            self.set_code(sid, code);
+        }
+    }
+
+    /// An activation moved every epoch one slot down (next → current → previous) and dropped
+    /// the previous one: every bound moves with its epochs.
+    pub(super) fn shift(&mut self) {
+        // Each code `hl` (high, low bit) becomes `hl - 1`, 0 staying 0: 3 → 2, 2 → 1, 1 → 0.
+        for b in self.0.iter_mut() {
+            let (hi, lo) = ((*b >> 1) & 0x55, *b & 0x55);
+            *b = ((hi & lo) << 1) | (hi & !lo);
+        }
+    }
+
+    /// A newer staged epoch replaced one never activated: a bound through the old staged epoch
+    /// is a bound through the current one (the new epoch is newer than every bound).
+    pub(super) fn staged_replaced(&mut self) {
+        // Each code 3 becomes 2: the low bit is cleared where the high one is set.
+        for b in self.0.iter_mut() {
+            *b &= !((*b >> 1) & 0x55);
         }
     }
 }
@@ -104,7 +278,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             #[cfg(feature = "record-signatures")]
             key: None,
             current: None,
-            previous: None,
+            previous: PreviousEpoch::NONE,
             last_active: self.tick,
         };
         self.insert_sorted(at, state).map_err(|s| s.sender_id)?;
@@ -180,7 +354,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     /// Refuses `sid` in every epoch installed so far (the staged one too).
     fn block(&mut self, sid: SenderId) {
         if let Some(h) = self.epochs.highest() {
-            self.blocked.raise(sid, h);
+            self.blocked.raise(sid, self.epochs.newest_slot_through(h));
         }
     }
 
@@ -189,7 +363,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         self.senders.iter().map(|s| SenderInfo {
             sender_id: s.sender_id,
             current: s.current.as_ref().map(|(e, w)| (*e, w.highest())),
-            previous: s.previous.as_ref().map(|(e, w)| (*e, w.highest())),
+            previous: s.previous.get().map(|(e, top)| (e, Some(top))),
         })
     }
 
@@ -222,19 +396,19 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
     ) -> Result<Plan, OpenError> {
         // A sender whose state was dropped is refused in the epochs that state covered, also
         // when it was listed (and a state made for it) again since.
-        if self.blocked.refuses(sid, epoch) {
+        if self.blocked.refuses(sid, self.epochs.slot_of(epoch)) {
             return Err(OpenError::UnknownSender(sid));
         }
         if let Some(i) = self.position(sid) {
             let s = self.senders.get(i).ok_or(OpenError::UnknownSender(sid))?;
-            return match (&s.current, &s.previous) {
+            return match (&s.current, s.previous.get()) {
                 (Some((ce, w)), _) if *ce == epoch => {
                     w.check(seq)?;
                     Ok(Plan::Current(i))
                 }
                 (Some((ce, _)), _) if epoch > *ce => Ok(Plan::NewEpoch(i)),
-                (Some(_), Some((pe, w))) if *pe == epoch => {
-                    w.check(seq)?;
+                (Some(_), Some((pe, _))) if pe == epoch => {
+                    s.previous.check(seq)?;
                     Ok(Plan::Previous(i))
                 }
                 (Some(_), _) => Err(OpenError::TooOld),
@@ -257,10 +431,13 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
         // dead.)
         let dead = self.senders.iter().position(|s| {
             s.current.is_some()
-                && [&s.current, &s.previous]
-                    .into_iter()
-                    .flatten()
-                    .all(|(e, _)| !self.epochs.holds(*e, now))
+                && [
+                    s.current.as_ref().map(|(e, _)| *e),
+                    s.previous.get().map(|(e, _)| e),
+                ]
+                .into_iter()
+                .flatten()
+                .all(|e| !self.epochs.holds(e, now))
         });
         if let Some(i) = dead {
             return Ok(Plan::Create {
@@ -305,23 +482,26 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
             (epoch, w)
         };
         match plan {
-            Plan::Current(i) | Plan::Previous(i) => {
+            Plan::Current(i) => {
                 if let Some(s) = self.senders.get_mut(i) {
-                    let window = match plan {
-                        Plan::Current(_) => &mut s.current,
-                        _ => &mut s.previous,
-                    };
-                    if let Some((_, w)) = window {
+                    if let Some((_, w)) = &mut s.current {
                         w.commit(seq);
                     }
                     s.last_active = tick;
                 }
             }
+            Plan::Previous(i) => {
+                if let Some(s) = self.senders.get_mut(i) {
+                    s.previous.commit(seq);
+                    s.last_active = tick;
+                }
+            }
             Plan::NewEpoch(i) => {
                 if let Some(s) = self.senders.get_mut(i) {
-                    // The sender moved on: its current window becomes its previous one.
-                    if let Some(old) = s.current.replace(fresh()) {
-                        s.previous = Some(old);
+                    // The sender moved on: what is kept of its current window becomes its
+                    // previous epoch.
+                    if let Some((e, w)) = s.current.replace(fresh()) {
+                        s.previous = PreviousEpoch::of(e, &w);
                     }
                     s.last_active = tick;
                 }
@@ -332,7 +512,7 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                     #[cfg(feature = "record-signatures")]
                     key: None,
                     current: Some(fresh()),
-                    previous: None,
+                    previous: PreviousEpoch::NONE,
                     last_active: tick,
                 };
                 // The slot's state is taken out (the others keep their order) and the new one
@@ -353,7 +533,8 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                             // when its newest epoch was a staged one replaced before activation.
                             // Keep refusing it there, as the state did; no event, since this
                             // refuses nothing it would have accepted.
-                            self.blocked.raise(old, newest);
+                            self.blocked
+                                .raise(old, self.epochs.newest_slot_through(newest));
                         }
                     }
                     None => {
@@ -453,21 +634,152 @@ mod tests {
 
     #[test]
     fn blocked_bounds_are_per_sender_id_and_only_rise() {
+        use EpochRole::{Current, Next, Previous};
         let mut b = BlockedThrough::default();
         for sid in [0u8, 1, 31, 32, 33, 200, 255] {
-            assert!(!b.refuses(SenderId(sid), Epoch(1)));
+            assert!(!b.refuses(SenderId(sid), Some(Previous)));
         }
-        b.raise(SenderId(33), Epoch(3));
-        b.raise(SenderId(200), Epoch(5));
-        b.raise(SenderId(255), Epoch(1));
-        b.raise(SenderId(200), Epoch(2)); // a lower bound never lowers a higher one
-        for (sid, through) in [(33u8, 3u16), (200, 5), (255, 1)] {
-            assert!(b.refuses(SenderId(sid), Epoch(1)));
-            assert!(b.refuses(SenderId(sid), Epoch(through)));
-            assert!(!b.refuses(SenderId(sid), Epoch(through + 1)));
+        b.raise(SenderId(33), Some(Current));
+        b.raise(SenderId(200), Some(Next));
+        b.raise(SenderId(255), Some(Previous));
+        b.raise(SenderId(200), Some(Previous)); // a lower bound never lowers a higher one
+        b.raise(SenderId(34), None); // a bound below every slot refuses nothing
+        let refused = |b: &BlockedThrough, sid: u8| -> [bool; 4] {
+            [None, Some(Previous), Some(Current), Some(Next)].map(|r| b.refuses(SenderId(sid), r))
+        };
+        assert_eq!(refused(&b, 33), [false, true, true, false]);
+        assert_eq!(refused(&b, 200), [false, true, true, true]);
+        assert_eq!(refused(&b, 255), [false, true, false, false]);
+        for sid in [0u8, 1, 32, 34, 35, 65, 199, 201, 254] {
+            assert_eq!(refused(&b, sid), [false; 4], "sid {sid}");
         }
-        for sid in [0u8, 1, 32, 34, 65, 199, 201, 254] {
-            assert!(!b.refuses(SenderId(sid), Epoch(1)), "sid {sid}");
+        // A newer staged epoch replaces the old one: bounds through it end at the current.
+        b.staged_replaced();
+        assert_eq!(refused(&b, 200), [false, true, true, false]);
+        assert_eq!(refused(&b, 33), [false, true, true, false]);
+        assert_eq!(refused(&b, 255), [false, true, false, false]);
+        // An activation moves every epoch down a slot, the bounds with them.
+        b.raise(SenderId(7), Some(Next));
+        b.shift();
+        assert_eq!(refused(&b, 7), [false, true, true, false]);
+        assert_eq!(refused(&b, 200), [false, true, false, false]);
+        assert_eq!(refused(&b, 255), [false; 4]);
+        b.shift();
+        b.shift();
+        for sid in 0..=255u8 {
+            assert_eq!(refused(&b, sid), [false; 4], "sid {sid}");
+        }
+        assert_eq!(b, BlockedThrough::default());
+    }
+
+    /// `shift` and `staged_replaced` work on four codes at once: every byte value against the
+    /// codes one by one.
+    /// A small xorshift, so the walk below is the same on every run.
+    fn next(s: &mut u64) -> u64 {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    /// The compact record of a sender's previous epoch, against the set of numbers accepted in
+    /// that epoch (by its window, then by the record): it never accepts a number twice; when
+    /// made from a window it refuses everything that window refused and, within the 16 numbers
+    /// up to the top, nothing more; every number it accepts is fresh and then refused.
+    #[test]
+    fn the_previous_epoch_record_never_accepts_a_number_twice() {
+        const SEQS: usize = 400;
+        for seed in 1..300u64 {
+            let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let start = if seed % 2 == 0 {
+                WindowStart::TrustFirst
+            } else {
+                WindowStart::Empty
+            };
+            let mut w = ReplayWindow::<2>::new(start);
+            let mut accepted = [false; SEQS];
+            let spread = 20 + next(&mut s) % 200;
+            for _ in 0..(next(&mut s) % 60) {
+                let seq = next(&mut s) % spread;
+                if w.check(seq).is_ok() {
+                    w.commit(seq);
+                    accepted[seq as usize] = true;
+                }
+            }
+            let mut p = PreviousEpoch::of(Epoch(3), &w);
+            let Some(top) = w.highest() else {
+                // Nothing accepted: nothing kept, and the epoch is refused as too old.
+                assert_eq!(p, PreviousEpoch::NONE);
+                assert_eq!(p.get(), None);
+                continue;
+            };
+            assert_eq!(p.get(), Some((Epoch(3), top)));
+            for seq in 0..SEQS as u64 {
+                let (was, is) = (w.check(seq), p.check(seq));
+                if was.is_err() {
+                    assert!(is.is_err(), "seed {seed}: {seq} refused by the window");
+                }
+                if seq + PREVIOUS_WINDOW > top {
+                    assert_eq!(was.is_ok(), is.is_ok(), "seed {seed}: {seq} near top {top}");
+                } else {
+                    assert_eq!(is, Err(OpenError::TooOld), "seed {seed}: {seq}");
+                }
+            }
+            for _ in 0..200 {
+                let seq = next(&mut s) % SEQS as u64;
+                if p.check(seq).is_ok() {
+                    let i = seq as usize;
+                    assert!(!accepted[i], "seed {seed}: {seq} accepted twice");
+                    p.commit(seq);
+                    accepted[i] = true;
+                    assert_eq!(p.check(seq), Err(OpenError::Replay));
+                } else {
+                    // A refused number commits nothing.
+                    let before = p;
+                    p.commit(seq);
+                    assert_eq!(p, before, "seed {seed}: refused {seq} changed the record");
+                }
+            }
+            for (seq, _) in accepted.iter().enumerate().filter(|(_, a)| **a) {
+                assert!(
+                    p.check(seq as u64).is_err(),
+                    "seed {seed}: {seq} open again"
+                );
+            }
+            assert_eq!(p.check(MAX_SEQ + 1), Err(OpenError::TooOld));
+        }
+    }
+
+    /// The layout issue 12 counts on: the previous epoch in 9 bytes, a sender in 28 with the
+    /// default window, every `Group`'s bounds in 64.
+    #[test]
+    fn receiver_state_sizes() {
+        assert_eq!(core::mem::size_of::<PreviousEpoch>(), 9);
+        #[cfg(not(feature = "record-signatures"))]
+        assert_eq!(core::mem::size_of::<SenderState<2>>(), 28);
+        assert_eq!(core::mem::size_of::<BlockedThrough>(), 64);
+    }
+
+    #[test]
+    fn shift_and_replacement_move_each_of_a_bytes_four_codes() {
+        for byte in 0..=255u8 {
+            let codes = [0u32, 2, 4, 6].map(|k| (byte >> k) & 3);
+            let pack = |f: &dyn Fn(u8) -> u8| {
+                codes
+                    .iter()
+                    .zip([0u32, 2, 4, 6])
+                    .fold(0u8, |acc, (c, k)| acc | (f(*c) << k))
+            };
+            let mut b = BlockedThrough([byte; 64]);
+            b.shift();
+            assert_eq!(
+                b.0,
+                [pack(&|c| c.saturating_sub(1)); 64],
+                "shift {byte:#04x}"
+            );
+            let mut b = BlockedThrough([byte; 64]);
+            b.staged_replaced();
+            assert_eq!(b.0, [pack(&|c| c.min(2)); 64], "replaced {byte:#04x}");
         }
     }
 }

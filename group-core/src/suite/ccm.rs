@@ -29,7 +29,7 @@
 //! there the software AES block dwarfs a predicted branch, and one pass instead of two saved
 //! 456 to 732 bytes of flash in the footprint images and, no longer inlined into `Group::seal`
 //! and `Group::open`, 290 to 380 bytes of the seal, open and join stack peaks
-//! (docs/footprint.md, ninth step).
+//! (docs/footprint.md, tenth step).
 
 use aes::Aes128;
 use aes::cipher::consts::U16;
