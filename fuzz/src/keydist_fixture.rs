@@ -221,7 +221,7 @@ pub fn setup_split() -> Setup {
     let mut captured = Vec::new();
     // Every message both ways until quiet; messages for device 2 are captured and withheld
     // once `hold_2`, and so are device 1's parts once `hold_1_parts`.
-    let mut exchange = |server: &mut Server,
+    let exchange = |server: &mut Server,
                         devices: &mut Vec<(u32, Device)>,
                         captured: &mut Vec<Vec<u8>>,
                         rng: &mut TestRng,
