@@ -67,13 +67,15 @@ enum State {
     Seen,
 }
 
-/// `seq` (at most [`MAX_SEQ`], 40 bits) as 5 little-endian bytes.
-fn pack(seq: u64) -> [u8; 5] {
+/// `seq` (at most [`MAX_SEQ`], 40 bits) as 5 little-endian bytes; also the previous epoch's
+/// highest sequence number in `group::senders` (whose `check` refuses more than `MAX_SEQ`).
+pub(crate) fn pack(seq: u64) -> [u8; 5] {
     let [a, b, c, d, e, ..] = seq.to_le_bytes();
     [a, b, c, d, e]
 }
 
-fn unpack(top: [u8; 5]) -> u64 {
+/// The sequence number [`pack`] stored.
+pub(crate) fn unpack(top: [u8; 5]) -> u64 {
     let [a, b, c, d, e] = top;
     u64::from_le_bytes([a, b, c, d, e, 0, 0, 0])
 }

@@ -7,7 +7,7 @@ use p256::ecdsa::VerifyingKey;
 use super::{Admission, Group, OpenError};
 use crate::counters::Event;
 use crate::epochs::EpochRole;
-use crate::replay::{ReplayWindow, WindowStart};
+use crate::replay::{ReplayWindow, WindowStart, pack, unpack};
 use crate::time::Instant;
 use crate::wire::{Epoch, MAX_SEQ, SenderId};
 
@@ -135,17 +135,6 @@ impl PreviousEpoch {
         }
         self.seen = seen.to_le_bytes();
     }
-}
-
-/// `seq` (at most 40 bits, [`MAX_SEQ`]: `check` refuses more) as 5 little-endian bytes.
-fn pack(seq: u64) -> [u8; 5] {
-    let [a, b, c, d, e, ..] = seq.to_le_bytes();
-    [a, b, c, d, e]
-}
-
-fn unpack(top: [u8; 5]) -> u64 {
-    let [a, b, c, d, e] = top;
-    u64::from_le_bytes([a, b, c, d, e, 0, 0, 0])
 }
 
 /// Where a record's replay state is, decided before decryption and applied after.
