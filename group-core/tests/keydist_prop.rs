@@ -6,6 +6,10 @@
 //! - Key material round-trips; trailing bytes are refused.
 //! - `parse` of arbitrary bytes never panics and, when it accepts, the message re-encodes to
 //!   exactly the body parsed (decoding is canonical).
+//! - The member's hand-written writer of device messages (`write_device_body`) writes exactly
+//!   postcard's bytes for every device message (varints at every length boundary), refuses a
+//!   short buffer with `BufferTooSmall`, and what it protects verifies and parses at the key
+//!   server in both modes.
 //! - The member's borrowing decoder (`parse_server`) agrees with `parse` on every valid message
 //!   (the `SenderKeys` parts of split sender lists included) and on every mutation of one (the same accepted, the same fields; device kinds are
 //!   `UnexpectedKind`), and never panics.
@@ -18,8 +22,10 @@ use group_core::keydist::{
     Message, PublicKeyBytes, RekeyNeeded, RekeyReport, Removed, RemovedReason, Role, SealedSecret,
     SenderEntries, SenderEntry, SenderKeys, ServerHeader, ServerMessage, VERSION, WireAdmission,
     WireNonceProfile, decode_key_material, encode_key_material, encode_signed, parse, parse_server,
-    verify_signed,
+    verify_signed, write_device_body,
 };
+#[cfg(feature = "psk")]
+use group_core::keydist::{Psk, encode_psk, verify_psk};
 use keydist_support::key;
 use proptest::prelude::*;
 
@@ -198,6 +204,75 @@ fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
+/// A varint's value, with every encoded length equally likely: `2^k - 1` and `2^k` for every
+/// `k` up to `bits` (the last value of each length and the first of the next), small values,
+/// and anything.
+fn varint(bits: u32) -> impl Strategy<Value = u64> {
+    let max = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
+    prop_oneof![
+        (0..bits).prop_map(|k| 1u64 << k),
+        (0..=bits).prop_map(|k| if k == 64 { u64::MAX } else { (1u64 << k) - 1 }),
+        0..300u64,
+        any::<u64>(),
+    ]
+    .prop_map(move |v| v & max)
+}
+
+fn boundary_header() -> impl Strategy<Value = DeviceHeader> {
+    (varint(32), varint(32), any::<[u8; 16]>(), varint(64)).prop_map(|(g, d, n, c)| DeviceHeader {
+        group_id: g as u32,
+        device_id: DeviceId(d as u32),
+        nonce: n,
+        counter: c,
+    })
+}
+
+/// Device messages only, every field a varint takes at its length boundaries.
+fn device_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (
+            boundary_header(),
+            any::<bool>(),
+            prop_oneof![Just(0usize), Just(33), Just(65)],
+            any::<bool>(),
+            any::<Option<[u8; 16]>>(),
+            any::<u8>()
+        )
+            .prop_map(
+                |(header, sender, klen, lost, challenge, k)| Message::JoinRequest(JoinRequest {
+                    header,
+                    role: if sender { Role::Sender } else { Role::Listener },
+                    public_key: PublicKeyBytes::from_slice(&[k; 65][..klen]).unwrap(),
+                    sequence_state_lost: lost,
+                    challenge,
+                })
+            ),
+        (boundary_header(), varint(16)).prop_map(|(header, epoch)| Message::Ack(Ack {
+            header,
+            epoch: epoch as u16
+        })),
+        boundary_header().prop_map(|header| Message::Leave(Leave { header })),
+        (boundary_header(), varint(16), 0..6usize).prop_map(|(header, epoch, r)| {
+            Message::RekeyNeeded(RekeyNeeded {
+                header,
+                epoch: epoch as u16,
+                reason: [
+                    RekeyReport::SenderBudget,
+                    RekeyReport::GroupUsage,
+                    RekeyReport::SequenceExhausted,
+                    RekeyReport::IntegrityLimit,
+                    RekeyReport::Expired,
+                    RekeyReport::Requested,
+                ][r],
+            })
+        }),
+    ]
+}
+
 /// `parse` and the borrowing `parse_server` agree on `bytes`: a server message either decodes
 /// to the same fields in both or is refused by both; a device message is `UnexpectedKind` for
 /// `parse_server`.
@@ -349,5 +424,41 @@ proptest! {
             bytes[2] = kind;
         }
         decoders_agree(&bytes)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The member writes device messages by hand (no serde in a member): the same bytes as
+    /// postcard's encoder, so the key server's decoder takes exactly what it took before.
+    #[test]
+    fn hand_written_device_bodies_equal_postcard(m in prop_oneof![device_message(), message()], cut in any::<prop::sample::Index>()) {
+        let mut want = [0u8; 2048];
+        let want: &[u8] = postcard::to_slice(&m, &mut want).unwrap();
+        let Some(d) = m.as_device() else {
+            prop_assert_eq!(m.direction(), Direction::ServerToDevice);
+            return Ok(());
+        };
+        prop_assert_eq!(m.direction(), Direction::DeviceToServer);
+        let mut got = [0u8; 2048];
+        let n = write_device_body(d, &mut got).unwrap();
+        prop_assert_eq!(&got[..n], want);
+        // A shorter buffer: refused, never a panic or a partial success.
+        let short = cut.index(n);
+        prop_assert_eq!(write_device_body(d, &mut got[..short]), Err(Error::BufferTooSmall));
+        // Protected in either mode, it verifies and parses back at the key server.
+        let mut buf = [0u8; 2048];
+        #[cfg(feature = "psk")]
+        {
+            let psk = Psk([0x42; 16]);
+            let n = encode_psk(&m, &psk, &mut buf).unwrap();
+            prop_assert_eq!(&buf[2..n - 16], want);
+            prop_assert_eq!(&verify_psk(&buf[..n], &psk).unwrap().message, &m);
+        }
+        let (device, server) = (key(7), key(0xEE));
+        let n = encode_signed(&m, &device, server.verifying_key(), &mut buf).unwrap();
+        prop_assert_eq!(&buf[2..n - 64], want);
+        prop_assert_eq!(&verify_signed(&buf[..n], device.verifying_key(), server.verifying_key()).unwrap().message, &m);
     }
 }

@@ -23,11 +23,13 @@ use serde::{Deserialize, Serialize};
 use super::error::Error;
 #[cfg(feature = "keydist-server")]
 use super::message::CompressedKey;
+use super::message::KeyMaterial;
+#[cfg(feature = "keydist-server")]
+use super::message::Message;
 #[cfg(feature = "keydist-server")]
 use super::message::ProtectedMessage;
 #[cfg(feature = "keydist-member")]
 use super::message::PublicKeyBytes;
-use super::message::{KeyMaterial, Message};
 #[cfg(feature = "keydist-server")]
 use super::message::{SealedSecret, ServerHeader};
 #[cfg(feature = "psk")]
@@ -38,6 +40,8 @@ use super::signed::parse_key;
 use super::signed::{self, compressed};
 #[cfg(feature = "keydist-member")]
 use super::view::{BundleView, ServerProtected};
+#[cfg(feature = "keydist-member")]
+use super::writer::DeviceMessage;
 
 #[cfg(feature = "keydist-server")]
 /// The key server's own credentials (not part of the stored state: provision them like a
@@ -258,12 +262,29 @@ impl<'a> Credential<'a> {
     }
 
     /// Encodes and protects `message` for the peer; returns the length written to `out`.
+    #[cfg(feature = "keydist-server")]
     pub(crate) fn protect(&self, message: &Message, out: &mut [u8]) -> Result<usize, Error> {
         match self {
             #[cfg(feature = "signed")]
             Self::Signed { own, peer } => signed::encode_signed(message, own, peer, out),
             #[cfg(feature = "psk")]
             Self::Psk(psk) => psk::encode_psk(message, psk, out),
+        }
+    }
+
+    /// Encodes and protects a device message for the key server (the member's side: the
+    /// hand-written body, no serde); returns the length written to `out`.
+    #[cfg(feature = "keydist-member")]
+    pub(crate) fn protect_device(
+        &self,
+        message: DeviceMessage<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        match self {
+            #[cfg(feature = "signed")]
+            Self::Signed { own, peer } => signed::encode_device_signed(message, own, peer, out),
+            #[cfg(feature = "psk")]
+            Self::Psk(psk) => psk::encode_device_psk(message, psk, out),
         }
     }
 

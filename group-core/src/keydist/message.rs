@@ -25,6 +25,7 @@ use super::sender_list::SenderEntries;
 use super::vocabulary::{
     DeviceId, Direction, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_STALE, Mode, NONCE_LEN, Role, VERSION,
 };
+use super::writer::write_device_body;
 
 /// Largest sealed secret: the longest [`KeyMaterial`] encoding (129 bytes) plus the tag.
 pub const MAX_SEALED_LEN: usize = 160;
@@ -523,30 +524,22 @@ pub fn parse(bytes: &[u8]) -> Result<ProtectedMessage<'_>, Error> {
     })
 }
 
-/// Writes `version || mode || postcard(message)` into `out`; returns its length. The caller
-/// appends the trailer.
-fn encode_unprotected(mode: Mode, message: &Message, out: &mut [u8]) -> Result<usize, Error> {
-    let [v, m, body @ ..] = out else {
+/// Writes `version || mode || body || trailer` into `out` and returns its length: `body`
+/// writes the body into the buffer it is given and returns its length; `trailer` fills the
+/// trailer (`mode`'s length) from the protected part before it. A message over
+/// [`MAX_MESSAGE_LEN`] is refused with [`Error::CapacityExceeded`].
+pub(crate) fn encode_protected(
+    mode: Mode,
+    out: &mut [u8],
+    body: impl FnOnce(&mut [u8]) -> Result<usize, Error>,
+    trailer: impl FnOnce(&[u8], &mut [u8]) -> Result<(), Error>,
+) -> Result<usize, Error> {
+    let [v, m, rest @ ..] = out else {
         return Err(Error::BufferTooSmall);
     };
     *v = VERSION;
     *m = mode as u8;
-    let n = postcard::to_slice(message, body)
-        .map_err(|_| Error::BufferTooSmall)?
-        .len();
-    Ok(n.saturating_add(2))
-}
-
-/// Writes `version || mode || postcard(message) || trailer` into `out` and returns its length;
-/// `trailer` fills the trailer (`mode`'s length) from the protected part before it. A message
-/// over [`MAX_MESSAGE_LEN`] is refused with [`Error::CapacityExceeded`].
-pub(crate) fn encode_protected(
-    mode: Mode,
-    message: &Message,
-    out: &mut [u8],
-    trailer: impl FnOnce(&[u8], &mut [u8]) -> Result<(), Error>,
-) -> Result<usize, Error> {
-    let n = encode_unprotected(mode, message, out)?;
+    let n = body(rest)?.saturating_add(2);
     let end = n.saturating_add(mode.trailer_len());
     if end > MAX_MESSAGE_LEN {
         return Err(Error::CapacityExceeded);
@@ -557,6 +550,18 @@ pub(crate) fn encode_protected(
         .ok_or(Error::BufferTooSmall)?;
     trailer(protected, slot)?;
     Ok(end)
+}
+
+/// Writes `postcard(message)` into `out`; returns its length. Device kinds go through the
+/// member's hand-written writer ([`write_device_body`], the same bytes), server kinds
+/// through postcard.
+pub(crate) fn write_body(message: &Message, out: &mut [u8]) -> Result<usize, Error> {
+    match message.as_device() {
+        Some(d) => write_device_body(d, out),
+        None => postcard::to_slice(message, out)
+            .map(|s| s.len())
+            .map_err(|_| Error::BufferTooSmall),
+    }
 }
 
 pub(crate) fn map_postcard(e: postcard::Error) -> Error {

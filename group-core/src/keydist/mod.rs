@@ -11,7 +11,8 @@
 //!
 //! ```text
 //!  vocabulary (version, sizes, Mode, Direction, DeviceId, Role)   error
-//!   └─ message (versioned postcard messages, envelope)
+//!   └─ message (versioned postcard messages, envelope; writer: device messages by hand, view:
+//!       server messages by borrowing, the member's two codecs)
 //!       └─ sealing (AES-128-CCM: bundle secrets, PSK tags; the secret's associated data)
 //!           ├─ signed (ECDSA P-256 signatures, ECDH-ES + HKDF-SHA256 sealing)
 //!           └─ psk    (feature `psk`: the same protection from a per-device pre-shared key)
@@ -110,6 +111,7 @@ mod signed;
 mod store;
 mod view;
 mod vocabulary;
+mod writer;
 
 #[cfg(feature = "keydist-member")]
 pub use credential::MemberCredentials;
@@ -149,5 +151,6 @@ pub use vocabulary::{
     DeviceId, Direction, MAX_MESSAGE_LEN, MAX_PART_KEYS, MAX_SENDERS, MAX_SIGNING_SENDERS,
     MAX_STALE, Mode, NONCE_LEN, Role, SPLIT_BUNDLE_KEYS, TAG_LEN, VERSION,
 };
+pub use writer::{DeviceMessage, write_device_body};
 
 pub use crate::signature::SIGNATURE_LEN;

@@ -23,13 +23,14 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use super::error::Error;
 use super::message::{
     KeyBundle, KeyMaterial, Message, ProtectedMessage, SealedSecret, ServerHeader,
-    encode_protected, parse,
+    encode_protected, parse, write_body,
 };
 use super::sealing::{CCM_NONCE_LEN, bundle_aad, ccm_open, ccm_seal, ccm_tag};
 use super::view::SealedView;
 #[cfg(feature = "keydist-member")]
 use super::view::{ServerMessage, ServerProtected};
 use super::vocabulary::{DeviceId, Direction, Mode, NONCE_LEN, TAG_LEN};
+use super::writer::{DeviceMessage, write_device_body};
 
 /// HKDF salt of the PSK schedule.
 pub const PSK_SALT: &[u8] = b"dtls-group kd v1 psk";
@@ -193,12 +194,41 @@ pub(crate) fn open(
     ccm_open(&key, aad, sealed.ciphertext)
 }
 
-/// Encodes `message` in PSK mode: `version || mode || body || tag`.
+/// Encodes `message` in PSK mode: `version || mode || body || tag`. A device kind is written
+/// exactly as a member writes it ([`encode_device_psk`]).
 pub fn encode_psk(message: &Message, psk: &Psk, out: &mut [u8]) -> Result<usize, Error> {
-    encode_protected(Mode::Psk, message, out, |protected, trailer| {
-        trailer.copy_from_slice(&tag(psk, message, protected)?);
-        Ok(())
-    })
+    if let Some(d) = message.as_device() {
+        return encode_device_psk(d, psk, out);
+    }
+    encode_protected(
+        Mode::Psk,
+        out,
+        |body| write_body(message, body),
+        |protected, trailer| {
+            trailer.copy_from_slice(&tag(psk, message, protected)?);
+            Ok(())
+        },
+    )
+}
+
+/// Encodes a device message in PSK mode (the member's path: the hand-written body, no serde):
+/// the tag under the device → server key, its nonce the message's fresh nonce.
+pub(crate) fn encode_device_psk(
+    message: DeviceMessage<'_>,
+    psk: &Psk,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    encode_protected(
+        Mode::Psk,
+        out,
+        |body| write_device_body(message, body),
+        |protected, trailer| {
+            let key = mac_key(psk, Direction::DeviceToServer, message.device_id())?;
+            let source = NonceSource::Device(&message.header().nonce);
+            trailer.copy_from_slice(&ccm_tag(&key, &mac_nonce(Some(source)), protected)?);
+            Ok(())
+        },
+    )
 }
 
 /// Checks the trailer of a parsed message: PSK mode, then the tag with keys derived from the

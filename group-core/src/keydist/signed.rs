@@ -37,7 +37,7 @@ use super::error::Error;
 #[cfg(feature = "signed")]
 use super::message::{
     COMPRESSED_KEY_LEN, CompressedKey, KeyBundle, KeyMaterial, Message, ProtectedMessage,
-    SealedSecret, ServerHeader, encode_protected, parse,
+    SealedSecret, ServerHeader, encode_protected, parse, write_body,
 };
 #[cfg(feature = "signed")]
 use super::sealing::{bundle_aad, ccm_open, ccm_seal};
@@ -47,6 +47,8 @@ use super::view::SealedView;
 use super::view::ServerProtected;
 #[cfg(feature = "signed")]
 use super::vocabulary::{Direction, Mode};
+#[cfg(feature = "signed")]
+use super::writer::{DeviceMessage, write_device_body};
 #[cfg(feature = "signed")]
 use crate::signature::{self, SIGNATURE_LEN};
 
@@ -114,10 +116,38 @@ pub fn encode_signed(
     peer: &VerifyingKey,
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    encode_protected(Mode::Signed, message, out, |protected, trailer| {
-        trailer.copy_from_slice(&sign(key, message.direction(), peer, protected)?);
-        Ok(())
-    })
+    if let Some(d) = message.as_device() {
+        return encode_device_signed(d, key, peer, out);
+    }
+    encode_protected(
+        Mode::Signed,
+        out,
+        |body| write_body(message, body),
+        |protected, trailer| {
+            trailer.copy_from_slice(&sign(key, message.direction(), peer, protected)?);
+            Ok(())
+        },
+    )
+}
+
+#[cfg(feature = "signed")]
+/// Encodes a device message in signed mode (the member's path: the hand-written body, no
+/// serde), signed by the device's `key` and bound to the key server's key `peer`.
+pub(crate) fn encode_device_signed(
+    message: DeviceMessage<'_>,
+    key: &SigningKey,
+    peer: &VerifyingKey,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    encode_protected(
+        Mode::Signed,
+        out,
+        |body| write_device_body(message, body),
+        |protected, trailer| {
+            trailer.copy_from_slice(&sign(key, Direction::DeviceToServer, peer, protected)?);
+            Ok(())
+        },
+    )
 }
 
 #[cfg(feature = "signed")]

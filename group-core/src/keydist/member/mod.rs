@@ -27,14 +27,14 @@ use heapless::{Deque, Vec};
 use super::credential::MemberCredentials;
 use super::error::Error;
 use super::message::{
-    Ack, DeviceHeader, JoinChallenge, JoinRequest, Leave, Message, RekeyNeeded, RekeyReport,
-    RemovedReason,
+    Ack, DeviceHeader, JoinChallenge, JoinRequest, Leave, RekeyNeeded, RekeyReport, RemovedReason,
 };
 use super::retry::Retry;
 #[cfg(feature = "record-signatures")]
 use super::signed::parse_key;
 use super::view::{SenderKeysView, ServerMessage, parse_server};
 use super::vocabulary::{DeviceId, NONCE_LEN, Role};
+use super::writer::DeviceMessage;
 use crate::counters::{Event, RekeyReason};
 use crate::group::{Delivery, Group, GroupConfig};
 use crate::record::{OpenError, SealError};
@@ -626,8 +626,9 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         }
     }
 
-    fn protect(&self, msg: &Message, buf: &mut [u8]) -> Result<usize, Error> {
-        self.creds.credential().protect(msg, buf)
+    /// Writes and protects a device message (by hand: no serde in a member).
+    fn protect(&self, msg: DeviceMessage<'_>, buf: &mut [u8]) -> Result<usize, Error> {
+        self.creds.credential().protect_device(msg, buf)
     }
 
     /// The next message for the key server, written to `buf`; returns its length.
@@ -642,7 +643,7 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
         if let Some((counter, epoch)) = self.ack {
             let mut header = self.header(rng);
             header.counter = counter;
-            let n = self.protect(&Message::Ack(Ack { header, epoch }), buf)?;
+            let n = self.protect(DeviceMessage::Ack(&Ack { header, epoch }), buf)?;
             self.ack = None;
             return Ok(Some(n));
         }
@@ -652,33 +653,33 @@ impl<S: SequenceStore, const SENDERS: usize, const WORDS: usize> Member<S, SENDE
                 Some(n) => header.nonce = n,
                 None => j.nonce = Some(header.nonce),
             }
-            let msg = Message::JoinRequest(JoinRequest {
+            let msg = JoinRequest {
                 header,
                 role: self.config.role,
                 public_key: self.creds.public_key_bytes()?,
                 sequence_state_lost: j.lost,
                 challenge: j.challenge,
-            });
-            let n = self.protect(&msg, buf)?;
+            };
+            let n = self.protect(DeviceMessage::JoinRequest(&msg), buf)?;
             j.retry.backoff(now);
             self.join = Some(j);
             return Ok(Some(n));
         }
         if let Some(mut r) = self.leave.filter(|r| r.due(now)) {
             let header = self.header(rng);
-            let n = self.protect(&Message::Leave(Leave { header }), buf)?;
+            let n = self.protect(DeviceMessage::Leave(&Leave { header }), buf)?;
             r.backoff(now);
             self.leave = Some(r);
             return Ok(Some(n));
         }
         if let Some(mut r) = self.report.filter(|r| r.retry.due(now)) {
             let header = self.header(rng);
-            let msg = Message::RekeyNeeded(RekeyNeeded {
+            let msg = RekeyNeeded {
                 header,
                 epoch: r.epoch.0,
                 reason: r.reason,
-            });
-            let n = self.protect(&msg, buf)?;
+            };
+            let n = self.protect(DeviceMessage::RekeyNeeded(&msg), buf)?;
             r.retry.backoff(now);
             self.report = Some(r);
             return Ok(Some(n));
