@@ -195,7 +195,7 @@ pub(crate) fn open(
 }
 
 /// Encodes `message` in PSK mode: `version || mode || body || tag`. A device kind is written
-/// exactly as a member writes it ([`encode_device_psk`]).
+/// exactly as a member writes it ([`write_device_body`], the same function).
 pub fn encode_psk(message: &Message, psk: &Psk, out: &mut [u8]) -> Result<usize, Error> {
     if let Some(d) = message.as_device() {
         return encode_device_psk(d, psk, out);
