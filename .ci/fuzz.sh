@@ -10,7 +10,7 @@
 #   FUZZ_SECONDS=60          seconds per target
 #   FUZZ_SANITIZER=none      cargo fuzz -s: none (default) or address. The workspace forbids
 #                            unsafe code and the targets keep debug assertions and overflow
-#                            checks; ASan costs about 10x in executions (docs/testing.md).
+#                            checks; ASan costs about 10x in executions (README, "Fuzzing").
 #   FUZZ_TARGETS="a b"       only these targets
 #   FUZZ_WORK=DIR            keep the grown corpora in DIR/corpus/TARGET (for `cargo fuzz cmin`)
 #
