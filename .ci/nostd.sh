@@ -4,7 +4,9 @@
 #      `alloc` or `getrandom` (per package, never --workspace: features unify across a
 #      workspace);
 #   2. group-core (default and all features, and the feature sets a firmware picks: none,
-#      aes-ccm, + keydist-member with psk or signed, everything; also checked on the host)
+#      aes-ccm (a light with raw record keys; its tests run on the host), aes-ccm with the
+#      native schedule, + keydist-member with psk or signed, everything; also checked on the
+#      host)
 #      and group-embedded build for a bare-metal Cortex-M4F target, thumbv7em-none-eabihf,
 #      which has no std at all;
 #   3. link proof: nostd-check, a #![no_std] #![no_main] binary with panic = "abort" and no
@@ -40,6 +42,7 @@ done
 FEATURE_MATRIX=(
     ""
     "aes-ccm"
+    "aes-ccm,native-schedule"
     "aes-ccm,keydist-member,psk"
     "aes-ccm,keydist-member,signed"
     "aes-ccm,aes-gcm,chacha20,record-signatures,keydist-member,keydist-server,signed,psk"
@@ -49,6 +52,9 @@ for features in "${FEATURE_MATRIX[@]}"; do
     echo "-- group-core --no-default-features --features '$features'"
     cargo check -p group-core --no-default-features --features "$features"
 done
+
+echo "== nostd: a light keyed with raw record keys, without the native schedule (host tests)"
+cargo test -p group-core --no-default-features --features aes-ccm --test raw_keys
 
 if rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     echo "== nostd: build for $TARGET"

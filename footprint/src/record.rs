@@ -1,13 +1,14 @@
-//! The `record` image's work: a light's group context tracking 32 senders, keyed from a key
-//! server's epoch secret (the native schedule, HKDF-SHA256), seals one record as sender 1 and
-//! opens one from sender 2 (sealed in the image by a second context that is not measured).
+//! The `record` image's work: a light's group context tracking 32 senders, keyed with raw
+//! record keys (the epoch's write key and IV as a commissioning tool provisions them, installed
+//! with `RecordKeys::new`: group-core is built without its `native-schedule` feature, so no
+//! HKDF or SHA-256 is linked), seals one record as sender 1 and opens one from sender 2 (sealed
+//! in the image by a second context, keyed the same way, that is not measured).
 
 use core::mem::size_of;
 
 use group_core::group::{Group, GroupConfig};
-use group_core::schedule::{EpochSecret, native_keys};
 use group_core::sequence::MemorySequenceStore;
-use group_core::suite::Suite;
+use group_core::suite::{RecordKeys, Suite};
 use group_core::time::Instant;
 use group_core::wire::{Epoch, SenderId};
 
@@ -17,14 +18,14 @@ use crate::{Failure, Figures, GROUP_ID};
 /// The group context the record image keeps.
 pub type Light = Group<32, 2>;
 
+/// The epoch's write key and IV, as the commissioning tool wrote them (fixed here; a real tool
+/// draws them at random for every epoch it provisions).
+const WRITE_KEY: [u8; 16] = [0x42; 16];
+const WRITE_IV: [u8; 4] = [0x24; 4];
+
 fn group(sid: u8) -> Result<Light, Failure> {
-    let keys = native_keys(
-        GROUP_ID,
-        Epoch(1),
-        Suite::AES_128_CCM_8,
-        &EpochSecret([0x42; 32]),
-    )
-    .map_err(|_| Failure::Keys)?;
+    let keys =
+        RecordKeys::new(Suite::AES_128_CCM_8, &WRITE_KEY, &WRITE_IV).map_err(|_| Failure::Keys)?;
     let mut g: Light = Group::new(GroupConfig::new(GROUP_ID).with_sender_id(SenderId(sid)));
     g.install_and_activate(Epoch(1), &keys, Instant(0))
         .map_err(|_| Failure::Keys)?;

@@ -111,7 +111,9 @@ pub use keydist::{DeviceId, Role};
 #[cfg(feature = "keydist-member")]
 pub use keydist::{Member, MemberConfig, MemberCredentials, MemberEvent};
 pub use record::{NonceProfile, OpenError, SealError};
-pub use schedule::{EpochSecret, native_keys};
+pub use schedule::EpochSecret;
+#[cfg(feature = "native-schedule")]
+pub use schedule::native_keys;
 #[cfg(feature = "wolfssl-schedule")]
 pub use schedule::{WolfSslDerivation, tls12_prf_sha256, wolfssl_keys};
 pub use sequence::{MemorySequenceStore, SequenceStore, StoreError, StoredSequence};

@@ -1,26 +1,43 @@
 //! Key schedules (wire-format.md §9): from key-server material to [`RecordKeys`].
 //!
-//! - [`native_keys`]: HKDF-SHA256 (RFC 5869) from a 32-byte epoch secret, bound to the group,
-//!   epoch and suite.
+//! - [`native_keys`] (feature `native-schedule`, a default): HKDF-SHA256 (RFC 5869) from a
+//!   32-byte epoch secret, bound to the group, epoch and suite.
 //! - [`wolfssl_keys`] (feature `wolfssl-schedule`, a default): the TLS 1.2 PRF (RFC 5246 §5,
 //!   P_SHA256) schedule wolfSSL's `wolfSSL_set_secret` uses, for interoperation with wolfSSL
 //!   multicast members.
+//!
+//! Neither is needed by a device provisioned with raw record keys: a commissioning tool writes
+//! each epoch's write key and IV, and the device installs them with
+//! [`RecordKeys::new`] and [`Group::install_epoch`](crate::Group::install_epoch) (or
+//! [`install_and_activate`](crate::Group::install_and_activate)). Sending in such an epoch
+//! goes through the same sequence-persistence contract ([`crate::sequence`]) as in a derived
+//! one; the tool must never hand a device an `(epoch, key)` it used before with a store
+//! commissioned empty (docs/decisions.md, "Raw record keys on a light").
 
 use core::fmt;
 
+#[cfg(feature = "native-schedule")]
 use hkdf::Hkdf;
 #[cfg(feature = "wolfssl-schedule")]
 use hmac::{Hmac, KeyInit, Mac};
+#[cfg(any(feature = "native-schedule", feature = "wolfssl-schedule"))]
 use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+#[cfg(any(feature = "native-schedule", feature = "wolfssl-schedule"))]
+use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
+#[cfg(any(feature = "native-schedule", feature = "wolfssl-schedule"))]
 use crate::suite::{KeyError, MAX_IV_LEN, MAX_KEY_LEN, RecordKeys, Suite};
+#[cfg(feature = "native-schedule")]
 use crate::wire::Epoch;
 
+#[cfg(feature = "native-schedule")]
 /// Salt of the native schedule's HKDF-Extract.
 pub const NATIVE_SALT: &[u8] = b"dtls-group v1";
+#[cfg(feature = "native-schedule")]
 /// Label prefix of the write key.
 pub const NATIVE_KEY_LABEL: &[u8] = b"dtls-group key";
+#[cfg(feature = "native-schedule")]
 /// Label prefix of the write IV.
 pub const NATIVE_IV_LABEL: &[u8] = b"dtls-group iv";
 
@@ -40,6 +57,8 @@ impl fmt::Debug for EpochSecret {
     }
 }
 
+#[cfg(feature = "native-schedule")]
+#[cfg_attr(docsrs, doc(cfg(feature = "native-schedule")))]
 /// Native schedule:
 /// ```text
 /// prk       = HKDF-Extract(salt = "dtls-group v1", ikm = epoch_secret)

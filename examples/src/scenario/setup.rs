@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use group_std::control;
 use group_std::keyfile;
-use group_std::keyserver::{DeviceConfig, GroupConfigFile, KeyServerConfig, KeyServerDaemon};
+use group_std::keyserver::{
+    DEFAULT_JOIN_UPDATE_DELAY_MS, DeviceConfig, GroupConfigFile, KeyServerConfig, KeyServerDaemon,
+};
 use group_std::net::MulticastConfig;
 
 use crate::attacker::Attacker;
@@ -203,6 +205,7 @@ impl World {
                 })
                 .collect(),
             store: Default::default(),
+            join_update_delay_ms: DEFAULT_JOIN_UPDATE_DELAY_MS,
         };
         let family = if opts.ipv6_ifindex.is_some() {
             "IPv6, inside a private network namespace (veth dg0, hop limit 1)"

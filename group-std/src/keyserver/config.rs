@@ -4,6 +4,7 @@
 //! listen = "127.0.0.1:47000"        # UDP unicast address for key distribution
 //! state = "keyserver.redb"           # durable state (epochs, sender IDs, counters, secrets)
 //! server_key = "server.key"          # from `dtls-group keygen --out server`
+//! join_update_delay_ms = 250         # join storms: members' list updates wait up to this
 //!
 //! [store]                          # optional; without it: redb in `state`
 //! kind = "redb"                      # or "postgres": several key servers, one active
@@ -67,6 +68,19 @@ pub struct KeyServerConfig {
     /// Where the state lives (default: redb in `state`).
     #[serde(default)]
     pub store: StoreConfig,
+    /// How long the bundles telling a group's members about a new sender may wait, so that
+    /// the joins of a storm share them (`KeyServer::set_join_update_delay_ms`; default
+    /// [`DEFAULT_JOIN_UPDATE_DELAY_MS`], 0: at once).
+    #[serde(default = "default_join_update_delay")]
+    pub join_update_delay_ms: u64,
+}
+
+/// The default `join_update_delay_ms`: well under the default activation delay (2 s), so a
+/// rekey-on-join epoch still reaches every member before it is used.
+pub const DEFAULT_JOIN_UPDATE_DELAY_MS: u64 = 250;
+
+fn default_join_update_delay() -> u64 {
+    DEFAULT_JOIN_UPDATE_DELAY_MS
 }
 
 /// The `[store]` section.
@@ -353,6 +367,18 @@ mod tests {
             &format!("listen = \"127.0.0.1:1\"\nstate = \"s\"\nserver_key = \"k\"\n{store}"),
             Path::new("/etc/ks.toml"),
         )
+    }
+
+    #[test]
+    fn the_join_update_delay_defaults_to_250_ms() {
+        assert_eq!(parse("").unwrap().join_update_delay_ms, 250);
+        assert_eq!(
+            parse("join_update_delay_ms = 0")
+                .unwrap()
+                .join_update_delay_ms,
+            0
+        );
+        assert!(parse("join_update_delay_ms = -1").is_err());
     }
 
     #[test]

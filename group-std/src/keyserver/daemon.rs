@@ -48,6 +48,7 @@ pub(super) struct Prepared {
     key: p256::ecdsa::SigningKey,
     specs: Vec<(u32, group_core::keydist::GroupSpec)>,
     devices: Vec<PreparedDevice>,
+    join_update_delay_ms: u64,
 }
 
 pub(super) struct PreparedDevice {
@@ -114,6 +115,7 @@ fn open_and_apply(
     let mut server: DaemonServer =
         KeyServer::open(ServerCredentials::new(prepared.key.clone()), store)
             .map_err(|e| other(format!("state {state}: {e}")))?;
+    server.set_join_update_delay_ms(prepared.join_update_delay_ms);
     let now = wall_now();
     // The configuration is applied before anything leaves: one disk flush at the end.
     server.store().defer_durability()?;
@@ -250,6 +252,7 @@ impl KeyServerDaemon {
             key,
             specs,
             devices,
+            join_update_delay_ms: cfg.join_update_delay_ms,
         };
         // 2. Every socket bound.
         let socket = UdpSocket::bind(cfg.listen)

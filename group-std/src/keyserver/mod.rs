@@ -25,7 +25,8 @@ mod store;
 mod tables;
 
 pub use config::{
-    DeviceConfig, GroupConfigFile, KeyServerConfig, PgSettings, StoreConfig, StoreKind,
+    DEFAULT_JOIN_UPDATE_DELAY_MS, DeviceConfig, GroupConfigFile, KeyServerConfig, PgSettings,
+    StoreConfig, StoreKind,
 };
 pub use daemon::{DaemonServer, KeyServerDaemon, ServerType, TXN_GROUPS};
 pub use ha::Role;

@@ -345,6 +345,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
         plan: JoinPlan<G>,
     ) -> Result<(), Error> {
         let gid = j.header.group_id;
+        let changed_before = self.tables.group(gid).map_or(0, |g| g.changed_at);
         self.commit(plan.txn)?;
         if plan.created {
             self.mark_group_due(gid, now);
@@ -358,7 +359,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
                 },
             });
         } else if plan.sid_changed {
-            self.mark_group_due(gid, now);
+            self.mark_group_due_after_join(gid, now, changed_before);
         }
         self.push_event(ServerEvent::Joined {
             device: j.header.device_id,

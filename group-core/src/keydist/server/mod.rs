@@ -204,6 +204,8 @@ pub struct KeyServer<
     parts_out: Deque<PartsOut, PARTS_OUT_CAP>,
     /// The first counter this run may use: counters below may have been used before a restart.
     boot_counter: u64,
+    /// See [`set_join_update_delay_ms`](Self::set_join_update_delay_ms).
+    join_update_delay_ms: u64,
     replays: u64,
     challenges_issued: u64,
 }
@@ -325,6 +327,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
             challenges_out: Deque::new(),
             parts_out: Deque::new(),
             boot_counter: next_counter,
+            join_update_delay_ms: 0,
             replays: 0,
             challenges_issued: 0,
         })
@@ -532,6 +535,43 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
                 m.retx = Retry::now(now);
             }
         });
+    }
+
+    /// After a join that changed group `group_id`'s sender list (and created no epoch): with
+    /// no [join update delay](Self::set_join_update_delay_ms), every member is due now, as
+    /// [`mark_group_due`](Self::mark_group_due); with one, a member is due at `now + delay`
+    /// unless it was already waiting for a bundle due no later than that (its bundle, built
+    /// when it is polled, carries the newest list then). A member's due time is never pushed
+    /// later, so a join storm cannot starve anyone. `changed_before` is the group's
+    /// `changed_at` before the join was committed.
+    fn mark_group_due_after_join(&mut self, group_id: u32, now: Instant, changed_before: u64) {
+        if self.join_update_delay_ms == 0 {
+            self.mark_group_due(group_id, now);
+            return;
+        }
+        let at = now.0.saturating_add(self.join_update_delay_ms);
+        self.tables.update_members(group_id, |r| {
+            if let Some(m) = r.joined.as_mut() {
+                let was_pending = m.acked < m.since.max(changed_before);
+                if !(was_pending && m.retx.next_at() <= at) {
+                    m.retx = Retry::at(at);
+                }
+            }
+        });
+    }
+
+    /// Delays the bundles that tell a group's other members about a new sender by up to
+    /// `ms` milliseconds (default 0: at once), so that the joins of a storm (a building
+    /// powering up, every device joining at once) share their updates: each member then gets
+    /// about one bundle per `ms` instead of one per join, O(N) bundles for N joins instead of
+    /// O(N²). The joiner itself gets its bundle at once, a join that creates an epoch (rekey
+    /// on join, first in a storm) still makes every member due at once, and revocations,
+    /// leaves and rekeys are never delayed. What the delay costs: for up to `ms` after a new
+    /// sender joined, members that verify record signatures drop its records (they do not
+    /// have its key yet). Not persisted: a setting of this run (the daemon's
+    /// `join_update_delay_ms`).
+    pub fn set_join_update_delay_ms(&mut self, ms: u64) {
+        self.join_update_delay_ms = ms;
     }
 
     /// Creates a new epoch in group `group_id` now (committed first), makes the group's
