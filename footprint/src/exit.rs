@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use crate::{Failure, Figures, vectors_checksum};
+use crate::{Failure, Figures, app_memory_work, vectors_checksum};
 
 struct Line<'a>(&'a str, &'a Result<Figures, Failure>);
 
@@ -13,7 +13,7 @@ impl fmt::Display for Line<'_> {
         match self.1 {
             Ok(x) => write!(
                 f,
-                "footprint-run image={} ok stack={} ram_group32={} seal={} open={} join={} rekey={} data={:08x}",
+                "footprint-run image={} ok stack={} ram_group32={} seal={} open={} join={} rekey={} data={:08x} app={:08x}",
                 self.0,
                 x.stack,
                 x.ram_group32,
@@ -21,7 +21,8 @@ impl fmt::Display for Line<'_> {
                 x.open,
                 x.join,
                 x.rekey,
-                vectors_checksum()
+                vectors_checksum(),
+                app_memory_work()
             ),
             Err(e) => write!(f, "footprint-run image={} FAIL {:?}", self.0, e),
         }

@@ -149,3 +149,141 @@ pub enum Event {
         epoch: Epoch,
     },
 }
+
+/// An [`Event`] as the group's queue holds it: 8 bytes with no alignment, where an `Event` is
+/// 16 bytes aligned to 8 (its `u64` fields). The kind carries the rekey reason, so unpacking
+/// is a total function. A sequence number has 40 bits (wire-format.md §1) and a failure count
+/// 32 (the epoch key's counter saturates there, `epochs::reached`); wider values, which
+/// can't occur, are packed as the largest value the field holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct PackedEvent {
+    kind: EventKind,
+    epoch: [u8; 2],
+    /// Sender ID (evicted), failures (u32, big endian) or sequence number (u40, big endian).
+    value: [u8; 5],
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum EventKind {
+    RekeySenderBudget,
+    RekeyGroupUsage,
+    RekeySequenceExhausted,
+    IntegrityLimitReached,
+    PossibleSenderIdClash,
+    SenderEvicted,
+    EpochRetired,
+}
+
+impl PackedEvent {
+    /// Packs `e`.
+    pub(crate) fn pack(e: &Event) -> Self {
+        let (kind, epoch, value) = match *e {
+            Event::RekeyNeeded { epoch, reason } => (
+                match reason {
+                    RekeyReason::SenderBudget => EventKind::RekeySenderBudget,
+                    RekeyReason::GroupUsage => EventKind::RekeyGroupUsage,
+                    RekeyReason::SequenceExhausted => EventKind::RekeySequenceExhausted,
+                },
+                epoch,
+                0,
+            ),
+            Event::IntegrityLimitReached { epoch, failures } => (
+                EventKind::IntegrityLimitReached,
+                epoch,
+                failures.min(u64::from(u32::MAX)),
+            ),
+            Event::PossibleSenderIdClash { epoch, seq } => (
+                EventKind::PossibleSenderIdClash,
+                epoch,
+                seq.min(crate::wire::MAX_SEQ),
+            ),
+            Event::SenderEvicted { sender_id } => {
+                (EventKind::SenderEvicted, Epoch(0), u64::from(sender_id.0))
+            }
+            Event::EpochRetired { epoch } => (EventKind::EpochRetired, epoch, 0),
+        };
+        let [_, _, _, v0, v1, v2, v3, v4] = value.to_be_bytes();
+        Self {
+            kind,
+            epoch: epoch.0.to_be_bytes(),
+            value: [v0, v1, v2, v3, v4],
+        }
+    }
+
+    /// The event packed.
+    pub(crate) fn unpack(self) -> Event {
+        let epoch = Epoch(u16::from_be_bytes(self.epoch));
+        let [v0, v1, v2, v3, v4] = self.value;
+        let value = u64::from_be_bytes([0, 0, 0, v0, v1, v2, v3, v4]);
+        let rekey = |reason| Event::RekeyNeeded { epoch, reason };
+        match self.kind {
+            EventKind::RekeySenderBudget => rekey(RekeyReason::SenderBudget),
+            EventKind::RekeyGroupUsage => rekey(RekeyReason::GroupUsage),
+            EventKind::RekeySequenceExhausted => rekey(RekeyReason::SequenceExhausted),
+            EventKind::IntegrityLimitReached => Event::IntegrityLimitReached {
+                epoch,
+                failures: value,
+            },
+            EventKind::PossibleSenderIdClash => Event::PossibleSenderIdClash { epoch, seq: value },
+            EventKind::SenderEvicted => Event::SenderEvicted {
+                sender_id: SenderId(v4),
+            },
+            EventKind::EpochRetired => Event::EpochRetired { epoch },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event kind survives the queue's packing, at the edges of its fields.
+    #[test]
+    fn packed_events_unpack_to_what_was_packed() {
+        let mut events: heapless::Vec<Event, 64> = heapless::Vec::new();
+        for epoch in [Epoch(0), Epoch(1), Epoch(0x1234), Epoch(u16::MAX)] {
+            for reason in [
+                RekeyReason::SenderBudget,
+                RekeyReason::GroupUsage,
+                RekeyReason::SequenceExhausted,
+            ] {
+                events.push(Event::RekeyNeeded { epoch, reason }).unwrap();
+            }
+            for failures in [0, 1, 1 << 16, u64::from(u32::MAX)] {
+                events
+                    .push(Event::IntegrityLimitReached { epoch, failures })
+                    .unwrap();
+            }
+            for seq in [0, 1, 0x12_3456_789A, crate::wire::MAX_SEQ] {
+                events
+                    .push(Event::PossibleSenderIdClash { epoch, seq })
+                    .unwrap();
+            }
+            events.push(Event::EpochRetired { epoch }).unwrap();
+        }
+        for sid in [0, 1, 0x80, u8::MAX] {
+            events
+                .push(Event::SenderEvicted {
+                    sender_id: SenderId(sid),
+                })
+                .unwrap();
+        }
+        for e in events {
+            assert_eq!(PackedEvent::pack(&e).unpack(), e);
+        }
+        assert_eq!(core::mem::size_of::<PackedEvent>(), 8);
+        // Values no event can carry are packed as the field's largest value.
+        let e = Event::IntegrityLimitReached {
+            epoch: Epoch(2),
+            failures: u64::MAX,
+        };
+        let failures = u64::from(u32::MAX);
+        assert_eq!(
+            PackedEvent::pack(&e).unpack(),
+            Event::IntegrityLimitReached {
+                epoch: Epoch(2),
+                failures
+            }
+        );
+    }
+}

@@ -63,12 +63,7 @@ impl Suite {
         match self {
             Self::AES_128_CCM_8 => Some(SuiteParams::aes(8)),
             Self::AES_128_CCM | Self::AES_128_GCM => Some(SuiteParams::aes(16)),
-            Self::CHACHA20_POLY1305 => Some(SuiteParams {
-                key_len: 32,
-                iv_len: 12,
-                tag_len: 16,
-                explicit_nonce_len: 0,
-            }),
+            Self::CHACHA20_POLY1305 => Some(SuiteParams::CHACHA20),
             _ => None,
         }
     }
@@ -127,6 +122,14 @@ pub struct SuiteParams {
 }
 
 impl SuiteParams {
+    /// ChaCha20-Poly1305: 32-byte key, 12-byte IV, no explicit nonce (RFC 7905).
+    const CHACHA20: Self = Self {
+        key_len: 32,
+        iv_len: 12,
+        tag_len: 16,
+        explicit_nonce_len: 0,
+    };
+
     const fn aes(tag_len: usize) -> Self {
         Self {
             key_len: 16,
@@ -286,10 +289,10 @@ enum Aead {
 }
 
 /// The keyed AEAD of one epoch plus its write IV. The key schedule runs once, in
-/// [`EpochCipher::new`]; the AES key schedules are zeroized on drop.
+/// [`EpochCipher::new`]; the AES key schedules are zeroized on drop. The suite's sizes are not
+/// stored: [`EpochCipher::params`] reads them from the AEAD (issue 12, RAM of a `Group`).
 pub struct EpochCipher {
     aead: Aead,
-    params: SuiteParams,
     suite: Suite,
     iv: [u8; MAX_IV_LEN],
 }
@@ -331,10 +334,41 @@ impl EpochCipher {
         };
         Ok(Self {
             aead,
-            params,
             suite,
             iv: keys.iv,
         })
+    }
+
+    /// Whether `self` and `other` were keyed with the same [`RecordKeys`] (the same suite,
+    /// write key and write IV), without holding a copy of either: the IVs are compared, and
+    /// each cipher seals the same fixed 16-byte block under the same fixed nonce; the two
+    /// ciphertexts and tags (24 to 32 bytes, a function of the secret key) are compared. All
+    /// comparisons are constant time. Two different keys give the same output with probability
+    /// about 2^-128 (a 128-bit block cipher or stream under two keys), so a retransmitted
+    /// bundle is recognised and a different key for a held epoch is refused
+    /// ([`EpochSet::install`](crate::epochs::EpochSet::install)). The outputs are wiped; they
+    /// never leave this function.
+    pub fn same_keys(&self, other: &EpochCipher) -> bool {
+        // No record nonce has this form for the AES suites with an epoch in use (the explicit
+        // part would be epoch 0xFFFF, sid 0xFF, seq 2^40 - 1, which no sender reaches), and
+        // the output is never sent anyway.
+        const NONCE: [u8; 12] = [0xFF; 12];
+        const AAD: &[u8] = b"dtls-group same keys";
+        let mut mine = [0u8; 16 + MAX_TAG_LEN];
+        let mut theirs = [0u8; 16 + MAX_TAG_LEN];
+        let sealed = |c: &EpochCipher, out: &mut [u8; 16 + MAX_TAG_LEN]| {
+            let tag_len = c.params().tag_len;
+            let (buf, tag) = out.split_at_mut(16);
+            let tag = tag.get_mut(..tag_len).ok_or(AeadError)?;
+            c.seal_in_place(&NONCE, AAD, buf, tag)
+        };
+        let ok = sealed(self, &mut mine).is_ok() && sealed(other, &mut theirs).is_ok();
+        let same = self.suite == other.suite
+            && ok
+            && bool::from(self.iv.ct_eq(&other.iv) & mine.ct_eq(&theirs));
+        mine.zeroize();
+        theirs.zeroize();
+        same
     }
 
     /// The suite.
@@ -344,7 +378,14 @@ impl EpochCipher {
 
     /// The suite's sizes.
     pub fn params(&self) -> SuiteParams {
-        self.params
+        match self.aead {
+            #[cfg(feature = "aes-ccm")]
+            Aead::Ccm(ref a) => SuiteParams::aes(a.tag_len()),
+            #[cfg(feature = "aes-gcm")]
+            Aead::Gcm(_) => SuiteParams::aes(16),
+            #[cfg(feature = "chacha20")]
+            Aead::ChaCha(_) => SuiteParams::CHACHA20,
+        }
     }
 
     /// The one nonce function. `explicit` is the 8-byte explicit nonce: for AES suites the
@@ -352,7 +393,7 @@ impl EpochCipher {
     /// ChaCha20-Poly1305 `epoch || sid || seq` (RFC 7905: `nonce = write_iv XOR (0^4 || it)`).
     pub fn nonce(&self, explicit: &[u8; EXPLICIT_NONCE_LEN]) -> [u8; 12] {
         let mut nonce = [0u8; 12];
-        if self.params.explicit_nonce_len == 0 {
+        if self.params().explicit_nonce_len == 0 {
             nonce = self.iv;
             for (n, e) in nonce.iter_mut().rev().zip(explicit.iter().rev()) {
                 *n ^= *e;

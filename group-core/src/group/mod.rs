@@ -19,7 +19,7 @@ use heapless::{Deque, Vec};
 #[cfg(feature = "record-signatures")]
 use p256::ecdsa::SigningKey;
 
-use crate::counters::{Counters, Event};
+use crate::counters::{Counters, Event, PackedEvent};
 use crate::epochs::EpochSet;
 use crate::replay::ReplayWindow;
 use crate::sequence::SequenceCounter;
@@ -34,7 +34,9 @@ pub use open::Delivery;
 pub use senders::SenderInfo;
 use senders::{BlockedThrough, SenderState};
 
-/// Capacity of the event queue.
+/// Capacity of the event queue: 8 events, each held in 8 bytes (76 bytes of the `Group` on a
+/// 32-bit target). An event that does not fit is dropped and counted in
+/// [`Counters::events_dropped`]; poll with [`Group::poll_event`] after each call.
 pub const EVENT_QUEUE_LEN: usize = 8;
 
 /// A group context with room for `SENDERS` sender states and replay windows of `32 × WORDS`
@@ -50,7 +52,7 @@ pub struct Group<const SENDERS: usize = 16, const WORDS: usize = 2> {
     /// The eviction order's clock (see `senders::next_tick`).
     tick: u16,
     counters: Counters,
-    events: Deque<Event, EVENT_QUEUE_LEN>,
+    events: Deque<PackedEvent, EVENT_QUEUE_LEN>,
     sending: Option<SequenceCounter>,
     budget_event_for: Option<Epoch>,
     exhausted_event_for: Option<Epoch>,
@@ -132,12 +134,12 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 
     /// Next queued event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop_front().map(PackedEvent::unpack)
     }
 
     pub(super) fn push_event(&mut self, e: Event) {
         crate::log::event(&e);
-        if self.events.push_back(e).is_err() {
+        if self.events.push_back(PackedEvent::pack(&e)).is_err() {
             self.counters.events_dropped = self.counters.events_dropped.saturating_add(1);
         }
     }
@@ -204,9 +206,131 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
 pub(super) fn count_usage(keys: &mut crate::epochs::EpochKeys, limit: Option<u64>) -> bool {
     keys.records = keys.records.saturating_add(1);
     let limit = limit.unwrap_or_else(|| default_confidentiality_limit(keys.cipher().suite()));
-    if keys.records >= limit && !keys.usage_event_raised {
+    if crate::epochs::reached(keys.records, limit) && !keys.usage_event_raised {
         keys.usage_event_raised = true;
         return true;
     }
     false
+}
+
+#[cfg(all(test, feature = "aes-ccm"))]
+mod tests {
+    use super::*;
+    use crate::counters::RekeyReason;
+    use crate::sequence::MemorySequenceStore;
+    use crate::suite::Suite;
+    use crate::wire::SenderId;
+
+    const NOW: Instant = Instant(0);
+
+    fn keyed(config: GroupConfig) -> Group<4, 2> {
+        let keys = RecordKeys::new(Suite::AES_128_CCM_8, &[3; 16], &[4; 4]).unwrap();
+        let mut g = Group::new(config);
+        g.install_and_activate(Epoch(1), &keys, NOW).unwrap();
+        g
+    }
+
+    fn set_records(g: &mut Group<4, 2>, n: u32) {
+        g.epochs.get_mut(Epoch(1), NOW).unwrap().1.records = n;
+    }
+
+    fn records(g: &mut Group<4, 2>) -> u64 {
+        g.epochs.get_mut(Epoch(1), NOW).unwrap().1.records()
+    }
+
+    fn usage_events(g: &mut Group<4, 2>) -> usize {
+        core::iter::from_fn(|| g.poll_event())
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::RekeyNeeded {
+                        reason: RekeyReason::GroupUsage,
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
+    /// The record counter of an epoch key is a saturating `u32`: with a confidentiality limit
+    /// above its range (ChaCha20-Poly1305's default is `u64::MAX`; here a configured one) the
+    /// usage event comes when it saturates, once, and the counter stays there (it never wraps
+    /// back under the limit). A limit inside the range is met exactly.
+    #[test]
+    fn the_usage_counter_saturates_and_raises_its_event_once_at_the_boundary() {
+        for limit in [u64::MAX, 1 << 32, u64::from(u32::MAX)] {
+            let mut cfg = GroupConfig::new(9).with_sender_id(SenderId(1));
+            cfg.confidentiality_limit = Some(limit);
+            let mut g = keyed(cfg);
+            let mut store = MemorySequenceStore::commissioned();
+            let mut out = [0u8; 64];
+            set_records(&mut g, u32::MAX - 2);
+            g.seal(NOW, &mut store, b"a", &mut out).unwrap();
+            assert_eq!(records(&mut g), u64::from(u32::MAX) - 1);
+            assert_eq!(usage_events(&mut g), 0, "limit {limit}: one short");
+            g.seal(NOW, &mut store, b"b", &mut out).unwrap();
+            assert_eq!(records(&mut g), u64::from(u32::MAX));
+            assert_eq!(usage_events(&mut g), 1, "limit {limit}: at the boundary");
+            g.seal(NOW, &mut store, b"c", &mut out).unwrap();
+            assert_eq!(
+                records(&mut g),
+                u64::from(u32::MAX),
+                "saturated, not wrapped"
+            );
+            assert_eq!(usage_events(&mut g), 0, "limit {limit}: raised once");
+        }
+        // A limit below the range: exactly at the limit.
+        let mut cfg = GroupConfig::new(9).with_sender_id(SenderId(1));
+        cfg.confidentiality_limit = Some(1 << 20);
+        let mut g = keyed(cfg);
+        let mut store = MemorySequenceStore::commissioned();
+        let mut out = [0u8; 64];
+        set_records(&mut g, (1 << 20) - 2);
+        g.seal(NOW, &mut store, b"a", &mut out).unwrap();
+        assert_eq!(usage_events(&mut g), 0);
+        g.seal(NOW, &mut store, b"b", &mut out).unwrap();
+        assert_eq!(usage_events(&mut g), 1);
+    }
+
+    /// The failure counter of an epoch key saturates too: with an integrity limit above its
+    /// range (GCM's and ChaCha20-Poly1305's default, 2^36) the event comes at `u32::MAX`
+    /// failures, once, and reports them.
+    #[test]
+    fn the_failure_counter_saturates_and_raises_its_event_once_at_the_boundary() {
+        let mut cfg = GroupConfig::new(9).with_sender_id(SenderId(1));
+        cfg.integrity_limit = Some(1 << 36);
+        let mut sender = keyed(cfg);
+        let mut g = keyed(cfg.with_sender_id(SenderId(2)));
+        let mut store = MemorySequenceStore::commissioned();
+        let mut rec = [0u8; 64];
+        let len = sender.seal(NOW, &mut store, b"on", &mut rec).unwrap();
+        g.epochs.get_mut(Epoch(1), NOW).unwrap().1.auth_failures = u32::MAX - 1;
+        let failures = |g: &mut Group<4, 2>| {
+            let mut bad = rec;
+            if let Some(b) = bad.get_mut(len - 1) {
+                *b ^= 1;
+            }
+            assert_eq!(
+                g.open(NOW, &mut bad[..len]).map(|_| ()),
+                Err(OpenError::AuthenticationFailed)
+            );
+            let events: heapless::Vec<Event, 8> = core::iter::from_fn(|| g.poll_event()).collect();
+            (g.epochs().current().unwrap().auth_failures(), events)
+        };
+        let (n, events) = failures(&mut g);
+        assert_eq!(n, u64::from(u32::MAX));
+        assert_eq!(
+            events.as_slice(),
+            [Event::IntegrityLimitReached {
+                epoch: Epoch(1),
+                failures: u64::from(u32::MAX)
+            }]
+        );
+        let (n, events) = failures(&mut g);
+        assert_eq!(n, u64::from(u32::MAX), "saturated, not wrapped");
+        assert!(events.is_empty(), "raised once");
+        // The genuine record still opens.
+        let mut good = rec;
+        assert!(g.open(NOW, &mut good[..len]).is_ok());
+    }
 }

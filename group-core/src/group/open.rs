@@ -127,9 +127,10 @@ impl<const SENDERS: usize, const WORDS: usize> Group<SENDERS, WORDS> {
                 keys.auth_failures = keys.auth_failures.saturating_add(1);
                 let limit = integrity_limit
                     .unwrap_or_else(|| default_integrity_limit(keys.cipher().suite()));
-                if keys.auth_failures >= limit && !keys.integrity_event_raised {
+                if crate::epochs::reached(keys.auth_failures, limit) && !keys.integrity_event_raised
+                {
                     keys.integrity_event_raised = true;
-                    let failures = keys.auth_failures;
+                    let failures = keys.auth_failures();
                     self.push_event(Event::IntegrityLimitReached { epoch, failures });
                 }
                 return Err(e);

@@ -44,7 +44,8 @@ use super::AeadError;
 /// explicit nonce 8, L = 3; 13: key distribution, L = 2) and an 8- or 16-byte tag.
 pub(crate) struct AesCcm<const N: usize = 12> {
     cipher: Aes128,
-    tag_len: usize,
+    /// 8 or 16 (a byte: this struct is held per epoch slot, issue 12).
+    tag_len: u8,
     /// Flags byte of B0 without the Adata bit: M' = (M - 2) / 2 in bits 3..5, L' = L - 1.
     flags: u8,
 }
@@ -66,9 +67,9 @@ impl<const N: usize> AesCcm<N> {
         if N != 12 && N != 13 {
             return None;
         }
-        let flags = match tag_len {
-            8 => (3 << 3) | Self::CTR_FLAGS,
-            16 => (7 << 3) | Self::CTR_FLAGS,
+        let (flags, tag_len) = match tag_len {
+            8 => ((3 << 3) | Self::CTR_FLAGS, 8),
+            16 => ((7 << 3) | Self::CTR_FLAGS, 16),
             _ => return None,
         };
         let cipher = Aes128::new_from_slice(key).ok()?;
@@ -77,6 +78,11 @@ impl<const N: usize> AesCcm<N> {
             tag_len,
             flags,
         })
+    }
+
+    /// The tag length: 8 or 16.
+    pub(crate) fn tag_len(&self) -> usize {
+        usize::from(self.tag_len)
     }
 
     /// Encrypts `buf` in place and writes the tag into `tag` (exactly the tag length).
@@ -99,7 +105,7 @@ impl<const N: usize> AesCcm<N> {
         buf: &mut [u8],
         tag: &mut [u8],
     ) -> Result<(), AeadError> {
-        if !mode.seals() || tag.len() != self.tag_len {
+        if !mode.seals() || tag.len() != self.tag_len() {
             return Err(AeadError);
         }
         let b0 = self.b0(nonce, aad, buf.len())?;
@@ -139,7 +145,7 @@ impl<const N: usize> AesCcm<N> {
         buf: &mut [u8],
         tag: &[u8],
     ) -> Result<(), AeadError> {
-        if mode.seals() || tag.len() != self.tag_len {
+        if mode.seals() || tag.len() != self.tag_len() {
             return Err(AeadError);
         }
         let b0 = self.b0(nonce, aad, buf.len())?;
@@ -152,7 +158,7 @@ impl<const N: usize> AesCcm<N> {
             buf,
             tag: &mut full,
         });
-        let expected = full.get(..self.tag_len).ok_or(AeadError)?;
+        let expected = full.get(..self.tag_len()).ok_or(AeadError)?;
         if bool::from(expected.ct_eq(tag)) {
             Ok(())
         } else {
