@@ -10,7 +10,7 @@ use crate::wire::Epoch;
 /// It keeps no copy of its [`RecordKeys`]: a retransmitted bundle is recognised by
 /// [`EpochCipher::same_keys`]. The counters are `u32` and saturate: each guards a limit
 /// (records against the confidentiality limit, failures against the integrity limit) and is
-/// compared with it through [`reached`], which treats a limit above `u32::MAX` as `u32::MAX`,
+/// compared with it through `reached`, which treats a limit above `u32::MAX` as `u32::MAX`,
 /// so a saturated counter always stands at or above its limit (the event comes at 2^32 - 1 at
 /// the latest, never later, and the counter never wraps back under it).
 #[derive(Debug)]
