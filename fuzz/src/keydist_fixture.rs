@@ -45,6 +45,39 @@ fn key(b: u8) -> SigningKey {
     SigningKey::from_slice(&[b; 32]).expect("valid scalar")
 }
 
+/// Device `m` asks to join and answers the server's challenge. Returns the three messages: the
+/// join request, the challenge and the challenged join request, which is not yet handed to
+/// the server.
+fn challenged_join(
+    server: &mut Server,
+    m: &mut Device,
+    now: Instant,
+    rng: &mut TestRng,
+) -> [Vec<u8>; 3] {
+    let mut buf = [0u8; 2048];
+    m.join(now).expect("join");
+    let n = m
+        .poll_transmit(now, rng, &mut buf)
+        .expect("tx")
+        .expect("join request");
+    let request = buf[..n].to_vec();
+    server
+        .handle_message(now, rng, &request)
+        .expect("join challenged");
+    let t = server
+        .poll_transmit(now, rng, &mut buf)
+        .expect("tx")
+        .expect("challenge");
+    let challenge = buf[..t.len].to_vec();
+    m.handle_message(now, &challenge)
+        .expect("challenge accepted");
+    let n = m
+        .poll_transmit(now, rng, &mut buf)
+        .expect("tx")
+        .expect("challenged join request");
+    [request, challenge, buf[..n].to_vec()]
+}
+
 /// Builds the set-up in PSK mode (fast) or signed mode.
 pub fn setup(signed: bool) -> Setup {
     let mut rng = TestRng(7);
@@ -88,30 +121,9 @@ pub fn setup(signed: bool) -> Setup {
 
     // Device 1 joins (join request, the server's challenge, the challenged join, the bundle)
     // and acknowledges.
-    joined.join(now).expect("join");
-    let n = joined
-        .poll_transmit(now, &mut rng, &mut buf)
-        .expect("tx")
-        .expect("join request");
-    captured.push(buf[..n].to_vec());
+    captured.extend(challenged_join(&mut server, &mut joined, now, &mut rng));
     server
-        .handle_message(now, &mut rng, &buf[..n])
-        .expect("join challenged");
-    let t = server
-        .poll_transmit(now, &mut rng, &mut buf)
-        .expect("tx")
-        .expect("challenge");
-    captured.push(buf[..t.len].to_vec());
-    joined
-        .handle_message(now, &buf[..t.len])
-        .expect("challenge accepted");
-    let n = joined
-        .poll_transmit(now, &mut rng, &mut buf)
-        .expect("tx")
-        .expect("challenged join request");
-    captured.push(buf[..n].to_vec());
-    server
-        .handle_message(now, &mut rng, &buf[..n])
+        .handle_message(now, &mut rng, captured.last().expect("challenged join"))
         .expect("join accepted");
     let t = server
         .poll_transmit(now, &mut rng, &mut buf)
@@ -132,30 +144,9 @@ pub fn setup(signed: bool) -> Setup {
     assert!(joined.is_joined());
 
     // Device 2's challenged join is answered; the answer stays in flight.
-    joining.join(now).expect("join");
-    let n = joining
-        .poll_transmit(now, &mut rng, &mut buf)
-        .expect("tx")
-        .expect("join request");
-    captured.push(buf[..n].to_vec());
+    captured.extend(challenged_join(&mut server, &mut joining, now, &mut rng));
     server
-        .handle_message(now, &mut rng, &buf[..n])
-        .expect("join challenged");
-    let t = server
-        .poll_transmit(now, &mut rng, &mut buf)
-        .expect("tx")
-        .expect("challenge");
-    captured.push(buf[..t.len].to_vec());
-    joining
-        .handle_message(now, &buf[..t.len])
-        .expect("challenge accepted");
-    let n = joining
-        .poll_transmit(now, &mut rng, &mut buf)
-        .expect("tx")
-        .expect("challenged join request");
-    captured.push(buf[..n].to_vec());
-    server
-        .handle_message(now, &mut rng, &buf[..n])
+        .handle_message(now, &mut rng, captured.last().expect("challenged join"))
         .expect("join accepted");
     while let Some(t) = server.poll_transmit(now, &mut rng, &mut buf).expect("tx") {
         captured.push(buf[..t.len].to_vec());
@@ -274,36 +265,13 @@ pub fn setup_split() -> Setup {
     // sent (the server builds a due member's bundle when it is polled, so each gets one).
     // Joined one at a time, every join sent every member a new bundle: O(N²) signed bundles,
     // 2.7 s a run, which starved the two keydist targets of executions.
-    let mut buf = [0u8; 2048];
     let mut challenged = Vec::new();
     for (id, m) in devices.iter_mut().filter(|(id, _)| *id != 2) {
-        m.join(now).expect("join");
-        let step = |bytes: &[u8], captured: &mut Vec<Vec<u8>>| {
-            if *id == 1 {
-                captured.push(bytes.to_vec());
-            }
-        };
-        let n = m
-            .poll_transmit(now, &mut rng, &mut buf)
-            .expect("tx")
-            .expect("join request");
-        step(&buf[..n], &mut captured);
-        server
-            .handle_message(now, &mut rng, &buf[..n])
-            .expect("join challenged");
-        let t = server
-            .poll_transmit(now, &mut rng, &mut buf)
-            .expect("tx")
-            .expect("challenge");
-        step(&buf[..t.len], &mut captured);
-        m.handle_message(now, &buf[..t.len])
-            .expect("challenge accepted");
-        let n = m
-            .poll_transmit(now, &mut rng, &mut buf)
-            .expect("tx")
-            .expect("challenged join");
-        step(&buf[..n], &mut captured);
-        challenged.push(buf[..n].to_vec());
+        let [request, challenge, answer] = challenged_join(&mut server, m, now, &mut rng);
+        if *id == 1 {
+            captured.extend([request, challenge, answer.clone()]);
+        }
+        challenged.push(answer);
     }
     for request in &challenged {
         server
