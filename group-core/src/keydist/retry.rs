@@ -28,15 +28,6 @@ impl Retry {
         }
     }
 
-    /// Due at `at` (ms), with the first timeout.
-    #[cfg(feature = "keydist-server")]
-    pub(crate) const fn at(at: u64) -> Self {
-        Self {
-            next_at: at,
-            rto: INITIAL_RTO_MS,
-        }
-    }
-
     /// When it is due (ms).
     pub(crate) const fn next_at(&self) -> u64 {
         self.next_at

@@ -554,7 +554,7 @@ impl<St: ServerStore, const G: usize, T: ServerTables, const B: usize> KeyServer
             if let Some(m) = r.joined.as_mut() {
                 let was_pending = m.acked < m.since.max(changed_before);
                 if !(was_pending && m.retx.next_at() <= at) {
-                    m.retx = Retry::at(at);
+                    m.retx = Retry::now(Instant(at));
                 }
             }
         });
